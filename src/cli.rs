@@ -1,0 +1,148 @@
+//! Command-line arguments, validated into a [`Config`], and the commands.
+//!
+//! Two stages, as in ripgrep: clap reads raw flags and environment
+//! variables into [`ServeArgs`]; [`ServeArgs::into_config`] produces the
+//! checked [`Config`] the server runs on.
+
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::Ordering;
+
+use clap::builder::TypedValueParser as _;
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::{self, Config};
+use crate::server;
+
+/// authd: a user authentication service (register, log in with a session
+/// cookie, profile, log out, password reset) in one binary.
+#[derive(Debug, Parser)]
+#[command(name = "authd", version, args_conflicts_with_subcommands = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    /// Without a subcommand, authd serves with these options.
+    #[command(flatten)]
+    serve: ServeArgs,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve the HTTP API (what `authd` alone does).
+    Serve(ServeArgs),
+}
+
+/// Options of `authd serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on, HOST:PORT. Port 0 picks a free port; the
+    /// address actually bound is printed.
+    #[arg(long, env = "AUTHD_ADDR", default_value = "127.0.0.1:5000")]
+    addr: String,
+
+    /// Directory of the embedded store; created if missing. One authd
+    /// process at a time may use it.
+    #[arg(long, env = "AUTHD_DATA_DIR", default_value = "data")]
+    data_dir: PathBuf,
+
+    /// bcrypt cost for new password hashes (4-31; each step doubles the
+    /// work: 12 takes about 0.25 s per hash on a current core).
+    #[arg(long, env = "AUTHD_BCRYPT_COST", default_value_t = config::DEFAULT_BCRYPT_COST,
+          value_parser = clap::value_parser!(u32).range(4..=31))]
+    bcrypt_cost: u32,
+
+    /// HTTP worker threads. Half of them at most wait for bcrypt; the rest
+    /// stay free for cheap requests.
+    #[arg(long, env = "AUTHD_THREADS", default_value_t = config::DEFAULT_THREADS,
+          value_parser = clap::value_parser!(u16).range(2..=4096).map(usize::from))]
+    threads: usize,
+
+    /// bcrypt worker threads [default: one per CPU core].
+    #[arg(long, env = "AUTHD_HASH_WORKERS",
+          value_parser = clap::value_parser!(u16).range(1..=1024).map(usize::from))]
+    hash_workers: Option<usize>,
+
+    /// Largest request body accepted, in bytes; larger bodies get 413.
+    #[arg(long, env = "AUTHD_MAX_BODY_BYTES", default_value_t = config::DEFAULT_MAX_BODY_BYTES,
+          value_parser = clap::value_parser!(u32).range(256..).map(|n| n as usize))]
+    max_body_bytes: usize,
+
+    /// Mark the session cookie `Secure` (set this when clients reach authd
+    /// over HTTPS, e.g. through a TLS-terminating reverse proxy).
+    #[arg(long, env = "AUTHD_SECURE_COOKIES")]
+    secure_cookies: bool,
+
+    /// Do not write the per-request access log to stderr.
+    #[arg(long, env = "AUTHD_NO_ACCESS_LOG")]
+    no_access_log: bool,
+}
+
+impl ServeArgs {
+    /// The validated configuration these options describe.
+    pub fn into_config(self) -> Config {
+        Config {
+            addr: self.addr,
+            data_dir: self.data_dir,
+            bcrypt_cost: self.bcrypt_cost,
+            threads: self.threads,
+            hash_workers: self
+                .hash_workers
+                .unwrap_or_else(config::default_hash_workers),
+            max_body_bytes: self.max_body_bytes,
+            secure_cookies: self.secure_cookies,
+            access_log: !self.no_access_log,
+        }
+    }
+}
+
+/// Errors that end the program with status 1 and one line on stderr.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error(transparent)]
+    Start(#[from] server::StartError),
+    #[error("cannot install the signal handler: {0}")]
+    Signal(#[from] ctrlc::Error),
+    #[error("could not flush the store at shutdown: {0}")]
+    Flush(#[from] crate::store::StoreError),
+}
+
+/// Parses the command line and runs the command. Usage errors exit with
+/// status 2 (clap's convention), failures with 1.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let args = match cli.command {
+        Some(Command::Serve(args)) => args,
+        None => cli.serve,
+    };
+    match serve(args.into_config()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("authd: error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Serves until SIGINT or SIGTERM, then stops accepting, lets in-flight
+/// requests finish, flushes the store and returns.
+fn serve(config: Config) -> Result<(), CliError> {
+    let running = server::start(&config)?;
+    let stop = running.stop_flag();
+    ctrlc::set_handler(move || stop.store(true, Ordering::SeqCst))?;
+    eprintln!(
+        "authd: store {}, bcrypt cost {}, {} HTTP threads, {} bcrypt workers",
+        config.data_dir.display(),
+        config.bcrypt_cost,
+        config.threads,
+        config.hash_workers
+    );
+    // The one line on stdout, for scripts that started us on port 0.
+    let mut stdout = std::io::stdout().lock();
+    let _ = writeln!(stdout, "listening on http://{}", running.addr());
+    let _ = stdout.flush();
+    drop(stdout);
+    running.wait()?;
+    eprintln!("authd: stopped");
+    Ok(())
+}

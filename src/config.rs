@@ -1,0 +1,64 @@
+//! The validated configuration of a server, whatever it came from.
+//!
+//! `cli` turns flags and environment variables into a [`Config`]; tests
+//! build one directly. Either way the server sees only checked values.
+
+use std::path::PathBuf;
+use std::thread;
+
+/// Everything needed to start a server.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Address to listen on, `HOST:PORT`; port 0 picks a free port.
+    pub addr: String,
+    /// Directory of the sled store (created if missing).
+    pub data_dir: PathBuf,
+    /// bcrypt cost for new hashes (4..=31).
+    pub bcrypt_cost: u32,
+    /// HTTP worker threads.
+    pub threads: usize,
+    /// bcrypt worker threads.
+    pub hash_workers: usize,
+    /// Largest accepted request body, in bytes.
+    pub max_body_bytes: usize,
+    /// Mark the session cookie `Secure`.
+    pub secure_cookies: bool,
+    /// Log one line per request to stderr.
+    pub access_log: bool,
+}
+
+/// Default HTTP worker threads: enough that requests waiting for bcrypt
+/// leave plenty free for cheap ones.
+pub const DEFAULT_THREADS: usize = 32;
+/// Default bcrypt cost, OWASP's and the bcrypt crate's recommendation.
+pub const DEFAULT_BCRYPT_COST: u32 = 12;
+/// Default request body limit: far above any legitimate form here.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// One bcrypt worker per core: more would only make hashes wait for CPU.
+pub fn default_hash_workers() -> usize {
+    thread::available_parallelism().map_or(2, |n| n.get())
+}
+
+impl Config {
+    /// The defaults of `authd serve`, with the store in `data_dir`.
+    pub fn new(data_dir: impl Into<PathBuf>) -> Config {
+        Config {
+            addr: "127.0.0.1:5000".to_owned(),
+            data_dir: data_dir.into(),
+            bcrypt_cost: DEFAULT_BCRYPT_COST,
+            threads: DEFAULT_THREADS,
+            hash_workers: default_hash_workers(),
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            secure_cookies: false,
+            access_log: true,
+        }
+    }
+
+    /// How many password operations may wait for a bcrypt worker. Half the
+    /// HTTP threads: the other half always stays free for requests that do
+    /// not hash, such as `GET /profile`.
+    pub fn hash_queue(&self) -> usize {
+        (self.threads / 2).max(1)
+    }
+}

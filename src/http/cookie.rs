@@ -1,0 +1,85 @@
+//! The `session_id` cookie: reading the token and writing the header.
+
+use rouille::{Request, Response};
+
+use crate::token::Token;
+
+/// Cookie name, as in the reference.
+pub const SESSION_COOKIE: &str = "session_id";
+
+/// The session token from the request's cookies, if one is present and
+/// shaped like a token we issue. A malformed value is treated as absent.
+pub fn session_token(request: &Request) -> Option<Token> {
+    rouille::input::cookies(request)
+        .find(|(name, _)| *name == SESSION_COOKIE)
+        .and_then(|(_, value)| Token::parse(value))
+}
+
+/// Attributes shared by setting and clearing, so both address one cookie.
+fn attributes(secure: bool) -> &'static str {
+    if secure {
+        "HttpOnly; SameSite=Lax; Path=/; Secure"
+    } else {
+        "HttpOnly; SameSite=Lax; Path=/"
+    }
+}
+
+/// Adds the cookie that carries `token`.
+pub fn set_session(response: Response, token: &Token, secure: bool) -> Response {
+    let value = format!(
+        "{SESSION_COOKIE}={}; {}",
+        token.as_str(),
+        attributes(secure)
+    );
+    response.with_additional_header("Set-Cookie", value)
+}
+
+/// Adds a header that makes the browser drop the cookie.
+pub fn clear_session(response: Response, secure: bool) -> Response {
+    let value = format!(
+        "{SESSION_COOKIE}=; Max-Age=0; Expires=Thu, 01 Jan 1970 00:00:00 GMT; {}",
+        attributes(secure)
+    );
+    response.with_additional_header("Set-Cookie", value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_cookie(value: &str) -> Request {
+        Request::fake_http("GET", "/", vec![("Cookie".into(), value.into())], vec![])
+    }
+
+    #[test]
+    fn reads_a_well_formed_token_only() {
+        let token = Token::generate().unwrap();
+        let request = with_cookie(&format!("a=b; session_id={}", token.as_str()));
+        assert_eq!(session_token(&request), Some(token));
+        assert_eq!(session_token(&with_cookie("session_id=short")), None);
+        assert_eq!(session_token(&with_cookie("other=x")), None);
+        let long = format!("session_id={}", "a".repeat(10_000));
+        assert_eq!(session_token(&with_cookie(&long)), None);
+    }
+
+    #[test]
+    fn cookie_attributes() {
+        let token = Token::generate().unwrap();
+        let response = set_session(Response::empty_204(), &token, false);
+        let header = response
+            .headers
+            .iter()
+            .find(|(k, _)| k == "Set-Cookie")
+            .map(|(_, v)| v.to_string())
+            .unwrap();
+        assert_eq!(
+            header,
+            format!(
+                "session_id={}; HttpOnly; SameSite=Lax; Path=/",
+                token.as_str()
+            )
+        );
+        let secure = set_session(Response::empty_204(), &token, true);
+        assert!(secure.headers.iter().any(|(_, v)| v.ends_with("; Secure")));
+    }
+}

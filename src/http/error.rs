@@ -1,0 +1,116 @@
+//! The one place where errors become HTTP statuses.
+//!
+//! Every failure a handler can meet converts into [`ApiError`], whose
+//! response is always JSON `{"message": ...}`. Internal details are logged,
+//! never sent.
+
+use rouille::Response;
+
+use super::body::BodyError;
+use crate::auth::AuthError;
+use crate::store::StoreError;
+use crate::user::InvalidInput;
+
+/// An error answer.
+#[derive(Debug)]
+pub enum ApiError {
+    /// 400: the request's content is wrong.
+    BadRequest(String),
+    /// 401: login failed.
+    Unauthorized,
+    /// 403: no valid session, unknown email or invalid reset token.
+    Forbidden(&'static str),
+    /// 404: no such route.
+    NotFound,
+    /// 405: the route exists, the method does not; lists the allowed ones.
+    MethodNotAllowed(&'static str),
+    /// 413: the body is over the limit.
+    PayloadTooLarge(usize),
+    /// 415: a body in a format we do not read.
+    UnsupportedMediaType(String),
+    /// 503: overloaded or storage unavailable; the client may retry.
+    Unavailable(&'static str),
+    /// 500: our fault. The detail goes to the log only.
+    Internal(String),
+}
+
+impl ApiError {
+    /// The HTTP status code.
+    pub fn status(&self) -> u16 {
+        match self {
+            ApiError::BadRequest(_) => 400,
+            ApiError::Unauthorized => 401,
+            ApiError::Forbidden(_) => 403,
+            ApiError::NotFound => 404,
+            ApiError::MethodNotAllowed(_) => 405,
+            ApiError::PayloadTooLarge(_) => 413,
+            ApiError::UnsupportedMediaType(_) => 415,
+            ApiError::Internal(_) => 500,
+            ApiError::Unavailable(_) => 503,
+        }
+    }
+
+    /// The message for the client.
+    fn message(&self) -> String {
+        match self {
+            ApiError::BadRequest(m) | ApiError::UnsupportedMediaType(m) => m.clone(),
+            ApiError::Unauthorized => "wrong email or password".to_owned(),
+            ApiError::Forbidden(m) | ApiError::Unavailable(m) => (*m).to_owned(),
+            ApiError::NotFound => "not found".to_owned(),
+            ApiError::MethodNotAllowed(allow) => format!("method not allowed (allowed: {allow})"),
+            ApiError::PayloadTooLarge(limit) => {
+                format!("request body is larger than {limit} bytes")
+            }
+            ApiError::Internal(_) => "internal server error".to_owned(),
+        }
+    }
+
+    /// The JSON response, with `Allow` or `Retry-After` where they apply.
+    pub fn into_response(self) -> Response {
+        if let ApiError::Internal(detail) = &self {
+            eprintln!("authd: internal error: {detail}");
+        }
+        let response = Response::json(&serde_json::json!({ "message": self.message() }))
+            .with_status_code(self.status());
+        match self {
+            ApiError::MethodNotAllowed(allow) => response.with_additional_header("Allow", allow),
+            ApiError::Unavailable(_) => response.with_additional_header("Retry-After", "1"),
+            _ => response,
+        }
+    }
+}
+
+impl From<BodyError> for ApiError {
+    fn from(e: BodyError) -> Self {
+        match e {
+            BodyError::TooLarge(limit) => ApiError::PayloadTooLarge(limit),
+            BodyError::UnsupportedType(_) => ApiError::UnsupportedMediaType(e.to_string()),
+            other => ApiError::BadRequest(other.to_string()),
+        }
+    }
+}
+
+impl From<InvalidInput> for ApiError {
+    fn from(e: InvalidInput) -> Self {
+        ApiError::BadRequest(e.to_string())
+    }
+}
+
+impl From<AuthError> for ApiError {
+    fn from(e: AuthError) -> Self {
+        match e {
+            AuthError::EmailTaken => ApiError::BadRequest("email already registered".to_owned()),
+            AuthError::InvalidCredentials => ApiError::Unauthorized,
+            AuthError::InvalidSession => ApiError::Forbidden("no valid session"),
+            AuthError::UnknownEmail => ApiError::Forbidden("email not registered"),
+            AuthError::InvalidResetToken => ApiError::Forbidden("invalid reset token"),
+            AuthError::Busy => ApiError::Unavailable("server busy, retry shortly"),
+            AuthError::Store(StoreError::Backend(detail)) => {
+                eprintln!("authd: storage failure: {detail}");
+                ApiError::Unavailable("storage unavailable, retry shortly")
+            }
+            AuthError::Store(other) => ApiError::Internal(other.to_string()),
+            AuthError::Internal(detail) => ApiError::Internal(detail),
+        }
+    }
+}

@@ -1,0 +1,129 @@
+//! The HTTP face of authd: routing, common headers and the access log.
+//!
+//! [`App::handle`] is the whole request path. It never panics: every
+//! handler returns `Result<Response, ApiError>` and errors become JSON in
+//! [`error`].
+
+pub mod body;
+pub mod cookie;
+pub mod error;
+pub mod routes;
+
+use std::io::Write as _;
+use std::time::{Duration, Instant};
+
+use rouille::{Request, Response};
+
+use crate::auth::Auth;
+use error::ApiError;
+
+/// Settings the HTTP layer needs beyond the service itself.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Largest request body read, in bytes; larger gets 413.
+    pub max_body_bytes: usize,
+    /// Add `Secure` to the session cookie (when served over TLS).
+    pub secure_cookies: bool,
+    /// Write one access-log line per request to stderr.
+    pub access_log: bool,
+}
+
+/// Everything a request handler needs.
+pub struct App {
+    pub auth: Auth,
+    pub settings: Settings,
+}
+
+/// Longest path written to the access log; the rest is cut.
+const MAX_LOGGED_PATH: usize = 200;
+
+impl App {
+    /// Answers one request: route, add common headers, log.
+    pub fn handle(&self, request: &Request) -> Response {
+        let started = Instant::now();
+        let response = match self.route(request) {
+            Ok(response) => response,
+            Err(error) => error.into_response(),
+        }
+        .with_additional_header("X-Content-Type-Options", "nosniff")
+        .with_additional_header("Cache-Control", "no-store");
+        if self.settings.access_log {
+            log_request(request, response.status_code, started.elapsed());
+        }
+        response
+    }
+
+    fn route(&self, request: &Request) -> Result<Response, ApiError> {
+        let url = request.url();
+        match (normalize(&url), request.method()) {
+            ("/", "GET") => routes::index::get(),
+            ("/", _) => Err(ApiError::MethodNotAllowed("GET")),
+            ("/users", "POST") => routes::users::post(self, request),
+            ("/users", _) => Err(ApiError::MethodNotAllowed("POST")),
+            ("/sessions", "POST") => routes::sessions::post(self, request),
+            ("/sessions", "DELETE") => routes::sessions::delete(self, request),
+            ("/sessions", _) => Err(ApiError::MethodNotAllowed("POST, DELETE")),
+            ("/profile", "GET") => routes::profile::get(self, request),
+            ("/profile", _) => Err(ApiError::MethodNotAllowed("GET")),
+            ("/reset_password", "POST") => routes::reset_password::post(self, request),
+            ("/reset_password", "PUT") => routes::reset_password::put(self, request),
+            ("/reset_password", _) => Err(ApiError::MethodNotAllowed("POST, PUT")),
+            _ => Err(ApiError::NotFound),
+        }
+    }
+}
+
+/// Drops trailing slashes, so `/users/` is `/users`, as the reference
+/// tolerates; the root stays `/`.
+fn normalize(path: &str) -> &str {
+    let trimmed = path.trim_end_matches('/');
+    if trimmed.is_empty() {
+        "/"
+    } else {
+        trimmed
+    }
+}
+
+/// `2026-01-02T03:04:05.678Z 127.0.0.1 "POST /users" 200 12.3ms`: the path
+/// without its query string (which could hold anything), cut to a bounded
+/// length and with control characters escaped so a client cannot forge
+/// log lines. Bodies, cookies and tokens are never logged.
+fn log_request(request: &Request, status: u16, elapsed: Duration) {
+    let url = request.url();
+    let mut path: String = url
+        .chars()
+        .take(MAX_LOGGED_PATH)
+        .flat_map(char::escape_debug)
+        .collect();
+    if url.chars().count() > MAX_LOGGED_PATH {
+        path.push_str("...");
+    }
+    let method: String = request
+        .method()
+        .chars()
+        .take(16)
+        .flat_map(char::escape_debug)
+        .collect();
+    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let ip = request.remote_addr().ip();
+    let ms = elapsed.as_secs_f64() * 1000.0;
+    // Logging must never fail a request.
+    let _ = writeln!(
+        std::io::stderr().lock(),
+        "{now} {ip} \"{method} {path}\" {status} {ms:.1}ms"
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::normalize;
+
+    #[test]
+    fn trailing_slashes_are_dropped() {
+        assert_eq!(normalize("/users/"), "/users");
+        assert_eq!(normalize("/users//"), "/users");
+        assert_eq!(normalize("/"), "/");
+        assert_eq!(normalize("//"), "/");
+        assert_eq!(normalize("/profile"), "/profile");
+    }
+}

@@ -1,0 +1,15 @@
+//! `GET /profile`: who the session cookie belongs to.
+
+use rouille::{Request, Response};
+use serde_json::json;
+
+use crate::http::cookie;
+use crate::http::error::ApiError;
+use crate::http::App;
+
+/// 200 `{"email"}` for a valid session, 403 otherwise.
+pub fn get(app: &App, request: &Request) -> Result<Response, ApiError> {
+    let token = cookie::session_token(request).ok_or(ApiError::Forbidden("no valid session"))?;
+    let user = app.auth.get_user_from_session_id(&token)?;
+    Ok(Response::json(&json!({ "email": user.email.as_str() })))
+}

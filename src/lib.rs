@@ -1,0 +1,20 @@
+//! authd: the Flask "user authentication service" API as one Rust binary.
+//!
+//! Layers, from the inside out: [`user`] (the model and its newtypes),
+//! [`token`] and [`codec`] (secrets and the on-disk format), [`store`]
+//! (the storage trait and its sled implementation), [`hasher`] (a bounded
+//! bcrypt worker pool), [`auth`] (the service rules), [`http`] (routes,
+//! bodies, error mapping), [`server`] (the rouille server's lifecycle) and
+//! [`cli`] (flags into a validated [`config::Config`]).
+
+pub mod auth;
+pub mod cli;
+pub mod clock;
+pub mod codec;
+pub mod config;
+pub mod hasher;
+pub mod http;
+pub mod server;
+pub mod store;
+pub mod token;
+pub mod user;

@@ -1,0 +1,203 @@
+//! Storage: the [`UserStore`] trait and its sled implementation.
+//!
+//! The trait follows the reference's `DB` class (`add_user`, `find_user_by`,
+//! `update_user`) with typed arguments, plus keyword forms that keep the
+//! reference's distinct errors for an unknown field. Every write method
+//! returns only once the write is durable, so callers can answer 2xx.
+
+mod sled_store;
+
+pub use sled_store::{OpenError, SledStore};
+
+use crate::clock::unix_now;
+use crate::token::{Token, TokenHash};
+use crate::user::{Email, ResetGrant, Session, User, UserId};
+
+/// What went wrong in the store. The HTTP layer maps these through
+/// `auth::AuthError`; none of them is ever shown to a client verbatim.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// No user matches (the reference's `NoResultFound`).
+    #[error("no user found")]
+    NotFound,
+    /// The keyword names no field of a user (`InvalidRequestError` /
+    /// `ValueError` in the reference).
+    #[error("users have no field named {0:?}")]
+    UnknownField(String),
+    /// The keyword is a field, but the value cannot be one of it.
+    #[error("invalid value for {field}: {reason}")]
+    InvalidValue { field: &'static str, reason: String },
+    /// Another user already has this email (case-insensitively).
+    #[error("email already registered")]
+    EmailTaken,
+    /// The record changed since the caller looked: the token it presented
+    /// is no longer the current one.
+    #[error("the record no longer matches the precondition")]
+    PreconditionFailed,
+    /// Stored data that does not decode or indexes that disagree.
+    #[error("store is inconsistent: {0}")]
+    Corrupt(String),
+    /// The storage engine failed (I/O, disk full...).
+    #[error("storage failure: {0}")]
+    Backend(String),
+}
+
+impl From<sled::Error> for StoreError {
+    fn from(e: sled::Error) -> Self {
+        StoreError::Backend(e.to_string())
+    }
+}
+
+/// A keyword lookup, typed: every variant is backed by an index, so each
+/// lookup is O(log n).
+#[derive(Debug, Clone)]
+pub enum Lookup {
+    Id(UserId),
+    Email(Email),
+    /// By the SHA-256 of the session token.
+    Session(TokenHash),
+    /// By the SHA-256 of the reset token.
+    Reset(TokenHash),
+}
+
+impl Lookup {
+    /// The reference's `find_user_by(field=value)`: `id`, `email`,
+    /// `session_id` or `reset_token` (tokens given in clear and hashed here).
+    pub fn from_keyword(field: &str, value: &str) -> Result<Lookup, StoreError> {
+        match field {
+            "id" => value.parse().map(|id| Lookup::Id(UserId(id))).map_err(
+                |e: std::num::ParseIntError| StoreError::InvalidValue {
+                    field: "id",
+                    reason: e.to_string(),
+                },
+            ),
+            "email" => {
+                Email::parse(value)
+                    .map(Lookup::Email)
+                    .map_err(|e| StoreError::InvalidValue {
+                        field: "email",
+                        reason: e.to_string(),
+                    })
+            }
+            // A value that is not shaped like a token belongs to nobody.
+            "session_id" => Token::parse(value)
+                .map(|t| Lookup::Session(t.hash()))
+                .ok_or(StoreError::NotFound),
+            "reset_token" => Token::parse(value)
+                .map(|t| Lookup::Reset(t.hash()))
+                .ok_or(StoreError::NotFound),
+            other => Err(StoreError::UnknownField(other.to_owned())),
+        }
+    }
+}
+
+/// One field update for [`UserStore::update_user`].
+#[derive(Debug, Clone)]
+pub enum Change {
+    Email(Email),
+    HashedPassword(String),
+    Session(Option<Session>),
+    Reset(Option<ResetGrant>),
+}
+
+impl Change {
+    /// The reference's `update_user(id, field=value)`: `email`,
+    /// `hashed_password`, `session_id` or `reset_token`; `None` clears a
+    /// token. Tokens are given in clear and only their hash is kept.
+    pub fn from_keyword(field: &str, value: Option<&str>) -> Result<Change, StoreError> {
+        let invalid = |field: &'static str, reason: &str| StoreError::InvalidValue {
+            field,
+            reason: reason.to_owned(),
+        };
+        let token = |field: &'static str, value: &str| {
+            Token::parse(value)
+                .map(|t| t.hash())
+                .ok_or_else(|| invalid(field, "not a token issued by authd"))
+        };
+        let now = unix_now();
+        match (field, value) {
+            ("email", Some(v)) => Email::parse(v)
+                .map(Change::Email)
+                .map_err(|e| invalid("email", &e.to_string())),
+            ("email", None) => Err(invalid("email", "required")),
+            ("hashed_password", Some(v)) if v.starts_with("$2") => {
+                Ok(Change::HashedPassword(v.to_owned()))
+            }
+            ("hashed_password", _) => Err(invalid("hashed_password", "must be a bcrypt hash")),
+            ("session_id", None) => Ok(Change::Session(None)),
+            ("session_id", Some(v)) => Ok(Change::Session(Some(Session {
+                token_hash: token("session_id", v)?,
+                created_at: now,
+                last_seen: now,
+            }))),
+            ("reset_token", None) => Ok(Change::Reset(None)),
+            ("reset_token", Some(v)) => Ok(Change::Reset(Some(ResetGrant {
+                token_hash: token("reset_token", v)?,
+                created_at: now,
+            }))),
+            (other, _) => Err(StoreError::UnknownField(other.to_owned())),
+        }
+    }
+}
+
+/// A condition checked atomically with an update: the update happens only if
+/// the user's current token is still the one the caller presented. This is
+/// what makes a reset token single-use under concurrent requests.
+#[derive(Debug, Clone, Copy)]
+pub enum Precondition {
+    None,
+    SessionIs(TokenHash),
+    ResetIs(TokenHash),
+}
+
+impl Precondition {
+    /// Whether `user` satisfies the condition (token hashes compared in
+    /// constant time).
+    pub fn holds_for(&self, user: &User) -> bool {
+        match self {
+            Precondition::None => true,
+            Precondition::SessionIs(h) => user.session.is_some_and(|s| s.token_hash.ct_eq(h)),
+            Precondition::ResetIs(h) => user.reset.is_some_and(|r| r.token_hash.ct_eq(h)),
+        }
+    }
+}
+
+/// Persistent storage of users, with unique emails and token indexes.
+///
+/// Implementations keep the indexes in step with the records atomically and
+/// make every successful write durable before returning.
+pub trait UserStore: Send + Sync {
+    /// Creates a user; `EmailTaken` if the email exists in any letter case.
+    fn add_user(&self, email: &Email, hashed_password: &str) -> Result<User, StoreError>;
+
+    /// Finds the one user matching `lookup`; `NotFound` if none.
+    fn find_user_by(&self, lookup: &Lookup) -> Result<User, StoreError>;
+
+    /// Applies `changes` to user `id` if `precondition` holds, atomically
+    /// with all index updates, and returns the user as stored.
+    fn update_user(
+        &self,
+        id: UserId,
+        precondition: Precondition,
+        changes: &[Change],
+    ) -> Result<User, StoreError>;
+
+    /// Keyword form of [`UserStore::find_user_by`], as in the reference.
+    fn find_user_by_keyword(&self, field: &str, value: &str) -> Result<User, StoreError> {
+        self.find_user_by(&Lookup::from_keyword(field, value)?)
+    }
+
+    /// Keyword form of [`UserStore::update_user`]: every field is checked
+    /// before anything is written.
+    fn update_user_keywords(
+        &self,
+        id: UserId,
+        fields: &[(&str, Option<&str>)],
+    ) -> Result<User, StoreError> {
+        let changes = fields
+            .iter()
+            .map(|(field, value)| Change::from_keyword(field, *value))
+            .collect::<Result<Vec<_>, _>>()?;
+        self.update_user(id, Precondition::None, &changes)
+    }
+}

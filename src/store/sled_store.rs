@@ -1,0 +1,397 @@
+//! [`UserStore`] on sled: one tree of records and three index trees.
+//!
+//! - `users`: id (u64 big-endian) -> user record (see `codec`)
+//! - `by_email`: case-folded email -> id
+//! - `by_session`: SHA-256 of the session token -> id
+//! - `by_reset`: SHA-256 of the reset token -> id
+//! - `meta`: the store marker and the next id
+//!
+//! Every write runs as one sled transaction over the record and the indexes
+//! it touches, so they never disagree, then flushes before returning.
+
+use std::path::{Path, PathBuf};
+
+use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
+use sled::{Transactional, Tree};
+
+use super::{Change, Lookup, Precondition, StoreError, UserStore};
+use crate::codec::{self, decode_id, decode_user, encode_id, encode_user};
+use crate::token::TokenHash;
+use crate::user::{Email, User, UserId};
+
+/// Key in `meta` that marks a directory as an authd store.
+const MARKER_KEY: &[u8] = b"format";
+/// Value of the marker for this store layout.
+const MARKER_VALUE: &[u8] = b"authd-store-1";
+/// Key in `meta` holding the next user id to hand out.
+const NEXT_ID_KEY: &[u8] = b"next_id";
+
+/// Why the store could not be opened. Each says what the operator can do.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error(
+        "the data directory {0} is in use by another authd process (only one process may open a store at a time)"
+    )]
+    InUse(PathBuf),
+    #[error("the data directory {path} is not an authd store ({reason})")]
+    Foreign { path: PathBuf, reason: String },
+    #[error("cannot open the data directory {path}: {reason}")]
+    Unusable { path: PathBuf, reason: String },
+}
+
+/// The sled-backed store. Cheap to share: sled trees are reference-counted.
+#[derive(Clone)]
+pub struct SledStore {
+    db: sled::Db,
+    users: Tree,
+    by_email: Tree,
+    by_session: Tree,
+    by_reset: Tree,
+    meta: Tree,
+}
+
+type TxResult<T> = Result<T, ConflictableTransactionError<StoreError>>;
+
+fn abort<T>(e: StoreError) -> TxResult<T> {
+    Err(ConflictableTransactionError::Abort(e))
+}
+
+fn corrupt(e: codec::CodecError) -> StoreError {
+    StoreError::Corrupt(e.to_string())
+}
+
+fn flatten(e: TransactionError<StoreError>) -> StoreError {
+    match e {
+        TransactionError::Abort(e) => e,
+        TransactionError::Storage(e) => e.into(),
+    }
+}
+
+impl SledStore {
+    /// Opens (creating if needed) the store in `path`.
+    ///
+    /// Fails fast with [`OpenError::InUse`] when another process holds the
+    /// directory, instead of waiting on the lock.
+    pub fn open(path: &Path) -> Result<SledStore, OpenError> {
+        let db = sled::Config::new().path(path).open().map_err(|e| {
+            let reason = e.to_string();
+            if reason.contains("could not acquire lock") {
+                OpenError::InUse(path.to_owned())
+            } else {
+                OpenError::Unusable {
+                    path: path.to_owned(),
+                    reason,
+                }
+            }
+        })?;
+        let unusable = |e: sled::Error| OpenError::Unusable {
+            path: path.to_owned(),
+            reason: e.to_string(),
+        };
+        let tree = |name: &str| db.open_tree(name).map_err(unusable);
+        let store = SledStore {
+            users: tree("users")?,
+            by_email: tree("by_email")?,
+            by_session: tree("by_session")?,
+            by_reset: tree("by_reset")?,
+            meta: tree("meta")?,
+            db: db.clone(),
+        };
+        match store.meta.get(MARKER_KEY).map_err(unusable)? {
+            Some(marker) if marker == MARKER_VALUE => {}
+            Some(other) => {
+                return Err(OpenError::Foreign {
+                    path: path.to_owned(),
+                    reason: format!(
+                        "unknown format marker {:?}",
+                        String::from_utf8_lossy(&other)
+                    ),
+                })
+            }
+            None if !store.users.is_empty() => {
+                return Err(OpenError::Foreign {
+                    path: path.to_owned(),
+                    reason: "it holds users but no authd format marker".to_owned(),
+                })
+            }
+            None => {
+                store
+                    .meta
+                    .insert(MARKER_KEY, MARKER_VALUE)
+                    .map_err(unusable)?;
+                db.flush().map_err(unusable)?;
+            }
+        }
+        Ok(store)
+    }
+
+    /// Writes everything to disk; called after each write and at shutdown.
+    pub fn flush(&self) -> Result<(), StoreError> {
+        self.db.flush()?;
+        Ok(())
+    }
+
+    /// Number of stored users.
+    pub fn user_count(&self) -> usize {
+        self.users.len()
+    }
+
+    /// Walks every record and index entry and lists each disagreement:
+    /// records that do not decode, records missing from an index, index
+    /// entries pointing at nothing or at a user that does not own the key,
+    /// and ids at or above the next id to be issued. Empty means consistent.
+    pub fn check(&self) -> Result<Vec<String>, StoreError> {
+        let mut problems = Vec::new();
+        let next_id = match self.meta.get(NEXT_ID_KEY)? {
+            Some(v) => decode_id(&v).map_err(corrupt)?.0,
+            None => 1,
+        };
+        for entry in self.users.iter() {
+            let (key, value) = entry?;
+            let id = match decode_id(&key) {
+                Ok(id) => id,
+                Err(e) => {
+                    problems.push(format!("users: bad key {key:?}: {e}"));
+                    continue;
+                }
+            };
+            if id.0 >= next_id {
+                problems.push(format!("user {id}: id not below next id {next_id}"));
+            }
+            let user = match decode_user(id, &value) {
+                Ok(user) => user,
+                Err(e) => {
+                    problems.push(format!("user {id}: {e}"));
+                    continue;
+                }
+            };
+            let mut expect = |tree: &Tree, name: &str, key: &[u8]| -> Result<(), StoreError> {
+                match tree.get(key)? {
+                    Some(v) if decode_id(&v).ok() == Some(id) => {}
+                    Some(v) => problems.push(format!(
+                        "user {id}: {name} entry points at {:?}",
+                        decode_id(&v).map(|i| i.0)
+                    )),
+                    None => problems.push(format!("user {id}: missing from {name}")),
+                }
+                Ok(())
+            };
+            expect(&self.by_email, "by_email", user.email.key().as_bytes())?;
+            if let Some(session) = user.session {
+                expect(
+                    &self.by_session,
+                    "by_session",
+                    session.token_hash.as_bytes(),
+                )?;
+            }
+            if let Some(reset) = user.reset {
+                expect(&self.by_reset, "by_reset", reset.token_hash.as_bytes())?;
+            }
+        }
+        let indexes: [(&str, &Tree, fn(&User, &[u8]) -> bool); 3] = [
+            ("by_email", &self.by_email, |u, k| {
+                u.email.key().as_bytes() == k
+            }),
+            ("by_session", &self.by_session, |u, k| {
+                u.session.is_some_and(|s| s.token_hash.as_bytes() == k)
+            }),
+            ("by_reset", &self.by_reset, |u, k| {
+                u.reset.is_some_and(|r| r.token_hash.as_bytes() == k)
+            }),
+        ];
+        for (name, tree, owns) in indexes {
+            for entry in tree.iter() {
+                let (key, value) = entry?;
+                let Ok(id) = decode_id(&value) else {
+                    problems.push(format!("{name}: entry {key:?} has a malformed id"));
+                    continue;
+                };
+                match self.users.get(encode_id(id))? {
+                    None => problems.push(format!("{name}: entry points at missing user {id}")),
+                    Some(bytes) => match decode_user(id, &bytes) {
+                        Ok(user) if owns(&user, &key) => {}
+                        Ok(_) => problems.push(format!(
+                            "{name}: entry for user {id} does not match the record"
+                        )),
+                        // Already reported while walking the records.
+                        Err(_) => {}
+                    },
+                }
+            }
+        }
+        Ok(problems)
+    }
+
+    /// Reads and decodes user `id`, if present.
+    fn get(&self, id: UserId) -> Result<Option<User>, StoreError> {
+        match self.users.get(encode_id(id))? {
+            Some(bytes) => decode_user(id, &bytes).map(Some).map_err(corrupt),
+            None => Ok(None),
+        }
+    }
+
+    /// Follows an index entry to its user, and returns the user only if the
+    /// record still owns the key. The index read and the record read are two
+    /// steps, so a user whose token changed in between is simply not found.
+    fn follow(
+        &self,
+        index: &Tree,
+        key: &[u8],
+        owns: impl Fn(&User) -> bool,
+    ) -> Result<User, StoreError> {
+        let id = index.get(key)?.ok_or(StoreError::NotFound)?;
+        let id = decode_id(&id).map_err(corrupt)?;
+        match self.get(id)? {
+            Some(user) if owns(&user) => Ok(user),
+            _ => Err(StoreError::NotFound),
+        }
+    }
+}
+
+/// Points a token index at `id` for `new` and drops the entry for `old`.
+fn move_token(
+    index: &TransactionalTree,
+    id: UserId,
+    old: Option<TokenHash>,
+    new: Option<TokenHash>,
+) -> TxResult<()> {
+    if old.map(|h| h.0) == new.map(|h| h.0) {
+        return Ok(());
+    }
+    if let Some(old) = old {
+        index.remove(old.as_bytes().as_slice())?;
+    }
+    if let Some(new) = new {
+        if let Some(owner) = index.get(new.as_bytes())? {
+            if decode_id(&owner).ok() != Some(id) {
+                return abort(StoreError::InvalidValue {
+                    field: "token",
+                    reason: "already held by another user".to_owned(),
+                });
+            }
+        }
+        index.insert(new.as_bytes().as_slice(), encode_id(id).as_slice())?;
+    }
+    Ok(())
+}
+
+impl UserStore for SledStore {
+    fn add_user(&self, email: &Email, hashed_password: &str) -> Result<User, StoreError> {
+        let template = User {
+            id: UserId(0),
+            email: email.clone(),
+            hashed_password: hashed_password.to_owned(),
+            session: None,
+            reset: None,
+        };
+        // The record body does not contain the id, so encode it once, outside
+        // the transaction closure (which may run several times).
+        let record = encode_user(&template)?;
+        let id = (&self.users, &self.by_email, &self.meta)
+            .transaction(|(users, by_email, meta)| {
+                if by_email.get(email.key())?.is_some() {
+                    return abort(StoreError::EmailTaken);
+                }
+                let id = match meta.get(NEXT_ID_KEY)? {
+                    Some(v) => match decode_id(&v) {
+                        Ok(id) => id,
+                        Err(e) => return abort(corrupt(e)),
+                    },
+                    None => UserId(1),
+                };
+                meta.insert(NEXT_ID_KEY, encode_id(UserId(id.0 + 1)).as_slice())?;
+                users.insert(encode_id(id).as_slice(), record.as_slice())?;
+                by_email.insert(email.key(), encode_id(id).as_slice())?;
+                Ok(id)
+            })
+            .map_err(flatten)?;
+        self.flush()?;
+        Ok(User { id, ..template })
+    }
+
+    fn find_user_by(&self, lookup: &Lookup) -> Result<User, StoreError> {
+        match lookup {
+            Lookup::Id(id) => self.get(*id)?.ok_or(StoreError::NotFound),
+            Lookup::Email(email) => self.follow(&self.by_email, email.key().as_bytes(), |u| {
+                u.email.key() == email.key()
+            }),
+            Lookup::Session(hash) => self.follow(&self.by_session, hash.as_bytes(), |u| {
+                u.session.is_some_and(|s| s.token_hash.ct_eq(hash))
+            }),
+            Lookup::Reset(hash) => self.follow(&self.by_reset, hash.as_bytes(), |u| {
+                u.reset.is_some_and(|r| r.token_hash.ct_eq(hash))
+            }),
+        }
+    }
+
+    fn update_user(
+        &self,
+        id: UserId,
+        precondition: Precondition,
+        changes: &[Change],
+    ) -> Result<User, StoreError> {
+        let key = encode_id(id);
+        let user = (
+            &self.users,
+            &self.by_email,
+            &self.by_session,
+            &self.by_reset,
+        )
+            .transaction(|(users, by_email, by_session, by_reset)| {
+                let Some(bytes) = users.get(key)? else {
+                    return abort(StoreError::NotFound);
+                };
+                let old = match decode_user(id, &bytes) {
+                    Ok(user) => user,
+                    Err(e) => return abort(corrupt(e)),
+                };
+                if !precondition.holds_for(&old) {
+                    return abort(StoreError::PreconditionFailed);
+                }
+                let mut new = old.clone();
+                for change in changes {
+                    match change {
+                        Change::Email(email) => new.email = email.clone(),
+                        Change::HashedPassword(hash) => new.hashed_password = hash.clone(),
+                        Change::Session(session) => new.session = *session,
+                        Change::Reset(reset) => new.reset = *reset,
+                    }
+                }
+                if new.email.key() != old.email.key() {
+                    if by_email.get(new.email.key())?.is_some() {
+                        return abort(StoreError::EmailTaken);
+                    }
+                    by_email.remove(old.email.key())?;
+                    by_email.insert(new.email.key(), key.as_slice())?;
+                }
+                let hash_of = |s: &crate::user::Session| s.token_hash;
+                move_token(
+                    by_session,
+                    id,
+                    old.session.as_ref().map(hash_of),
+                    new.session.as_ref().map(hash_of),
+                )?;
+                move_token(
+                    by_reset,
+                    id,
+                    old.reset.map(|r| r.token_hash),
+                    new.reset.map(|r| r.token_hash),
+                )?;
+                let record = match encode_user(&new) {
+                    Ok(record) => record,
+                    Err(e) => return abort(corrupt(e)),
+                };
+                users.insert(key.as_slice(), record)?;
+                Ok(new)
+            })
+            .map_err(flatten)?;
+        self.flush()?;
+        Ok(user)
+    }
+}
+
+impl From<codec::CodecError> for StoreError {
+    fn from(e: codec::CodecError) -> Self {
+        corrupt(e)
+    }
+}

@@ -1,0 +1,256 @@
+//! The user model and the domain newtypes that guard it.
+//!
+//! Every value that reaches the store went through a `parse` constructor here,
+//! so the rest of the code never re-checks an email or a password: a value of
+//! type [`Email`] or [`Password`] is valid by construction.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+use crate::token::TokenHash;
+
+/// Longest address we accept, in bytes (RFC 5321 path limit less the brackets).
+pub const MAX_EMAIL_BYTES: usize = 254;
+/// Longest local part (before the `@`), in bytes (RFC 5321).
+const MAX_LOCAL_BYTES: usize = 64;
+/// bcrypt reads at most 72 bytes of a password; anything longer would be
+/// silently truncated, so a longer password is refused instead.
+pub const MAX_PASSWORD_BYTES: usize = 72;
+
+/// Why a field value was refused. The text is shown to the client as is.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidInput {
+    #[error("email must not be empty")]
+    EmptyEmail,
+    #[error("email must be at most {MAX_EMAIL_BYTES} bytes")]
+    EmailTooLong,
+    #[error("email must contain exactly one '@' with text on both sides")]
+    EmailShape,
+    #[error("email must not contain spaces or control characters")]
+    EmailCharacters,
+    #[error("email domain is not valid")]
+    EmailDomain,
+    #[error("password must not be empty")]
+    EmptyPassword,
+    #[error(
+        "password must be at most {MAX_PASSWORD_BYTES} bytes (bcrypt ignores anything longer)"
+    )]
+    PasswordTooLong,
+    #[error("password must not contain NUL characters")]
+    PasswordNul,
+}
+
+/// A user's numeric key, as in the reference's integer primary key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct UserId(pub u64);
+
+impl fmt::Display for UserId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// A syntactically plausible email address.
+///
+/// The address is kept as the user typed it (trimmed) for display, and a
+/// case-folded key is derived from it for uniqueness and lookups, so
+/// `Bob@X.com` and `bob@x.com` are one account while the profile still shows
+/// the spelling chosen at registration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Email {
+    display: String,
+    key: String,
+}
+
+impl Email {
+    /// Trims and validates an address.
+    ///
+    /// The rules catch what is obviously not an address (no `@`, an empty
+    /// side, whitespace, over-long parts) without trying to implement all of
+    /// RFC 5322: the only real proof of an address is a mail delivered to it.
+    pub fn parse(raw: &str) -> Result<Email, InvalidInput> {
+        let trimmed = raw.trim();
+        if trimmed.is_empty() {
+            return Err(InvalidInput::EmptyEmail);
+        }
+        if trimmed.len() > MAX_EMAIL_BYTES {
+            return Err(InvalidInput::EmailTooLong);
+        }
+        if trimmed.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(InvalidInput::EmailCharacters);
+        }
+        let (local, domain) = trimmed.split_once('@').ok_or(InvalidInput::EmailShape)?;
+        if local.is_empty() || domain.is_empty() || domain.contains('@') {
+            return Err(InvalidInput::EmailShape);
+        }
+        if local.len() > MAX_LOCAL_BYTES {
+            return Err(InvalidInput::EmailTooLong);
+        }
+        if domain.starts_with('.') || domain.ends_with('.') || domain.contains("..") {
+            return Err(InvalidInput::EmailDomain);
+        }
+        Ok(Email {
+            display: trimmed.to_owned(),
+            key: trimmed.to_lowercase(),
+        })
+    }
+
+    /// The address as registered (trimmed), for responses.
+    pub fn as_str(&self) -> &str {
+        &self.display
+    }
+
+    /// The case-folded form used as the unique index key.
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+}
+
+impl fmt::Display for Email {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.display)
+    }
+}
+
+/// A password exactly as the client sent it, checked against bcrypt's limits.
+///
+/// No trimming, no normalisation and no composition rules (NIST SP 800-63B):
+/// the only refusals are those that would otherwise make bcrypt silently
+/// weaken the password. `Debug` never prints the secret.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Password(String);
+
+impl Password {
+    /// Accepts any non-empty password of at most 72 bytes without NUL.
+    ///
+    /// 72 bytes is everything bcrypt reads; a NUL would end the password early
+    /// in the C implementations a store may one day be exported to.
+    pub fn parse(raw: &str) -> Result<Password, InvalidInput> {
+        if raw.is_empty() {
+            return Err(InvalidInput::EmptyPassword);
+        }
+        if raw.len() > MAX_PASSWORD_BYTES {
+            return Err(InvalidInput::PasswordTooLong);
+        }
+        if raw.contains('\0') {
+            return Err(InvalidInput::PasswordNul);
+        }
+        Ok(Password(raw.to_owned()))
+    }
+
+    /// The secret itself, for hashing and verifying only.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Password {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Password(<redacted>)")
+    }
+}
+
+/// The current login of a user: the hash of its token and when it started.
+///
+/// The reference model keeps one `session_id` per user; so do we, but only
+/// the SHA-256 of the token is stored, so a copy of the store opens nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Session {
+    pub token_hash: TokenHash,
+    /// Unix seconds at login.
+    pub created_at: u64,
+    /// Unix seconds of the last request that used the session.
+    pub last_seen: u64,
+}
+
+/// An outstanding password-reset grant: the hash of the token and its age.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResetGrant {
+    pub token_hash: TokenHash,
+    /// Unix seconds when the token was issued.
+    pub created_at: u64,
+}
+
+/// A stored user, the reference's `User` row in idiomatic Rust.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    pub id: UserId,
+    pub email: Email,
+    pub hashed_password: String,
+    pub session: Option<Session>,
+    pub reset: Option<ResetGrant>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn email_is_trimmed_and_folded_for_the_key_only() {
+        let email = Email::parse("  Bob@Example.COM \n").unwrap();
+        assert_eq!(email.as_str(), "Bob@Example.COM");
+        assert_eq!(email.key(), "bob@example.com");
+    }
+
+    #[test]
+    fn obviously_invalid_emails_are_refused() {
+        let cases = [
+            ("", InvalidInput::EmptyEmail),
+            ("   ", InvalidInput::EmptyEmail),
+            ("no-at-sign", InvalidInput::EmailShape),
+            ("@example.com", InvalidInput::EmailShape),
+            ("bob@", InvalidInput::EmailShape),
+            ("a@b@c", InvalidInput::EmailShape),
+            ("bo b@example.com", InvalidInput::EmailCharacters),
+            ("bob@exa\u{0}mple.com", InvalidInput::EmailCharacters),
+            ("bob@.example.com", InvalidInput::EmailDomain),
+            ("bob@example..com", InvalidInput::EmailDomain),
+            ("bob@example.com.", InvalidInput::EmailDomain),
+        ];
+        for (raw, want) in cases {
+            assert_eq!(Email::parse(raw), Err(want), "{raw:?}");
+        }
+    }
+
+    #[test]
+    fn email_length_limits_are_in_bytes() {
+        let local = "a".repeat(64);
+        let domain = format!("{}.com", "d".repeat(MAX_EMAIL_BYTES - 64 - 1 - 4));
+        let longest = format!("{local}@{domain}");
+        assert_eq!(longest.len(), MAX_EMAIL_BYTES);
+        assert!(Email::parse(&longest).is_ok());
+        assert_eq!(
+            Email::parse(&format!("{longest}m")),
+            Err(InvalidInput::EmailTooLong)
+        );
+        assert_eq!(
+            Email::parse(&format!("{}@x.io", "a".repeat(65))),
+            Err(InvalidInput::EmailTooLong)
+        );
+    }
+
+    #[test]
+    fn password_is_kept_exactly_and_bounded_by_bcrypt() {
+        let spaced = Password::parse("  with spaces  ").unwrap();
+        assert_eq!(spaced.expose(), "  with spaces  ");
+        assert!(Password::parse(&"x".repeat(72)).is_ok());
+        assert_eq!(
+            Password::parse(&"x".repeat(73)),
+            Err(InvalidInput::PasswordTooLong)
+        );
+        // 24 three-byte characters are 72 bytes; one more is over.
+        assert!(Password::parse(&"€".repeat(24)).is_ok());
+        assert_eq!(
+            Password::parse(&"€".repeat(25)),
+            Err(InvalidInput::PasswordTooLong)
+        );
+        assert_eq!(Password::parse(""), Err(InvalidInput::EmptyPassword));
+        assert_eq!(Password::parse("a\0b"), Err(InvalidInput::PasswordNul));
+    }
+
+    #[test]
+    fn password_debug_does_not_leak() {
+        let password = Password::parse("hunter2").unwrap();
+        assert!(!format!("{password:?}").contains("hunter2"));
+    }
+}
