@@ -235,3 +235,129 @@ impl Auth {
             })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::SledStore;
+
+    fn auth() -> (tempfile::TempDir, Auth) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        let hasher = Hasher::start(2, 8, 4).unwrap();
+        let auth = Auth::new(Arc::new(store), hasher).unwrap();
+        (dir, auth)
+    }
+
+    fn email(s: &str) -> Email {
+        Email::parse(s).unwrap()
+    }
+
+    fn password(s: &str) -> Password {
+        Password::parse(s).unwrap()
+    }
+
+    #[test]
+    fn register_then_log_in() {
+        let (_dir, auth) = auth();
+        let user = auth
+            .register_user(&email("Ann@x.io"), &password("pw"))
+            .unwrap();
+        assert!(user.hashed_password.starts_with("$2b$04$"));
+        assert!(matches!(
+            auth.register_user(&email("ann@X.io"), &password("other")),
+            Err(AuthError::EmailTaken)
+        ));
+        assert_eq!(
+            auth.valid_login(&email("ANN@x.io"), &password("pw"))
+                .unwrap()
+                .id,
+            user.id
+        );
+        assert!(matches!(
+            auth.valid_login(&email("ann@x.io"), &password("pW")),
+            Err(AuthError::InvalidCredentials)
+        ));
+    }
+
+    #[test]
+    fn a_taken_email_costs_no_hash_and_unknown_email_costs_one_verify() {
+        let (_dir, auth) = auth();
+        auth.register_user(&email("a@x.io"), &password("pw"))
+            .unwrap();
+        let hashes = auth.hasher().stats().hashes();
+        let _ = auth.register_user(&email("a@x.io"), &password("pw"));
+        assert_eq!(auth.hasher().stats().hashes(), hashes);
+        let verifies = auth.hasher().stats().verifies();
+        assert!(matches!(
+            auth.valid_login(&email("nobody@x.io"), &password("pw")),
+            Err(AuthError::InvalidCredentials)
+        ));
+        assert_eq!(auth.hasher().stats().verifies(), verifies + 1);
+    }
+
+    #[test]
+    fn sessions_replace_and_end() {
+        let (_dir, auth) = auth();
+        auth.register_user(&email("a@x.io"), &password("pw"))
+            .unwrap();
+        let (_, first) = auth.log_in(&email("a@x.io"), &password("pw")).unwrap();
+        let (_, second) = auth.log_in(&email("a@x.io"), &password("pw")).unwrap();
+        assert!(matches!(
+            auth.get_user_from_session_id(&first),
+            Err(AuthError::InvalidSession)
+        ));
+        // Logging out the replaced session does not end the current one.
+        assert!(matches!(
+            auth.destroy_session(&first),
+            Err(AuthError::InvalidSession)
+        ));
+        assert!(auth.get_user_from_session_id(&second).is_ok());
+        auth.destroy_session(&second).unwrap();
+        assert!(matches!(
+            auth.get_user_from_session_id(&second),
+            Err(AuthError::InvalidSession)
+        ));
+    }
+
+    #[test]
+    fn reset_tokens_are_bound_single_use_and_replaced() {
+        let (_dir, auth) = auth();
+        auth.register_user(&email("a@x.io"), &password("old"))
+            .unwrap();
+        auth.register_user(&email("b@x.io"), &password("b"))
+            .unwrap();
+        assert!(matches!(
+            auth.get_reset_password_token(&email("c@x.io")),
+            Err(AuthError::UnknownEmail)
+        ));
+        let (_, older) = auth.get_reset_password_token(&email("a@x.io")).unwrap();
+        let (_, token) = auth.get_reset_password_token(&email("a@x.io")).unwrap();
+        let new = password("new");
+        assert!(matches!(
+            auth.update_password(&email("a@x.io"), &older, &new),
+            Err(AuthError::InvalidResetToken)
+        ));
+        // Another user's email with this token: refused, token kept.
+        assert!(matches!(
+            auth.update_password(&email("b@x.io"), &token, &new),
+            Err(AuthError::InvalidResetToken)
+        ));
+        let (_, session) = auth.log_in(&email("a@x.io"), &password("old")).unwrap();
+        auth.update_password(&email("A@x.io"), &token, &new)
+            .unwrap();
+        assert!(matches!(
+            auth.update_password(&email("a@x.io"), &token, &password("again")),
+            Err(AuthError::InvalidResetToken)
+        ));
+        assert!(matches!(
+            auth.get_user_from_session_id(&session),
+            Err(AuthError::InvalidSession)
+        ));
+        assert!(auth.valid_login(&email("a@x.io"), &new).is_ok());
+        assert!(auth
+            .valid_login(&email("a@x.io"), &password("old"))
+            .is_err());
+        assert!(auth.valid_login(&email("b@x.io"), &password("b")).is_ok());
+    }
+}

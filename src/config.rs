@@ -29,7 +29,7 @@ pub struct Config {
 
 /// Default HTTP worker threads: enough that requests waiting for bcrypt
 /// leave plenty free for cheap ones.
-pub const DEFAULT_THREADS: usize = 32;
+pub const DEFAULT_THREADS: usize = 64;
 /// Default bcrypt cost, OWASP's and the bcrypt crate's recommendation.
 pub const DEFAULT_BCRYPT_COST: u32 = 12;
 /// Default request body limit: far above any legitimate form here.

@@ -17,26 +17,25 @@ const MAX_LOCAL_BYTES: usize = 64;
 /// silently truncated, so a longer password is refused instead.
 pub const MAX_PASSWORD_BYTES: usize = 72;
 
-/// Why a field value was refused. The text is shown to the client as is.
+/// Why a field value was refused. The text follows the field's name in the
+/// message shown to the client ("new_password must not be empty").
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum InvalidInput {
-    #[error("email must not be empty")]
+    #[error("must not be empty")]
     EmptyEmail,
-    #[error("email must be at most {MAX_EMAIL_BYTES} bytes")]
+    #[error("must be at most {MAX_EMAIL_BYTES} bytes (local part at most 64)")]
     EmailTooLong,
-    #[error("email must contain exactly one '@' with text on both sides")]
+    #[error("must contain exactly one '@' with text on both sides")]
     EmailShape,
-    #[error("email must not contain spaces or control characters")]
+    #[error("must not contain spaces or control characters")]
     EmailCharacters,
-    #[error("email domain is not valid")]
+    #[error("has an invalid domain")]
     EmailDomain,
-    #[error("password must not be empty")]
+    #[error("must not be empty")]
     EmptyPassword,
-    #[error(
-        "password must be at most {MAX_PASSWORD_BYTES} bytes (bcrypt ignores anything longer)"
-    )]
+    #[error("must be at most {MAX_PASSWORD_BYTES} bytes (bcrypt ignores anything longer)")]
     PasswordTooLong,
-    #[error("password must not contain NUL characters")]
+    #[error("must not contain NUL characters")]
     PasswordNul,
 }
 

@@ -90,9 +90,10 @@ impl From<BodyError> for ApiError {
     }
 }
 
-impl From<InvalidInput> for ApiError {
-    fn from(e: InvalidInput) -> Self {
-        ApiError::BadRequest(e.to_string())
+impl ApiError {
+    /// A 400 for field `name`, whose value `e` refused: "email must ...".
+    pub fn invalid(name: &'static str) -> impl Fn(InvalidInput) -> ApiError {
+        move |e| ApiError::BadRequest(format!("{name} {e}"))
     }
 }
 

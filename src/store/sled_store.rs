@@ -395,3 +395,365 @@ impl From<codec::CodecError> for StoreError {
         corrupt(e)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Lookup;
+    use crate::token::Token;
+    use crate::user::{ResetGrant, Session};
+
+    fn store() -> (tempfile::TempDir, SledStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        (dir, store)
+    }
+
+    fn email(s: &str) -> Email {
+        Email::parse(s).unwrap()
+    }
+
+    fn session(token: &Token) -> Session {
+        Session {
+            token_hash: token.hash(),
+            created_at: 10,
+            last_seen: 10,
+        }
+    }
+
+    fn grant(token: &Token) -> ResetGrant {
+        ResetGrant {
+            token_hash: token.hash(),
+            created_at: 10,
+        }
+    }
+
+    fn assert_consistent(store: &SledStore) {
+        assert_eq!(store.check().unwrap(), Vec::<String>::new());
+    }
+
+    #[test]
+    fn ids_are_sequential_and_emails_unique_in_any_case() {
+        let (_dir, store) = store();
+        let a = store.add_user(&email("a@x.io"), "$2b$h").unwrap();
+        let b = store.add_user(&email("b@x.io"), "$2b$h").unwrap();
+        assert_eq!((a.id, b.id), (UserId(1), UserId(2)));
+        assert!(matches!(
+            store.add_user(&email("A@X.IO"), "$2b$h"),
+            Err(StoreError::EmailTaken)
+        ));
+        assert_eq!(store.user_count(), 2);
+        let found = store.find_user_by(&Lookup::Email(email("B@x.IO"))).unwrap();
+        assert_eq!(found, b);
+        assert_eq!(store.find_user_by(&Lookup::Id(UserId(1))).unwrap(), a);
+        assert_consistent(&store);
+    }
+
+    #[test]
+    fn keyword_api_distinguishes_no_user_from_no_field() {
+        let (_dir, store) = store();
+        let user = store.add_user(&email("a@x.io"), "$2b$h").unwrap();
+        assert_eq!(store.find_user_by_keyword("email", "A@x.io").unwrap(), user);
+        assert_eq!(store.find_user_by_keyword("id", "1").unwrap(), user);
+        assert!(matches!(
+            store.find_user_by_keyword("email", "b@x.io"),
+            Err(StoreError::NotFound)
+        ));
+        assert!(matches!(
+            store.find_user_by_keyword("id", "99"),
+            Err(StoreError::NotFound)
+        ));
+        assert!(matches!(
+            store.find_user_by_keyword("session_id", "not-a-token"),
+            Err(StoreError::NotFound)
+        ));
+        assert!(matches!(
+            store.find_user_by_keyword("password", "x"),
+            Err(StoreError::UnknownField(f)) if f == "password"
+        ));
+        assert!(matches!(
+            store.find_user_by_keyword("id", "one"),
+            Err(StoreError::InvalidValue { field: "id", .. })
+        ));
+        // An unknown field anywhere in an update changes nothing at all.
+        assert!(matches!(
+            store.update_user_keywords(
+                user.id,
+                &[("hashed_password", Some("$2b$new")), ("colour", Some("red"))]
+            ),
+            Err(StoreError::UnknownField(f)) if f == "colour"
+        ));
+        assert_eq!(store.find_user_by(&Lookup::Id(user.id)).unwrap(), user);
+        assert!(matches!(
+            store.update_user_keywords(UserId(99), &[("hashed_password", Some("$2b$x"))]),
+            Err(StoreError::NotFound)
+        ));
+    }
+
+    #[test]
+    fn keyword_updates_hash_tokens() {
+        let (_dir, store) = store();
+        let user = store.add_user(&email("a@x.io"), "$2b$h").unwrap();
+        let token = Token::generate().unwrap();
+        store
+            .update_user_keywords(user.id, &[("session_id", Some(token.as_str()))])
+            .unwrap();
+        let found = store
+            .find_user_by_keyword("session_id", token.as_str())
+            .unwrap();
+        assert_eq!(found.id, user.id);
+        store
+            .update_user_keywords(user.id, &[("session_id", None)])
+            .unwrap();
+        assert!(matches!(
+            store.find_user_by_keyword("session_id", token.as_str()),
+            Err(StoreError::NotFound)
+        ));
+        assert_consistent(&store);
+    }
+
+    #[test]
+    fn indexes_follow_every_kind_of_update() {
+        let (_dir, store) = store();
+        let user = store.add_user(&email("a@x.io"), "$2b$h").unwrap();
+        let other = store.add_user(&email("b@x.io"), "$2b$h").unwrap();
+        let (s1, s2) = (Token::generate().unwrap(), Token::generate().unwrap());
+        let (r1, r2) = (Token::generate().unwrap(), Token::generate().unwrap());
+        let find = |l: Lookup| store.find_user_by(&l);
+        let set = |changes: &[Change]| store.update_user(user.id, Precondition::None, changes);
+
+        set(&[Change::Session(Some(session(&s1)))]).unwrap();
+        assert_eq!(find(Lookup::Session(s1.hash())).unwrap().id, user.id);
+        assert_consistent(&store);
+
+        set(&[Change::Session(Some(session(&s2)))]).unwrap();
+        assert!(matches!(
+            find(Lookup::Session(s1.hash())),
+            Err(StoreError::NotFound)
+        ));
+        assert_eq!(find(Lookup::Session(s2.hash())).unwrap().id, user.id);
+        assert_consistent(&store);
+
+        set(&[Change::Reset(Some(grant(&r1)))]).unwrap();
+        set(&[Change::Reset(Some(grant(&r2)))]).unwrap();
+        assert!(matches!(
+            find(Lookup::Reset(r1.hash())),
+            Err(StoreError::NotFound)
+        ));
+        assert_eq!(find(Lookup::Reset(r2.hash())).unwrap().id, user.id);
+        assert_consistent(&store);
+
+        set(&[Change::Email(email("New@x.io"))]).unwrap();
+        assert!(matches!(
+            find(Lookup::Email(email("a@x.io"))),
+            Err(StoreError::NotFound)
+        ));
+        assert_eq!(find(Lookup::Email(email("new@X.io"))).unwrap().id, user.id);
+        assert_consistent(&store);
+
+        // Taking another user's email is refused and changes nothing.
+        let before = find(Lookup::Id(user.id)).unwrap();
+        assert!(matches!(
+            set(&[
+                Change::HashedPassword("$2b$x".into()),
+                Change::Email(email("B@x.io"))
+            ]),
+            Err(StoreError::EmailTaken)
+        ));
+        assert_eq!(find(Lookup::Id(user.id)).unwrap(), before);
+        assert_eq!(find(Lookup::Email(email("b@x.io"))).unwrap().id, other.id);
+
+        // A failed precondition changes nothing either.
+        assert!(matches!(
+            store.update_user(
+                user.id,
+                Precondition::ResetIs(r1.hash()),
+                &[Change::Reset(None), Change::Session(None)]
+            ),
+            Err(StoreError::PreconditionFailed)
+        ));
+        assert_eq!(find(Lookup::Id(user.id)).unwrap(), before);
+
+        // The password-reset shape: consume the token, end the session.
+        let after = store
+            .update_user(
+                user.id,
+                Precondition::ResetIs(r2.hash()),
+                &[
+                    Change::HashedPassword("$2b$new".into()),
+                    Change::Reset(None),
+                    Change::Session(None),
+                ],
+            )
+            .unwrap();
+        assert_eq!(after.hashed_password, "$2b$new");
+        assert!(after.session.is_none() && after.reset.is_none());
+        assert!(matches!(
+            find(Lookup::Reset(r2.hash())),
+            Err(StoreError::NotFound)
+        ));
+        assert!(matches!(
+            find(Lookup::Session(s2.hash())),
+            Err(StoreError::NotFound)
+        ));
+        assert_consistent(&store);
+    }
+
+    #[test]
+    fn a_token_cannot_point_at_two_users() {
+        let (_dir, store) = store();
+        let a = store.add_user(&email("a@x.io"), "$2b$h").unwrap();
+        let b = store.add_user(&email("b@x.io"), "$2b$h").unwrap();
+        let token = Token::generate().unwrap();
+        let set = |id| {
+            store.update_user(
+                id,
+                Precondition::None,
+                &[Change::Session(Some(session(&token)))],
+            )
+        };
+        set(a.id).unwrap();
+        assert!(matches!(set(b.id), Err(StoreError::InvalidValue { .. })));
+        assert_consistent(&store);
+    }
+
+    #[test]
+    fn only_token_hashes_reach_the_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let token = Token::generate().unwrap();
+        let reset = Token::generate().unwrap();
+        {
+            let store = SledStore::open(dir.path()).unwrap();
+            let user = store.add_user(&email("a@x.io"), "$2b$h").unwrap();
+            store
+                .update_user(
+                    user.id,
+                    Precondition::None,
+                    &[
+                        Change::Session(Some(session(&token))),
+                        Change::Reset(Some(grant(&reset))),
+                    ],
+                )
+                .unwrap();
+            for tree in [
+                &store.users,
+                &store.by_email,
+                &store.by_session,
+                &store.by_reset,
+                &store.meta,
+            ] {
+                for entry in tree.iter() {
+                    let (k, v) = entry.unwrap();
+                    for secret in [token.as_str(), reset.as_str()] {
+                        let s = secret.as_bytes();
+                        assert!(!k.windows(s.len()).any(|w| w == s));
+                        assert!(!v.windows(s.len()).any(|w| w == s));
+                    }
+                }
+            }
+        }
+        // Nor in any file of the store.
+        for entry in walk(dir.path()) {
+            let bytes = std::fs::read(&entry).unwrap();
+            for secret in [token.as_str(), reset.as_str()] {
+                let s = secret.as_bytes();
+                assert!(!bytes.windows(s.len()).any(|w| w == s), "{entry:?}");
+            }
+        }
+    }
+
+    fn walk(dir: &Path) -> Vec<PathBuf> {
+        let mut files = Vec::new();
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                files.extend(walk(&path));
+            } else {
+                files.push(path);
+            }
+        }
+        files
+    }
+
+    #[test]
+    fn data_survives_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let user = {
+            let store = SledStore::open(dir.path()).unwrap();
+            store.add_user(&email("a@x.io"), "$2b$h").unwrap()
+        };
+        let store = SledStore::open(dir.path()).unwrap();
+        assert_eq!(
+            store.find_user_by(&Lookup::Email(email("a@x.io"))).unwrap(),
+            user
+        );
+        // Ids keep counting where they were.
+        assert_eq!(
+            store.add_user(&email("b@x.io"), "$2b$h").unwrap().id,
+            UserId(2)
+        );
+    }
+
+    #[test]
+    fn check_reports_planted_damage() {
+        let (_dir, store) = store();
+        let user = store.add_user(&email("a@x.io"), "$2b$h").unwrap();
+        store
+            .by_email
+            .insert("ghost@x.io", &encode_id(UserId(42)))
+            .unwrap();
+        store
+            .by_session
+            .insert([7u8; 32], &encode_id(user.id))
+            .unwrap();
+        store
+            .users
+            .insert(encode_id(UserId(3)), &[9u8, 1, 2][..])
+            .unwrap();
+        let problems = store.check().unwrap();
+        assert!(
+            problems.iter().any(|p| p.contains("missing user 42")),
+            "{problems:?}"
+        );
+        assert!(
+            problems.iter().any(|p| p.contains("by_session")),
+            "{problems:?}"
+        );
+        assert!(
+            problems.iter().any(|p| p.contains("user 3")),
+            "{problems:?}"
+        );
+        store.by_email.remove(user.email.key()).unwrap();
+        let problems = store.check().unwrap();
+        assert!(
+            problems.iter().any(|p| p.contains("missing from by_email")),
+            "{problems:?}"
+        );
+    }
+
+    #[test]
+    fn a_store_in_use_is_refused_at_once() {
+        let (dir, _store) = store();
+        // sled's lock is per process and file; a second open in this
+        // process is what a second server would hit too.
+        match SledStore::open(dir.path()) {
+            Err(OpenError::InUse(_)) => {}
+            Err(other) => panic!("expected InUse, got {other}"),
+            Ok(_) => panic!("a second open must fail"),
+        }
+    }
+
+    #[test]
+    fn a_foreign_sled_store_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let db = sled::open(dir.path()).unwrap();
+            db.open_tree("users").unwrap().insert("k", "v").unwrap();
+            db.flush().unwrap();
+        }
+        assert!(matches!(
+            SledStore::open(dir.path()),
+            Err(OpenError::Foreign { .. })
+        ));
+    }
+}

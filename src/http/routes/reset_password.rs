@@ -13,7 +13,7 @@ use crate::user::{Email, Password};
 /// unregistered email (the reference's behaviour).
 pub fn post(app: &App, request: &Request) -> Result<Response, ApiError> {
     let fields = read_fields(request, app.settings.max_body_bytes)?;
-    let email = Email::parse(fields.required("email")?)?;
+    let email = Email::parse(fields.required("email")?).map_err(ApiError::invalid("email"))?;
     let (user, token) = app.auth.get_reset_password_token(&email)?;
     Ok(Response::json(
         &json!({ "email": user.email.as_str(), "reset_token": token.as_str() }),
@@ -25,9 +25,10 @@ pub fn post(app: &App, request: &Request) -> Result<Response, ApiError> {
 /// email's owner.
 pub fn put(app: &App, request: &Request) -> Result<Response, ApiError> {
     let fields = read_fields(request, app.settings.max_body_bytes)?;
-    let email = Email::parse(fields.required("email")?)?;
+    let email = Email::parse(fields.required("email")?).map_err(ApiError::invalid("email"))?;
     let raw_token = fields.required("reset_token")?;
-    let new_password = Password::parse(fields.required("new_password")?)?;
+    let new_password = Password::parse(fields.required("new_password")?)
+        .map_err(ApiError::invalid("new_password"))?;
     if raw_token.is_empty() {
         return Err(ApiError::BadRequest(
             "reset_token must not be empty".to_owned(),

@@ -13,8 +13,9 @@ use crate::user::{Email, Password};
 /// `session_id` cookie, or 401 for any wrong email/password pair.
 pub fn post(app: &App, request: &Request) -> Result<Response, ApiError> {
     let fields = read_fields(request, app.settings.max_body_bytes)?;
-    let email = Email::parse(fields.required("email")?)?;
-    let password = Password::parse(fields.required("password")?)?;
+    let email = Email::parse(fields.required("email")?).map_err(ApiError::invalid("email"))?;
+    let password =
+        Password::parse(fields.required("password")?).map_err(ApiError::invalid("password"))?;
     let (user, token) = app.auth.log_in(&email, &password)?;
     let response = Response::json(&json!({ "email": user.email.as_str(), "message": "logged in" }));
     Ok(cookie::set_session(

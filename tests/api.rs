@@ -1,0 +1,473 @@
+//! The reference API against the real server: the reference client's flow,
+//! every body format, and every class of bad input.
+
+mod common;
+
+use common::{encode, Format, TestApp, FORMATS};
+use serde_json::json;
+
+const EMAIL: &str = "guillaume@holberton.io";
+const PASSWD: &str = "b4l0u";
+const NEW_PASSWD: &str = "t4rt1fl3tt3";
+
+/// The reference's integration client, step by step.
+#[test]
+fn reference_client_flow() {
+    let app = TestApp::spawn();
+
+    let reply = app.register(EMAIL, PASSWD);
+    assert_eq!(reply.status, 200);
+    assert_eq!(
+        reply.json(),
+        json!({"email": EMAIL, "message": "user created"})
+    );
+
+    let reply = app.register(EMAIL, PASSWD);
+    assert_eq!(reply.status, 400);
+    assert_eq!(reply.json(), json!({"message": "email already registered"}));
+
+    assert_eq!(app.log_in(EMAIL, NEW_PASSWD).status, 401);
+    assert_eq!(app.profile(None).status, 403);
+
+    let reply = app.log_in(EMAIL, PASSWD);
+    assert_eq!(reply.status, 200);
+    assert_eq!(
+        reply.json(),
+        json!({"email": EMAIL, "message": "logged in"})
+    );
+    let session = reply.session();
+
+    let reply = app.profile(Some(&session));
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.json(), json!({"email": EMAIL}));
+
+    // Log out: 302 to /, which the client follows and gets 200.
+    let reply = app.log_out(Some(&session));
+    assert_eq!(reply.status, 302);
+    assert_eq!(reply.header("Location"), Some("/"));
+    let home = app.request("GET", reply.header("Location").unwrap(), None, b"", None);
+    assert_eq!(home.status, 200);
+    assert_eq!(home.json(), json!({"message": "Bienvenue"}));
+    assert_eq!(app.profile(Some(&session)).status, 403);
+
+    let reply = app.reset_token(EMAIL);
+    assert_eq!(reply.status, 200);
+    let body = reply.json();
+    assert_eq!(body["email"], EMAIL);
+    let token = body["reset_token"].as_str().unwrap().to_owned();
+    assert_eq!(body.as_object().unwrap().len(), 2);
+
+    let reply = app.update_password(EMAIL, &token, NEW_PASSWD);
+    assert_eq!(reply.status, 200);
+    assert_eq!(
+        reply.json(),
+        json!({"email": EMAIL, "message": "Password updated"})
+    );
+
+    assert_eq!(app.log_in(EMAIL, NEW_PASSWD).status, 200);
+    assert_eq!(app.log_in(EMAIL, PASSWD).status, 401);
+    assert!(app.store_problems().is_empty());
+}
+
+#[test]
+fn every_route_accepts_form_multipart_and_json() {
+    let app = TestApp::spawn();
+    for (n, format) in FORMATS.into_iter().enumerate() {
+        let email = format!("user{n}@example.com");
+        let reply = app.send(
+            "POST",
+            "/users",
+            format,
+            &[("email", &email), ("password", "pw one")],
+        );
+        assert_eq!(reply.status, 200, "{format:?} {reply:?}");
+        let reply = app.send(
+            "POST",
+            "/sessions",
+            format,
+            &[("email", &email), ("password", "pw one")],
+        );
+        assert_eq!(reply.status, 200, "{format:?} {reply:?}");
+        let reply = app.send("POST", "/reset_password", format, &[("email", &email)]);
+        assert_eq!(reply.status, 200, "{format:?} {reply:?}");
+        let token = reply.json()["reset_token"].as_str().unwrap().to_owned();
+        let reply = app.send(
+            "PUT",
+            "/reset_password",
+            format,
+            &[
+                ("email", &email),
+                ("reset_token", &token),
+                ("new_password", "pw & two=2"),
+            ],
+        );
+        assert_eq!(reply.status, 200, "{format:?} {reply:?}");
+        assert_eq!(app.log_in(&email, "pw & two=2").status, 200, "{format:?}");
+    }
+}
+
+#[test]
+fn get_root_and_trailing_slashes() {
+    let app = TestApp::spawn();
+    let reply = app.request("GET", "/", None, b"", None);
+    assert_eq!(reply.json(), json!({"message": "Bienvenue"}));
+    let reply = app.send(
+        "POST",
+        "/users/",
+        Format::Form,
+        &[("email", "a@b.io"), ("password", "p")],
+    );
+    assert_eq!(reply.status, 200);
+    let reply = app.send(
+        "POST",
+        "/sessions/",
+        Format::Form,
+        &[("email", "a@b.io"), ("password", "p")],
+    );
+    assert_eq!(reply.status, 200);
+    let session = reply.session();
+    assert_eq!(
+        app.request("GET", "/profile/", None, b"", Some(&session))
+            .status,
+        200
+    );
+    assert_eq!(
+        app.send(
+            "POST",
+            "/reset_password/",
+            Format::Form,
+            &[("email", "a@b.io")]
+        )
+        .status,
+        200
+    );
+    assert_eq!(
+        app.request("DELETE", "/sessions/", None, b"", Some(&session))
+            .status,
+        302
+    );
+}
+
+#[test]
+fn unknown_routes_and_wrong_methods_are_json() {
+    let app = TestApp::spawn();
+    for path in ["/nope", "/users/1", "/index.html", "/%FF"] {
+        let reply = app.request("GET", path, None, b"", None);
+        assert_eq!(reply.status, 404, "{path}");
+        assert_eq!(reply.message(), "not found");
+    }
+    let cases = [
+        ("POST", "/", "GET"),
+        ("GET", "/users", "POST"),
+        ("PUT", "/sessions", "POST, DELETE"),
+        ("POST", "/profile", "GET"),
+        ("DELETE", "/reset_password", "POST, PUT"),
+        ("PATCH", "/users", "POST"),
+    ];
+    for (method, path, allow) in cases {
+        let reply = app.request(method, path, None, b"", None);
+        assert_eq!(reply.status, 405, "{method} {path}");
+        assert_eq!(reply.header("Allow"), Some(allow));
+        assert!(reply.message().contains("not allowed"));
+        assert!(reply
+            .header("Content-Type")
+            .unwrap()
+            .starts_with("application/json"));
+    }
+}
+
+#[test]
+fn missing_and_empty_fields_are_400_naming_the_field() {
+    let app = TestApp::spawn();
+    let routes: [(&str, &str, &[&str]); 4] = [
+        ("POST", "/users", &["email", "password"]),
+        ("POST", "/sessions", &["email", "password"]),
+        ("POST", "/reset_password", &["email"]),
+        (
+            "PUT",
+            "/reset_password",
+            &["email", "reset_token", "new_password"],
+        ),
+    ];
+    let valid = |name: &str| match name {
+        "email" => "a@b.io",
+        "reset_token" => "x".repeat(43).leak(),
+        _ => "pw",
+    };
+    for format in FORMATS {
+        for (method, path, names) in routes {
+            for missing in names.iter() {
+                let fields: Vec<(&str, &str)> = names
+                    .iter()
+                    .filter(|n| n != &missing)
+                    .map(|n| (*n, valid(n)))
+                    .collect();
+                let reply = app.send(method, path, format, &fields);
+                assert_eq!(
+                    reply.status, 400,
+                    "{format:?} {method} {path} without {missing}"
+                );
+                assert_eq!(reply.message(), format!("missing field \"{missing}\""));
+
+                let fields: Vec<(&str, &str)> = names
+                    .iter()
+                    .map(|n| (*n, if n == missing { "" } else { valid(n) }))
+                    .collect();
+                let reply = app.send(method, path, format, &fields);
+                assert_eq!(
+                    reply.status, 400,
+                    "{format:?} {method} {path} empty {missing}"
+                );
+                assert!(reply.message().contains(missing), "{:?}", reply.message());
+            }
+        }
+        // No body at all.
+        let reply = app.request("POST", "/users", None, b"", None);
+        assert_eq!(reply.status, 400);
+        assert_eq!(reply.message(), "missing field \"email\"");
+    }
+    assert_eq!(app.user_count(), 0);
+}
+
+#[test]
+fn malformed_bodies_are_400_and_change_nothing() {
+    let app = TestApp::spawn();
+    let json = Some("application/json");
+    let form = Some("application/x-www-form-urlencoded");
+    let cases: Vec<(Option<&str>, Vec<u8>, &str)> = vec![
+        (json, b"{".to_vec(), "malformed JSON"),
+        (json, b"not json".to_vec(), "malformed JSON"),
+        (json, b"[\"a@b.io\", \"pw\"]".to_vec(), "must be an object"),
+        (json, b"\"a@b.io\"".to_vec(), "must be an object"),
+        (
+            json,
+            br#"{"email": 5, "password": "pw"}"#.to_vec(),
+            "\"email\" must be a string",
+        ),
+        (
+            json,
+            br#"{"email": "a@b.io", "password": ["pw"]}"#.to_vec(),
+            "\"password\" must be a string",
+        ),
+        (
+            json,
+            br#"{"email": "a@b.io", "password": null}"#.to_vec(),
+            "\"password\" must be a string",
+        ),
+        (
+            json,
+            br#"{"email": {"$ne": 1}, "password": "pw"}"#.to_vec(),
+            "\"email\" must be a string",
+        ),
+        (
+            json,
+            b"{\"email\": \"a\xff@b.io\", \"password\": \"pw\"}".to_vec(),
+            "UTF-8",
+        ),
+        (json, "[".repeat(5000).into_bytes(), "malformed JSON"),
+        (form, b"email=a%FF%40b.io&password=pw".to_vec(), "UTF-8"),
+        (form, b"email=a\xff@b.io&password=pw".to_vec(), "UTF-8"),
+        (
+            form,
+            b"email=a@b.io&email=c@d.io&password=pw".to_vec(),
+            "more than once",
+        ),
+        (
+            Some("multipart/form-data"),
+            b"--x\r\n".to_vec(),
+            "no boundary",
+        ),
+        (
+            Some("multipart/form-data; boundary=zz"),
+            b"garbage".to_vec(),
+            "multipart",
+        ),
+        (
+            Some("multipart/form-data; boundary=b"),
+            b"--b\r\nContent-Disposition: form-data; name=\"email\"\r\n\r\n\xff\r\n--b--\r\n"
+                .to_vec(),
+            "UTF-8",
+        ),
+    ];
+    for (content_type, body, expect) in &cases {
+        let reply = app.request("POST", "/users", *content_type, body, None);
+        assert_eq!(
+            reply.status,
+            400,
+            "{content_type:?} {:?}: {reply:?}",
+            String::from_utf8_lossy(body)
+        );
+        assert!(
+            reply.message().contains(expect),
+            "{content_type:?}: {:?} lacks {expect:?}",
+            reply.message()
+        );
+    }
+    assert_eq!(app.user_count(), 0);
+}
+
+#[test]
+fn unsupported_content_types_are_415() {
+    let app = TestApp::spawn();
+    for content_type in [Some("text/plain"), Some("application/xml"), None] {
+        let reply = app.request(
+            "POST",
+            "/users",
+            content_type,
+            b"email=a@b.io&password=pw",
+            None,
+        );
+        assert_eq!(reply.status, 415, "{content_type:?}");
+        assert!(reply.message().contains("Content-Type"));
+    }
+    assert_eq!(app.user_count(), 0);
+}
+
+#[test]
+fn oversized_bodies_are_413() {
+    let app = TestApp::spawn_with(|c| c.max_body_bytes = 1024);
+    let password = "p".repeat(2000);
+    let (content_type, body) = encode(
+        Format::Form,
+        &[("email", "a@b.io"), ("password", &password)],
+    );
+    let reply = app.request("POST", "/users", Some(&content_type), &body, None);
+    assert_eq!(reply.status, 413);
+    assert!(reply.message().contains("1024"));
+    // Just under the limit is read (and then refused for its content).
+    let password = "p".repeat(900);
+    let (content_type, body) = encode(
+        Format::Form,
+        &[("email", "a@b.io"), ("password", &password)],
+    );
+    let reply = app.request("POST", "/users", Some(&content_type), &body, None);
+    assert_eq!(reply.status, 400);
+    assert_eq!(app.user_count(), 0);
+}
+
+#[test]
+fn emails_are_trimmed_and_case_insensitive() {
+    let app = TestApp::spawn();
+    let reply = app.register("  Bob@Example.COM ", "pw");
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.json()["email"], "Bob@Example.COM");
+    let reply = app.register("bob@example.com", "other");
+    assert_eq!(reply.status, 400);
+    assert_eq!(reply.message(), "email already registered");
+    let reply = app.log_in("BOB@EXAMPLE.COM", "pw");
+    assert_eq!(reply.status, 200);
+    let session = reply.session();
+    assert_eq!(
+        app.profile(Some(&session)).json(),
+        json!({"email": "Bob@Example.COM"})
+    );
+    let token = app.reset_token("bob@example.com").json()["reset_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        app.update_password("BOB@example.com", &token, "new").status,
+        200
+    );
+    assert_eq!(app.user_count(), 1);
+}
+
+#[test]
+fn invalid_emails_are_400_everywhere() {
+    let app = TestApp::spawn();
+    let long = format!("{}@example.com", "a".repeat(250));
+    let bad = [
+        "no-at-sign",
+        "@example.com",
+        "bob@",
+        "a@b@c.io",
+        "b ob@x.io",
+        "bob@x..io",
+        &long,
+    ];
+    for email in bad {
+        for reply in [
+            app.register(email, "pw"),
+            app.log_in(email, "pw"),
+            app.reset_token(email),
+        ] {
+            assert_eq!(reply.status, 400, "{email:?}");
+            assert!(
+                reply.message().starts_with("email"),
+                "{:?}",
+                reply.message()
+            );
+        }
+    }
+    assert_eq!(app.user_count(), 0);
+}
+
+#[test]
+fn passwords_past_72_bytes_are_refused_not_truncated() {
+    let app = TestApp::spawn();
+    let p72 = "x".repeat(71) + "!";
+    let p73 = p72.clone() + "?";
+    let reply = app.register("long@x.io", &p73);
+    assert_eq!(reply.status, 400);
+    assert!(reply.message().contains("72 bytes"));
+    assert_eq!(app.user_count(), 0);
+
+    assert_eq!(app.register("long@x.io", &p72).status, 200);
+    assert_eq!(app.log_in("long@x.io", &p72).status, 200);
+    // Neither a prefix nor a longer password with that prefix logs in.
+    assert_eq!(app.log_in("long@x.io", &p72[..71]).status, 401);
+    assert_eq!(app.log_in("long@x.io", &p73).status, 400);
+    // Multi-byte characters count in bytes.
+    assert_eq!(app.register("euro@x.io", &"€".repeat(25)).status, 400);
+    assert_eq!(app.register("euro@x.io", &"€".repeat(24)).status, 200);
+}
+
+#[test]
+fn cookie_attributes_and_secure_option() {
+    let app = TestApp::spawn();
+    assert_eq!(app.register("a@b.io", "pw").status, 200);
+    let reply = app.log_in("a@b.io", "pw");
+    let token = reply.session();
+    assert_eq!(token.len(), 43);
+    assert_eq!(
+        reply.set_cookie().unwrap(),
+        format!("session_id={token}; HttpOnly; SameSite=Lax; Path=/")
+    );
+    let reply = app.log_out(Some(&token));
+    let cleared = reply.set_cookie().unwrap();
+    assert!(cleared.starts_with("session_id=;"), "{cleared}");
+    assert!(
+        cleared.contains("Max-Age=0") && cleared.contains("Path=/"),
+        "{cleared}"
+    );
+
+    let secure = TestApp::spawn_with(|c| c.secure_cookies = true);
+    assert_eq!(secure.register("a@b.io", "pw").status, 200);
+    let reply = secure.log_in("a@b.io", "pw");
+    assert!(reply.set_cookie().unwrap().ends_with("; Secure"));
+}
+
+#[test]
+fn common_headers_on_every_answer() {
+    let app = TestApp::spawn();
+    let replies = [
+        app.request("GET", "/", None, b"", None),
+        app.register("a@b.io", "pw"),
+        app.log_in("a@b.io", "pw"),
+        app.reset_token("a@b.io"),
+        app.profile(None),
+        app.request("GET", "/nowhere", None, b"", None),
+    ];
+    for reply in replies {
+        assert_eq!(
+            reply.header("X-Content-Type-Options"),
+            Some("nosniff"),
+            "{reply:?}"
+        );
+        assert_eq!(reply.header("Cache-Control"), Some("no-store"), "{reply:?}");
+        assert!(reply
+            .header("Content-Type")
+            .unwrap()
+            .starts_with("application/json"));
+    }
+}
