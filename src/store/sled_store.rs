@@ -18,6 +18,7 @@ use super::{Change, Lookup, Precondition, StoreError, UserStore};
 use crate::codec::{self, decode_id, decode_user, encode_id, encode_user};
 use crate::token::TokenHash;
 use crate::user::{Email, User, UserId};
+use subtle::ConstantTimeEq;
 
 /// Key in `meta` that marks a directory as an authd store.
 const MARKER_KEY: &[u8] = b"format";
@@ -64,6 +65,43 @@ fn flatten(e: TransactionError<StoreError>) -> StoreError {
     match e {
         TransactionError::Abort(e) => e,
         TransactionError::Storage(e) => e.into(),
+    }
+}
+
+/// The three secondary indexes, so code that treats them alike (lookups,
+/// consistency checks) is written once.
+#[derive(Debug, Clone, Copy)]
+enum Index {
+    Email,
+    Session,
+    Reset,
+}
+
+impl Index {
+    const ALL: [Index; 3] = [Index::Email, Index::Session, Index::Reset];
+
+    fn name(self) -> &'static str {
+        match self {
+            Index::Email => "by_email",
+            Index::Session => "by_session",
+            Index::Reset => "by_reset",
+        }
+    }
+
+    /// The key under which `user` must appear in this index, if any.
+    fn key_of(self, user: &User) -> Option<&[u8]> {
+        match self {
+            Index::Email => Some(user.email.key().as_bytes()),
+            Index::Session => user.session.as_ref().map(|s| &s.token_hash.as_bytes()[..]),
+            Index::Reset => user.reset.as_ref().map(|r| &r.token_hash.as_bytes()[..]),
+        }
+    }
+
+    /// Whether `user` owns `key` in this index; constant-time, since for
+    /// the token indexes the key is derived from a secret.
+    fn owned_by(self, user: &User, key: &[u8]) -> bool {
+        self.key_of(user)
+            .is_some_and(|own| bool::from(own.ct_eq(key)))
     }
 }
 
@@ -165,8 +203,12 @@ impl SledStore {
                     continue;
                 }
             };
-            let mut expect = |tree: &Tree, name: &str, key: &[u8]| -> Result<(), StoreError> {
-                match tree.get(key)? {
+            for index in Index::ALL {
+                let Some(key) = index.key_of(&user) else {
+                    continue;
+                };
+                let name = index.name();
+                match self.tree(index).get(key)? {
                     Some(v) if decode_id(&v).ok() == Some(id) => {}
                     Some(v) => problems.push(format!(
                         "user {id}: {name} entry points at {:?}",
@@ -174,33 +216,11 @@ impl SledStore {
                     )),
                     None => problems.push(format!("user {id}: missing from {name}")),
                 }
-                Ok(())
-            };
-            expect(&self.by_email, "by_email", user.email.key().as_bytes())?;
-            if let Some(session) = user.session {
-                expect(
-                    &self.by_session,
-                    "by_session",
-                    session.token_hash.as_bytes(),
-                )?;
-            }
-            if let Some(reset) = user.reset {
-                expect(&self.by_reset, "by_reset", reset.token_hash.as_bytes())?;
             }
         }
-        let indexes: [(&str, &Tree, fn(&User, &[u8]) -> bool); 3] = [
-            ("by_email", &self.by_email, |u, k| {
-                u.email.key().as_bytes() == k
-            }),
-            ("by_session", &self.by_session, |u, k| {
-                u.session.is_some_and(|s| s.token_hash.as_bytes() == k)
-            }),
-            ("by_reset", &self.by_reset, |u, k| {
-                u.reset.is_some_and(|r| r.token_hash.as_bytes() == k)
-            }),
-        ];
-        for (name, tree, owns) in indexes {
-            for entry in tree.iter() {
+        for index in Index::ALL {
+            let name = index.name();
+            for entry in self.tree(index).iter() {
                 let (key, value) = entry?;
                 let Ok(id) = decode_id(&value) else {
                     problems.push(format!("{name}: entry {key:?} has a malformed id"));
@@ -209,7 +229,7 @@ impl SledStore {
                 match self.users.get(encode_id(id))? {
                     None => problems.push(format!("{name}: entry points at missing user {id}")),
                     Some(bytes) => match decode_user(id, &bytes) {
-                        Ok(user) if owns(&user, &key) => {}
+                        Ok(user) if index.owned_by(&user, &key) => {}
                         Ok(_) => problems.push(format!(
                             "{name}: entry for user {id} does not match the record"
                         )),
@@ -230,19 +250,22 @@ impl SledStore {
         }
     }
 
+    fn tree(&self, index: Index) -> &Tree {
+        match index {
+            Index::Email => &self.by_email,
+            Index::Session => &self.by_session,
+            Index::Reset => &self.by_reset,
+        }
+    }
+
     /// Follows an index entry to its user, and returns the user only if the
     /// record still owns the key. The index read and the record read are two
     /// steps, so a user whose token changed in between is simply not found.
-    fn follow(
-        &self,
-        index: &Tree,
-        key: &[u8],
-        owns: impl Fn(&User) -> bool,
-    ) -> Result<User, StoreError> {
-        let id = index.get(key)?.ok_or(StoreError::NotFound)?;
+    fn follow(&self, index: Index, key: &[u8]) -> Result<User, StoreError> {
+        let id = self.tree(index).get(key)?.ok_or(StoreError::NotFound)?;
         let id = decode_id(&id).map_err(corrupt)?;
         match self.get(id)? {
-            Some(user) if owns(&user) => Ok(user),
+            Some(user) if index.owned_by(&user, key) => Ok(user),
             _ => Err(StoreError::NotFound),
         }
     }
@@ -312,15 +335,9 @@ impl UserStore for SledStore {
     fn find_user_by(&self, lookup: &Lookup) -> Result<User, StoreError> {
         match lookup {
             Lookup::Id(id) => self.get(*id)?.ok_or(StoreError::NotFound),
-            Lookup::Email(email) => self.follow(&self.by_email, email.key().as_bytes(), |u| {
-                u.email.key() == email.key()
-            }),
-            Lookup::Session(hash) => self.follow(&self.by_session, hash.as_bytes(), |u| {
-                u.session.is_some_and(|s| s.token_hash.ct_eq(hash))
-            }),
-            Lookup::Reset(hash) => self.follow(&self.by_reset, hash.as_bytes(), |u| {
-                u.reset.is_some_and(|r| r.token_hash.ct_eq(hash))
-            }),
+            Lookup::Email(email) => self.follow(Index::Email, email.key().as_bytes()),
+            Lookup::Session(hash) => self.follow(Index::Session, hash.as_bytes()),
+            Lookup::Reset(hash) => self.follow(Index::Reset, hash.as_bytes()),
         }
     }
 
@@ -364,12 +381,11 @@ impl UserStore for SledStore {
                     by_email.remove(old.email.key())?;
                     by_email.insert(new.email.key(), key.as_slice())?;
                 }
-                let hash_of = |s: &crate::user::Session| s.token_hash;
                 move_token(
                     by_session,
                     id,
-                    old.session.as_ref().map(hash_of),
-                    new.session.as_ref().map(hash_of),
+                    old.session.map(|s| s.token_hash),
+                    new.session.map(|s| s.token_hash),
                 )?;
                 move_token(
                     by_reset,
