@@ -47,7 +47,7 @@ pub struct ServeArgs {
     data_dir: PathBuf,
 
     /// bcrypt cost for new password hashes (4-31; each step doubles the
-    /// work: 12 takes about 0.25 s per hash on a current core).
+    /// work: 12 takes about 0.27 s per hash on our 2-core test machine).
     #[arg(long, env = "AUTHD_BCRYPT_COST", default_value_t = config::DEFAULT_BCRYPT_COST,
           value_parser = clap::value_parser!(u32).range(4..=31))]
     bcrypt_cost: u32,

@@ -1,6 +1,6 @@
 //! A bounded pool of bcrypt workers.
 //!
-//! bcrypt is slow on purpose (about 0.25 s at cost 12). If request threads
+//! bcrypt is slow on purpose (about 0.27 s at cost 12 here). If request threads
 //! hashed themselves, a burst of logins would occupy every HTTP thread and a
 //! cheap `GET /profile` would wait behind them. Instead hashing runs on a
 //! fixed set of workers (one per core by default) fed by a bounded queue;

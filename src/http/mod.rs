@@ -110,7 +110,7 @@ fn log_request(request: &Request, status: u16, elapsed: Duration) {
     // Logging must never fail a request.
     let _ = writeln!(
         std::io::stderr().lock(),
-        "{now} {ip} \"{method} {path}\" {status} {ms:.1}ms"
+        "{now} {ip} \"{method} {path}\" {status} {ms:.2}ms"
     );
 }
 
