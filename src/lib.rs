@@ -7,6 +7,10 @@
 //! bodies, error mapping), [`server`] (the rouille server's lifecycle) and
 //! [`cli`] (flags into a validated [`config::Config`]).
 
+// Library code must not panic on a request path: no unwrap, expect or
+// panic outside tests (as kanidm does).
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+
 pub mod auth;
 pub mod cli;
 pub mod clock;
