@@ -5,8 +5,9 @@
 //! the `http` module maps [`AuthError`] to statuses in one place.
 
 use std::sync::Arc;
+use std::time::Duration;
 
-use crate::clock::unix_now;
+use crate::clock::{millis, unix_millis};
 use crate::hasher::{HashError, Hasher};
 use crate::store::{Change, Lookup, Precondition, StoreError, UserStore};
 use crate::token::{RandomError, Token};
@@ -62,10 +63,54 @@ impl From<RandomError> for AuthError {
     }
 }
 
+/// How long credentials live. Enforced on the server, whatever the client
+/// does with its cookie.
+#[derive(Debug, Clone, Copy)]
+pub struct Lifetimes {
+    /// Absolute lifetime of a session, from login.
+    pub session: Duration,
+    /// A session unused this long ends.
+    pub session_idle: Duration,
+    /// Lifetime of a reset token, from issue.
+    pub reset_token: Duration,
+}
+
+impl Default for Lifetimes {
+    /// 24 h absolute (Ory Kratos's default session lifespan), 30 min idle
+    /// (OWASP's bound for low-risk applications), 30 min reset tokens
+    /// (PocketBase, Rauthy).
+    fn default() -> Self {
+        Lifetimes {
+            session: Duration::from_secs(24 * 3600),
+            session_idle: Duration::from_secs(30 * 60),
+            reset_token: Duration::from_secs(30 * 60),
+        }
+    }
+}
+
+impl Lifetimes {
+    /// How stale `last_seen` may get before a request refreshes it: a tenth
+    /// of the idle timeout, at most a minute. Refreshing on every request
+    /// would turn every authenticated read into a write.
+    fn touch_interval(&self) -> u64 {
+        millis(self.session_idle / 10).min(60_000)
+    }
+
+    fn session_expired(&self, session: &Session, now: u64) -> bool {
+        now >= session.created_at.saturating_add(millis(self.session))
+            || now >= session.last_seen.saturating_add(millis(self.session_idle))
+    }
+
+    fn reset_expired(&self, grant: &ResetGrant, now: u64) -> bool {
+        now >= grant.created_at.saturating_add(millis(self.reset_token))
+    }
+}
+
 /// The authentication service.
 pub struct Auth {
     store: Arc<dyn UserStore>,
     hasher: Hasher,
+    lifetimes: Lifetimes,
     /// A hash at the configured cost that matches no password, verified when
     /// the email is unknown so that case costs the same as a wrong password.
     dummy_hash: String,
@@ -73,7 +118,11 @@ pub struct Auth {
 
 impl Auth {
     /// Builds the service; hashes one random password for the dummy hash.
-    pub fn new(store: Arc<dyn UserStore>, hasher: Hasher) -> Result<Auth, AuthError> {
+    pub fn new(
+        store: Arc<dyn UserStore>,
+        hasher: Hasher,
+        lifetimes: Lifetimes,
+    ) -> Result<Auth, AuthError> {
         let filler = Token::generate()?;
         let filler = Password::parse(filler.as_str())
             .map_err(|e| AuthError::Internal(format!("dummy password: {e}")))?;
@@ -81,6 +130,7 @@ impl Auth {
         Ok(Auth {
             store,
             hasher,
+            lifetimes,
             dummy_hash,
         })
     }
@@ -88,6 +138,11 @@ impl Auth {
     /// The bcrypt pool, for its counters.
     pub fn hasher(&self) -> &Hasher {
         &self.hasher
+    }
+
+    /// The configured lifetimes.
+    pub fn lifetimes(&self) -> &Lifetimes {
+        &self.lifetimes
     }
 
     /// Registers a new user. A taken email is refused before any bcrypt
@@ -130,35 +185,94 @@ impl Auth {
     /// Starts a new session for `user`, replacing any previous one, and
     /// returns the token for the cookie. Only its hash is stored.
     pub fn create_session(&self, user: &User) -> Result<Token, AuthError> {
+        self.start_session(user, None)
+    }
+
+    /// Writes a new session, and a rehashed password if given, only if the
+    /// password hash is still the one the caller checked: a login must not
+    /// outlive a password change that raced it.
+    fn start_session(&self, user: &User, rehashed: Option<String>) -> Result<Token, AuthError> {
         let token = Token::generate()?;
-        let now = unix_now();
+        let now = unix_millis();
         let session = Session {
             token_hash: token.hash(),
             created_at: now,
             last_seen: now,
         };
-        self.store.update_user(
-            user.id,
-            Precondition::None,
-            &[Change::Session(Some(session))],
-        )?;
+        let mut changes = vec![Change::Session(Some(session))];
+        changes.extend(rehashed.map(Change::HashedPassword));
+        self.store
+            .update_user(
+                user.id,
+                &Precondition::PasswordIs(user.hashed_password.clone()),
+                &changes,
+            )
+            .map_err(|e| match e {
+                StoreError::PreconditionFailed | StoreError::NotFound => {
+                    AuthError::InvalidCredentials
+                }
+                other => other.into(),
+            })?;
         Ok(token)
     }
 
-    /// Credentials in, session token out: `valid_login` then `create_session`.
+    /// Credentials in, session token out: `valid_login` then a new session.
+    ///
+    /// A stored hash of a lower cost than the configured one is replaced by
+    /// a fresh hash of the password just verified (rehash on login), in the
+    /// same write as the session. If the bcrypt queue is full at that
+    /// moment, the login still succeeds and the rehash waits for the next.
     pub fn log_in(&self, email: &Email, password: &Password) -> Result<(User, Token), AuthError> {
         let user = self.valid_login(email, password)?;
-        let token = self.create_session(&user)?;
+        let rehashed = if self.needs_rehash(&user.hashed_password) {
+            self.hasher.hash(password).ok()
+        } else {
+            None
+        };
+        let token = self.start_session(&user, rehashed)?;
         Ok((user, token))
     }
 
-    /// The user whose current session token is `token`.
+    /// Whether `hash` was made with a lower cost than the configured one.
+    fn needs_rehash(&self, hash: &str) -> bool {
+        hash.parse::<bcrypt::HashParts>()
+            .is_ok_and(|parts| parts.get_cost() < self.hasher.cost())
+    }
+
+    /// The user whose current, unexpired session token is `token`.
+    ///
+    /// An expired session is removed on the spot and answers like an
+    /// unknown one. A live one has its idle window extended.
     pub fn get_user_from_session_id(&self, token: &Token) -> Result<User, AuthError> {
-        match self.store.find_user_by(&Lookup::Session(token.hash())) {
-            Ok(user) => Ok(user),
-            Err(StoreError::NotFound) => Err(AuthError::InvalidSession),
-            Err(e) => Err(e.into()),
+        let hash = token.hash();
+        let user = match self.store.find_user_by(&Lookup::Session(hash)) {
+            Ok(user) => user,
+            Err(StoreError::NotFound) => return Err(AuthError::InvalidSession),
+            Err(e) => return Err(e.into()),
+        };
+        let Some(session) = user.session else {
+            return Err(AuthError::InvalidSession);
+        };
+        let now = unix_millis();
+        if self.lifetimes.session_expired(&session, now) {
+            match self.store.update_user(
+                user.id,
+                &Precondition::SessionIs(hash),
+                &[Change::Session(None)],
+            ) {
+                Ok(_) | Err(StoreError::PreconditionFailed | StoreError::NotFound) => {}
+                Err(e) => return Err(e.into()),
+            }
+            return Err(AuthError::InvalidSession);
         }
+        if now.saturating_sub(session.last_seen) >= self.lifetimes.touch_interval() {
+            // Best effort: failing to extend the idle window must not fail
+            // the request it belongs to.
+            if let Err(e) = self.store.touch_session(user.id, &hash, now) {
+                eprintln!("authd: could not record session activity: {e}");
+            }
+        }
+        Ok(user)
     }
 
     /// Ends the session `token` on the server. Only that session: if the
@@ -168,7 +282,7 @@ impl Auth {
         self.store
             .update_user(
                 user.id,
-                Precondition::SessionIs(token.hash()),
+                &Precondition::SessionIs(token.hash()),
                 &[Change::Session(None)],
             )
             .map_err(|e| match e {
@@ -187,11 +301,11 @@ impl Auth {
         let token = Token::generate()?;
         let grant = ResetGrant {
             token_hash: token.hash(),
-            created_at: unix_now(),
+            created_at: unix_millis(),
         };
         let user = self
             .store
-            .update_user(user.id, Precondition::None, &[Change::Reset(Some(grant))])
+            .update_user(user.id, &Precondition::None, &[Change::Reset(Some(grant))])
             .map_err(|e| match e {
                 StoreError::NotFound => AuthError::UnknownEmail,
                 other => other.into(),
@@ -201,9 +315,10 @@ impl Auth {
 
     /// Sets a new password with a reset token.
     ///
-    /// The token must be the current one of the user who owns `email`. It is
-    /// consumed atomically with the password change (so two concurrent
-    /// redemptions cannot both succeed), and the user's session ends.
+    /// The token must be the current, unexpired one of the user who owns
+    /// `email`. It is consumed atomically with the password change (so two
+    /// concurrent redemptions cannot both succeed), and the user's session
+    /// ends. An expired token is removed.
     pub fn update_password(
         &self,
         email: &Email,
@@ -216,11 +331,25 @@ impl Auth {
             Ok(_) | Err(StoreError::NotFound) => return Err(AuthError::InvalidResetToken),
             Err(e) => return Err(e.into()),
         };
+        let consume = Precondition::ResetIs(hash);
+        if user
+            .reset
+            .is_some_and(|grant| self.lifetimes.reset_expired(&grant, unix_millis()))
+        {
+            match self
+                .store
+                .update_user(user.id, &consume, &[Change::Reset(None)])
+            {
+                Ok(_) | Err(StoreError::PreconditionFailed | StoreError::NotFound) => {}
+                Err(e) => return Err(e.into()),
+            }
+            return Err(AuthError::InvalidResetToken);
+        }
         let hashed = self.hasher.hash(new_password)?;
         self.store
             .update_user(
                 user.id,
-                Precondition::ResetIs(hash),
+                &consume,
                 &[
                     Change::HashedPassword(hashed),
                     Change::Reset(None),
@@ -234,6 +363,21 @@ impl Auth {
                 other => other.into(),
             })
     }
+
+    /// Removes every expired session and reset token; returns how many of
+    /// each. Run periodically so the token indexes stay proportional to
+    /// live tokens even for users who never come back.
+    pub fn sweep_expired(&self) -> Result<(usize, usize), AuthError> {
+        let now = unix_millis();
+        let sessions = self.store.expire_sessions(
+            now.saturating_sub(millis(self.lifetimes.session)),
+            now.saturating_sub(millis(self.lifetimes.session_idle)),
+        )?;
+        let resets = self
+            .store
+            .expire_resets(now.saturating_sub(millis(self.lifetimes.reset_token)))?;
+        Ok((sessions, resets))
+    }
 }
 
 #[cfg(test)]
@@ -245,7 +389,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = SledStore::open(dir.path()).unwrap();
         let hasher = Hasher::start(2, 8, 4).unwrap();
-        let auth = Auth::new(Arc::new(store), hasher).unwrap();
+        let auth = Auth::new(Arc::new(store), hasher, Lifetimes::default()).unwrap();
         (dir, auth)
     }
 

@@ -8,11 +8,14 @@ use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use clap::builder::TypedValueParser as _;
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory as _, Parser, Subcommand};
 
+use crate::auth::Lifetimes;
 use crate::config::{self, Config};
+use crate::http::limits::LimitSettings;
 use crate::server;
 
 /// authd: a user authentication service (register, log in with a session
@@ -76,12 +79,93 @@ pub struct ServeArgs {
     /// Do not write the per-request access log to stderr.
     #[arg(long, env = "AUTHD_NO_ACCESS_LOG")]
     no_access_log: bool,
+
+    /// Do not write the audit log (JSON lines on stderr, one per
+    /// registration, login, logout, throttling and password reset).
+    #[arg(long, env = "AUTHD_NO_AUDIT_LOG")]
+    no_audit_log: bool,
+
+    /// Absolute session lifetime in seconds, from login; also the cookie's
+    /// Max-Age.
+    #[arg(long, env = "AUTHD_SESSION_TTL", value_name = "SECONDS",
+          default_value_t = Lifetimes::default().session.as_secs(),
+          value_parser = clap::value_parser!(u64).range(1..))]
+    session_ttl: u64,
+
+    /// Idle timeout in seconds: a session unused this long ends. Use
+    /// extends it, never past the absolute lifetime.
+    #[arg(long, env = "AUTHD_SESSION_IDLE_TTL", value_name = "SECONDS",
+          default_value_t = Lifetimes::default().session_idle.as_secs(),
+          value_parser = clap::value_parser!(u64).range(1..))]
+    session_idle_ttl: u64,
+
+    /// Reset token lifetime in seconds, from issue.
+    #[arg(long, env = "AUTHD_RESET_TOKEN_TTL", value_name = "SECONDS",
+          default_value_t = Lifetimes::default().reset_token.as_secs(),
+          value_parser = clap::value_parser!(u64).range(1..))]
+    reset_token_ttl: u64,
+
+    /// Failed logins per account before growing delays (1 s, doubling) start;
+    /// per client IP the allowance is ten times this.
+    #[arg(long, env = "AUTHD_LOGIN_FREE_FAILURES",
+          default_value_t = LimitSettings::default().login_free_failures,
+          value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    login_free_failures: u32,
+
+    /// Consecutive failed logins after which an account refuses logins until
+    /// the throttle window passes or its password is reset (at most 100, as
+    /// NIST SP 800-63B requires).
+    #[arg(long, env = "AUTHD_LOCKOUT_FAILURES",
+          default_value_t = LimitSettings::default().lockout_failures,
+          value_parser = clap::value_parser!(u32).range(1..=100))]
+    lockout_failures: u32,
+
+    /// POST /users and POST /reset_password requests per client IP and per
+    /// email before growing delays start.
+    #[arg(long, env = "AUTHD_REQUEST_FREE",
+          default_value_t = LimitSettings::default().request_free,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    request_free: u32,
+
+    /// Longest delay, in seconds, that any throttle imposes.
+    #[arg(long, env = "AUTHD_MAX_DELAY", value_name = "SECONDS",
+          default_value_t = LimitSettings::default().max_delay.as_secs(),
+          value_parser = clap::value_parser!(u64).range(1..))]
+    max_delay: u64,
+
+    /// Seconds without events after which a client's or account's count
+    /// starts over (this also bounds the lockout).
+    #[arg(long, env = "AUTHD_THROTTLE_WINDOW", value_name = "SECONDS",
+          default_value_t = LimitSettings::default().window.as_secs(),
+          value_parser = clap::value_parser!(u64).range(1..))]
+    throttle_window: u64,
+
+    /// Seconds between sweeps that remove expired sessions, reset tokens
+    /// and throttle entries.
+    #[arg(long, env = "AUTHD_SWEEP_INTERVAL", value_name = "SECONDS",
+          default_value_t = config::DEFAULT_SWEEP_INTERVAL.as_secs(),
+          value_parser = clap::value_parser!(u64).range(1..))]
+    sweep_interval: u64,
+
+    /// Take the client IP (for throttling and logs) from this header, as set
+    /// by your reverse proxy: X-Forwarded-For (its last address) or
+    /// X-Real-IP. Only set it when a proxy you control always sets it.
+    #[arg(long, env = "AUTHD_CLIENT_IP_HEADER", value_name = "HEADER")]
+    client_ip_header: Option<String>,
 }
 
 impl ServeArgs {
-    /// The validated configuration these options describe.
-    pub fn into_config(self) -> Config {
-        Config {
+    /// The validated configuration these options describe; an error says
+    /// which options contradict each other.
+    pub fn into_config(self) -> Result<Config, String> {
+        if self.lockout_failures < self.login_free_failures {
+            return Err(format!(
+                "--lockout-failures ({}) must not be below --login-free-failures ({})",
+                self.lockout_failures, self.login_free_failures
+            ));
+        }
+        let secs = Duration::from_secs;
+        Ok(Config {
             addr: self.addr,
             data_dir: self.data_dir,
             bcrypt_cost: self.bcrypt_cost,
@@ -92,7 +176,23 @@ impl ServeArgs {
             max_body_bytes: self.max_body_bytes,
             secure_cookies: self.secure_cookies,
             access_log: !self.no_access_log,
-        }
+            audit_log: !self.no_audit_log,
+            lifetimes: Lifetimes {
+                session: secs(self.session_ttl),
+                session_idle: secs(self.session_idle_ttl),
+                reset_token: secs(self.reset_token_ttl),
+            },
+            limits: LimitSettings {
+                login_free_failures: self.login_free_failures,
+                lockout_failures: self.lockout_failures,
+                request_free: self.request_free,
+                max_delay: secs(self.max_delay),
+                window: secs(self.throttle_window),
+                ..LimitSettings::default()
+            },
+            sweep_interval: secs(self.sweep_interval),
+            client_ip_header: self.client_ip_header,
+        })
     }
 }
 
@@ -115,7 +215,13 @@ pub fn main() -> ExitCode {
         Some(Command::Serve(args)) => args,
         None => cli.serve,
     };
-    match serve(args.into_config()) {
+    let config = match args.into_config() {
+        Ok(config) => config,
+        Err(message) => Cli::command()
+            .error(clap::error::ErrorKind::ArgumentConflict, message)
+            .exit(),
+    };
+    match serve(config) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("authd: error: {e}");

@@ -5,6 +5,10 @@
 
 use std::path::PathBuf;
 use std::thread;
+use std::time::Duration;
+
+use crate::auth::Lifetimes;
+use crate::http::limits::LimitSettings;
 
 /// Everything needed to start a server.
 #[derive(Debug, Clone)]
@@ -25,6 +29,16 @@ pub struct Config {
     pub secure_cookies: bool,
     /// Log one line per request to stderr.
     pub access_log: bool,
+    /// Log authentication events as JSON lines to stderr.
+    pub audit_log: bool,
+    /// Session and reset-token lifetimes.
+    pub lifetimes: Lifetimes,
+    /// Throttling of logins, registrations and reset requests.
+    pub limits: LimitSettings,
+    /// How often expired tokens and throttle entries are swept.
+    pub sweep_interval: Duration,
+    /// Header with the client IP set by a trusted reverse proxy.
+    pub client_ip_header: Option<String>,
 }
 
 /// Default HTTP worker threads: enough that requests waiting for bcrypt
@@ -34,6 +48,9 @@ pub const DEFAULT_THREADS: usize = 64;
 pub const DEFAULT_BCRYPT_COST: u32 = 12;
 /// Default request body limit: far above any legitimate form here.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// Default period of the sweep of expired tokens and throttle entries.
+pub const DEFAULT_SWEEP_INTERVAL: Duration = Duration::from_secs(60);
 
 /// One bcrypt worker per core: more would only make hashes wait for CPU.
 pub fn default_hash_workers() -> usize {
@@ -52,6 +69,11 @@ impl Config {
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             secure_cookies: false,
             access_log: true,
+            audit_log: true,
+            lifetimes: Lifetimes::default(),
+            limits: LimitSettings::default(),
+            sweep_interval: DEFAULT_SWEEP_INTERVAL,
+            client_ip_header: None,
         }
     }
 

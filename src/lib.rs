@@ -9,8 +9,12 @@
 
 // Library code must not panic on a request path: no unwrap, expect or
 // panic outside tests (as kanidm does).
-#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
 
+pub mod audit;
 pub mod auth;
 pub mod cli;
 pub mod clock;
@@ -20,5 +24,6 @@ pub mod hasher;
 pub mod http;
 pub mod server;
 pub mod store;
+pub mod throttle;
 pub mod token;
 pub mod user;

@@ -9,9 +9,11 @@ use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
+use crate::audit::Audit;
 use crate::auth::{Auth, AuthError};
 use crate::config::Config;
 use crate::hasher::Hasher;
+use crate::http::limits::Limits;
 use crate::http::{App, Settings};
 use crate::store::{OpenError, SledStore, StoreError};
 
@@ -39,6 +41,7 @@ pub struct Running {
     addr: SocketAddr,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
+    janitor: Option<JoinHandle<()>>,
     store: SledStore,
     app: Arc<App>,
 }
@@ -50,13 +53,16 @@ pub struct Running {
 pub fn start(config: &Config) -> Result<Running, StartError> {
     let store = SledStore::open(&config.data_dir)?;
     let hasher = Hasher::start(config.hash_workers, config.hash_queue(), config.bcrypt_cost)?;
-    let auth = Auth::new(Arc::new(store.clone()), hasher)?;
+    let auth = Auth::new(Arc::new(store.clone()), hasher, config.lifetimes)?;
     let app = Arc::new(App {
         auth,
+        limits: Limits::new(config.limits),
+        audit: Audit::new(config.audit_log),
         settings: Settings {
             max_body_bytes: config.max_body_bytes,
             secure_cookies: config.secure_cookies,
             access_log: config.access_log,
+            client_ip_header: config.client_ip_header.clone(),
         },
     });
     let handler_app = Arc::clone(&app);
@@ -79,13 +85,44 @@ pub fn start(config: &Config) -> Result<Running, StartError> {
             // socket closes when `server` is dropped here.
             server.join();
         })?;
+    let janitor = spawn_janitor(Arc::clone(&app), Arc::clone(&stop), config.sweep_interval)?;
     Ok(Running {
         addr,
         stop,
         thread: Some(thread),
+        janitor: Some(janitor),
         store,
         app,
     })
+}
+
+/// Every `interval`, removes expired sessions and reset tokens from the
+/// store and stale entries from the throttles, until `stop` is set.
+fn spawn_janitor(
+    app: Arc<App>,
+    stop: Arc<AtomicBool>,
+    interval: Duration,
+) -> std::io::Result<JoinHandle<()>> {
+    thread::Builder::new()
+        .name("janitor".to_owned())
+        .spawn(move || {
+            let mut next = Instant::now() + interval;
+            while !stop.load(Ordering::SeqCst) {
+                if Instant::now() < next {
+                    thread::sleep(POLL.min(interval));
+                    continue;
+                }
+                next = Instant::now() + interval;
+                app.limits.sweep();
+                match app.auth.sweep_expired() {
+                    Ok((0, 0)) => {}
+                    Ok((sessions, resets)) => eprintln!(
+                        "authd: removed {sessions} expired sessions and {resets} expired reset tokens"
+                    ),
+                    Err(e) => eprintln!("authd: sweeping expired tokens failed: {e}"),
+                }
+            }
+        })
 }
 
 impl Running {
@@ -132,6 +169,10 @@ impl Running {
             self.thread = Some(thread);
             thread::sleep(Duration::from_millis(20));
         }
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(janitor) = self.janitor.take() {
+            let _ = janitor.join();
+        }
         self.store.flush()
     }
 
@@ -145,7 +186,10 @@ impl Running {
 impl Drop for Running {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
-        if let Some(thread) = self.thread.take() {
+        for thread in [self.thread.take(), self.janitor.take()]
+            .into_iter()
+            .flatten()
+        {
             let _ = thread.join();
         }
     }

@@ -156,9 +156,10 @@ impl fmt::Debug for Password {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Session {
     pub token_hash: TokenHash,
-    /// Unix seconds at login.
+    /// Unix milliseconds at login (the absolute lifetime counts from here).
     pub created_at: u64,
-    /// Unix seconds of the last request that used the session.
+    /// Unix milliseconds of the last request that used the session (the
+    /// idle timeout counts from here).
     pub last_seen: u64,
 }
 
@@ -166,7 +167,7 @@ pub struct Session {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ResetGrant {
     pub token_hash: TokenHash,
-    /// Unix seconds when the token was issued.
+    /// Unix milliseconds when the token was issued.
     pub created_at: u64,
 }
 

@@ -431,7 +431,7 @@ fn cookie_attributes_and_secure_option() {
     assert_eq!(token.len(), 43);
     assert_eq!(
         reply.set_cookie().unwrap(),
-        format!("session_id={token}; HttpOnly; SameSite=Lax; Path=/")
+        format!("session_id={token}; Max-Age=86400; HttpOnly; SameSite=Lax; Path=/")
     );
     let reply = app.log_out(Some(&token));
     let cleared = reply.set_cookie().unwrap();

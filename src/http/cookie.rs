@@ -1,5 +1,7 @@
 //! The `session_id` cookie: reading the token and writing the header.
 
+use std::time::Duration;
+
 use rouille::{Request, Response};
 
 use crate::token::Token;
@@ -24,11 +26,18 @@ fn attributes(secure: bool) -> &'static str {
     }
 }
 
-/// Adds the cookie that carries `token`.
-pub fn set_session(response: Response, token: &Token, secure: bool) -> Response {
+/// Adds the cookie that carries `token`; it lives as long as the session
+/// may (`Max-Age`), so the browser drops it when the server would refuse it.
+pub fn set_session(
+    response: Response,
+    token: &Token,
+    lifetime: Duration,
+    secure: bool,
+) -> Response {
     let value = format!(
-        "{SESSION_COOKIE}={}; {}",
+        "{SESSION_COOKIE}={}; Max-Age={}; {}",
         token.as_str(),
+        lifetime.as_secs(),
         attributes(secure)
     );
     response.with_additional_header("Set-Cookie", value)
@@ -65,7 +74,8 @@ mod tests {
     #[test]
     fn cookie_attributes() {
         let token = Token::generate().unwrap();
-        let response = set_session(Response::empty_204(), &token, false);
+        let day = Duration::from_secs(86400);
+        let response = set_session(Response::empty_204(), &token, day, false);
         let header = response
             .headers
             .iter()
@@ -75,11 +85,11 @@ mod tests {
         assert_eq!(
             header,
             format!(
-                "session_id={}; HttpOnly; SameSite=Lax; Path=/",
+                "session_id={}; Max-Age=86400; HttpOnly; SameSite=Lax; Path=/",
                 token.as_str()
             )
         );
-        let secure = set_session(Response::empty_204(), &token, true);
+        let secure = set_session(Response::empty_204(), &token, day, true);
         assert!(secure.headers.iter().any(|(_, v)| v.ends_with("; Secure")));
     }
 }

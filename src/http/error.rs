@@ -4,6 +4,8 @@
 //! response is always JSON `{"message": ...}`. Internal details are logged,
 //! never sent.
 
+use std::time::Duration;
+
 use rouille::Response;
 
 use super::body::BodyError;
@@ -28,6 +30,10 @@ pub enum ApiError {
     PayloadTooLarge(usize),
     /// 415: a body in a format we do not read.
     UnsupportedMediaType(String),
+    /// 429: throttled; retry after the given time.
+    TooManyRequests(Duration),
+    /// 431: request headers larger than we read.
+    HeadersTooLarge(usize),
     /// 503: overloaded or storage unavailable; the client may retry.
     Unavailable(&'static str),
     /// 500: our fault. The detail goes to the log only.
@@ -45,6 +51,8 @@ impl ApiError {
             ApiError::MethodNotAllowed(_) => 405,
             ApiError::PayloadTooLarge(_) => 413,
             ApiError::UnsupportedMediaType(_) => 415,
+            ApiError::TooManyRequests(_) => 429,
+            ApiError::HeadersTooLarge(_) => 431,
             ApiError::Internal(_) => 500,
             ApiError::Unavailable(_) => 503,
         }
@@ -61,6 +69,12 @@ impl ApiError {
             ApiError::PayloadTooLarge(limit) => {
                 format!("request body is larger than {limit} bytes")
             }
+            ApiError::TooManyRequests(wait) => {
+                format!("too many attempts, retry in {} s", retry_after_secs(*wait))
+            }
+            ApiError::HeadersTooLarge(limit) => {
+                format!("request headers are larger than {limit} bytes")
+            }
             ApiError::Internal(_) => "internal server error".to_owned(),
         }
     }
@@ -75,6 +89,9 @@ impl ApiError {
         match self {
             ApiError::MethodNotAllowed(allow) => response.with_additional_header("Allow", allow),
             ApiError::Unavailable(_) => response.with_additional_header("Retry-After", "1"),
+            ApiError::TooManyRequests(wait) => {
+                response.with_additional_header("Retry-After", retry_after_secs(wait).to_string())
+            }
             _ => response,
         }
     }
@@ -88,6 +105,12 @@ impl From<BodyError> for ApiError {
             other => ApiError::BadRequest(other.to_string()),
         }
     }
+}
+
+/// Whole seconds to wait, rounded up so a client that waits exactly that
+/// long is not refused again.
+fn retry_after_secs(wait: Duration) -> u64 {
+    wait.as_secs() + u64::from(wait.subsec_nanos() > 0)
 }
 
 impl ApiError {

@@ -7,15 +7,19 @@
 pub mod body;
 pub mod cookie;
 pub mod error;
+pub mod limits;
 pub mod routes;
 
 use std::io::Write as _;
+use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use rouille::{Request, Response};
 
+use crate::audit::Audit;
 use crate::auth::Auth;
 use error::ApiError;
+use limits::Limits;
 
 /// Settings the HTTP layer needs beyond the service itself.
 #[derive(Debug, Clone)]
@@ -26,50 +30,69 @@ pub struct Settings {
     pub secure_cookies: bool,
     /// Write one access-log line per request to stderr.
     pub access_log: bool,
+    /// Header carrying the client address set by a trusted reverse proxy
+    /// (`X-Forwarded-For`, `X-Real-IP`); `None` uses the socket peer.
+    pub client_ip_header: Option<String>,
 }
 
 /// Everything a request handler needs.
 pub struct App {
     pub auth: Auth,
+    pub limits: Limits,
+    pub audit: Audit,
     pub settings: Settings,
 }
 
 /// Longest path written to the access log; the rest is cut.
 const MAX_LOGGED_PATH: usize = 200;
+/// Largest total of header names and values we act on. tiny_http has read
+/// them already, so this bounds the work we do, not the memory it used
+/// (which is the reverse proxy's job).
+pub const MAX_HEADER_BYTES: usize = 16 * 1024;
 
 impl App {
     /// Answers one request: route, add common headers, log.
     pub fn handle(&self, request: &Request) -> Response {
         let started = Instant::now();
-        let response = match self.route(request) {
+        let ip = self.client_ip(request);
+        let response = match self.route(request, ip) {
             Ok(response) => response,
             Err(error) => error.into_response(),
         }
         .with_additional_header("X-Content-Type-Options", "nosniff")
         .with_additional_header("Cache-Control", "no-store");
         if self.settings.access_log {
-            log_request(request, response.status_code, started.elapsed());
+            log_request(request, ip, response.status_code, started.elapsed());
         }
         response
     }
 
-    fn route(&self, request: &Request) -> Result<Response, ApiError> {
+    fn route(&self, request: &Request, ip: IpAddr) -> Result<Response, ApiError> {
+        let header_bytes: usize = request.headers().map(|(k, v)| k.len() + v.len()).sum();
+        if header_bytes > MAX_HEADER_BYTES {
+            return Err(ApiError::HeadersTooLarge(MAX_HEADER_BYTES));
+        }
         let url = request.url();
         match (normalize(&url), request.method()) {
             ("/", "GET") => routes::index::get(),
             ("/", _) => Err(ApiError::MethodNotAllowed("GET")),
-            ("/users", "POST") => routes::users::post(self, request),
+            ("/users", "POST") => routes::users::post(self, request, ip),
             ("/users", _) => Err(ApiError::MethodNotAllowed("POST")),
-            ("/sessions", "POST") => routes::sessions::post(self, request),
-            ("/sessions", "DELETE") => routes::sessions::delete(self, request),
+            ("/sessions", "POST") => routes::sessions::post(self, request, ip),
+            ("/sessions", "DELETE") => routes::sessions::delete(self, request, ip),
             ("/sessions", _) => Err(ApiError::MethodNotAllowed("POST, DELETE")),
             ("/profile", "GET") => routes::profile::get(self, request),
             ("/profile", _) => Err(ApiError::MethodNotAllowed("GET")),
-            ("/reset_password", "POST") => routes::reset_password::post(self, request),
-            ("/reset_password", "PUT") => routes::reset_password::put(self, request),
+            ("/reset_password", "POST") => routes::reset_password::post(self, request, ip),
+            ("/reset_password", "PUT") => routes::reset_password::put(self, request, ip),
             ("/reset_password", _) => Err(ApiError::MethodNotAllowed("POST, PUT")),
             _ => Err(ApiError::NotFound),
         }
+    }
+
+    /// The client address for throttling and the audit log.
+    pub fn client_ip(&self, request: &Request) -> IpAddr {
+        limits::client_ip(request, self.settings.client_ip_header.as_deref())
     }
 }
 
@@ -88,7 +111,7 @@ fn normalize(path: &str) -> &str {
 /// without its query string (which could hold anything), cut to a bounded
 /// length and with control characters escaped so a client cannot forge
 /// log lines. Bodies, cookies and tokens are never logged.
-fn log_request(request: &Request, status: u16, elapsed: Duration) {
+fn log_request(request: &Request, ip: IpAddr, status: u16, elapsed: Duration) {
     let url = request.url();
     let mut path: String = url
         .chars()
@@ -105,7 +128,6 @@ fn log_request(request: &Request, status: u16, elapsed: Duration) {
         .flat_map(char::escape_debug)
         .collect();
     let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-    let ip = request.remote_addr().ip();
     let ms = elapsed.as_secs_f64() * 1000.0;
     // Logging must never fail a request.
     let _ = writeln!(

@@ -9,7 +9,7 @@ mod sled_store;
 
 pub use sled_store::{OpenError, SledStore};
 
-use crate::clock::unix_now;
+use crate::clock::unix_millis;
 use crate::token::{Token, TokenHash};
 use crate::user::{Email, ResetGrant, Session, User, UserId};
 
@@ -114,7 +114,7 @@ impl Change {
                 .map(|t| t.hash())
                 .ok_or_else(|| invalid(field, "not a token issued by authd"))
         };
-        let now = unix_now();
+        let now = unix_millis();
         match (field, value) {
             ("email", Some(v)) => Email::parse(v)
                 .map(Change::Email)
@@ -141,13 +141,15 @@ impl Change {
 }
 
 /// A condition checked atomically with an update: the update happens only if
-/// the user's current token is still the one the caller presented. This is
-/// what makes a reset token single-use under concurrent requests.
-#[derive(Debug, Clone, Copy)]
+/// the user's current token (or password hash) is still the one the caller
+/// saw. This is what makes a reset token single-use under concurrent
+/// requests, and keeps a login from outliving a concurrent password change.
+#[derive(Debug, Clone)]
 pub enum Precondition {
     None,
     SessionIs(TokenHash),
     ResetIs(TokenHash),
+    PasswordIs(String),
 }
 
 impl Precondition {
@@ -158,6 +160,7 @@ impl Precondition {
             Precondition::None => true,
             Precondition::SessionIs(h) => user.session.is_some_and(|s| s.token_hash.ct_eq(h)),
             Precondition::ResetIs(h) => user.reset.is_some_and(|r| r.token_hash.ct_eq(h)),
+            Precondition::PasswordIs(hash) => user.hashed_password == *hash,
         }
     }
 }
@@ -178,9 +181,30 @@ pub trait UserStore: Send + Sync {
     fn update_user(
         &self,
         id: UserId,
-        precondition: Precondition,
+        precondition: &Precondition,
         changes: &[Change],
     ) -> Result<User, StoreError>;
+
+    /// Records activity on session `token_hash` of user `id` (for the idle
+    /// timeout). Not flushed: losing it in a crash only shortens one idle
+    /// window, and flushing on every authenticated read would cost far
+    /// more. Does nothing if that session is no longer current.
+    fn touch_session(
+        &self,
+        id: UserId,
+        token_hash: &TokenHash,
+        last_seen: u64,
+    ) -> Result<(), StoreError>;
+
+    /// Ends every session created before `created_before` or last used
+    /// before `seen_before` (Unix ms); returns how many. Works through the
+    /// session index, so its cost follows the number of live sessions, not
+    /// of users.
+    fn expire_sessions(&self, created_before: u64, seen_before: u64) -> Result<usize, StoreError>;
+
+    /// Drops every reset grant issued before `created_before` (Unix ms);
+    /// returns how many.
+    fn expire_resets(&self, created_before: u64) -> Result<usize, StoreError>;
 
     /// Keyword form of [`UserStore::find_user_by`], as in the reference.
     fn find_user_by_keyword(&self, field: &str, value: &str) -> Result<User, StoreError> {
@@ -198,6 +222,6 @@ pub trait UserStore: Send + Sync {
             .iter()
             .map(|(field, value)| Change::from_keyword(field, *value))
             .collect::<Result<Vec<_>, _>>()?;
-        self.update_user(id, Precondition::None, &changes)
+        self.update_user(id, &Precondition::None, &changes)
     }
 }

@@ -344,11 +344,74 @@ impl UserStore for SledStore {
     fn update_user(
         &self,
         id: UserId,
-        precondition: Precondition,
+        precondition: &Precondition,
+        changes: &[Change],
+    ) -> Result<User, StoreError> {
+        let user = self.apply(id, precondition, changes)?;
+        self.flush()?;
+        Ok(user)
+    }
+
+    fn touch_session(
+        &self,
+        id: UserId,
+        token_hash: &TokenHash,
+        last_seen: u64,
+    ) -> Result<(), StoreError> {
+        let key = encode_id(id);
+        self.users
+            .transaction(|users| {
+                let Some(bytes) = users.get(key)? else {
+                    return Ok(());
+                };
+                let mut user = match decode_user(id, &bytes) {
+                    Ok(user) => user,
+                    Err(e) => return abort(corrupt(e)),
+                };
+                match user.session.as_mut() {
+                    Some(session) if session.token_hash.ct_eq(token_hash) => {
+                        session.last_seen = session.last_seen.max(last_seen);
+                    }
+                    _ => return Ok(()),
+                }
+                let record = match encode_user(&user) {
+                    Ok(record) => record,
+                    Err(e) => return abort(corrupt(e)),
+                };
+                users.insert(key.as_slice(), record)?;
+                Ok(())
+            })
+            .map_err(flatten)
+    }
+
+    fn expire_sessions(&self, created_before: u64, seen_before: u64) -> Result<usize, StoreError> {
+        self.expire(Index::Session, |user| {
+            user.session.and_then(|s| {
+                (s.created_at < created_before || s.last_seen < seen_before)
+                    .then_some(Precondition::SessionIs(s.token_hash))
+            })
+        })
+    }
+
+    fn expire_resets(&self, created_before: u64) -> Result<usize, StoreError> {
+        self.expire(Index::Reset, |user| {
+            user.reset.and_then(|r| {
+                (r.created_at < created_before).then_some(Precondition::ResetIs(r.token_hash))
+            })
+        })
+    }
+}
+
+impl SledStore {
+    /// One atomic update of a record and its indexes, not yet flushed.
+    fn apply(
+        &self,
+        id: UserId,
+        precondition: &Precondition,
         changes: &[Change],
     ) -> Result<User, StoreError> {
         let key = encode_id(id);
-        let user = (
+        (
             &self.users,
             &self.by_email,
             &self.by_session,
@@ -400,9 +463,42 @@ impl UserStore for SledStore {
                 users.insert(key.as_slice(), record)?;
                 Ok(new)
             })
-            .map_err(flatten)?;
-        self.flush()?;
-        Ok(user)
+            .map_err(flatten)
+    }
+
+    /// Walks a token index and clears the token of every user for whom
+    /// `expired` names the precondition under which to clear it; one flush
+    /// at the end.
+    fn expire(
+        &self,
+        index: Index,
+        expired: impl Fn(&User) -> Option<Precondition>,
+    ) -> Result<usize, StoreError> {
+        let change = match index {
+            Index::Session => Change::Session(None),
+            Index::Reset => Change::Reset(None),
+            Index::Email => return Ok(0),
+        };
+        let mut removed = 0;
+        for entry in self.tree(index).iter() {
+            let (_, value) = entry?;
+            let id = decode_id(&value)?;
+            let Some(user) = self.get(id)? else {
+                continue;
+            };
+            if let Some(precondition) = expired(&user) {
+                match self.apply(id, &precondition, std::slice::from_ref(&change)) {
+                    Ok(_) => removed += 1,
+                    // Changed meanwhile (new login, used token): not ours.
+                    Err(StoreError::PreconditionFailed | StoreError::NotFound) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        if removed > 0 {
+            self.flush()?;
+        }
+        Ok(removed)
     }
 }
 
@@ -536,7 +632,7 @@ mod tests {
         let (s1, s2) = (Token::generate().unwrap(), Token::generate().unwrap());
         let (r1, r2) = (Token::generate().unwrap(), Token::generate().unwrap());
         let find = |l: Lookup| store.find_user_by(&l);
-        let set = |changes: &[Change]| store.update_user(user.id, Precondition::None, changes);
+        let set = |changes: &[Change]| store.update_user(user.id, &Precondition::None, changes);
 
         set(&[Change::Session(Some(session(&s1)))]).unwrap();
         assert_eq!(find(Lookup::Session(s1.hash())).unwrap().id, user.id);
@@ -583,7 +679,7 @@ mod tests {
         assert!(matches!(
             store.update_user(
                 user.id,
-                Precondition::ResetIs(r1.hash()),
+                &Precondition::ResetIs(r1.hash()),
                 &[Change::Reset(None), Change::Session(None)]
             ),
             Err(StoreError::PreconditionFailed)
@@ -594,7 +690,7 @@ mod tests {
         let after = store
             .update_user(
                 user.id,
-                Precondition::ResetIs(r2.hash()),
+                &Precondition::ResetIs(r2.hash()),
                 &[
                     Change::HashedPassword("$2b$new".into()),
                     Change::Reset(None),
@@ -624,7 +720,7 @@ mod tests {
         let set = |id| {
             store.update_user(
                 id,
-                Precondition::None,
+                &Precondition::None,
                 &[Change::Session(Some(session(&token)))],
             )
         };
@@ -644,7 +740,7 @@ mod tests {
             store
                 .update_user(
                     user.id,
-                    Precondition::None,
+                    &Precondition::None,
                     &[
                         Change::Session(Some(session(&token))),
                         Change::Reset(Some(grant(&reset))),

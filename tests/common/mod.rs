@@ -135,6 +135,7 @@ pub fn test_config(dir: &std::path::Path) -> Config {
     config.addr = "127.0.0.1:0".to_owned();
     config.bcrypt_cost = 4;
     config.access_log = false;
+    config.audit_log = false;
     config
 }
 

@@ -1,8 +1,11 @@
 //! `POST /reset_password` (get a token) and `PUT /reset_password` (use it).
 
+use std::net::IpAddr;
+
 use rouille::{Request, Response};
 use serde_json::json;
 
+use crate::audit::Event;
 use crate::http::body::read_fields;
 use crate::http::error::ApiError;
 use crate::http::App;
@@ -10,20 +13,41 @@ use crate::token::Token;
 use crate::user::{Email, Password};
 
 /// Issues a reset token: 200 `{"email", "reset_token"}`, 403 for an
-/// unregistered email (the reference's behaviour).
-pub fn post(app: &App, request: &Request) -> Result<Response, ApiError> {
+/// unregistered email (the reference's behaviour), 429 past the request
+/// rate per IP or per email.
+pub fn post(app: &App, request: &Request, ip: IpAddr) -> Result<Response, ApiError> {
     let fields = read_fields(request, app.settings.max_body_bytes)?;
     let email = Email::parse(fields.required("email")?).map_err(ApiError::invalid("email"))?;
-    let (user, token) = app.auth.get_reset_password_token(&email)?;
+    if let Err(throttled) = app.limits.reset_request(ip, email.key()) {
+        app.audit.record(
+            Event::Throttled,
+            ip,
+            None,
+            Some(email.as_str()),
+            Some("POST /reset_password"),
+        );
+        return Err(throttled);
+    }
+    let (user, token) = app.auth.get_reset_password_token(&email).inspect_err(|_| {
+        app.audit
+            .record(Event::ResetRefused, ip, None, Some(email.as_str()), None);
+    })?;
+    app.audit.record(
+        Event::ResetRequested,
+        ip,
+        Some(user.id),
+        Some(user.email.as_str()),
+        None,
+    );
     Ok(Response::json(
         &json!({ "email": user.email.as_str(), "reset_token": token.as_str() }),
     ))
 }
 
 /// Sets a new password with a reset token: 200 `{"email", "message":
-/// "Password updated"}`, 403 if the token is not the current one of that
-/// email's owner.
-pub fn put(app: &App, request: &Request) -> Result<Response, ApiError> {
+/// "Password updated"}`, 403 if the token is not the current, unexpired one
+/// of that email's owner. Success also lifts the account's login backoff.
+pub fn put(app: &App, request: &Request, ip: IpAddr) -> Result<Response, ApiError> {
     let fields = read_fields(request, app.settings.max_body_bytes)?;
     let email = Email::parse(fields.required("email")?).map_err(ApiError::invalid("email"))?;
     let raw_token = fields.required("reset_token")?;
@@ -34,10 +58,28 @@ pub fn put(app: &App, request: &Request) -> Result<Response, ApiError> {
             "reset_token must not be empty".to_owned(),
         ));
     }
+    let refused = || {
+        app.audit
+            .record(Event::ResetRefused, ip, None, Some(email.as_str()), None);
+    };
     // A value that is not shaped like our tokens cannot be valid: refuse it
     // without hashing or a lookup.
-    let token = Token::parse(raw_token).ok_or(ApiError::Forbidden("invalid reset token"))?;
-    let user = app.auth.update_password(&email, &token, &new_password)?;
+    let Some(token) = Token::parse(raw_token) else {
+        refused();
+        return Err(ApiError::Forbidden("invalid reset token"));
+    };
+    let user = app
+        .auth
+        .update_password(&email, &token, &new_password)
+        .inspect_err(|_| refused())?;
+    app.limits.account_recovered(email.key());
+    app.audit.record(
+        Event::PasswordChanged,
+        ip,
+        Some(user.id),
+        Some(user.email.as_str()),
+        None,
+    );
     Ok(Response::json(
         &json!({ "email": user.email.as_str(), "message": "Password updated" }),
     ))

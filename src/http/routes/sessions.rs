@@ -1,8 +1,12 @@
 //! `POST /sessions` (log in) and `DELETE /sessions` (log out).
 
+use std::net::IpAddr;
+
 use rouille::{Request, Response};
 use serde_json::json;
 
+use crate::audit::Event;
+use crate::auth::AuthError;
 use crate::http::body::read_fields;
 use crate::http::cookie;
 use crate::http::error::ApiError;
@@ -10,26 +14,65 @@ use crate::http::App;
 use crate::user::{Email, Password};
 
 /// Logs in: 200 `{"email", "message": "logged in"}` and a fresh
-/// `session_id` cookie, or 401 for any wrong email/password pair.
-pub fn post(app: &App, request: &Request) -> Result<Response, ApiError> {
+/// `session_id` cookie, 401 for any wrong email/password pair, 429 (before
+/// any bcrypt work) while the account or the client IP is backing off.
+pub fn post(app: &App, request: &Request, ip: IpAddr) -> Result<Response, ApiError> {
     let fields = read_fields(request, app.settings.max_body_bytes)?;
     let email = Email::parse(fields.required("email")?).map_err(ApiError::invalid("email"))?;
     let password =
         Password::parse(fields.required("password")?).map_err(ApiError::invalid("password"))?;
-    let (user, token) = app.auth.log_in(&email, &password)?;
-    let response = Response::json(&json!({ "email": user.email.as_str(), "message": "logged in" }));
-    Ok(cookie::set_session(
-        response,
-        &token,
-        app.settings.secure_cookies,
-    ))
+    if let Err(throttled) = app.limits.check_login(ip, email.key()) {
+        app.audit.record(
+            Event::Throttled,
+            ip,
+            None,
+            Some(email.as_str()),
+            Some("POST /sessions"),
+        );
+        return Err(throttled);
+    }
+    match app.auth.log_in(&email, &password) {
+        Ok((user, token)) => {
+            app.limits.account_recovered(email.key());
+            app.audit.record(
+                Event::LoginSuccess,
+                ip,
+                Some(user.id),
+                Some(user.email.as_str()),
+                None,
+            );
+            let response =
+                Response::json(&json!({ "email": user.email.as_str(), "message": "logged in" }));
+            Ok(cookie::set_session(
+                response,
+                &token,
+                app.auth.lifetimes().session,
+                app.settings.secure_cookies,
+            ))
+        }
+        Err(e) => {
+            if matches!(e, AuthError::InvalidCredentials) {
+                app.limits.login_failed(ip, email.key());
+                app.audit
+                    .record(Event::LoginFailure, ip, None, Some(email.as_str()), None);
+            }
+            Err(e.into())
+        }
+    }
 }
 
 /// Logs out: ends the session on the server, clears the cookie and
 /// redirects (302) to `/`; 403 without a valid session.
-pub fn delete(app: &App, request: &Request) -> Result<Response, ApiError> {
+pub fn delete(app: &App, request: &Request, ip: IpAddr) -> Result<Response, ApiError> {
     let token = cookie::session_token(request).ok_or(ApiError::Forbidden("no valid session"))?;
-    app.auth.destroy_session(&token)?;
+    let user = app.auth.destroy_session(&token)?;
+    app.audit.record(
+        Event::Logout,
+        ip,
+        Some(user.id),
+        Some(user.email.as_str()),
+        None,
+    );
     Ok(cookie::clear_session(
         Response::redirect_302("/"),
         app.settings.secure_cookies,

@@ -1,22 +1,54 @@
 //! `POST /users`: registration.
 
+use std::net::IpAddr;
+
 use rouille::{Request, Response};
 use serde_json::json;
 
+use crate::audit::Event;
+use crate::auth::AuthError;
 use crate::http::body::read_fields;
 use crate::http::error::ApiError;
 use crate::http::App;
 use crate::user::{Email, Password};
 
 /// Registers `email` with `password`: 200 `{"email", "message": "user
-/// created"}`, or 400 `{"message": "email already registered"}`.
-pub fn post(app: &App, request: &Request) -> Result<Response, ApiError> {
+/// created"}`, 400 `{"message": "email already registered"}`, 429 past the
+/// request rate per IP or per email.
+pub fn post(app: &App, request: &Request, ip: IpAddr) -> Result<Response, ApiError> {
     let fields = read_fields(request, app.settings.max_body_bytes)?;
     let email = Email::parse(fields.required("email")?).map_err(ApiError::invalid("email"))?;
     let password =
         Password::parse(fields.required("password")?).map_err(ApiError::invalid("password"))?;
-    let user = app.auth.register_user(&email, &password)?;
-    Ok(Response::json(
-        &json!({ "email": user.email.as_str(), "message": "user created" }),
-    ))
+    if let Err(throttled) = app.limits.register(ip, email.key()) {
+        app.audit.record(
+            Event::Throttled,
+            ip,
+            None,
+            Some(email.as_str()),
+            Some("POST /users"),
+        );
+        return Err(throttled);
+    }
+    match app.auth.register_user(&email, &password) {
+        Ok(user) => {
+            app.audit.record(
+                Event::Register,
+                ip,
+                Some(user.id),
+                Some(user.email.as_str()),
+                None,
+            );
+            Ok(Response::json(
+                &json!({ "email": user.email.as_str(), "message": "user created" }),
+            ))
+        }
+        Err(e) => {
+            if matches!(e, AuthError::EmailTaken) {
+                app.audit
+                    .record(Event::RegisterRefused, ip, None, Some(email.as_str()), None);
+            }
+            Err(e.into())
+        }
+    }
 }

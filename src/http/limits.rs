@@ -1,0 +1,241 @@
+//! Brute-force and request-rate limits of the HTTP routes, and the client
+//! address they are keyed by.
+//!
+//! Logins are throttled on consecutive failures, per account and per client
+//! IP; registration and reset requests on their rate, per IP and per email.
+//! A throttled request is answered 429 before any bcrypt work or store
+//! write.
+
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+use rouille::Request;
+
+use super::error::ApiError;
+use crate::throttle::{Rule, Throttle};
+
+/// The tunable numbers behind every throttle.
+#[derive(Debug, Clone, Copy)]
+pub struct LimitSettings {
+    /// Failed logins per account before delays start (per IP: ten times).
+    pub login_free_failures: u32,
+    /// Consecutive failed logins after which an account refuses logins
+    /// until `window` has passed or its password is reset (NIST SP 800-63B
+    /// allows at most 100).
+    pub lockout_failures: u32,
+    /// `POST /users` and `POST /reset_password` requests per IP and per
+    /// email before delays start.
+    pub request_free: u32,
+    /// Longest delay any throttle imposes.
+    pub max_delay: Duration,
+    /// Quiet time after which a key's count starts again.
+    pub window: Duration,
+    /// Keys tracked per throttle, to bound memory.
+    pub max_entries: usize,
+}
+
+impl Default for LimitSettings {
+    fn default() -> Self {
+        LimitSettings {
+            login_free_failures: 5,
+            lockout_failures: 100,
+            request_free: 10,
+            max_delay: Duration::from_secs(15 * 60),
+            window: Duration::from_secs(3600),
+            max_entries: 100_000,
+        }
+    }
+}
+
+/// First delay once the free events are used up; it doubles from there.
+const BASE_DELAY: Duration = Duration::from_secs(1);
+
+/// All the throttles of the API.
+#[derive(Debug)]
+pub struct Limits {
+    login_ip: Throttle,
+    login_account: Throttle,
+    register_ip: Throttle,
+    register_email: Throttle,
+    reset_ip: Throttle,
+    reset_email: Throttle,
+}
+
+impl Limits {
+    /// Throttles with the given settings and no history.
+    pub fn new(s: LimitSettings) -> Limits {
+        let rule = |free: u32, lockout: Option<u32>| {
+            Throttle::new(Rule {
+                free,
+                base: BASE_DELAY,
+                max_delay: s.max_delay,
+                lockout,
+                window: s.window,
+                max_entries: s.max_entries,
+            })
+        };
+        let request = || rule(s.request_free, None);
+        Limits {
+            login_ip: rule(s.login_free_failures.saturating_mul(10), None),
+            login_account: rule(s.login_free_failures, Some(s.lockout_failures)),
+            register_ip: request(),
+            register_email: request(),
+            reset_ip: request(),
+            reset_email: request(),
+        }
+    }
+
+    /// Refuses a login attempt that must wait.
+    pub fn check_login(&self, ip: IpAddr, account: &str) -> Result<(), ApiError> {
+        let now = Instant::now();
+        both(
+            self.login_ip.check(&ip.to_string(), now),
+            self.login_account.check(account, now),
+        )
+    }
+
+    /// Counts a failed login against the IP and the account.
+    pub fn login_failed(&self, ip: IpAddr, account: &str) {
+        let now = Instant::now();
+        self.login_ip.record(&ip.to_string(), now);
+        self.login_account.record(account, now);
+    }
+
+    /// A successful login or password reset ends the account's backoff.
+    /// (The IP's count only decays: an attacker with an account of their
+    /// own could otherwise reset it at will.)
+    pub fn account_recovered(&self, account: &str) {
+        self.login_account.clear(account);
+    }
+
+    /// Checks and counts a registration attempt.
+    pub fn register(&self, ip: IpAddr, email: &str) -> Result<(), ApiError> {
+        Self::rate(&self.register_ip, &self.register_email, ip, email)
+    }
+
+    /// Checks and counts a reset-token request.
+    pub fn reset_request(&self, ip: IpAddr, email: &str) -> Result<(), ApiError> {
+        Self::rate(&self.reset_ip, &self.reset_email, ip, email)
+    }
+
+    fn rate(
+        by_ip: &Throttle,
+        by_email: &Throttle,
+        ip: IpAddr,
+        email: &str,
+    ) -> Result<(), ApiError> {
+        let now = Instant::now();
+        let ip = ip.to_string();
+        both(by_ip.check(&ip, now), by_email.check(email, now))?;
+        by_ip.record(&ip, now);
+        by_email.record(email, now);
+        Ok(())
+    }
+
+    /// Forgets entries past their window; run periodically.
+    pub fn sweep(&self) {
+        let now = Instant::now();
+        for throttle in [
+            &self.login_ip,
+            &self.login_account,
+            &self.register_ip,
+            &self.register_email,
+            &self.reset_ip,
+            &self.reset_email,
+        ] {
+            throttle.sweep(now);
+        }
+    }
+}
+
+/// Combines two checks: the longer wait wins.
+fn both(a: Result<(), Duration>, b: Result<(), Duration>) -> Result<(), ApiError> {
+    match (a, b) {
+        (Ok(()), Ok(())) => Ok(()),
+        (Err(x), Ok(())) | (Ok(()), Err(x)) => Err(ApiError::TooManyRequests(x)),
+        (Err(x), Err(y)) => Err(ApiError::TooManyRequests(x.max(y))),
+    }
+}
+
+/// The client's address: the socket peer, or, behind a reverse proxy that
+/// is configured to set it, the last address in `header` (the one the proxy
+/// itself added; earlier ones are whatever the client claimed).
+pub fn client_ip(request: &Request, header: Option<&str>) -> IpAddr {
+    header
+        .and_then(|name| request.header(name))
+        .and_then(|value| value.rsplit(',').next())
+        .and_then(|last| last.trim().parse().ok())
+        .unwrap_or_else(|| request.remote_addr().ip())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(headers: Vec<(String, String)>) -> Request {
+        Request::fake_http_from(
+            "10.0.0.1:4000".parse().unwrap(),
+            "GET",
+            "/",
+            headers,
+            vec![],
+        )
+    }
+
+    #[test]
+    fn client_ip_uses_the_configured_header_only() {
+        let xff = vec![(
+            "X-Forwarded-For".to_owned(),
+            "6.6.6.6, 192.0.2.7".to_owned(),
+        )];
+        assert_eq!(
+            client_ip(&request(xff.clone()), None),
+            "10.0.0.1".parse::<IpAddr>().unwrap()
+        );
+        assert_eq!(
+            client_ip(&request(xff), Some("X-Forwarded-For")),
+            "192.0.2.7".parse::<IpAddr>().unwrap()
+        );
+        let junk = vec![("X-Forwarded-For".to_owned(), "not an ip".to_owned())];
+        assert_eq!(
+            client_ip(&request(junk), Some("X-Forwarded-For")),
+            "10.0.0.1".parse::<IpAddr>().unwrap()
+        );
+    }
+
+    #[test]
+    fn logins_are_throttled_per_account_and_cleared_on_success() {
+        let limits = Limits::new(LimitSettings {
+            login_free_failures: 2,
+            ..LimitSettings::default()
+        });
+        let ip: IpAddr = "192.0.2.1".parse().unwrap();
+        for _ in 0..2 {
+            assert!(limits.check_login(ip, "a@x.io").is_ok());
+            limits.login_failed(ip, "a@x.io");
+        }
+        assert!(matches!(
+            limits.check_login(ip, "a@x.io"),
+            Err(ApiError::TooManyRequests(_))
+        ));
+        // Another account from the same IP is not blocked (the IP allows 20).
+        assert!(limits.check_login(ip, "b@x.io").is_ok());
+        limits.account_recovered("a@x.io");
+        assert!(limits.check_login(ip, "a@x.io").is_ok());
+    }
+
+    #[test]
+    fn request_rates_count_every_request() {
+        let limits = Limits::new(LimitSettings {
+            request_free: 2,
+            ..LimitSettings::default()
+        });
+        let ip: IpAddr = "192.0.2.1".parse().unwrap();
+        assert!(limits.register(ip, "a@x.io").is_ok());
+        assert!(limits.register(ip, "b@x.io").is_ok());
+        // The IP has used its two; any email now waits.
+        assert!(limits.register(ip, "c@x.io").is_err());
+        // Reset requests are counted separately.
+        assert!(limits.reset_request(ip, "a@x.io").is_ok());
+    }
+}

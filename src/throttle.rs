@@ -1,0 +1,238 @@
+//! Growing delays per key (client IP, account), kept in memory.
+//!
+//! A [`Throttle`] counts events per key: failed logins, or requests to a
+//! rate-limited route. The first `free` events cost nothing; after that each
+//! further event must wait `base * 2^(n - free)` after the previous one,
+//! capped at `max_delay`, so a guesser slows down exponentially while a user
+//! who mistyped a few times never notices. At `lockout` events (if set) the
+//! key is refused until its entry expires. An entry is forgotten `window`
+//! after its last event, so nothing an attacker does locks anyone out for
+//! longer than that, and memory is bounded by `max_entries`.
+//!
+//! Time is passed in, so the rules are tested without sleeping.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+/// The rules of one throttle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rule {
+    /// Events allowed before any delay.
+    pub free: u32,
+    /// First delay; it doubles with each further event.
+    pub base: Duration,
+    /// Longest delay between two events.
+    pub max_delay: Duration,
+    /// Events after which the key is refused until the entry expires.
+    pub lockout: Option<u32>,
+    /// Quiet time after which a key's count starts again from zero.
+    pub window: Duration,
+    /// Most keys tracked at once.
+    pub max_entries: usize,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    count: u32,
+    last: Instant,
+}
+
+/// One throttle: a rule and the counts per key.
+#[derive(Debug)]
+pub struct Throttle {
+    rule: Rule,
+    entries: Mutex<HashMap<String, Entry>>,
+}
+
+impl Rule {
+    /// How long after the last event the next one may come, for a key with
+    /// `count` events; `None` if it may come at once.
+    fn wait(&self, count: u32) -> Option<Duration> {
+        if self.lockout.is_some_and(|limit| count >= limit) {
+            return Some(self.window);
+        }
+        let excess = count.checked_sub(self.free)?;
+        let factor = 1u32.checked_shl(excess).unwrap_or(u32::MAX);
+        Some(self.base.saturating_mul(factor).min(self.max_delay))
+    }
+}
+
+impl Throttle {
+    /// A throttle with `rule` and no entries.
+    pub fn new(rule: Rule) -> Throttle {
+        Throttle {
+            rule,
+            entries: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn entries(&self) -> MutexGuard<'_, HashMap<String, Entry>> {
+        // A panic while holding this lock cannot leave a map half-updated
+        // in a way that matters (worst case one count is off), so a poisoned
+        // lock is simply taken over.
+        self.entries.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// `Err(retry_after)` if an event for `key` at `now` must wait.
+    pub fn check(&self, key: &str, now: Instant) -> Result<(), Duration> {
+        let entries = self.entries();
+        let Some(entry) = entries.get(key) else {
+            return Ok(());
+        };
+        if now.saturating_duration_since(entry.last) > self.rule.window {
+            return Ok(());
+        }
+        match self.rule.wait(entry.count) {
+            Some(wait) => {
+                let ready = entry.last + wait;
+                if now < ready {
+                    Err(ready - now)
+                } else {
+                    Ok(())
+                }
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// Counts an event for `key` at `now`.
+    pub fn record(&self, key: &str, now: Instant) {
+        let mut entries = self.entries();
+        if !entries.contains_key(key) && entries.len() >= self.rule.max_entries {
+            let window = self.rule.window;
+            entries.retain(|_, e| now.saturating_duration_since(e.last) <= window);
+            if entries.len() >= self.rule.max_entries {
+                // Full of live entries: keep the ones already throttling
+                // (they matter) and leave this new key untracked for now.
+                return;
+            }
+        }
+        let entry = entries.entry(key.to_owned()).or_insert(Entry {
+            count: 0,
+            last: now,
+        });
+        if now.saturating_duration_since(entry.last) > self.rule.window {
+            entry.count = 0;
+        }
+        entry.count = entry.count.saturating_add(1);
+        entry.last = now;
+    }
+
+    /// Forgets `key` (after a successful login or a password reset).
+    pub fn clear(&self, key: &str) {
+        self.entries().remove(key);
+    }
+
+    /// Drops every entry quiet for longer than the window.
+    pub fn sweep(&self, now: Instant) {
+        let window = self.rule.window;
+        self.entries()
+            .retain(|_, e| now.saturating_duration_since(e.last) <= window);
+    }
+
+    /// Keys tracked now.
+    pub fn len(&self) -> usize {
+        self.entries().len()
+    }
+
+    /// Whether no key is tracked.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const S: Duration = Duration::from_secs(1);
+
+    fn rule() -> Rule {
+        Rule {
+            free: 3,
+            base: S,
+            max_delay: 8 * S,
+            lockout: Some(10),
+            window: 100 * S,
+            max_entries: 4,
+        }
+    }
+
+    #[test]
+    fn free_events_then_doubling_delays_up_to_the_cap() {
+        let t = Throttle::new(rule());
+        let t0 = Instant::now();
+        for _ in 0..3 {
+            assert_eq!(t.check("k", t0), Ok(()));
+            t.record("k", t0);
+        }
+        // The fourth must wait 1 s after the third, then 2, 4, 8, 8...
+        let mut now = t0;
+        for expected in [1, 2, 4, 8, 8, 8] {
+            assert_eq!(t.check("k", now), Err(expected * S));
+            assert!(t
+                .check("k", now + expected * S - Duration::from_millis(1))
+                .is_err());
+            now += expected * S;
+            assert_eq!(t.check("k", now), Ok(()));
+            t.record("k", now);
+        }
+        // Other keys are unaffected.
+        assert_eq!(t.check("other", now), Ok(()));
+    }
+
+    #[test]
+    fn lockout_lasts_until_the_window_passes() {
+        let t = Throttle::new(rule());
+        let mut now = Instant::now();
+        for _ in 0..10 {
+            now += 10 * S;
+            t.record("k", now);
+        }
+        assert_eq!(t.check("k", now + 50 * S), Err(50 * S));
+        assert_eq!(t.check("k", now + 99 * S), Err(S));
+        // After the window the count starts over.
+        assert_eq!(t.check("k", now + 101 * S), Ok(()));
+        t.record("k", now + 101 * S);
+        assert_eq!(t.check("k", now + 101 * S), Ok(()));
+    }
+
+    #[test]
+    fn clear_forgets_a_key() {
+        let t = Throttle::new(rule());
+        let now = Instant::now();
+        for _ in 0..5 {
+            t.record("k", now);
+        }
+        assert!(t.check("k", now).is_err());
+        t.clear("k");
+        assert_eq!(t.check("k", now), Ok(()));
+    }
+
+    #[test]
+    fn memory_is_bounded() {
+        let t = Throttle::new(rule());
+        let now = Instant::now();
+        for i in 0..100 {
+            t.record(&format!("ip-{i}"), now);
+        }
+        assert_eq!(t.len(), 4);
+        // Once old entries expire they make room again.
+        let later = now + 101 * S;
+        t.record("fresh", later);
+        assert_eq!(t.len(), 1);
+        t.sweep(later + 101 * S);
+        assert!(t.is_empty());
+    }
+
+    #[test]
+    fn huge_counts_do_not_overflow() {
+        let rule = Rule {
+            lockout: None,
+            ..rule()
+        };
+        assert_eq!(rule.wait(u32::MAX), Some(8 * S));
+        assert_eq!(rule.wait(2), None);
+    }
+}
