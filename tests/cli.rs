@@ -280,6 +280,9 @@ fn bad_flags_are_usage_errors() {
         &["--threads", "0"],
         &["--no-such-flag"],
         &["serve", "--bcrypt-cost", "twelve"],
+        &["--lockout-failures", "101"],
+        &["--login-free-failures", "10", "--lockout-failures", "5"],
+        &["--session-ttl", "0"],
     ] {
         let (code, _, stderr) = run(args);
         assert_eq!(code, 2, "{args:?}: {stderr}");
@@ -350,4 +353,124 @@ fn environment_variables_configure_the_server() {
         "{}",
         user.hashed_password
     );
+}
+
+#[test]
+fn the_audit_log_records_every_event_and_no_secret() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut proc = Proc::start(&tmp.path().join("store"), &["--login-free-failures", "1"]);
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .build()
+        .into();
+    let send = |method: &str, path: &str, form: &str, cookie: Option<&str>| {
+        let mut request = ureq::http::Request::builder()
+            .method(method)
+            .uri(format!("{}{path}", proc.base))
+            .header("Content-Type", "application/x-www-form-urlencoded");
+        if let Some(token) = cookie {
+            request = request.header("Cookie", format!("session_id={token}"));
+        }
+        let mut response = agent.run(request.body(form.to_owned()).unwrap()).unwrap();
+        let cookie = response
+            .headers()
+            .get("set-cookie")
+            .map(|v| v.to_str().unwrap().to_owned());
+        let status = response.status().as_u16();
+        let body = response.body_mut().read_to_string().unwrap();
+        (status, body, cookie)
+    };
+    assert_eq!(
+        send("POST", "/users", "email=a%40b.io&password=Secret-1", None).0,
+        200
+    );
+    assert_eq!(
+        send("POST", "/users", "email=a%40b.io&password=Secret-1", None).0,
+        400
+    );
+    assert_eq!(
+        send("POST", "/sessions", "email=a%40b.io&password=Wrong-2", None).0,
+        401
+    );
+    assert_eq!(
+        send(
+            "POST",
+            "/sessions",
+            "email=a%40b.io&password=Secret-1",
+            None
+        )
+        .0,
+        429
+    );
+    std::thread::sleep(Duration::from_millis(1100));
+    let (status, _, cookie) = send(
+        "POST",
+        "/sessions",
+        "email=a%40b.io&password=Secret-1",
+        None,
+    );
+    assert_eq!(status, 200);
+    let session = cookie.unwrap()["session_id=".len()..]
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    assert_eq!(send("DELETE", "/sessions", "", Some(&session)).0, 302);
+    let (status, body, _) = send("POST", "/reset_password", "email=a%40b.io", None);
+    assert_eq!(status, 200);
+    let token: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let token = token["reset_token"].as_str().unwrap().to_owned();
+    let form = format!("email=a%40b.io&reset_token={token}&new_password=Secret-3");
+    assert_eq!(send("PUT", "/reset_password", &form, None).0, 200);
+    assert_eq!(send("PUT", "/reset_password", &form, None).0, 403);
+    proc.signal("TERM");
+    assert!(proc.wait(Duration::from_secs(15)).success());
+
+    let stderr = proc.stderr();
+    let events: Vec<serde_json::Value> = stderr
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let names: Vec<&str> = events
+        .iter()
+        .map(|e| e["audit"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "register",
+            "register_refused",
+            "login_failure",
+            "throttled",
+            "login_success",
+            "logout",
+            "reset_requested",
+            "password_changed",
+            "reset_refused",
+        ],
+        "{stderr}"
+    );
+    for event in &events {
+        assert_eq!(event["ip"], "127.0.0.1");
+        assert_eq!(event["email"], "a@b.io");
+        assert!(event["time"].as_str().unwrap().ends_with('Z'));
+    }
+    for (event, name) in events.iter().zip(&names) {
+        let has_id = event.get("user_id").is_some();
+        let expect_id = [
+            "register",
+            "login_success",
+            "logout",
+            "reset_requested",
+            "password_changed",
+        ]
+        .contains(name);
+        assert_eq!(has_id, expect_id, "{name}: {event}");
+    }
+    assert_eq!(events[3]["route"], "POST /sessions");
+    for secret in ["Secret-1", "Wrong-2", "Secret-3", &session, &token] {
+        assert!(!stderr.contains(secret), "stderr leaks {secret:?}");
+    }
 }

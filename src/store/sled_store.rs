@@ -174,6 +174,12 @@ impl SledStore {
         self.users.len()
     }
 
+    /// Entries in the session and reset-token indexes: live (or not yet
+    /// swept) tokens.
+    pub fn token_counts(&self) -> (usize, usize) {
+        (self.by_session.len(), self.by_reset.len())
+    }
+
     /// Walks every record and index entry and lists each disagreement:
     /// records that do not decode, records missing from an index, index
     /// entries pointing at nothing or at a user that does not own the key,

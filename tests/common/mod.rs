@@ -166,6 +166,28 @@ impl TestApp {
         }
     }
 
+    /// Stops this server and starts a new one on the same store, with the
+    /// test configuration changed by `adjust`.
+    pub fn restart_with(self, adjust: impl FnOnce(&mut Config)) -> TestApp {
+        let TestApp {
+            running,
+            agent,
+            _dir,
+            ..
+        } = self;
+        running.stop().expect("clean stop");
+        let mut config = test_config(_dir.path());
+        adjust(&mut config);
+        let running = server::start(&config).expect("server restarts");
+        let base = format!("http://{}", running.addr());
+        TestApp {
+            running,
+            base,
+            agent,
+            _dir,
+        }
+    }
+
     /// Sends any request; `cookie` is the session token, if any.
     pub fn request(
         &self,
