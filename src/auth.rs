@@ -140,6 +140,11 @@ impl Auth {
         &self.hasher
     }
 
+    /// Whether the store answers a read (for health checks).
+    pub fn ping(&self) -> Result<(), AuthError> {
+        Ok(self.store.ping()?)
+    }
+
     /// The configured lifetimes.
     pub fn lifetimes(&self) -> &Lifetimes {
         &self.lifetimes

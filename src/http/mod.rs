@@ -86,6 +86,10 @@ impl App {
             ("/reset_password", "POST") => routes::reset_password::post(self, request, ip),
             ("/reset_password", "PUT") => routes::reset_password::put(self, request, ip),
             ("/reset_password", _) => Err(ApiError::MethodNotAllowed("POST, PUT")),
+            ("/healthz", "GET") => routes::meta::healthz(self),
+            ("/healthz", _) => Err(ApiError::MethodNotAllowed("GET")),
+            ("/openapi.json", "GET") => routes::meta::openapi(),
+            ("/openapi.json", _) => Err(ApiError::MethodNotAllowed("GET")),
             _ => Err(ApiError::NotFound),
         }
     }

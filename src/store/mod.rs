@@ -9,6 +9,8 @@ mod sled_store;
 
 pub use sled_store::{OpenError, SledStore};
 
+use std::ops::ControlFlow;
+
 use crate::clock::unix_millis;
 use crate::token::{Token, TokenHash};
 use crate::user::{Email, ResetGrant, Session, User, UserId};
@@ -205,6 +207,24 @@ pub trait UserStore: Send + Sync {
     /// Drops every reset grant issued before `created_before` (Unix ms);
     /// returns how many.
     fn expire_resets(&self, created_before: u64) -> Result<usize, StoreError>;
+
+    /// Removes user `id`, its record and every index entry, atomically.
+    fn delete_user(&self, id: UserId) -> Result<(), StoreError>;
+
+    /// Creates many users in as few durable writes as possible (bulk
+    /// import), in order, returning their ids. All or nothing per call:
+    /// `EmailTaken` if any email exists already or twice in `users`.
+    fn add_users(&self, users: &[(Email, String)]) -> Result<Vec<UserId>, StoreError>;
+
+    /// Calls `visit` with every user in id order, without loading them all
+    /// into memory; stops early when `visit` returns `Break`.
+    fn each_user(&self, visit: &mut dyn FnMut(User) -> ControlFlow<()>) -> Result<(), StoreError>;
+
+    /// Number of users.
+    fn count_users(&self) -> Result<usize, StoreError>;
+
+    /// Reads from the store, proving it answers (for health checks).
+    fn ping(&self) -> Result<(), StoreError>;
 
     /// Keyword form of [`UserStore::find_user_by`], as in the reference.
     fn find_user_by_keyword(&self, field: &str, value: &str) -> Result<User, StoreError> {

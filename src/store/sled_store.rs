@@ -9,6 +9,7 @@
 //! Every write runs as one sled transaction over the record and the indexes
 //! it touches, so they never disagree, then flushes before returning.
 
+use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 
 use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
@@ -169,9 +170,29 @@ impl SledStore {
         Ok(())
     }
 
-    /// Number of stored users.
-    pub fn user_count(&self) -> usize {
-        self.users.len()
+    /// Copies every tree into a new store at `dest` and flushes it; returns
+    /// the number of entries copied. The caller holds this store's lock, so
+    /// nothing writes meanwhile and the copy is consistent.
+    pub fn backup_to(&self, dest: &Path) -> Result<usize, OpenError> {
+        let failed = |e: sled::Error| OpenError::Unusable {
+            path: dest.to_owned(),
+            reason: e.to_string(),
+        };
+        let copy = sled::Config::new().path(dest).open().map_err(failed)?;
+        let mut entries = 0;
+        for name in self.db.tree_names() {
+            let source = self.db.open_tree(&name).map_err(failed)?;
+            let target = copy.open_tree(&name).map_err(failed)?;
+            let mut batch = sled::Batch::default();
+            for entry in source.iter() {
+                let (key, value) = entry.map_err(failed)?;
+                batch.insert(key, value);
+                entries += 1;
+            }
+            target.apply_batch(batch).map_err(failed)?;
+        }
+        copy.flush().map_err(failed)?;
+        Ok(entries)
     }
 
     /// Entries in the session and reset-token indexes: live (or not yet
@@ -399,6 +420,101 @@ impl UserStore for SledStore {
         })
     }
 
+    fn delete_user(&self, id: UserId) -> Result<(), StoreError> {
+        let key = encode_id(id);
+        (
+            &self.users,
+            &self.by_email,
+            &self.by_session,
+            &self.by_reset,
+        )
+            .transaction(|(users, by_email, by_session, by_reset)| {
+                let Some(bytes) = users.remove(key.as_slice())? else {
+                    return abort(StoreError::NotFound);
+                };
+                let user = match decode_user(id, &bytes) {
+                    Ok(user) => user,
+                    Err(e) => return abort(corrupt(e)),
+                };
+                by_email.remove(user.email.key())?;
+                if let Some(session) = user.session {
+                    by_session.remove(session.token_hash.as_bytes().as_slice())?;
+                }
+                if let Some(reset) = user.reset {
+                    by_reset.remove(reset.token_hash.as_bytes().as_slice())?;
+                }
+                Ok(())
+            })
+            .map_err(flatten)?;
+        self.flush()
+    }
+
+    fn add_users(&self, batch: &[(Email, String)]) -> Result<Vec<UserId>, StoreError> {
+        // Encode outside the transaction: the closure may run again.
+        let records = batch
+            .iter()
+            .map(|(email, hashed_password)| {
+                encode_user(&User {
+                    id: UserId(0),
+                    email: email.clone(),
+                    hashed_password: hashed_password.clone(),
+                    session: None,
+                    reset: None,
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let ids = (&self.users, &self.by_email, &self.meta)
+            .transaction(|(users, by_email, meta)| {
+                let first = match meta.get(NEXT_ID_KEY)? {
+                    Some(v) => match decode_id(&v) {
+                        Ok(id) => id.0,
+                        Err(e) => return abort(corrupt(e)),
+                    },
+                    None => 1,
+                };
+                let mut ids = Vec::with_capacity(batch.len());
+                for (n, ((email, _), record)) in batch.iter().zip(&records).enumerate() {
+                    let id = UserId(first + n as u64);
+                    let previous = by_email.insert(email.key(), encode_id(id).as_slice())?;
+                    if previous.is_some() {
+                        return abort(StoreError::EmailTaken);
+                    }
+                    users.insert(encode_id(id).as_slice(), record.as_slice())?;
+                    ids.push(id);
+                }
+                let next = UserId(first + batch.len() as u64);
+                meta.insert(NEXT_ID_KEY, encode_id(next).as_slice())?;
+                Ok(ids)
+            })
+            .map_err(flatten)?;
+        self.flush()?;
+        Ok(ids)
+    }
+
+    fn each_user(&self, visit: &mut dyn FnMut(User) -> ControlFlow<()>) -> Result<(), StoreError> {
+        for entry in self.users.iter() {
+            let (key, value) = entry?;
+            let user = decode_user(decode_id(&key)?, &value)?;
+            if visit(user).is_break() {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    fn count_users(&self) -> Result<usize, StoreError> {
+        Ok(self.users.len())
+    }
+
+    fn ping(&self) -> Result<(), StoreError> {
+        match self.meta.get(MARKER_KEY)? {
+            Some(marker) if marker == MARKER_VALUE => Ok(()),
+            _ => Err(StoreError::Corrupt(
+                "the store marker is missing".to_owned(),
+            )),
+        }
+    }
+
     fn expire_resets(&self, created_before: u64) -> Result<usize, StoreError> {
         self.expire(Index::Reset, |user| {
             user.reset.and_then(|r| {
@@ -560,7 +676,7 @@ mod tests {
             store.add_user(&email("A@X.IO"), "$2b$h"),
             Err(StoreError::EmailTaken)
         ));
-        assert_eq!(store.user_count(), 2);
+        assert_eq!(store.count_users().unwrap(), 2);
         let found = store.find_user_by(&Lookup::Email(email("B@x.IO"))).unwrap();
         assert_eq!(found, b);
         assert_eq!(store.find_user_by(&Lookup::Id(UserId(1))).unwrap(), a);

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use authd::config::Config;
 use authd::server::{self, Running};
+use authd::store::UserStore as _;
 use ureq::http;
 
 /// A running server and a client for it.
@@ -285,7 +286,7 @@ impl TestApp {
 
     /// Stored users, straight from the store.
     pub fn user_count(&self) -> usize {
-        self.running.store().user_count()
+        self.running.store().count_users().unwrap()
     }
 
     /// Index problems found in the store (empty when consistent).

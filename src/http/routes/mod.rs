@@ -1,6 +1,7 @@
 //! One file per resource of the reference API.
 
 pub mod index;
+pub mod meta;
 pub mod profile;
 pub mod reset_password;
 pub mod sessions;

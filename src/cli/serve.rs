@@ -1,40 +1,22 @@
-//! Command-line arguments, validated into a [`Config`], and the commands.
+//! `authd serve`: its options, validated into a [`Config`], and the loop.
 //!
 //! Two stages, as in ripgrep: clap reads raw flags and environment
 //! variables into [`ServeArgs`]; [`ServeArgs::into_config`] produces the
 //! checked [`Config`] the server runs on.
 
 use std::io::Write as _;
-use std::path::PathBuf;
-use std::process::ExitCode;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use clap::builder::TypedValueParser as _;
-use clap::{Args, CommandFactory as _, Parser, Subcommand};
+use clap::Args;
+
+use super::{CliError, StoreArgs};
 
 use crate::auth::Lifetimes;
 use crate::config::{self, Config};
 use crate::http::limits::LimitSettings;
 use crate::server;
-
-/// authd: a user authentication service (register, log in with a session
-/// cookie, profile, log out, password reset) in one binary.
-#[derive(Debug, Parser)]
-#[command(name = "authd", version, args_conflicts_with_subcommands = true)]
-pub struct Cli {
-    #[command(subcommand)]
-    command: Option<Command>,
-    /// Without a subcommand, authd serves with these options.
-    #[command(flatten)]
-    serve: ServeArgs,
-}
-
-#[derive(Debug, Subcommand)]
-enum Command {
-    /// Serve the HTTP API (what `authd` alone does).
-    Serve(ServeArgs),
-}
 
 /// Options of `authd serve`.
 #[derive(Debug, Args)]
@@ -44,10 +26,8 @@ pub struct ServeArgs {
     #[arg(long, env = "AUTHD_ADDR", default_value = "127.0.0.1:5000")]
     addr: String,
 
-    /// Directory of the embedded store; created if missing. One authd
-    /// process at a time may use it.
-    #[arg(long, env = "AUTHD_DATA_DIR", default_value = "data")]
-    data_dir: PathBuf,
+    #[command(flatten)]
+    store: StoreArgs,
 
     /// bcrypt cost for new password hashes (4-31; each step doubles the
     /// work: 12 takes about 0.27 s per hash on our 2-core test machine).
@@ -167,7 +147,7 @@ impl ServeArgs {
         let secs = Duration::from_secs;
         Ok(Config {
             addr: self.addr,
-            data_dir: self.data_dir,
+            data_dir: self.store.data_dir,
             bcrypt_cost: self.bcrypt_cost,
             threads: self.threads,
             hash_workers: self
@@ -196,43 +176,9 @@ impl ServeArgs {
     }
 }
 
-/// Errors that end the program with status 1 and one line on stderr.
-#[derive(Debug, thiserror::Error)]
-pub enum CliError {
-    #[error(transparent)]
-    Start(#[from] server::StartError),
-    #[error("cannot install the signal handler: {0}")]
-    Signal(#[from] ctrlc::Error),
-    #[error("could not flush the store at shutdown: {0}")]
-    Flush(#[from] crate::store::StoreError),
-}
-
-/// Parses the command line and runs the command. Usage errors exit with
-/// status 2 (clap's convention), failures with 1.
-pub fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let args = match cli.command {
-        Some(Command::Serve(args)) => args,
-        None => cli.serve,
-    };
-    let config = match args.into_config() {
-        Ok(config) => config,
-        Err(message) => Cli::command()
-            .error(clap::error::ErrorKind::ArgumentConflict, message)
-            .exit(),
-    };
-    match serve(config) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("authd: error: {e}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
 /// Serves until SIGINT or SIGTERM, then stops accepting, lets in-flight
 /// requests finish, flushes the store and returns.
-fn serve(config: Config) -> Result<(), CliError> {
+pub fn serve(config: Config) -> Result<(), CliError> {
     let running = server::start(&config)?;
     let stop = running.stop_flag();
     ctrlc::set_handler(move || stop.store(true, Ordering::SeqCst))?;
