@@ -1,132 +1,14 @@
 //! The real `authd` binary: start-up, port 0, the store lock, signals,
 //! durability across kill -9, and start-up errors.
 
+mod common;
+
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
-use std::path::Path;
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_authd");
-
-/// A server process, its address, and where its stderr goes.
-struct Proc {
-    child: Child,
-    base: String,
-    stderr: std::path::PathBuf,
-}
-
-impl Proc {
-    /// Starts `authd serve` on port 0 with `dir` as the store.
-    fn start(dir: &Path, extra: &[&str]) -> Proc {
-        let stderr = dir.with_extension("stderr");
-        let mut child = Command::new(BIN)
-            .args([
-                "serve",
-                "--addr",
-                "127.0.0.1:0",
-                "--bcrypt-cost",
-                "4",
-                "--data-dir",
-            ])
-            .arg(dir)
-            .args(extra)
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(&stderr).unwrap())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let base = line
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| {
-                panic!(
-                    "unexpected first line {line:?}; stderr: {}",
-                    std::fs::read_to_string(&stderr).unwrap_or_default()
-                )
-            })
-            .to_owned();
-        Proc {
-            child,
-            base,
-            stderr,
-        }
-    }
-
-    fn stderr(&self) -> String {
-        std::fs::read_to_string(&self.stderr).unwrap_or_default()
-    }
-
-    fn signal(&self, name: &str) {
-        let ok = Command::new("kill")
-            .args([&format!("-{name}"), &self.child.id().to_string()])
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok, "kill -{name} failed");
-    }
-
-    /// Waits for the process to end, at most `limit`.
-    fn wait(&mut self, limit: Duration) -> ExitStatus {
-        let deadline = Instant::now() + limit;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "authd did not exit; stderr: {}",
-                self.stderr()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn post(&self, path: &str, form: &str) -> (u16, String) {
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .build()
-            .into();
-        let mut response = agent
-            .post(format!("{}{path}", self.base))
-            .content_type("application/x-www-form-urlencoded")
-            .send(form)
-            .unwrap();
-        let status = response.status().as_u16();
-        (status, response.body_mut().read_to_string().unwrap())
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Runs the binary to completion with `args`; returns (code, stdout, stderr).
-fn run(args: &[&str]) -> (i32, String, String) {
-    let mut child = Command::new(BIN)
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while child.try_wait().unwrap().is_none() {
-        assert!(Instant::now() < deadline, "authd {args:?} did not exit");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let output = child.wait_with_output().unwrap();
-    (
-        output.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
-}
+use common::process::{run, Proc, BIN};
 
 #[test]
 fn port_zero_prints_the_bound_address_and_serves() {
@@ -173,20 +55,7 @@ fn acknowledged_writes_survive_kill_9() {
     let token: serde_json::Value = serde_json::from_str(&body).unwrap();
     let token = token["reset_token"].as_str().unwrap().to_owned();
     let form = format!("email=durable%40b.io&reset_token={token}&new_password=pw2");
-    let ureq_put = {
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .build()
-            .into();
-        agent
-            .put(format!("{}/reset_password", proc.base))
-            .content_type("application/x-www-form-urlencoded")
-            .send(form.as_str())
-            .unwrap()
-            .status()
-            .as_u16()
-    };
-    assert_eq!(ureq_put, 200);
+    assert_eq!(proc.send("PUT", "/reset_password", &form, None).0, 200);
     // SIGKILL right after the 2xx: no chance to flush anything more.
     proc.child.kill().unwrap();
     proc.child.wait().unwrap();
@@ -359,27 +228,8 @@ fn environment_variables_configure_the_server() {
 fn the_audit_log_records_every_event_and_no_secret() {
     let tmp = tempfile::tempdir().unwrap();
     let mut proc = Proc::start(&tmp.path().join("store"), &["--login-free-failures", "1"]);
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .max_redirects(0)
-        .build()
-        .into();
     let send = |method: &str, path: &str, form: &str, cookie: Option<&str>| {
-        let mut request = ureq::http::Request::builder()
-            .method(method)
-            .uri(format!("{}{path}", proc.base))
-            .header("Content-Type", "application/x-www-form-urlencoded");
-        if let Some(token) = cookie {
-            request = request.header("Cookie", format!("session_id={token}"));
-        }
-        let mut response = agent.run(request.body(form.to_owned()).unwrap()).unwrap();
-        let cookie = response
-            .headers()
-            .get("set-cookie")
-            .map(|v| v.to_str().unwrap().to_owned());
-        let status = response.status().as_u16();
-        let body = response.body_mut().read_to_string().unwrap();
-        (status, body, cookie)
+        proc.send(method, path, form, cookie)
     };
     assert_eq!(
         send("POST", "/users", "email=a%40b.io&password=Secret-1", None).0,

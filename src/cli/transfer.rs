@@ -109,6 +109,8 @@ fn standard_bcrypt(hash: &str) -> bool {
 
 /// Validates every line, then writes in chunks with one flush each.
 pub fn import(args: ImportArgs) -> Result<ExitCode, CliError> {
+    // Open first: a store in use is refused before reading any input.
+    let store = args.store.open()?;
     let reader: Box<dyn BufRead> = if args.file == "-" {
         Box::new(std::io::stdin().lock())
     } else {
@@ -120,7 +122,6 @@ pub fn import(args: ImportArgs) -> Result<ExitCode, CliError> {
     if !errors.is_empty() {
         return Err(report(&errors, "nothing was imported"));
     }
-    let store = args.store.open()?;
     let mut fresh = Vec::with_capacity(users.len());
     let mut existing = Vec::new();
     for (line, email, hash) in users {

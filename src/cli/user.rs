@@ -93,8 +93,8 @@ pub fn run(args: UserArgs) -> Result<ExitCode, CliError> {
             store,
         } => {
             let email = parse_email(&email)?;
-            let secret = read_password(password.password_stdin)?;
             let store = store.open()?;
+            let secret = read_password(password.password_stdin)?;
             if store.find_user_by(&Lookup::Email(email.clone())).is_ok() {
                 return Err(CliError::Refused("email already registered".to_owned()));
             }
@@ -159,10 +159,9 @@ pub fn run(args: UserArgs) -> Result<ExitCode, CliError> {
             password,
             store,
         } => {
-            let email = parse_email(&email)?;
-            let secret = read_password(password.password_stdin)?;
             let store = store.open()?;
-            let user = find(&store, email.as_str())?;
+            let user = find(&store, &email)?;
+            let secret = read_password(password.password_stdin)?;
             let hash = hash(&secret, password.bcrypt_cost)?;
             store
                 .update_user(

@@ -153,3 +153,129 @@ mod tests {
         assert_eq!(normalize("/profile"), "/profile");
     }
 }
+
+#[cfg(test)]
+mod broken_store_tests {
+    //! A store that fails every call: the API must answer 503 (retry later)
+    //! without panicking, and the health check must say so.
+
+    use std::ops::ControlFlow;
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::auth::Lifetimes;
+    use crate::hasher::Hasher;
+    use crate::http::limits::{LimitSettings, Limits};
+    use crate::store::{Change, Lookup, Precondition, StoreError, UserStore};
+    use crate::token::{Token, TokenHash};
+    use crate::user::{Email, User, UserId};
+
+    struct Broken;
+
+    fn down<T>() -> Result<T, StoreError> {
+        Err(StoreError::Backend("disk on fire".to_owned()))
+    }
+
+    impl UserStore for Broken {
+        fn add_user(&self, _: &Email, _: &str) -> Result<User, StoreError> {
+            down()
+        }
+        fn find_user_by(&self, _: &Lookup) -> Result<User, StoreError> {
+            down()
+        }
+        fn update_user(
+            &self,
+            _: UserId,
+            _: &Precondition,
+            _: &[Change],
+        ) -> Result<User, StoreError> {
+            down()
+        }
+        fn touch_session(&self, _: UserId, _: &TokenHash, _: u64) -> Result<(), StoreError> {
+            down()
+        }
+        fn expire_sessions(&self, _: u64, _: u64) -> Result<usize, StoreError> {
+            down()
+        }
+        fn expire_resets(&self, _: u64) -> Result<usize, StoreError> {
+            down()
+        }
+        fn delete_user(&self, _: UserId) -> Result<(), StoreError> {
+            down()
+        }
+        fn add_users(&self, _: &[(Email, String)]) -> Result<Vec<UserId>, StoreError> {
+            down()
+        }
+        fn each_user(&self, _: &mut dyn FnMut(User) -> ControlFlow<()>) -> Result<(), StoreError> {
+            down()
+        }
+        fn count_users(&self) -> Result<usize, StoreError> {
+            down()
+        }
+        fn ping(&self) -> Result<(), StoreError> {
+            down()
+        }
+    }
+
+    fn app() -> App {
+        let hasher = Hasher::start(1, 4, 4).unwrap();
+        App {
+            auth: Auth::new(Arc::new(Broken), hasher, Lifetimes::default()).unwrap(),
+            limits: Limits::new(LimitSettings::default()),
+            audit: Audit::new(false),
+            settings: Settings {
+                max_body_bytes: 1024,
+                secure_cookies: false,
+                access_log: false,
+                client_ip_header: None,
+            },
+        }
+    }
+
+    fn form(method: &str, url: &str, body: &str) -> Request {
+        Request::fake_http(
+            method,
+            url,
+            vec![(
+                "Content-Type".to_owned(),
+                "application/x-www-form-urlencoded".to_owned(),
+            )],
+            body.as_bytes().to_vec(),
+        )
+    }
+
+    #[test]
+    fn a_broken_store_is_unhealthy_and_writes_answer_503() {
+        let app = app();
+        let health = app.handle(&Request::fake_http("GET", "/healthz", vec![], vec![]));
+        assert_eq!(health.status_code, 503);
+        let token = Token::generate().unwrap();
+        let cookie = vec![(
+            "Cookie".to_owned(),
+            format!("session_id={}", token.as_str()),
+        )];
+        for request in [
+            form("POST", "/users", "email=a%40b.io&password=pw"),
+            form("POST", "/sessions", "email=a%40b.io&password=pw"),
+            form("POST", "/reset_password", "email=a%40b.io"),
+            Request::fake_http("GET", "/profile", cookie.clone(), vec![]),
+            Request::fake_http("DELETE", "/sessions", cookie, vec![]),
+        ] {
+            let response = app.handle(&request);
+            assert_eq!(
+                response.status_code,
+                503,
+                "{} {}",
+                request.method(),
+                request.url()
+            );
+            assert!(response
+                .headers
+                .iter()
+                .any(|(k, v)| k == "Retry-After" && v == "1"));
+        }
+        // What does not need the store still works.
+        let index = app.handle(&Request::fake_http("GET", "/", vec![], vec![]));
+        assert_eq!(index.status_code, 200);
+    }
+}

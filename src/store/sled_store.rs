@@ -909,6 +909,21 @@ mod tests {
         files
     }
 
+    /// Opens a store just closed in this process. sled's background
+    /// threads let go of the directory lock a moment after the last handle
+    /// is dropped, so a reopen in the same process may briefly see it held.
+    fn reopen(path: &Path) -> SledStore {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            match SledStore::open(path) {
+                Err(OpenError::InUse(_)) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                other => return other.unwrap(),
+            }
+        }
+    }
+
     #[test]
     fn data_survives_reopening() {
         let dir = tempfile::tempdir().unwrap();
@@ -916,7 +931,7 @@ mod tests {
             let store = SledStore::open(dir.path()).unwrap();
             store.add_user(&email("a@x.io"), "$2b$h").unwrap()
         };
-        let store = SledStore::open(dir.path()).unwrap();
+        let store = reopen(dir.path());
         assert_eq!(
             store.find_user_by(&Lookup::Email(email("a@x.io"))).unwrap(),
             user

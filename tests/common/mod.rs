@@ -4,6 +4,8 @@
 
 #![allow(dead_code)]
 
+pub mod process;
+
 use std::time::Duration;
 
 use authd::config::Config;
@@ -179,7 +181,20 @@ impl TestApp {
         running.stop().expect("clean stop");
         let mut config = test_config(_dir.path());
         adjust(&mut config);
-        let running = server::start(&config).expect("server restarts");
+        // sled's background threads release the directory lock a moment
+        // after the last handle is dropped; a restart in the same process
+        // may see it still held.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let running = loop {
+            match server::start(&config) {
+                Err(server::StartError::Store(authd::store::OpenError::InUse(_)))
+                    if std::time::Instant::now() < deadline =>
+                {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                other => break other.expect("server restarts"),
+            }
+        };
         let base = format!("http://{}", running.addr());
         TestApp {
             running,

@@ -1,0 +1,430 @@
+//! The operator's commands, run as the real binary: users, export/import,
+//! check, backup, and their refusals.
+
+mod common;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use authd::store::{SledStore, UserStore as _};
+use common::process::{run, run_with_stdin, Proc};
+
+/// Hashes made by another bcrypt implementation: libxcrypt (Openwall's
+/// crypt_blowfish, Debian's libc `crypt`), through Python's `crypt` module.
+/// The third is Openwall's own published test vector.
+const FOREIGN: [(&str, &str, &str); 4] = [
+    (
+        "lib@x.io",
+        "correct horse",
+        "$2b$04$abcdefghijklmnopqrstuujydOTSfIH/d5oUHpsygqV5X9xJLQc6e",
+    ),
+    (
+        "php@x.io",
+        "Tr0ub4dor&3",
+        "$2y$05$0123456789ABCDEFGHIJKuHKYztPaan670Fh/IZbBTHO5hFVlAKJC",
+    ),
+    (
+        "owall@x.io",
+        "U*U",
+        "$2a$05$CCCCCCCCCCCCCCCCCCCCC.E5YPO9kmyuRGyh0XouQYb4YMJKvyOeW",
+    ),
+    (
+        "utf8@x.io",
+        "pässwörd ü",
+        "$2b$04$zyxwvutsrqponmlkjihgfeGieri7OZqKY6oXXlVz.TL610pT3aR96",
+    ),
+];
+
+fn dir_arg(dir: &Path) -> &str {
+    dir.to_str().unwrap()
+}
+
+/// `authd ARGS --data-dir DIR` with `stdin`; returns (code, stdout, stderr).
+fn authd(dir: &Path, args: &[&str], stdin: Option<&str>) -> (i32, String, String) {
+    let mut all = args.to_vec();
+    all.extend(["--data-dir", dir_arg(dir)]);
+    run_with_stdin(&all, stdin.map(str::as_bytes))
+}
+
+fn add(dir: &Path, email: &str, password: &str) {
+    let (code, out, err) = authd(
+        dir,
+        &[
+            "user",
+            "add",
+            email,
+            "--password-stdin",
+            "--bcrypt-cost",
+            "4",
+        ],
+        Some(&format!("{password}\n")),
+    );
+    assert_eq!(code, 0, "{out}{err}");
+}
+
+#[test]
+fn user_add_list_show_delete() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("store");
+    add(&dir, "Ann@x.io", "pw one");
+    add(&dir, "bob@x.io", "pw two");
+
+    let (code, out, _) = authd(&dir, &["user", "list"], None);
+    assert_eq!(code, 0);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 3, "{out}");
+    assert!(lines[0].contains("ID") && lines[0].contains("EMAIL"));
+    assert!(lines[1].trim_start().starts_with('1') && lines[1].ends_with("Ann@x.io"));
+    assert!(lines[2].ends_with("bob@x.io"));
+
+    let (code, out, _) = authd(&dir, &["user", "list", "--json"], None);
+    assert_eq!(code, 0);
+    let users: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(users.len(), 2);
+    assert_eq!(users[0]["email"], "Ann@x.io");
+    assert_eq!(users[0]["bcrypt_cost"], 4);
+    assert!(!out.contains("$2b$"), "list must not show hashes");
+
+    let (code, out, _) = authd(&dir, &["user", "show", "ANN@X.IO", "--json"], None);
+    assert_eq!(code, 0);
+    let shown: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(shown["id"], 1);
+    assert_eq!(shown["session"], false);
+    let (code, out, _) = authd(&dir, &["user", "show", "bob@x.io"], None);
+    assert_eq!(code, 0);
+    assert!(out.contains("email:") && out.contains("bob@x.io"), "{out}");
+
+    let (code, out, _) = authd(&dir, &["user", "delete", "bob@x.io"], None);
+    assert_eq!(code, 0, "{out}");
+    let (code, _, err) = authd(&dir, &["user", "show", "bob@x.io"], None);
+    assert_eq!(code, 1);
+    assert!(err.contains("no user with email bob@x.io"), "{err}");
+    let (code, _, err) = authd(&dir, &["user", "delete", "bob@x.io"], None);
+    assert_eq!(code, 1, "{err}");
+    let (code, out, _) = authd(&dir, &["check"], None);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("1 users"), "{out}");
+}
+
+#[test]
+fn user_add_applies_the_api_rules() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("store");
+    add(&dir, "a@x.io", "pw");
+    let cases: [(&[&str], Option<&str>, i32, &str); 6] = [
+        (
+            &["user", "add", "A@X.IO", "--password-stdin"],
+            Some("pw\n"),
+            1,
+            "email already registered",
+        ),
+        (
+            &["user", "add", "not-an-email", "--password-stdin"],
+            Some("pw\n"),
+            1,
+            "email must contain",
+        ),
+        (
+            &["user", "add", "b@x.io", "--password-stdin"],
+            Some(&*"p".repeat(73)),
+            1,
+            "72 bytes",
+        ),
+        (
+            &["user", "add", "b@x.io", "--password-stdin"],
+            Some("\n"),
+            1,
+            "password must not be empty",
+        ),
+        (&["user", "add", "b@x.io"], None, 2, "--password-stdin"),
+        (
+            &[
+                "user",
+                "add",
+                "b@x.io",
+                "--password-stdin",
+                "--bcrypt-cost",
+                "3",
+            ],
+            Some("pw\n"),
+            2,
+            "3",
+        ),
+    ];
+    for (args, stdin, want, message) in cases {
+        let (code, _, err) = authd(&dir, args, stdin);
+        assert_eq!(code, want, "{args:?}: {err}");
+        assert!(err.contains(message), "{args:?}: {err}");
+    }
+    let (_, out, _) = authd(&dir, &["user", "list", "--json"], None);
+    assert_eq!(out.lines().count(), 1, "nothing else was added: {out}");
+}
+
+#[test]
+fn set_password_and_logout_end_the_session() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("store");
+    add(&dir, "a@x.io", "old");
+    let server = Proc::start(&dir, &[]);
+    let session = server.log_in("a@x.io", "old").unwrap();
+    drop(server);
+
+    let (code, out, err) = authd(&dir, &["user", "logout", "a@x.io"], None);
+    assert_eq!(code, 0, "{out}{err}");
+    let server = Proc::start(&dir, &[]);
+    assert_eq!(server.profile(&session), 403);
+    let session = server.log_in("a@x.io", "old").unwrap();
+    drop(server);
+
+    let (code, out, err) = authd(
+        &dir,
+        &[
+            "user",
+            "set-password",
+            "a@x.io",
+            "--password-stdin",
+            "--bcrypt-cost",
+            "4",
+        ],
+        Some("new one\r\n"),
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    let server = Proc::start(&dir, &[]);
+    assert_eq!(server.profile(&session), 403);
+    assert_eq!(server.log_in("a@x.io", "old"), Err(401));
+    assert!(server.log_in("a@x.io", "new one").is_ok());
+    drop(server);
+    let (code, _, err) = authd(&dir, &["user", "logout", "nobody@x.io"], None);
+    assert_eq!(code, 1);
+    assert!(err.contains("no user with email"), "{err}");
+}
+
+#[test]
+fn every_command_refuses_a_store_in_use_at_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("store");
+    add(&dir, "a@x.io", "pw");
+    let server = Proc::start(&dir, &[]);
+    let backup = tmp.path().join("backup");
+    let commands: [&[&str]; 9] = [
+        &["user", "list"],
+        &["user", "show", "a@x.io"],
+        &["user", "delete", "a@x.io"],
+        &["user", "logout", "a@x.io"],
+        &["user", "add", "b@x.io", "--password-stdin"],
+        &["export"],
+        &["import", "-"],
+        &["check"],
+        &["backup", dir_arg(&backup)],
+    ];
+    for args in commands {
+        let started = Instant::now();
+        let (code, _, err) = authd(&dir, args, Some("pw\n"));
+        assert_eq!(code, 1, "{args:?}: {err}");
+        assert!(
+            err.contains("in use by another authd process"),
+            "{args:?}: {err}"
+        );
+        assert!(started.elapsed() < Duration::from_secs(10), "{args:?} hung");
+    }
+    // Nothing changed: the user still logs in.
+    assert!(server.log_in("a@x.io", "pw").is_ok());
+}
+
+#[test]
+fn export_then_import_keeps_every_password() {
+    let tmp = tempfile::tempdir().unwrap();
+    let old = tmp.path().join("old");
+    let users: Vec<(String, String)> = (0..20)
+        .map(|i| (format!("user{i}@x.io"), format!("password {i}")))
+        .collect();
+    for (email, password) in &users {
+        add(&old, email, password);
+    }
+    let file = tmp.path().join("users.jsonl");
+    let (code, _, err) = authd(&old, &["export", "--output", file.to_str().unwrap()], None);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("exported 20 users"), "{err}");
+    let text = std::fs::read_to_string(&file).unwrap();
+    let first: serde_json::Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+    let keys: Vec<&String> = first.as_object().unwrap().keys().collect();
+    assert_eq!(keys, ["email", "hashed_password", "id"]);
+    // Export to stdout gives the same lines.
+    let (_, stdout, _) = authd(&old, &["export"], None);
+    assert_eq!(stdout, text);
+
+    let new = tmp.path().join("new");
+    let (code, _, err) = authd(&new, &["import", "-"], Some(&text));
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("imported 20 users"), "{err}");
+    let (code, out, _) = authd(&new, &["check"], None);
+    assert_eq!(code, 0, "{out}");
+    let server = Proc::start(&new, &[]);
+    for (email, password) in &users {
+        assert!(server.log_in(email, password).is_ok(), "{email}");
+    }
+}
+
+#[test]
+fn import_takes_hashes_from_other_implementations() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("store");
+    let file = tmp.path().join("legacy.jsonl");
+    // The shape of the reference's SQLite `users` table, as JSON.
+    let lines: String = FOREIGN
+        .iter()
+        .enumerate()
+        .map(|(i, (email, _, hash))| {
+            format!(
+                "{{\"id\": {}, \"email\": \"{email}\", \"hashed_password\": \"{hash}\", \"session_id\": null, \"reset_token\": null}}\n",
+                i + 7
+            )
+        })
+        .collect();
+    std::fs::write(&file, lines).unwrap();
+    let (code, _, err) = authd(&dir, &["import", file.to_str().unwrap()], None);
+    assert_eq!(code, 0, "{err}");
+    let server = Proc::start(&dir, &[]);
+    for (email, password, _) in FOREIGN {
+        assert!(server.log_in(email, password).is_ok(), "{email}");
+        assert_eq!(server.log_in(email, "wrong"), Err(401), "{email}");
+    }
+}
+
+#[test]
+fn import_reports_every_bad_line_and_writes_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("store");
+    let hash = FOREIGN[0].2;
+    let input = format!(
+        "{{\"email\":\"ok@x.io\",\"hashed_password\":\"{hash}\"}}\n\
+         {{\"email\":\"broken\n\
+         {{\"email\":\"no-at\",\"hashed_password\":\"{hash}\"}}\n\
+         {{\"email\":\"plain@x.io\",\"hashed_password\":\"hunter2\"}}\n\
+         {{\"email\":\"OK@x.io\",\"hashed_password\":\"{hash}\"}}\n"
+    );
+    let (code, _, err) = authd(&dir, &["import", "-"], Some(&input));
+    assert_eq!(code, 1);
+    for line in ["line 2:", "line 3:", "line 4:", "line 5:"] {
+        assert!(err.contains(line), "{line} missing from {err}");
+    }
+    assert!(!err.contains("line 1:"));
+    assert!(err.contains("4 bad lines; nothing was imported"), "{err}");
+    let (_, out, _) = authd(&dir, &["check"], None);
+    assert!(out.contains("0 users"), "{out}");
+}
+
+#[test]
+fn import_refuses_or_skips_existing_emails() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("store");
+    add(&dir, "lib@x.io", "mine");
+    let input: String = FOREIGN
+        .iter()
+        .map(|(email, _, hash)| {
+            format!("{{\"email\":\"{email}\",\"hashed_password\":\"{hash}\"}}\n")
+        })
+        .collect();
+    let (code, _, err) = authd(&dir, &["import", "-"], Some(&input));
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("line 1: email lib@x.io is already registered"),
+        "{err}"
+    );
+    assert!(err.contains("--skip-existing"), "{err}");
+    let (code, _, err) = authd(&dir, &["import", "-", "--skip-existing"], Some(&input));
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("imported 3 users, skipped 1"), "{err}");
+    let server = Proc::start(&dir, &[]);
+    // The existing user kept their own password.
+    assert!(server.log_in("lib@x.io", "mine").is_ok());
+    assert!(server.log_in("owall@x.io", "U*U").is_ok());
+}
+
+#[test]
+fn check_finds_a_planted_inconsistency() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("store");
+    add(&dir, "a@x.io", "pw");
+    let (code, out, _) = authd(&dir, &["check"], None);
+    assert_eq!(code, 0, "{out}");
+    {
+        let db = sled::open(&dir).unwrap();
+        let by_email = db.open_tree("by_email").unwrap();
+        by_email.insert("ghost@x.io", &7u64.to_be_bytes()).unwrap();
+        by_email.remove("a@x.io").unwrap();
+        db.flush().unwrap();
+    }
+    let (code, out, err) = authd(&dir, &["check"], None);
+    assert_eq!(code, 1);
+    assert!(out.contains("missing user 7"), "{out}");
+    assert!(out.contains("user 1: missing from by_email"), "{out}");
+    assert!(err.contains("2 problems"), "{err}");
+}
+
+#[test]
+fn backup_copies_a_store_that_serves_as_is() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("store");
+    add(&dir, "a@x.io", "pw a");
+    add(&dir, "b@x.io", "pw b");
+    let copy = tmp.path().join("copy");
+    let (code, out, err) = authd(&dir, &["backup", dir_arg(&copy)], None);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("backed up 2 users"), "{out}");
+    let (code, _, err) = authd(&dir, &["backup", dir_arg(&copy)], None);
+    assert_eq!(code, 1);
+    assert!(err.contains("not empty"), "{err}");
+    // The copy is a store: check it and serve from it.
+    let store = SledStore::open(&copy).unwrap();
+    assert!(store.check().unwrap().is_empty());
+    assert_eq!(store.count_users().unwrap(), 2);
+    drop(store);
+    let server = Proc::start(&copy, &[]);
+    assert!(server.log_in("b@x.io", "pw b").is_ok());
+    // New users continue the id sequence.
+    let (status, _) = server.post("/users", "email=c%40x.io&password=c");
+    assert_eq!(status, 200);
+}
+
+#[test]
+fn every_subcommand_documents_its_flags() {
+    for (args, expect) in [
+        (
+            &["--help"][..],
+            &["serve", "user", "export", "import", "check", "backup"][..],
+        ),
+        (
+            &["user", "add", "--help"],
+            &[
+                "--password-stdin",
+                "AUTHD_BCRYPT_COST",
+                "AUTHD_DATA_DIR",
+                "[default: 12]",
+            ],
+        ),
+        (
+            &["export", "--help"],
+            &["--output", "AUTHD_DATA_DIR", "[default: data]"],
+        ),
+        (
+            &["import", "--help"],
+            &["--skip-existing", "AUTHD_DATA_DIR"],
+        ),
+        (
+            &["serve", "--help"],
+            &["AUTHD_SESSION_TTL", "[default: 86400]", "AUTHD_ADDR"],
+        ),
+        (&["backup", "--help"], &["AUTHD_DATA_DIR"]),
+        (&["check", "--help"], &["AUTHD_DATA_DIR"]),
+    ] {
+        let (code, out, err) = run(args);
+        assert_eq!(code, 0, "{args:?}: {err}");
+        for word in expect {
+            assert!(out.contains(word), "{args:?} lacks {word}: {out}");
+        }
+    }
+}
