@@ -254,3 +254,43 @@ mod tests {
         assert!(!format!("{password:?}").contains("hunter2"));
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Parsing never panics; what it accepts is trimmed, bounded, has one
+        /// '@' with both sides present, and its key is the folded display.
+        #[test]
+        fn email_parse_holds_its_promises(raw in "\\PC{0,80}|[ a-zA-Z0-9.@\u{0}\u{7f}é-]{0,300}") {
+            if let Ok(email) = Email::parse(&raw) {
+                prop_assert_eq!(email.as_str(), raw.trim());
+                prop_assert!(email.as_str().len() <= MAX_EMAIL_BYTES);
+                let (local, domain) = email.as_str().split_once('@').unwrap();
+                prop_assert!(!local.is_empty() && !domain.is_empty() && !domain.contains('@'));
+                prop_assert_eq!(email.key(), email.as_str().to_lowercase());
+                // Parsing the stored form again gives the same key.
+                let again = Email::parse(email.as_str()).unwrap();
+                prop_assert_eq!(again.key(), email.key());
+            }
+        }
+
+        /// Any valid-looking address differing only in case maps to one key.
+        #[test]
+        fn case_never_splits_an_account(local in "[a-zA-Z0-9._+-]{1,20}", domain in "[a-zA-Z0-9-]{1,20}\\.[a-zA-Z]{2,6}") {
+            let raw = format!("{local}@{domain}");
+            let a = Email::parse(&raw).unwrap();
+            let b = Email::parse(&raw.to_uppercase()).unwrap();
+            prop_assert_eq!(a.key(), b.key());
+        }
+
+        /// A password is accepted exactly when it is 1..=72 bytes without NUL.
+        #[test]
+        fn password_rule_is_exact(raw in "\\PC{0,40}|[a\u{0}€]{0,80}") {
+            let ok = !raw.is_empty() && raw.len() <= MAX_PASSWORD_BYTES && !raw.contains('\0');
+            prop_assert_eq!(Password::parse(&raw).is_ok(), ok);
+        }
+    }
+}

@@ -106,3 +106,59 @@ fn concurrent_logins_leave_exactly_one_live_session() {
     assert_eq!(live, 1);
     assert!(app.store_problems().is_empty());
 }
+
+#[test]
+fn a_login_racing_a_password_reset_never_outlives_it() {
+    let app = Arc::new(TestApp::spawn_with(|c| c.limits.login_free_failures = 100));
+    for round in 0..8 {
+        let email = format!("r{round}@b.io");
+        assert_eq!(app.register(&email, "old").status, 200);
+        let token = app.reset_token(&email).json()["reset_token"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let (a, b) = (Arc::clone(&app), Arc::clone(&app));
+        let (e1, e2) = (email.clone(), email.clone());
+        let results = all_at_once(2, move |i| {
+            if i == 0 {
+                let reply = a.log_in(&e1, "old");
+                (reply.status, (reply.status == 200).then(|| reply.session()))
+            } else {
+                (b.update_password(&e2, &token, "new").status, None)
+            }
+        });
+        let (login, session) = results[0].clone();
+        assert_eq!(results[1].0, 200, "the reset always succeeds");
+        assert!(login == 200 || login == 401, "{login}");
+        // Whatever the order, no session made with the old password lives on.
+        if let Some(session) = session {
+            assert_eq!(app.profile(Some(&session)).status, 403, "round {round}");
+        }
+        assert_eq!(app.log_in(&email, "old").status, 401);
+        assert_eq!(app.log_in(&email, "new").status, 200);
+    }
+    assert!(app.store_problems().is_empty());
+}
+
+#[test]
+fn logout_racing_profile_reads() {
+    let app = Arc::new(TestApp::spawn());
+    let session = app.signed_in("a@b.io", "pw");
+    let client = Arc::clone(&app);
+    let token = session.clone();
+    let statuses = all_at_once(9, move |i| {
+        if i == 0 {
+            client.log_out(Some(&token)).status
+        } else {
+            client.profile(Some(&token)).status
+        }
+    });
+    assert_eq!(statuses[0], 302);
+    assert!(
+        statuses[1..].iter().all(|&s| s == 200 || s == 403),
+        "{statuses:?}"
+    );
+    // Once the logout has answered, the session is gone for good.
+    assert_eq!(app.profile(Some(&session)).status, 403);
+    assert!(app.store_problems().is_empty());
+}

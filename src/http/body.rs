@@ -327,3 +327,54 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    const TYPES: [&str; 6] = [
+        "application/x-www-form-urlencoded",
+        "application/json",
+        "multipart/form-data; boundary=b",
+        "multipart/form-data",
+        "",
+        "text/plain",
+    ];
+
+    proptest! {
+        /// No body, however malformed, makes the decoder panic.
+        #[test]
+        fn decode_never_panics(kind in 0..TYPES.len(), body in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let _ = decode(TYPES[kind], &body);
+        }
+
+        /// Any fields encoded as a form come back exactly.
+        #[test]
+        fn form_round_trips(fields in proptest::collection::btree_map("[a-z_]{1,8}", "\\PC{0,20}", 0..5)) {
+            let body = fields
+                .iter()
+                .map(|(k, v)| {
+                    let enc = |s: &str| percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string();
+                    format!("{}={}", enc(k), enc(v))
+                })
+                .collect::<Vec<_>>()
+                .join("&");
+            let decoded = decode("application/x-www-form-urlencoded", body.as_bytes()).unwrap();
+            for (k, v) in &fields {
+                prop_assert_eq!(decoded.0.get(k), Some(&Value::Text(v.clone())));
+            }
+            prop_assert_eq!(decoded.0.len(), fields.len());
+        }
+
+        /// Any fields encoded as JSON come back exactly.
+        #[test]
+        fn json_round_trips(fields in proptest::collection::btree_map("\\PC{1,8}", "\\PC{0,20}", 0..5)) {
+            let body = serde_json::to_vec(&fields).unwrap();
+            let decoded = decode("application/json", &body).unwrap();
+            for (k, v) in &fields {
+                prop_assert_eq!(decoded.0.get(k), Some(&Value::Text(v.clone())));
+            }
+        }
+    }
+}

@@ -93,3 +93,32 @@ mod tests {
         assert!(secure.headers.iter().any(|(_, v)| v.ends_with("; Secure")));
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Any Cookie header: no panic, and only a 43-character URL-safe
+        /// value named session_id is ever taken as a token.
+        #[test]
+        fn cookie_parsing_is_total_and_strict(header in "\\PC{0,200}") {
+            let request = Request::fake_http("GET", "/", vec![("Cookie".into(), header)], vec![]);
+            if let Some(token) = session_token(&request) {
+                prop_assert_eq!(token.as_str().len(), 43);
+                prop_assert!(token.as_str().bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
+            }
+        }
+
+        /// A token we issue is always found again, whatever cookies surround it.
+        #[test]
+        fn an_issued_token_is_read_back(before in "[a-z]{1,5}=[a-z0-9]{0,10}", after in "[a-z]{1,5}=[a-z0-9]{0,10}") {
+            let token = Token::generate().unwrap();
+            let header = format!("{before}; session_id={}; {after}", token.as_str());
+            prop_assume!(!before.starts_with("session_id="));
+            let request = Request::fake_http("GET", "/", vec![("Cookie".into(), header)], vec![]);
+            prop_assert_eq!(session_token(&request), Some(token));
+        }
+    }
+}
