@@ -10,8 +10,21 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_authd");
 /// A server process, its address, and where its stderr goes.
 pub struct Proc {
     pub child: Child,
-    pub base: String,
+    client: Client,
     stderr: std::path::PathBuf,
+}
+
+/// An HTTP client for a server at `base`; a [`Proc`] is one too.
+#[derive(Debug, Clone)]
+pub struct Client {
+    pub base: String,
+}
+
+impl std::ops::Deref for Proc {
+    type Target = Client;
+    fn deref(&self) -> &Client {
+        &self.client
+    }
 }
 
 impl Proc {
@@ -49,7 +62,7 @@ impl Proc {
             .to_owned();
         Proc {
             child,
-            base,
+            client: Client { base },
             stderr,
         }
     }
@@ -82,7 +95,9 @@ impl Proc {
             std::thread::sleep(Duration::from_millis(20));
         }
     }
+}
 
+impl Client {
     /// Sends a form-encoded request; returns (status, body, Set-Cookie).
     pub fn send(
         &self,
@@ -91,6 +106,19 @@ impl Proc {
         form: &str,
         cookie: Option<&str>,
     ) -> (u16, String, Option<String>) {
+        self.try_send(method, path, form, cookie)
+            .unwrap_or_else(|e| panic!("{method} {path}: {e}"))
+    }
+
+    /// Like [`Proc::send`], but a transport failure (the server died) is an
+    /// error instead of a panic.
+    pub fn try_send(
+        &self,
+        method: &str,
+        path: &str,
+        form: &str,
+        cookie: Option<&str>,
+    ) -> Result<(u16, String, Option<String>), String> {
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .max_redirects(0)
@@ -103,14 +131,19 @@ impl Proc {
         if let Some(token) = cookie {
             request = request.header("Cookie", format!("session_id={token}"));
         }
-        let mut response = agent.run(request.body(form.to_owned()).unwrap()).unwrap();
+        let mut response = agent
+            .run(request.body(form.to_owned()).unwrap())
+            .map_err(|e| e.to_string())?;
         let set_cookie = response
             .headers()
             .get("set-cookie")
             .map(|v| v.to_str().unwrap().to_owned());
         let status = response.status().as_u16();
-        let body = response.body_mut().read_to_string().unwrap();
-        (status, body, set_cookie)
+        let body = response
+            .body_mut()
+            .read_to_string()
+            .map_err(|e| e.to_string())?;
+        Ok((status, body, set_cookie))
     }
 
     /// POSTs a form; returns (status, body).
