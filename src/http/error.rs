@@ -130,7 +130,10 @@ impl From<AuthError> for ApiError {
             AuthError::InvalidResetToken => ApiError::Forbidden("invalid reset token"),
             AuthError::Busy => ApiError::Unavailable("server busy, retry shortly"),
             AuthError::Store(StoreError::Backend(detail)) => {
-                eprintln!("authd: storage failure: {detail}");
+                eprintln!(
+                    "authd: storage failure: {detail} (sled refuses writes after an I/O error: \
+                     fix the disk, e.g. free space, then restart authd)"
+                );
                 ApiError::Unavailable("storage unavailable, retry shortly")
             }
             AuthError::Store(other) => ApiError::Internal(other.to_string()),

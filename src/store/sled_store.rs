@@ -25,6 +25,8 @@ use subtle::ConstantTimeEq;
 const MARKER_KEY: &[u8] = b"format";
 /// Value of the marker for this store layout.
 const MARKER_VALUE: &[u8] = b"authd-store-1";
+/// Key in `meta` that health checks write, to prove the store can write.
+const HEARTBEAT_KEY: &[u8] = b"heartbeat";
 /// Key in `meta` holding the next user id to hand out.
 const NEXT_ID_KEY: &[u8] = b"next_id";
 
@@ -112,6 +114,9 @@ impl SledStore {
     /// Fails fast with [`OpenError::InUse`] when another process holds the
     /// directory, instead of waiting on the lock.
     pub fn open(path: &Path) -> Result<SledStore, OpenError> {
+        // sled creates its `db` file on first open; one that exists already
+        // must hold an authd store.
+        let had_files = path.join("db").metadata().is_ok_and(|m| m.len() > 0);
         let db = sled::Config::new().path(path).open().map_err(|e| {
             let reason = e.to_string();
             if reason.contains("could not acquire lock") {
@@ -153,6 +158,16 @@ impl SledStore {
                     reason: "it holds users but no authd format marker".to_owned(),
                 })
             }
+            // Existing store files that hold no marker: another program's
+            // sled database, or a damaged one that recovered to nothing.
+            // Starting afresh there would silently hide the loss.
+            None if had_files => return Err(OpenError::Foreign {
+                path: path.to_owned(),
+                reason:
+                    "its store files hold no authd data (damaged, or written by another program); \
+                             restore a backup, or point --data-dir at a new directory"
+                        .to_owned(),
+            }),
             None => {
                 store
                     .meta
@@ -506,13 +521,21 @@ impl UserStore for SledStore {
         Ok(self.users.len())
     }
 
+    /// Reads the marker, then writes and flushes a heartbeat: a store that
+    /// can no longer write (disk full, I/O errors) is not healthy, even if
+    /// it still answers reads.
     fn ping(&self) -> Result<(), StoreError> {
         match self.meta.get(MARKER_KEY)? {
-            Some(marker) if marker == MARKER_VALUE => Ok(()),
-            _ => Err(StoreError::Corrupt(
-                "the store marker is missing".to_owned(),
-            )),
+            Some(marker) if marker == MARKER_VALUE => {}
+            _ => {
+                return Err(StoreError::Corrupt(
+                    "the store marker is missing".to_owned(),
+                ))
+            }
         }
+        self.meta
+            .insert(HEARTBEAT_KEY, &crate::clock::unix_millis().to_be_bytes())?;
+        self.flush()
     }
 
     fn expire_resets(&self, created_before: u64) -> Result<usize, StoreError> {
@@ -1004,5 +1027,35 @@ mod tests {
             SledStore::open(dir.path()),
             Err(OpenError::Foreign { .. })
         ));
+    }
+}
+
+#[cfg(test)]
+mod damage_tests {
+    use super::*;
+
+    /// A store whose files were overwritten must be refused, not silently
+    /// replaced by an empty one.
+    #[test]
+    fn a_damaged_store_is_refused_with_a_clear_reason() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = SledStore::open(dir.path()).unwrap();
+            store
+                .add_user(&Email::parse("a@x.io").unwrap(), "$2b$04$h")
+                .unwrap();
+        }
+        // Let sled's background threads release the files, then damage.
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        let garbage: Vec<u8> = (0..5000u32).map(|i| (i * 7919 % 251) as u8).collect();
+        std::fs::write(dir.path().join("db"), garbage).unwrap();
+        match SledStore::open(dir.path()) {
+            Err(OpenError::Foreign { reason, .. }) => {
+                assert!(reason.contains("damaged"), "{reason}")
+            }
+            Err(OpenError::Unusable { reason, .. }) => assert!(!reason.is_empty()),
+            Err(other) => panic!("unexpected {other}"),
+            Ok(_) => panic!("a damaged store opened as if empty"),
+        }
     }
 }
