@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use crate::clock::{millis, unix_millis};
 use crate::hasher::{HashError, Hasher};
+use crate::policy::PasswordPolicy;
 use crate::store::{Change, Lookup, Precondition, StoreError, UserStore};
 use crate::token::{RandomError, Token};
 use crate::user::{Email, Password, ResetGrant, Session, User};
@@ -31,6 +32,10 @@ pub enum AuthError {
     /// with an email that does not own it.
     #[error("invalid reset token")]
     InvalidResetToken,
+    /// The new password does not meet the password policy; the text says
+    /// why, for the person choosing it.
+    #[error("password {0}")]
+    WeakPassword(String),
     /// The bcrypt queue is full: try again shortly.
     #[error("too many password operations in progress")]
     Busy,
@@ -111,6 +116,7 @@ pub struct Auth {
     store: Arc<dyn UserStore>,
     hasher: Hasher,
     lifetimes: Lifetimes,
+    policy: PasswordPolicy,
     /// A hash at the configured cost that matches no password, verified when
     /// the email is unknown so that case costs the same as a wrong password.
     dummy_hash: String,
@@ -122,6 +128,7 @@ impl Auth {
         store: Arc<dyn UserStore>,
         hasher: Hasher,
         lifetimes: Lifetimes,
+        policy: PasswordPolicy,
     ) -> Result<Auth, AuthError> {
         let filler = Token::generate()?;
         let filler = Password::parse(filler.as_str())
@@ -131,6 +138,7 @@ impl Auth {
             store,
             hasher,
             lifetimes,
+            policy,
             dummy_hash,
         })
     }
@@ -159,6 +167,7 @@ impl Auth {
             Err(StoreError::NotFound) => {}
             Err(e) => return Err(e.into()),
         }
+        self.check_policy(password, email)?;
         let hashed = self.hasher.hash(password)?;
         self.store.add_user(email, &hashed).map_err(|e| match e {
             StoreError::EmailTaken => AuthError::EmailTaken,
@@ -236,6 +245,12 @@ impl Auth {
         };
         let token = self.start_session(&user, rehashed)?;
         Ok((user, token))
+    }
+
+    fn check_policy(&self, password: &Password, email: &Email) -> Result<(), AuthError> {
+        self.policy
+            .check(password.expose(), email.key())
+            .map_err(AuthError::WeakPassword)
     }
 
     /// Whether `hash` was made with a lower cost than the configured one.
@@ -350,6 +365,7 @@ impl Auth {
             }
             return Err(AuthError::InvalidResetToken);
         }
+        self.check_policy(new_password, &user.email)?;
         let hashed = self.hasher.hash(new_password)?;
         self.store
             .update_user(
@@ -394,7 +410,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = SledStore::open(dir.path()).unwrap();
         let hasher = Hasher::start(2, 8, 4).unwrap();
-        let auth = Auth::new(Arc::new(store), hasher, Lifetimes::default()).unwrap();
+        let auth = Auth::new(
+            Arc::new(store),
+            hasher,
+            Lifetimes::default(),
+            PasswordPolicy::DEV,
+        )
+        .unwrap();
         (dir, auth)
     }
 

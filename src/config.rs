@@ -8,7 +8,20 @@ use std::thread;
 use std::time::Duration;
 
 use crate::auth::Lifetimes;
+use crate::delivery::Channel;
 use crate::http::limits::LimitSettings;
+use crate::policy::PasswordPolicy;
+
+/// The two ways to run authd: the reference API for local prototyping, or
+/// safe to expose.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Profile {
+    /// The reference API as is: reset tokens in responses, any password.
+    Dev,
+    /// Tokens only through a delivery channel, password policy, `__Host-`
+    /// Secure cookie, cross-site refusal, bcrypt cost of at least 10.
+    Production,
+}
 
 /// Everything needed to start a server.
 #[derive(Debug, Clone)]
@@ -39,6 +52,16 @@ pub struct Config {
     pub sweep_interval: Duration,
     /// Header with the client IP set by a trusted reverse proxy.
     pub client_ip_header: Option<String>,
+    /// Dev or production behaviour.
+    pub profile: Profile,
+    /// Where reset tokens go besides (dev) or instead of (production) the
+    /// response.
+    pub reset_delivery: Option<Channel>,
+    /// Rules for new passwords.
+    pub password_policy: PasswordPolicy,
+    /// Origins allowed to make cookie-authenticated state changes
+    /// (production).
+    pub allowed_origins: Vec<String>,
 }
 
 /// Default HTTP worker threads: enough that requests waiting for bcrypt
@@ -74,7 +97,39 @@ impl Config {
             limits: LimitSettings::default(),
             sweep_interval: DEFAULT_SWEEP_INTERVAL,
             client_ip_header: None,
+            profile: Profile::Dev,
+            reset_delivery: None,
+            password_policy: PasswordPolicy::DEV,
+            allowed_origins: Vec::new(),
         }
+    }
+
+    /// Session cookie name: `__Host-session_id` in production (the prefix
+    /// makes browsers insist on Secure, Path=/ and no Domain), the
+    /// reference's `session_id` in dev.
+    pub fn cookie_name(&self) -> &'static str {
+        match self.profile {
+            Profile::Dev => "session_id",
+            Profile::Production => "__Host-session_id",
+        }
+    }
+
+    /// Why this configuration must not start, if it must not.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.profile == Profile::Production {
+            if self.reset_delivery.is_none() {
+                return Err("the production profile never puts reset tokens in responses: set \
+                            --reset-delivery webhook:http://MAILER/PATH (or log) to say where they go"
+                    .to_owned());
+            }
+            if self.bcrypt_cost < 10 {
+                return Err(format!(
+                    "the production profile needs --bcrypt-cost 10 or more (got {})",
+                    self.bcrypt_cost
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// How many password operations may wait for a bcrypt worker. Half the

@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 
 use crate::audit::Audit;
 use crate::auth::{Auth, AuthError};
-use crate::config::Config;
+use crate::config::{Config, Profile};
+use crate::delivery;
 use crate::hasher::Hasher;
 use crate::http::limits::Limits;
 use crate::http::{App, Settings};
@@ -34,6 +35,8 @@ pub enum StartError {
     Threads(#[from] std::io::Error),
     #[error("cannot initialise authentication: {0}")]
     Auth(#[from] AuthError),
+    #[error("{0}")]
+    Config(String),
 }
 
 /// A running server.
@@ -42,6 +45,8 @@ pub struct Running {
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
     janitor: Option<JoinHandle<()>>,
+    /// The reset-token delivery worker, when a channel is set.
+    courier: Option<JoinHandle<()>>,
     store: SledStore,
     app: Arc<App>,
 }
@@ -51,18 +56,30 @@ pub struct Running {
 /// The store is opened before the socket is bound, so a second server on
 /// the same data directory fails on the store, with the clearer message.
 pub fn start(config: &Config) -> Result<Running, StartError> {
+    config.validate().map_err(StartError::Config)?;
     let store = SledStore::open(&config.data_dir)?;
     let hasher = Hasher::start(config.hash_workers, config.hash_queue(), config.bcrypt_cost)?;
-    let auth = Auth::new(Arc::new(store.clone()), hasher, config.lifetimes)?;
+    let auth = Auth::new(
+        Arc::new(store.clone()),
+        hasher,
+        config.lifetimes,
+        config.password_policy,
+    )?;
+    let (outbox, inbox) = delivery::queue();
     let app = Arc::new(App {
         auth,
         limits: Limits::new(config.limits),
         audit: Audit::new(config.audit_log),
         settings: Settings {
             max_body_bytes: config.max_body_bytes,
-            secure_cookies: config.secure_cookies,
+            // `__Host-` cookies must be Secure: production always is.
+            secure_cookies: config.secure_cookies || config.profile == Profile::Production,
             access_log: config.access_log,
             client_ip_header: config.client_ip_header.clone(),
+            profile: config.profile,
+            cookie_name: config.cookie_name(),
+            allowed_origins: config.allowed_origins.clone(),
+            outbox: config.reset_delivery.as_ref().map(|_| outbox),
         },
     });
     let handler_app = Arc::clone(&app);
@@ -86,11 +103,23 @@ pub fn start(config: &Config) -> Result<Running, StartError> {
             server.join();
         })?;
     let janitor = spawn_janitor(Arc::clone(&app), Arc::clone(&stop), config.sweep_interval)?;
+    let courier = match &config.reset_delivery {
+        Some(channel) => {
+            let (app, channel, stop) = (Arc::clone(&app), channel.clone(), Arc::clone(&stop));
+            Some(
+                thread::Builder::new()
+                    .name("delivery".to_owned())
+                    .spawn(move || delivery::work(app, channel, inbox, stop))?,
+            )
+        }
+        None => None,
+    };
     Ok(Running {
         addr,
         stop,
         thread: Some(thread),
         janitor: Some(janitor),
+        courier,
         store,
         app,
     })
@@ -170,8 +199,11 @@ impl Running {
             thread::sleep(Duration::from_millis(20));
         }
         self.stop.store(true, Ordering::SeqCst);
-        if let Some(janitor) = self.janitor.take() {
-            let _ = janitor.join();
+        for worker in [self.janitor.take(), self.courier.take()]
+            .into_iter()
+            .flatten()
+        {
+            let _ = worker.join();
         }
         self.store.flush()
     }

@@ -14,8 +14,10 @@ use clap::Args;
 use super::{CliError, StoreArgs};
 
 use crate::auth::Lifetimes;
-use crate::config::{self, Config};
+use crate::config::{self, Config, Profile};
+use crate::delivery::Channel;
 use crate::http::limits::LimitSettings;
+use crate::policy::PasswordPolicy;
 use crate::server;
 
 /// Options of `authd serve`.
@@ -127,6 +129,42 @@ pub struct ServeArgs {
           value_parser = clap::value_parser!(u64).range(1..))]
     sweep_interval: u64,
 
+    /// dev: the reference API for local prototyping (reset tokens in
+    /// responses, any password). production: safe to expose (see README,
+    /// "dev vs production").
+    #[arg(long, env = "AUTHD_PROFILE", value_enum, default_value_t = Profile::Dev)]
+    profile: Profile,
+
+    /// Where reset tokens go: `webhook:http://HOST/PATH` (authd POSTs
+    /// {"email", "reset_token", "expires_at"} there) or `log` (the audit
+    /// log). Required in production, where they never appear in responses.
+    #[arg(long, env = "AUTHD_RESET_DELIVERY", value_name = "CHANNEL",
+          value_parser = |s: &str| s.parse::<Channel>())]
+    reset_delivery: Option<Channel>,
+
+    /// Fewest characters in a new password [default: 1 in dev, 8 in
+    /// production].
+    #[arg(long, env = "AUTHD_MIN_PASSWORD_LENGTH",
+          value_parser = clap::value_parser!(u16).range(1..=72).map(usize::from))]
+    min_password_length: Option<usize>,
+
+    /// Lowest zxcvbn strength score (0-4) for a new password; 0 disables
+    /// the check [default: 0 in dev, 3 in production].
+    #[arg(long, env = "AUTHD_MIN_PASSWORD_SCORE",
+          value_parser = clap::value_parser!(u8).range(0..=4))]
+    min_password_score: Option<u8>,
+
+    /// Origins (scheme://host[:port], comma-separated) whose pages may log
+    /// users out; in production other cross-site requests to DELETE
+    /// /sessions are refused.
+    #[arg(
+        long,
+        env = "AUTHD_ALLOWED_ORIGINS",
+        value_name = "ORIGINS",
+        value_delimiter = ','
+    )]
+    allowed_origins: Vec<String>,
+
     /// Take the client IP (for throttling and logs) from this header, as set
     /// by your reverse proxy: X-Forwarded-For (its last address) or
     /// X-Real-IP. Only set it when a proxy you control always sets it.
@@ -145,7 +183,12 @@ impl ServeArgs {
             ));
         }
         let secs = Duration::from_secs;
-        Ok(Config {
+        let base = if self.profile == Profile::Production {
+            PasswordPolicy::PRODUCTION
+        } else {
+            PasswordPolicy::DEV
+        };
+        let config = Config {
             addr: self.addr,
             data_dir: self.store.data_dir,
             bcrypt_cost: self.bcrypt_cost,
@@ -172,7 +215,21 @@ impl ServeArgs {
             },
             sweep_interval: secs(self.sweep_interval),
             client_ip_header: self.client_ip_header,
-        })
+            profile: self.profile,
+            reset_delivery: self.reset_delivery,
+            password_policy: PasswordPolicy {
+                min_length: self.min_password_length.unwrap_or(base.min_length),
+                min_score: self.min_password_score.unwrap_or(base.min_score),
+            },
+            allowed_origins: self
+                .allowed_origins
+                .into_iter()
+                .map(|o| o.trim().trim_end_matches('/').to_owned())
+                .filter(|o| !o.is_empty())
+                .collect(),
+        };
+        config.validate()?;
+        Ok(config)
     }
 }
 
@@ -189,6 +246,15 @@ pub fn serve(config: Config) -> Result<(), CliError> {
         config.threads,
         config.hash_workers
     );
+    if config.profile == Profile::Dev && !running.addr().ip().is_loopback() {
+        eprintln!(
+            "authd: WARNING: listening on {} (not a loopback address) in the dev profile: \
+             POST /reset_password hands a reset token, and so the account, to anyone who \
+             knows an email, and the API tells which emails are registered. \
+             Use --profile production to expose authd.",
+            running.addr()
+        );
+    }
     // The one line on stdout, for scripts that started us on port 0.
     let mut stdout = std::io::stdout().lock();
     let _ = writeln!(stdout, "listening on http://{}", running.addr());

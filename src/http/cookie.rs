@@ -6,14 +6,11 @@ use rouille::{Request, Response};
 
 use crate::token::Token;
 
-/// Cookie name, as in the reference.
-pub const SESSION_COOKIE: &str = "session_id";
-
-/// The session token from the request's cookies, if one is present and
-/// shaped like a token we issue. A malformed value is treated as absent.
-pub fn session_token(request: &Request) -> Option<Token> {
+/// The session token from the request's cookie `name`, if one is present
+/// and shaped like a token we issue. A malformed value is treated as absent.
+pub fn session_token(request: &Request, name: &str) -> Option<Token> {
     rouille::input::cookies(request)
-        .find(|(name, _)| *name == SESSION_COOKIE)
+        .find(|(cookie, _)| *cookie == name)
         .and_then(|(_, value)| Token::parse(value))
 }
 
@@ -30,12 +27,13 @@ fn attributes(secure: bool) -> &'static str {
 /// may (`Max-Age`), so the browser drops it when the server would refuse it.
 pub fn set_session(
     response: Response,
+    name: &str,
     token: &Token,
     lifetime: Duration,
     secure: bool,
 ) -> Response {
     let value = format!(
-        "{SESSION_COOKIE}={}; Max-Age={}; {}",
+        "{name}={}; Max-Age={}; {}",
         token.as_str(),
         lifetime.as_secs(),
         attributes(secure)
@@ -44,9 +42,9 @@ pub fn set_session(
 }
 
 /// Adds a header that makes the browser drop the cookie.
-pub fn clear_session(response: Response, secure: bool) -> Response {
+pub fn clear_session(response: Response, name: &str, secure: bool) -> Response {
     let value = format!(
-        "{SESSION_COOKIE}=; Max-Age=0; Expires=Thu, 01 Jan 1970 00:00:00 GMT; {}",
+        "{name}=; Max-Age=0; Expires=Thu, 01 Jan 1970 00:00:00 GMT; {}",
         attributes(secure)
     );
     response.with_additional_header("Set-Cookie", value)
@@ -64,18 +62,23 @@ mod tests {
     fn reads_a_well_formed_token_only() {
         let token = Token::generate().unwrap();
         let request = with_cookie(&format!("a=b; session_id={}", token.as_str()));
-        assert_eq!(session_token(&request), Some(token));
-        assert_eq!(session_token(&with_cookie("session_id=short")), None);
-        assert_eq!(session_token(&with_cookie("other=x")), None);
+        assert_eq!(session_token(&request, "session_id"), Some(token.clone()));
+        let read = |header: &str| session_token(&with_cookie(header), "session_id");
+        assert_eq!(read("session_id=short"), None);
+        assert_eq!(read("other=x"), None);
         let long = format!("session_id={}", "a".repeat(10_000));
-        assert_eq!(session_token(&with_cookie(&long)), None);
+        assert_eq!(read(&long), None);
+        // The production name is another cookie.
+        let prefixed = format!("__Host-session_id={}", token.as_str());
+        assert_eq!(read(&prefixed), None);
+        assert!(session_token(&with_cookie(&prefixed), "__Host-session_id").is_some());
     }
 
     #[test]
     fn cookie_attributes() {
         let token = Token::generate().unwrap();
         let day = Duration::from_secs(86400);
-        let response = set_session(Response::empty_204(), &token, day, false);
+        let response = set_session(Response::empty_204(), "session_id", &token, day, false);
         let header = response
             .headers
             .iter()
@@ -89,7 +92,7 @@ mod tests {
                 token.as_str()
             )
         );
-        let secure = set_session(Response::empty_204(), &token, day, true);
+        let secure = set_session(Response::empty_204(), "session_id", &token, day, true);
         assert!(secure.headers.iter().any(|(_, v)| v.ends_with("; Secure")));
     }
 }
@@ -105,7 +108,7 @@ mod properties {
         #[test]
         fn cookie_parsing_is_total_and_strict(header in "\\PC{0,200}") {
             let request = Request::fake_http("GET", "/", vec![("Cookie".into(), header)], vec![]);
-            if let Some(token) = session_token(&request) {
+            if let Some(token) = session_token(&request, "session_id") {
                 prop_assert_eq!(token.as_str().len(), 43);
                 prop_assert!(token.as_str().bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
             }
@@ -118,7 +121,7 @@ mod properties {
             let header = format!("{before}; session_id={}; {after}", token.as_str());
             prop_assume!(!before.starts_with("session_id="));
             let request = Request::fake_http("GET", "/", vec![("Cookie".into(), header)], vec![]);
-            prop_assert_eq!(session_token(&request), Some(token));
+            prop_assert_eq!(session_token(&request, "session_id"), Some(token));
         }
     }
 }

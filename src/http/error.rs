@@ -128,6 +128,7 @@ impl From<AuthError> for ApiError {
             AuthError::InvalidSession => ApiError::Forbidden("no valid session"),
             AuthError::UnknownEmail => ApiError::Forbidden("email not registered"),
             AuthError::InvalidResetToken => ApiError::Forbidden("invalid reset token"),
+            AuthError::WeakPassword(reason) => ApiError::BadRequest(format!("password {reason}")),
             AuthError::Busy => ApiError::Unavailable("server busy, retry shortly"),
             AuthError::Store(StoreError::Backend(detail)) => {
                 eprintln!(

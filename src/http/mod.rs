@@ -6,6 +6,7 @@
 
 pub mod body;
 pub mod cookie;
+pub mod csrf;
 pub mod error;
 pub mod limits;
 pub mod routes;
@@ -18,6 +19,8 @@ use rouille::{Request, Response};
 
 use crate::audit::Audit;
 use crate::auth::Auth;
+use crate::config::Profile;
+use crate::delivery::Outbox;
 use error::ApiError;
 use limits::Limits;
 
@@ -33,6 +36,15 @@ pub struct Settings {
     /// Header carrying the client address set by a trusted reverse proxy
     /// (`X-Forwarded-For`, `X-Real-IP`); `None` uses the socket peer.
     pub client_ip_header: Option<String>,
+    /// Dev or production behaviour.
+    pub profile: Profile,
+    /// Name of the session cookie.
+    pub cookie_name: &'static str,
+    /// Origins allowed to make cookie-authenticated state changes
+    /// (checked in production).
+    pub allowed_origins: Vec<String>,
+    /// Queue to the reset-token delivery worker, when a channel is set.
+    pub outbox: Option<Outbox>,
 }
 
 /// Everything a request handler needs.
@@ -220,7 +232,13 @@ mod broken_store_tests {
     fn app() -> App {
         let hasher = Hasher::start(1, 4, 4).unwrap();
         App {
-            auth: Auth::new(Arc::new(Broken), hasher, Lifetimes::default()).unwrap(),
+            auth: Auth::new(
+                Arc::new(Broken),
+                hasher,
+                Lifetimes::default(),
+                crate::policy::PasswordPolicy::DEV,
+            )
+            .unwrap(),
             limits: Limits::new(LimitSettings::default()),
             audit: Audit::new(false),
             settings: Settings {
@@ -228,6 +246,10 @@ mod broken_store_tests {
                 secure_cookies: false,
                 access_log: false,
                 client_ip_header: None,
+                profile: Profile::Dev,
+                cookie_name: "session_id",
+                allowed_origins: Vec::new(),
+                outbox: None,
             },
         }
     }

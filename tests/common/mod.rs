@@ -213,14 +213,29 @@ impl TestApp {
         body: &[u8],
         cookie: Option<&str>,
     ) -> Reply {
+        let mut headers = Vec::new();
+        if let Some(ct) = content_type {
+            headers.push(("Content-Type", ct.to_owned()));
+        }
+        if let Some(token) = cookie {
+            headers.push(("Cookie", format!("session_id={token}")));
+        }
+        self.request_with(method, path, &headers, body)
+    }
+
+    /// Sends any request with exactly these headers.
+    pub fn request_with(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, String)],
+        body: &[u8],
+    ) -> Reply {
         let mut builder = http::Request::builder()
             .method(method)
             .uri(format!("{}{}", self.base, path));
-        if let Some(ct) = content_type {
-            builder = builder.header("Content-Type", ct);
-        }
-        if let Some(token) = cookie {
-            builder = builder.header("Cookie", format!("session_id={token}"));
+        for (name, value) in headers {
+            builder = builder.header(*name, value);
         }
         let result = if body.is_empty() {
             self.agent.run(builder.body(()).unwrap())

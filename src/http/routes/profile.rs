@@ -9,7 +9,8 @@ use crate::http::App;
 
 /// 200 `{"email"}` for a valid session, 403 otherwise.
 pub fn get(app: &App, request: &Request) -> Result<Response, ApiError> {
-    let token = cookie::session_token(request).ok_or(ApiError::Forbidden("no valid session"))?;
+    let token = cookie::session_token(request, app.settings.cookie_name)
+        .ok_or(ApiError::Forbidden("no valid session"))?;
     let user = app.auth.get_user_from_session_id(&token)?;
     Ok(Response::json(&json!({ "email": user.email.as_str() })))
 }

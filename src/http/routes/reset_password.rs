@@ -6,15 +6,22 @@ use rouille::{Request, Response};
 use serde_json::json;
 
 use crate::audit::Event;
+use crate::config::Profile;
+use crate::delivery::{expires_at, Job};
 use crate::http::body::read_fields;
 use crate::http::error::ApiError;
 use crate::http::App;
 use crate::token::Token;
 use crate::user::{Email, Password};
 
-/// Issues a reset token: 200 `{"email", "reset_token"}`, 403 for an
-/// unregistered email (the reference's behaviour), 429 past the request
-/// rate per IP or per email.
+/// Issues a reset token.
+///
+/// Dev (the reference): 200 `{"email", "reset_token"}`, 403 for an
+/// unregistered email; the token also goes to the delivery channel if one
+/// is set. Production: the same 200 `{"email", "message"}` whether or not
+/// the email is registered, in the same time: the request only enqueues,
+/// and the delivery worker issues and sends the token. 429 past the request
+/// rate per IP or per email; 503 if the delivery queue is full.
 pub fn post(app: &App, request: &Request, ip: IpAddr) -> Result<Response, ApiError> {
     let fields = read_fields(request, app.settings.max_body_bytes)?;
     let email = Email::parse(fields.required("email")?).map_err(ApiError::invalid("email"))?;
@@ -28,6 +35,18 @@ pub fn post(app: &App, request: &Request, ip: IpAddr) -> Result<Response, ApiErr
         );
         return Err(throttled);
     }
+    let queue_full = |_| ApiError::Unavailable("too many reset requests queued, retry shortly");
+    if app.settings.profile == Profile::Production {
+        let outbox = app.settings.outbox.as_ref().ok_or(ApiError::Internal(
+            "production profile without a delivery channel".to_owned(),
+        ))?;
+        let shown = email.as_str().to_owned();
+        outbox.send(Job::Issue { email, ip }).map_err(queue_full)?;
+        return Ok(Response::json(&json!({
+            "email": shown,
+            "message": "if this email is registered, a reset token is on its way",
+        })));
+    }
     let (user, token) = app.auth.get_reset_password_token(&email).inspect_err(|_| {
         app.audit
             .record(Event::ResetRefused, ip, None, Some(email.as_str()), None);
@@ -39,6 +58,15 @@ pub fn post(app: &App, request: &Request, ip: IpAddr) -> Result<Response, ApiErr
         Some(user.email.as_str()),
         None,
     );
+    if let Some(outbox) = &app.settings.outbox {
+        outbox
+            .send(Job::Deliver {
+                email: user.email.as_str().to_owned(),
+                token: token.clone(),
+                expires_at: expires_at(app),
+            })
+            .map_err(queue_full)?;
+    }
     Ok(Response::json(
         &json!({ "email": user.email.as_str(), "reset_token": token.as_str() }),
     ))

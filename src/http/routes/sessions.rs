@@ -7,15 +7,15 @@ use serde_json::json;
 
 use crate::audit::Event;
 use crate::auth::AuthError;
+use crate::config::Profile;
 use crate::http::body::read_fields;
-use crate::http::cookie;
 use crate::http::error::ApiError;
-use crate::http::App;
+use crate::http::{cookie, csrf, App};
 use crate::user::{Email, Password};
 
-/// Logs in: 200 `{"email", "message": "logged in"}` and a fresh
-/// `session_id` cookie, 401 for any wrong email/password pair, 429 (before
-/// any bcrypt work) while the account or the client IP is backing off.
+/// Logs in: 200 `{"email", "message": "logged in"}` and a fresh session
+/// cookie, 401 for any wrong email/password pair, 429 (before any bcrypt
+/// work) while the account or the client IP is backing off.
 pub fn post(app: &App, request: &Request, ip: IpAddr) -> Result<Response, ApiError> {
     let fields = read_fields(request, app.settings.max_body_bytes)?;
     let email = Email::parse(fields.required("email")?).map_err(ApiError::invalid("email"))?;
@@ -45,6 +45,7 @@ pub fn post(app: &App, request: &Request, ip: IpAddr) -> Result<Response, ApiErr
                 Response::json(&json!({ "email": user.email.as_str(), "message": "logged in" }));
             Ok(cookie::set_session(
                 response,
+                app.settings.cookie_name,
                 &token,
                 app.auth.lifetimes().session,
                 app.settings.secure_cookies,
@@ -62,9 +63,14 @@ pub fn post(app: &App, request: &Request, ip: IpAddr) -> Result<Response, ApiErr
 }
 
 /// Logs out: ends the session on the server, clears the cookie and
-/// redirects (302) to `/`; 403 without a valid session.
+/// redirects (302) to `/`; 403 without a valid session, and in production
+/// 403 for a cross-site request.
 pub fn delete(app: &App, request: &Request, ip: IpAddr) -> Result<Response, ApiError> {
-    let token = cookie::session_token(request).ok_or(ApiError::Forbidden("no valid session"))?;
+    if app.settings.profile == Profile::Production {
+        csrf::check(request, &app.settings.allowed_origins)?;
+    }
+    let token = cookie::session_token(request, app.settings.cookie_name)
+        .ok_or(ApiError::Forbidden("no valid session"))?;
     let user = app.auth.destroy_session(&token)?;
     app.audit.record(
         Event::Logout,
@@ -75,6 +81,7 @@ pub fn delete(app: &App, request: &Request, ip: IpAddr) -> Result<Response, ApiE
     );
     Ok(cookie::clear_session(
         Response::redirect_302("/"),
+        app.settings.cookie_name,
         app.settings.secure_cookies,
     ))
 }

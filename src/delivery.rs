@@ -1,0 +1,227 @@
+//! Delivery of reset tokens outside the HTTP response: to the integrator's
+//! mailer by webhook, or to the audit log.
+//!
+//! Requests only enqueue; one background worker issues tokens (in the
+//! production profile) and delivers them, with a timeout and retries, so a
+//! slow or failing mailer never holds up a request, and `POST
+//! /reset_password` takes the same time whether the email exists or not.
+
+use std::fmt;
+use std::net::IpAddr;
+use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::audit::Event;
+use crate::auth::AuthError;
+use crate::http::App;
+use crate::token::Token;
+use crate::user::Email;
+
+/// Jobs waiting for the worker at most; past that, requests get 503.
+pub const QUEUE: usize = 1024;
+/// Attempts per webhook delivery, with 1 s, 2 s, ... between them.
+const ATTEMPTS: u32 = 3;
+/// Time allowed for one webhook call.
+const TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Where reset tokens go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Channel {
+    /// POST `{"email", "reset_token", "expires_at"}` to this URL.
+    Webhook(String),
+    /// Write the token to the audit log, for a single operator.
+    Log,
+}
+
+impl FromStr for Channel {
+    type Err = String;
+
+    /// `log` or `webhook:http://HOST[:PORT]/PATH`.
+    fn from_str(s: &str) -> Result<Channel, String> {
+        if s == "log" {
+            return Ok(Channel::Log);
+        }
+        let Some(url) = s.strip_prefix("webhook:") else {
+            return Err(format!("{s:?} is neither `log` nor `webhook:URL`"));
+        };
+        let uri: ureq::http::Uri = url
+            .parse()
+            .map_err(|e| format!("webhook URL {url:?} is not a URL: {e}"))?;
+        if uri.scheme_str() != Some("http") || uri.host().is_none() {
+            return Err(format!(
+                "webhook URL {url:?} must be http://HOST/PATH (authd speaks plain HTTP to the mailer; put a local relay in front of an https endpoint)"
+            ));
+        }
+        Ok(Channel::Webhook(url.to_owned()))
+    }
+}
+
+impl fmt::Display for Channel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Channel::Webhook(url) => write!(f, "webhook:{url}"),
+            Channel::Log => f.write_str("log"),
+        }
+    }
+}
+
+/// Work for the delivery worker.
+#[derive(Debug)]
+pub enum Job {
+    /// Issue a token for this email if it is registered, then deliver it
+    /// (production: the request learns nothing either way).
+    Issue { email: Email, ip: IpAddr },
+    /// Deliver a token already issued (dev with a channel).
+    Deliver {
+        email: String,
+        token: Token,
+        expires_at: String,
+    },
+}
+
+/// The sending side, held by the HTTP layer.
+#[derive(Debug, Clone)]
+pub struct Outbox(SyncSender<Job>);
+
+/// The queue is full: answer 503 and let the client retry.
+#[derive(Debug)]
+pub struct Full;
+
+impl Outbox {
+    /// Enqueues `job` without waiting.
+    pub fn send(&self, job: Job) -> Result<(), Full> {
+        match self.0.try_send(job) {
+            Ok(()) => Ok(()),
+            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => Err(Full),
+        }
+    }
+}
+
+/// A bounded job queue: the outbox for requests, the inbox for the worker.
+pub fn queue() -> (Outbox, Receiver<Job>) {
+    let (tx, rx) = mpsc::sync_channel(QUEUE);
+    (Outbox(tx), rx)
+}
+
+/// When a token issued now expires, as RFC 3339.
+pub fn expires_at(app: &App) -> String {
+    let ttl = chrono::Duration::from_std(app.auth.lifetimes().reset_token)
+        .unwrap_or(chrono::Duration::MAX);
+    (chrono::Utc::now() + ttl).to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+/// The worker: runs jobs until `stop` is set, then finishes what is queued.
+pub fn work(app: Arc<App>, channel: Channel, inbox: Receiver<Job>, stop: Arc<AtomicBool>) {
+    loop {
+        match inbox.recv_timeout(Duration::from_millis(50)) {
+            Ok(job) => run(&app, &channel, job),
+            Err(RecvTimeoutError::Timeout) if stop.load(Ordering::SeqCst) => return,
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => return,
+        }
+    }
+}
+
+fn run(app: &App, channel: &Channel, job: Job) {
+    match job {
+        Job::Issue { email, ip } => match app.auth.get_reset_password_token(&email) {
+            Ok((user, token)) => {
+                app.audit.record(
+                    Event::ResetRequested,
+                    ip,
+                    Some(user.id),
+                    Some(user.email.as_str()),
+                    None,
+                );
+                deliver(app, channel, user.email.as_str(), &token, &expires_at(app));
+            }
+            Err(AuthError::UnknownEmail) => {
+                app.audit
+                    .record(Event::ResetRefused, ip, None, Some(email.as_str()), None);
+            }
+            Err(e) => eprintln!("authd: could not issue a reset token: {e}"),
+        },
+        Job::Deliver {
+            email,
+            token,
+            expires_at,
+        } => deliver(app, channel, &email, &token, &expires_at),
+    }
+}
+
+#[derive(Serialize)]
+struct Payload<'a> {
+    email: &'a str,
+    reset_token: &'a str,
+    expires_at: &'a str,
+}
+
+fn deliver(app: &App, channel: &Channel, email: &str, token: &Token, expires_at: &str) {
+    let payload = Payload {
+        email,
+        reset_token: token.as_str(),
+        expires_at,
+    };
+    match channel {
+        Channel::Log => app.audit.reset_token(email, token, expires_at),
+        Channel::Webhook(url) => {
+            let agent: ureq::Agent = ureq::Agent::config_builder()
+                .timeout_global(Some(TIMEOUT))
+                .build()
+                .into();
+            let mut last_error = String::new();
+            for attempt in 1..=ATTEMPTS {
+                let body = match serde_json::to_vec(&payload) {
+                    Ok(body) => body,
+                    Err(e) => {
+                        eprintln!("authd: cannot encode a reset delivery: {e}");
+                        return;
+                    }
+                };
+                match agent
+                    .post(url)
+                    .content_type("application/json")
+                    .send(&body[..])
+                {
+                    Ok(_) => return,
+                    Err(e) => last_error = e.to_string(),
+                }
+                if attempt < ATTEMPTS {
+                    std::thread::sleep(Duration::from_secs(1 << (attempt - 1)));
+                }
+            }
+            eprintln!(
+                "authd: reset token delivery for {email} to {url} failed after {ATTEMPTS} attempts: {last_error}"
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn channels_parse_strictly() {
+        assert_eq!("log".parse::<Channel>(), Ok(Channel::Log));
+        assert_eq!(
+            "webhook:http://127.0.0.1:8025/reset".parse::<Channel>(),
+            Ok(Channel::Webhook("http://127.0.0.1:8025/reset".to_owned()))
+        );
+        for bad in [
+            "",
+            "email",
+            "webhook:",
+            "webhook:ftp://x/",
+            "webhook:https://x/",
+            "webhook:not a url",
+        ] {
+            assert!(bad.parse::<Channel>().is_err(), "{bad:?}");
+        }
+    }
+}
