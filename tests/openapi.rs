@@ -326,3 +326,49 @@ fn healthz_reports_the_version() {
         serde_json::json!({"status": "ok", "version": env!("CARGO_PKG_VERSION")})
     );
 }
+
+#[test]
+fn the_document_matches_the_production_profile_too() {
+    let app = TestApp::spawn_with(|c| {
+        c.profile = authd::config::Profile::Production;
+        c.reset_delivery = Some(authd::delivery::Channel::Log);
+        c.password_policy = authd::policy::PasswordPolicy::PRODUCTION;
+        c.bcrypt_cost = 10;
+        c.audit_log = false;
+    });
+    let mut spec = Spec::load(&app);
+    let strong = [
+        ("email", "a@b.io"),
+        ("password", "correct horse battery staple"),
+    ];
+    spec.check(
+        "POST",
+        "/users",
+        &app.send("POST", "/users", Format::Form, &strong),
+    );
+    let weak = [("email", "b@b.io"), ("password", "password1")];
+    spec.check(
+        "POST",
+        "/users",
+        &app.send("POST", "/users", Format::Form, &weak),
+    );
+    for email in ["a@b.io", "nobody@b.io"] {
+        let reply = app.send("POST", "/reset_password", Format::Form, &[("email", email)]);
+        spec.check("POST", "/reset_password", &reply);
+    }
+    let reply = app.send("POST", "/sessions", Format::Form, &strong);
+    spec.check("POST", "/sessions", &reply);
+    let cookie = reply
+        .headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("set-cookie"))
+        .map(|(_, v)| v.split(';').next().unwrap().to_owned())
+        .unwrap();
+    let forged = [
+        ("Cookie", cookie),
+        ("Origin", "https://evil.example".to_owned()),
+    ];
+    let reply = app.request_with("DELETE", "/sessions", &forged, b"");
+    assert_eq!(reply.status, 403);
+    spec.check("DELETE", "/sessions", &reply);
+}

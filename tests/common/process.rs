@@ -30,16 +30,16 @@ impl std::ops::Deref for Proc {
 impl Proc {
     /// Starts `authd serve` on port 0 with `dir` as the store.
     pub fn start(dir: &Path, extra: &[&str]) -> Proc {
+        Self::start_at(dir, "127.0.0.1:0", extra)
+    }
+
+    /// Starts `authd serve` on `addr` with `dir` as the store.
+    pub fn start_at(dir: &Path, addr: &str, extra: &[&str]) -> Proc {
         let stderr = dir.with_extension("stderr");
+        // Cost 4 through the environment, so `extra` may still set a flag.
         let mut child = Command::new(BIN)
-            .args([
-                "serve",
-                "--addr",
-                "127.0.0.1:0",
-                "--bcrypt-cost",
-                "4",
-                "--data-dir",
-            ])
+            .env("AUTHD_BCRYPT_COST", "4")
+            .args(["serve", "--addr", addr, "--data-dir"])
             .arg(dir)
             .args(extra)
             .stdout(Stdio::piped())

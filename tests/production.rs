@@ -1,0 +1,418 @@
+//! The production profile against the real server: no reset token in any
+//! response, delivery by webhook (to a listener of the test's own) or log,
+//! the password policy, the `__Host-` cookie, cross-site refusal, and the
+//! start-up rules. The dev profile keeps the reference behaviour.
+
+mod common;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use authd::config::{Config, Profile};
+use authd::delivery::Channel;
+use authd::policy::PasswordPolicy;
+use common::process::{run, Proc, BIN};
+use common::{Format, Reply, TestApp};
+use serde_json::Value;
+
+const STRONG: &str = "correct horse battery staple";
+
+/// A mailer stand-in: records every JSON body POSTed to it, failing the
+/// first `fail_first` calls with 500.
+struct Mailer {
+    url: String,
+    received: Arc<Mutex<Vec<Value>>>,
+    calls: Arc<AtomicUsize>,
+    _stop: std::sync::mpsc::Sender<()>,
+}
+
+impl Mailer {
+    fn start(fail_first: usize) -> Mailer {
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let calls = Arc::new(AtomicUsize::new(0));
+        let (r, c) = (Arc::clone(&received), Arc::clone(&calls));
+        let server = rouille::Server::new("127.0.0.1:0", move |request| {
+            let n = c.fetch_add(1, Ordering::SeqCst);
+            if n < fail_first {
+                return rouille::Response::text("down").with_status_code(500);
+            }
+            let body: Value = rouille::input::json_input(request).unwrap();
+            r.lock().unwrap().push(body);
+            rouille::Response::text("ok")
+        })
+        .unwrap();
+        let url = format!("http://{}/reset", server.server_addr());
+        let (_handle, stop) = server.stoppable();
+        Mailer {
+            url,
+            received,
+            calls,
+            _stop: stop,
+        }
+    }
+
+    /// Waits (up to 20 s) for `n` deliveries and returns them.
+    fn wait_for(&self, n: usize) -> Vec<Value> {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let got = self.received.lock().unwrap().clone();
+            if got.len() >= n {
+                return got;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "only {} of {n} deliveries arrived",
+                got.len()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+fn production(c: &mut Config, channel: Channel) {
+    c.profile = Profile::Production;
+    c.reset_delivery = Some(channel);
+    c.password_policy = PasswordPolicy::PRODUCTION;
+    // The production minimum; fast enough for a handful of hashes.
+    c.bcrypt_cost = 10;
+    c.allowed_origins = vec!["https://app.example.com".to_owned()];
+}
+
+fn form(app: &TestApp, method: &str, path: &str, fields: &[(&str, &str)]) -> Reply {
+    app.send(method, path, Format::Form, fields)
+}
+
+fn host_cookie(token: &str) -> (&'static str, String) {
+    ("Cookie", format!("__Host-session_id={token}"))
+}
+
+fn session_of(reply: &Reply) -> String {
+    let header = reply
+        .headers
+        .iter()
+        .find(|(k, v)| k.eq_ignore_ascii_case("set-cookie") && v.starts_with("__Host-session_id="))
+        .map(|(_, v)| v.clone())
+        .expect("a __Host-session_id cookie");
+    header["__Host-session_id=".len()..]
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned()
+}
+
+#[test]
+fn reset_tokens_go_to_the_webhook_and_never_into_a_response() {
+    let mailer = Mailer::start(0);
+    let app = TestApp::spawn_with(|c| production(c, Channel::Webhook(mailer.url.clone())));
+    assert_eq!(app.register("ann@x.io", STRONG).status, 200);
+
+    let known = form(&app, "POST", "/reset_password", &[("email", "ann@x.io")]);
+    let unknown = form(&app, "POST", "/reset_password", &[("email", "nobody@x.io")]);
+    assert_eq!((known.status, unknown.status), (200, 200));
+    // The same answer either way, but for the email echoed back.
+    assert_eq!(known.body, unknown.body.replace("nobody@x.io", "ann@x.io"));
+    assert!(!known.body.contains("reset_token"), "{}", known.body);
+
+    let delivered = mailer.wait_for(1);
+    assert_eq!(delivered[0]["email"], "ann@x.io");
+    let token = delivered[0]["reset_token"].as_str().unwrap().to_owned();
+    let expires = delivered[0]["expires_at"].as_str().unwrap();
+    assert!(
+        chrono::DateTime::parse_from_rfc3339(expires).is_ok(),
+        "{expires}"
+    );
+    // Nothing is sent for the unknown email.
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(mailer.wait_for(1).len(), 1);
+
+    let update = [
+        ("email", "ann@x.io"),
+        ("reset_token", token.as_str()),
+        ("new_password", "another strong passphrase"),
+    ];
+    let reply = form(&app, "PUT", "/reset_password", &update);
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    for reply in [&known, &unknown, &reply] {
+        assert!(!reply.body.contains(&token));
+        assert!(reply.headers.iter().all(|(_, v)| !v.contains(&token)));
+    }
+    assert_eq!(form(&app, "PUT", "/reset_password", &update).status, 403);
+}
+
+#[test]
+fn a_failing_mailer_is_retried() {
+    let mailer = Mailer::start(1);
+    let app = TestApp::spawn_with(|c| production(c, Channel::Webhook(mailer.url.clone())));
+    assert_eq!(app.register("ann@x.io", STRONG).status, 200);
+    let started = Instant::now();
+    assert_eq!(
+        form(&app, "POST", "/reset_password", &[("email", "ann@x.io")]).status,
+        200
+    );
+    // The request did not wait for the retry.
+    let answered = started.elapsed();
+    let delivered = mailer.wait_for(1);
+    assert_eq!(delivered[0]["email"], "ann@x.io");
+    assert_eq!(mailer.calls.load(Ordering::SeqCst), 2);
+    assert!(answered < started.elapsed());
+}
+
+#[test]
+fn the_password_policy_refuses_weak_passwords_with_a_reason() {
+    let mailer = Mailer::start(0);
+    let app = TestApp::spawn_with(|c| production(c, Channel::Webhook(mailer.url.clone())));
+    let reply = app.register("ann@x.io", "Xq7#");
+    assert_eq!(reply.status, 400);
+    assert!(
+        reply.message().contains("at least 8 characters"),
+        "{}",
+        reply.message()
+    );
+    let reply = app.register("ann@x.io", "password1");
+    assert_eq!(reply.status, 400);
+    assert!(
+        reply.message().starts_with("password is too easy to guess"),
+        "{}",
+        reply.message()
+    );
+    let reply = app.register("ann@x.io", "ann@x.io!");
+    assert_eq!(reply.status, 400, "the email itself is no password");
+    // 64 characters are allowed (up to bcrypt's 72 bytes).
+    let long = "a long passphrase nobody would guess, with sixty-four characters";
+    assert_eq!(long.chars().count(), 64);
+    assert_eq!(app.register("ann@x.io", long).status, 200);
+    assert_eq!(app.user_count(), 1);
+
+    // A weak new password is refused without consuming the token.
+    assert_eq!(
+        form(&app, "POST", "/reset_password", &[("email", "ann@x.io")]).status,
+        200
+    );
+    let token = mailer.wait_for(1)[0]["reset_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let weak = [
+        ("email", "ann@x.io"),
+        ("reset_token", token.as_str()),
+        ("new_password", "qwertyuiop"),
+    ];
+    let reply = form(&app, "PUT", "/reset_password", &weak);
+    assert_eq!(reply.status, 400);
+    assert!(reply.message().contains("too easy to guess"));
+    let strong = [
+        ("email", "ann@x.io"),
+        ("reset_token", token.as_str()),
+        ("new_password", STRONG),
+    ];
+    assert_eq!(form(&app, "PUT", "/reset_password", &strong).status, 200);
+}
+
+#[test]
+fn the_session_cookie_is_host_prefixed_and_secure() {
+    let app = TestApp::spawn_with(|c| production(c, Channel::Log));
+    assert_eq!(app.register("ann@x.io", STRONG).status, 200);
+    let reply = app.log_in("ann@x.io", STRONG);
+    assert_eq!(reply.status, 200);
+    let header = reply
+        .headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("set-cookie"))
+        .map(|(_, v)| v.clone())
+        .unwrap();
+    assert!(header.starts_with("__Host-session_id="), "{header}");
+    for attribute in ["; Secure", "; HttpOnly", "; SameSite=Lax", "; Path=/"] {
+        assert!(header.contains(attribute), "{header} lacks {attribute}");
+    }
+    assert!(!header.contains("Domain"), "{header}");
+    let token = session_of(&reply);
+    let profile = app.request_with("GET", "/profile", &[host_cookie(&token)], b"");
+    assert_eq!(profile.status, 200);
+    // The unprefixed name is not read in production.
+    assert_eq!(app.profile(Some(&token)).status, 403);
+}
+
+#[test]
+fn cross_site_logouts_are_refused() {
+    let app = TestApp::spawn_with(|c| production(c, Channel::Log));
+    assert_eq!(app.register("ann@x.io", STRONG).status, 200);
+    let token = session_of(&app.log_in("ann@x.io", STRONG));
+    let logout = |extra: Option<(&'static str, &str)>| {
+        let mut headers = vec![host_cookie(&token)];
+        if let Some((k, v)) = extra {
+            headers.push((k, v.to_owned()));
+        }
+        app.request_with("DELETE", "/sessions", &headers, b"")
+    };
+    for refused in [
+        ("Origin", "https://evil.example"),
+        ("Origin", "null"),
+        ("Sec-Fetch-Site", "cross-site"),
+    ] {
+        let reply = logout(Some(refused));
+        assert_eq!(reply.status, 403, "{refused:?}");
+        assert_eq!(reply.message(), "cross-site request refused");
+    }
+    // The session survived the forged requests.
+    assert_eq!(
+        app.request_with("GET", "/profile", &[host_cookie(&token)], b"")
+            .status,
+        200
+    );
+    assert_eq!(
+        logout(Some(("Origin", "https://app.example.com"))).status,
+        302
+    );
+    let token = session_of(&app.log_in("ann@x.io", STRONG));
+    let plain = app.request_with(
+        "DELETE",
+        "/sessions",
+        &[
+            host_cookie(&token),
+            ("Sec-Fetch-Site", "same-origin".to_owned()),
+        ],
+        b"",
+    );
+    assert_eq!(plain.status, 302);
+}
+
+#[test]
+fn the_log_channel_writes_the_token_to_the_audit_log() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut server = Proc::start(
+        &tmp.path().join("store"),
+        &[
+            "--profile",
+            "production",
+            "--reset-delivery",
+            "log",
+            "--bcrypt-cost",
+            "10",
+        ],
+    );
+    let (status, _) = server.post(
+        "/users",
+        &format!("email=ann%40x.io&password={}", common::urlencode(STRONG)),
+    );
+    assert_eq!(status, 200);
+    let (status, body) = server.post("/reset_password", "email=ann%40x.io");
+    assert_eq!(status, 200);
+    assert!(!body.contains("reset_token"));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let line = loop {
+        let stderr = server.stderr();
+        if let Some(line) = stderr.lines().find(|l| l.contains("reset_token_delivery")) {
+            break line.to_owned();
+        }
+        assert!(Instant::now() < deadline, "no delivery line in {stderr}");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let line: Value = serde_json::from_str(&line).unwrap();
+    let token = line["reset_token"].as_str().unwrap();
+    let form =
+        format!("email=ann%40x.io&reset_token={token}&new_password=another%20strong%20passphrase");
+    assert_eq!(server.send("PUT", "/reset_password", &form, None).0, 200);
+    server.signal("TERM");
+    assert!(server.wait(Duration::from_secs(15)).success());
+}
+
+#[test]
+fn an_unreachable_mailer_is_logged() {
+    let tmp = tempfile::tempdir().unwrap();
+    // Port 9 (discard) on loopback: nothing listens there.
+    let server = Proc::start(
+        &tmp.path().join("store"),
+        &[
+            "--profile",
+            "production",
+            "--reset-delivery",
+            "webhook:http://127.0.0.1:9/x",
+            "--bcrypt-cost",
+            "10",
+        ],
+    );
+    let (status, _) = server.post(
+        "/users",
+        &format!("email=ann%40x.io&password={}", common::urlencode(STRONG)),
+    );
+    assert_eq!(status, 200);
+    assert_eq!(server.post("/reset_password", "email=ann%40x.io").0, 200);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !server.stderr().contains("failed after 3 attempts") {
+        assert!(Instant::now() < deadline, "{}", server.stderr());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        !server.stderr().contains("reset_token\""),
+        "no token in the failure log"
+    );
+}
+
+#[test]
+fn start_up_rules_of_the_production_profile() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("store");
+    let dir = dir.to_str().unwrap();
+    let cases: [(&[&str], &str); 4] = [
+        (&["--profile", "production"], "--reset-delivery"),
+        (
+            &[
+                "--profile",
+                "production",
+                "--reset-delivery",
+                "log",
+                "--bcrypt-cost",
+                "9",
+            ],
+            "--bcrypt-cost 10",
+        ),
+        (
+            &["--reset-delivery", "webhook:https://mailer.example/x"],
+            "plain HTTP",
+        ),
+        (&["--reset-delivery", "email"], "neither"),
+    ];
+    for (args, message) in cases {
+        let mut all = vec!["--addr", "127.0.0.1:0", "--data-dir", dir];
+        all.extend(args);
+        let (code, _, err) = run(&all);
+        assert_eq!(code, 2, "{args:?}: {err}");
+        assert!(err.contains(message), "{args:?}: {err}");
+    }
+    let (code, _, err) = run(&["--help"]);
+    assert_eq!(code, 0, "{err}");
+    let _ = BIN;
+}
+
+#[test]
+fn dev_warns_loudly_when_bound_beyond_loopback() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = Proc::start_at(&tmp.path().join("store"), "0.0.0.0:0", &[]);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !server.stderr().contains("WARNING") {
+        assert!(Instant::now() < deadline, "{}", server.stderr());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(server.stderr().contains("not a loopback address"));
+    assert!(server.stderr().contains("--profile production"));
+    let quiet = Proc::start(&tmp.path().join("other"), &[]);
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(!quiet.stderr().contains("WARNING"));
+}
+
+#[test]
+fn dev_with_a_channel_answers_the_reference_way_and_delivers_too() {
+    let mailer = Mailer::start(0);
+    let app =
+        TestApp::spawn_with(|c| c.reset_delivery = Some(Channel::Webhook(mailer.url.clone())));
+    assert_eq!(app.register("ann@x.io", "b4l0u").status, 200);
+    let reply = form(&app, "POST", "/reset_password", &[("email", "ann@x.io")]);
+    assert_eq!(reply.status, 200);
+    let token = reply.json()["reset_token"].as_str().unwrap().to_owned();
+    assert_eq!(mailer.wait_for(1)[0]["reset_token"], token.as_str());
+    assert_eq!(
+        form(&app, "POST", "/reset_password", &[("email", "nobody@x.io")]).status,
+        403
+    );
+}
