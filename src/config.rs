@@ -62,6 +62,8 @@ pub struct Config {
     /// Origins allowed to make cookie-authenticated state changes
     /// (production).
     pub allowed_origins: Vec<String>,
+    /// Size of sled's page cache, in bytes.
+    pub cache_bytes: u64,
 }
 
 /// Default HTTP worker threads: enough that requests waiting for bcrypt
@@ -101,6 +103,7 @@ impl Config {
             reset_delivery: None,
             password_policy: PasswordPolicy::DEV,
             allowed_origins: Vec::new(),
+            cache_bytes: crate::store::DEFAULT_CACHE_BYTES,
         }
     }
 

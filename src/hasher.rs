@@ -125,8 +125,26 @@ impl Hasher {
     }
 }
 
+/// Scheduling niceness of the bcrypt workers: they yield the CPU to the
+/// HTTP threads, so cheap requests stay fast while logins keep every core
+/// busy, and still take all the CPU that nothing else wants.
+const WORKER_NICE: libc::c_int = 10;
+
+/// Lowers the calling thread's scheduling priority (Linux: per thread).
+/// Best effort: if the system refuses, hashing runs at normal priority.
+fn lower_priority() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: gettid has no preconditions; setpriority on our own thread id
+    // only changes this thread's niceness, and its failure is harmless.
+    unsafe {
+        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+        libc::setpriority(libc::PRIO_PROCESS, tid, WORKER_NICE);
+    }
+}
+
 /// A worker's loop: take the next job, run it, survive its panic.
 fn work(jobs: &Mutex<Receiver<Job>>) {
+    lower_priority();
     loop {
         let next = {
             let guard = jobs.lock().unwrap_or_else(|poisoned| poisoned.into_inner());

@@ -57,7 +57,7 @@ pub struct Running {
 /// the same data directory fails on the store, with the clearer message.
 pub fn start(config: &Config) -> Result<Running, StartError> {
     config.validate().map_err(StartError::Config)?;
-    let store = SledStore::open(&config.data_dir)?;
+    let store = SledStore::open_with_cache(&config.data_dir, config.cache_bytes)?;
     let hasher = Hasher::start(config.hash_workers, config.hash_queue(), config.bcrypt_cost)?;
     let auth = Auth::new(
         Arc::new(store.clone()),

@@ -165,6 +165,12 @@ pub struct ServeArgs {
     )]
     allowed_origins: Vec<String>,
 
+    /// Size of the store's page cache in MiB. Lookups of users not in the
+    /// cache read the disk; the cache is most of authd's memory.
+    #[arg(long, env = "AUTHD_CACHE_MB", value_name = "MIB", default_value_t = 128,
+          value_parser = clap::value_parser!(u64).range(8..=65_536))]
+    cache_mb: u64,
+
     /// Take the client IP (for throttling and logs) from this header, as set
     /// by your reverse proxy: X-Forwarded-For (its last address) or
     /// X-Real-IP. Only set it when a proxy you control always sets it.
@@ -221,6 +227,7 @@ impl ServeArgs {
                 min_length: self.min_password_length.unwrap_or(base.min_length),
                 min_score: self.min_password_score.unwrap_or(base.min_score),
             },
+            cache_bytes: self.cache_mb * 1024 * 1024,
             allowed_origins: self
                 .allowed_origins
                 .into_iter()

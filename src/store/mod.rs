@@ -7,7 +7,7 @@
 
 mod sled_store;
 
-pub use sled_store::{OpenError, SledStore};
+pub use sled_store::{OpenError, SledStore, DEFAULT_CACHE_BYTES};
 
 use std::ops::ControlFlow;
 

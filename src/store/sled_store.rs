@@ -21,6 +21,8 @@ use crate::token::TokenHash;
 use crate::user::{Email, User, UserId};
 use subtle::ConstantTimeEq;
 
+/// Page cache of a store opened without a size: 128 MiB.
+pub const DEFAULT_CACHE_BYTES: u64 = 128 * 1024 * 1024;
 /// Key in `meta` that marks a directory as an authd store.
 const MARKER_KEY: &[u8] = b"format";
 /// Value of the marker for this store layout.
@@ -114,20 +116,30 @@ impl SledStore {
     /// Fails fast with [`OpenError::InUse`] when another process holds the
     /// directory, instead of waiting on the lock.
     pub fn open(path: &Path) -> Result<SledStore, OpenError> {
+        Self::open_with_cache(path, DEFAULT_CACHE_BYTES)
+    }
+
+    /// [`SledStore::open`] with sled's page cache bounded to `cache_bytes`
+    /// (sled's own default is 1 GiB, more than an auth store needs).
+    pub fn open_with_cache(path: &Path, cache_bytes: u64) -> Result<SledStore, OpenError> {
         // sled creates its `db` file on first open; one that exists already
         // must hold an authd store.
         let had_files = path.join("db").metadata().is_ok_and(|m| m.len() > 0);
-        let db = sled::Config::new().path(path).open().map_err(|e| {
-            let reason = e.to_string();
-            if reason.contains("could not acquire lock") {
-                OpenError::InUse(path.to_owned())
-            } else {
-                OpenError::Unusable {
-                    path: path.to_owned(),
-                    reason,
+        let db = sled::Config::new()
+            .path(path)
+            .cache_capacity(cache_bytes)
+            .open()
+            .map_err(|e| {
+                let reason = e.to_string();
+                if reason.contains("could not acquire lock") {
+                    OpenError::InUse(path.to_owned())
+                } else {
+                    OpenError::Unusable {
+                        path: path.to_owned(),
+                        reason,
+                    }
                 }
-            }
-        })?;
+            })?;
         let unusable = |e: sled::Error| OpenError::Unusable {
             path: path.to_owned(),
             reason: e.to_string(),

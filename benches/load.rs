@@ -1,0 +1,486 @@
+//! The performance harness: `cargo bench --bench load`.
+//!
+//! Builds nothing by itself (cargo bench builds the release binary), then
+//! starts authd and a bare rouille server on free ports, drives them with
+//! wrk (Debian's `wrk` package), and prints four figures, each as a ratio
+//! to a limit measured in the same run:
+//!
+//! 1. `GET /profile` at 16 keep-alive connections vs a bare rouille server
+//!    answering a fixed JSON body with the same pool size;
+//! 2. logins per second at bcrypt cost 12 vs the machine's bcrypt limit
+//!    (verifications per second, one thread per core);
+//! 3. `GET /profile` p99 latency and throughput while logins keep every
+//!    core hashing, vs unloaded;
+//! 4. `GET /profile` with 1,000,000 users vs 1,000 users, start-up time,
+//!    resident memory and bytes on disk per user.
+//!
+//! `AUTHD_BENCH_SECS` sets the length of each load (default 10 s);
+//! `AUTHD_BENCH_SKIP_SCALE=1` skips the million-user part (about 2 min).
+//! No assertion anywhere: it prints figures, and BENCHMARKS.md keeps them.
+
+use std::fs;
+use std::io::{BufRead, BufReader, Write as _};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+const AUTHD: &str = env!("CARGO_BIN_EXE_authd");
+/// authd's default HTTP pool; the baseline gets the same.
+const POOL: usize = 64;
+const PASSWORD: &str = "bench-passphrase";
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("--baseline") {
+        return baseline(&args[2]);
+    }
+    if Command::new("wrk").arg("--version").output().is_err() {
+        eprintln!("the harness needs wrk: apt-get install wrk");
+        std::process::exit(1);
+    }
+    let secs: u64 = std::env::var("AUTHD_BENCH_SECS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10);
+    let cores = thread::available_parallelism().map_or(1, |n| n.get());
+    let work = tempfile::tempdir().unwrap();
+    println!(
+        "authd benchmark: {cores} cores, {secs} s per load, wrk {}",
+        wrk_version()
+    );
+    println!();
+
+    // 1. Session checks vs the framework's ceiling.
+    let base = Server::baseline(work.path());
+    let bare = wrk(&base.url("/profile"), 2, 16, secs, &[], None);
+    drop(base);
+    let authd = Server::authd(&work.path().join("small"), &["--bcrypt-cost", "12"]);
+    let token = authd.register_and_login("user0@bench.io");
+    let cookie = format!("Cookie: session_id={token}");
+    let profile = wrk(&authd.url("/profile"), 2, 16, secs, &[&cookie], None);
+    println!("1. GET /profile, 16 connections");
+    println!(
+        "   bare rouille (fixed JSON, pool {POOL}): {:>9.0} req/s",
+        bare.rps
+    );
+    println!(
+        "   authd GET /profile:                  {:>9.0} req/s  p99 {:.2} ms",
+        profile.rps, profile.p99_ms
+    );
+    println!("   ratio {:.2} (target >= 0.90)", profile.rps / bare.rps);
+    println!();
+
+    // 2. Logins vs the bcrypt limit.
+    let limit = bcrypt_limit(cores, secs);
+    let emails: Vec<String> = (1..=8).map(|i| format!("user{i}@bench.io")).collect();
+    for email in &emails {
+        authd.register_and_login(email);
+    }
+    let script = login_script(work.path(), &emails);
+    let logins = wrk(&authd.url("/sessions"), 1, 8, secs, &[], Some(&script));
+    println!("2. POST /sessions at bcrypt cost 12");
+    println!(
+        "   bcrypt limit ({cores} threads):       {:>9.2} verify/s",
+        limit
+    );
+    println!(
+        "   authd logins:                        {:>9.2} req/s  (non-2xx: {})",
+        logins.rps, logins.errors
+    );
+    println!("   ratio {:.2} (target >= 0.95)", logins.rps / limit);
+    println!();
+
+    // 3. Cheap requests while every core hashes.
+    let quiet = wrk(&authd.url("/profile"), 1, 16, secs, &[&cookie], None);
+    let url = authd.url("/sessions");
+    let script_path = script.clone();
+    let hashing = thread::spawn(move || wrk(&url, 1, 8, secs + 2, &[], Some(&script_path)));
+    thread::sleep(Duration::from_secs(1));
+    let loaded = wrk(&authd.url("/profile"), 1, 16, secs, &[&cookie], None);
+    let during = hashing.join().unwrap();
+    println!("3. GET /profile while logins keep every core hashing");
+    println!(
+        "   unloaded:  {:>9.0} req/s  p99 {:.2} ms",
+        quiet.rps, quiet.p99_ms
+    );
+    println!(
+        "   loaded:    {:>9.0} req/s  p99 {:.2} ms  (logins meanwhile: {:.2}/s)",
+        loaded.rps, loaded.p99_ms, during.rps
+    );
+    println!(
+        "   p99 {:.2} ms (target < 5 ms), throughput ratio {:.2} (target > 0.50)",
+        loaded.p99_ms,
+        loaded.rps / quiet.rps
+    );
+    println!();
+    drop(authd);
+
+    // 4. Scale.
+    if std::env::var("AUTHD_BENCH_SKIP_SCALE").is_ok() {
+        println!("4. scale: skipped (AUTHD_BENCH_SKIP_SCALE)");
+        return;
+    }
+    let small = scale_run(work.path(), 1_000, secs);
+    let large = scale_run(work.path(), 1_000_000, secs);
+    println!("4. scale: GET /profile over 1,000 sessions of different users");
+    for run in [&small, &large] {
+        println!(
+            "   {:>9} users: import {:>5.1} s, start-up {:>6.0} ms, {:>9.0} req/s, p99 {:.2} ms, RSS {:>4} MiB, {:>5.0} bytes/user on disk",
+            run.users, run.import_s, run.startup_ms, run.profile.rps, run.profile.p99_ms, run.rss_mib, run.bytes_per_user
+        );
+    }
+    println!(
+        "   ratio {:.2} (target >= 0.90), start-up {:.0} ms (target < 2000), RSS {} MiB (target < 512)",
+        large.profile.rps / small.profile.rps,
+        large.startup_ms,
+        large.rss_mib
+    );
+}
+
+/// The bare rouille server: a fixed JSON body as small as a profile answer.
+fn baseline(addr: &str) {
+    let server = rouille::Server::new(addr, |_request| {
+        rouille::Response::json(&serde_json::json!({ "email": "user0@bench.io" }))
+    })
+    .unwrap()
+    .pool_size(POOL);
+    println!("listening on http://{}", server.server_addr());
+    std::io::stdout().flush().unwrap();
+    server.run();
+}
+
+struct Server {
+    child: Child,
+    base: String,
+}
+
+impl Server {
+    fn start(mut command: Command, stderr: &Path) -> (Server, Duration) {
+        let started = Instant::now();
+        let mut child = command
+            .stdout(Stdio::piped())
+            .stderr(fs::File::create(stderr).unwrap())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let elapsed = started.elapsed();
+        let base = line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| {
+                panic!(
+                    "did not start: {}",
+                    fs::read_to_string(stderr).unwrap_or_default()
+                )
+            })
+            .to_owned();
+        (Server { child, base }, elapsed)
+    }
+
+    fn baseline(dir: &Path) -> Server {
+        let mut command = Command::new(std::env::current_exe().unwrap());
+        command.args(["--baseline", "127.0.0.1:0"]);
+        Self::start(command, &dir.join("baseline.stderr")).0
+    }
+
+    fn authd_timed(dir: &Path, extra: &[&str]) -> (Server, Duration) {
+        let mut command = Command::new(AUTHD);
+        command
+            .args(["serve", "--addr", "127.0.0.1:0", "--data-dir"])
+            .arg(dir)
+            .args([
+                "--login-free-failures",
+                "100",
+                "--request-free",
+                "100000000",
+            ])
+            .args(extra);
+        Self::start(command, &dir.with_extension("stderr"))
+    }
+
+    fn authd(dir: &Path, extra: &[&str]) -> Server {
+        Self::authd_timed(dir, extra).0
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    fn register_and_login(&self, email: &str) -> String {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build()
+            .into();
+        let form = format!("email={}&password={PASSWORD}", email.replace('@', "%40"));
+        agent
+            .post(self.url("/users"))
+            .content_type("application/x-www-form-urlencoded")
+            .send(form.as_str())
+            .unwrap();
+        self.login(&agent, &form)
+    }
+
+    fn login(&self, agent: &ureq::Agent, form: &str) -> String {
+        let response = agent
+            .post(self.url("/sessions"))
+            .content_type("application/x-www-form-urlencoded")
+            .send(form)
+            .unwrap();
+        let cookie = response
+            .headers()
+            .get("set-cookie")
+            .unwrap_or_else(|| panic!("login failed: {}", response.status()))
+            .to_str()
+            .unwrap();
+        cookie["session_id=".len()..]
+            .split(';')
+            .next()
+            .unwrap()
+            .to_owned()
+    }
+
+    fn rss_mib(&self) -> u64 {
+        let status =
+            fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
+        status
+            .lines()
+            .find(|l| l.starts_with("VmRSS:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|kb| kb.parse::<u64>().ok())
+            .map_or(0, |kb| kb / 1024)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Load {
+    rps: f64,
+    p99_ms: f64,
+    errors: u64,
+}
+
+fn wrk_version() -> String {
+    let out = Command::new("wrk").arg("--version").output().unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    text.split_whitespace().nth(1).unwrap_or("?").to_owned()
+}
+
+/// Runs wrk and reads requests/s, p99 latency and non-2xx/3xx answers.
+fn wrk(
+    url: &str,
+    threads: usize,
+    conns: usize,
+    secs: u64,
+    headers: &[&str],
+    script: Option<&Path>,
+) -> Load {
+    let mut command = Command::new("wrk");
+    command.args([
+        "--latency",
+        &format!("-t{threads}"),
+        &format!("-c{conns}"),
+        &format!("-d{secs}s"),
+    ]);
+    for header in headers {
+        command.args(["-H", header]);
+    }
+    if let Some(script) = script {
+        command.arg("-s").arg(script);
+    }
+    let out = command.arg(url).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let number = |prefix: &str| -> Option<String> {
+        text.lines()
+            .map(str::trim)
+            .find(|l| l.starts_with(prefix))
+            .map(|l| {
+                l[prefix.len()..]
+                    .split_whitespace()
+                    .next()
+                    .unwrap_or("")
+                    .to_owned()
+            })
+    };
+    let rps = number("Requests/sec:")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0);
+    let p99_ms = number("99%").map_or(f64::NAN, |v| millis(&v));
+    let errors = number("Non-2xx or 3xx responses:")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    Load {
+        rps,
+        p99_ms,
+        errors,
+    }
+}
+
+/// "1.23ms", "456.00us", "1.01s" -> milliseconds.
+fn millis(value: &str) -> f64 {
+    let (number, scale) = if let Some(v) = value.strip_suffix("us") {
+        (v, 0.001)
+    } else if let Some(v) = value.strip_suffix("ms") {
+        (v, 1.0)
+    } else if let Some(v) = value.strip_suffix('s') {
+        (v, 1000.0)
+    } else {
+        (value, f64::NAN)
+    };
+    number.parse::<f64>().map_or(f64::NAN, |n| n * scale)
+}
+
+/// bcrypt verifications per second with one thread per core, at cost 12.
+fn bcrypt_limit(cores: usize, secs: u64) -> f64 {
+    let hash = bcrypt::hash(PASSWORD, 12).unwrap();
+    let done = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let started = Instant::now();
+    let workers: Vec<_> = (0..cores)
+        .map(|_| {
+            let (hash, done, stop) = (hash.clone(), Arc::clone(&done), Arc::clone(&stop));
+            thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    assert!(bcrypt::verify(PASSWORD, &hash).unwrap());
+                    done.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+        })
+        .collect();
+    thread::sleep(Duration::from_secs(secs));
+    stop.store(true, Ordering::Relaxed);
+    for worker in workers {
+        worker.join().unwrap();
+    }
+    done.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64()
+}
+
+/// A wrk script that logs in as each of `emails` in turn.
+fn login_script(dir: &Path, emails: &[String]) -> PathBuf {
+    let list = emails
+        .iter()
+        .map(|e| format!("\"{}\"", e.replace('@', "%40")))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let script = format!(
+        "local users = {{{list}}}\nlocal i = 0\nrequest = function()\n  i = i + 1\n  local body = \"email=\" .. users[(i % #users) + 1] .. \"&password={PASSWORD}\"\n  return wrk.format(\"POST\", nil, {{[\"Content-Type\"] = \"application/x-www-form-urlencoded\"}}, body)\nend\n"
+    );
+    let path = dir.join("login.lua");
+    fs::write(&path, script).unwrap();
+    path
+}
+
+/// A wrk script that cycles through session cookies.
+fn sessions_script(dir: &Path, tokens: &[String]) -> PathBuf {
+    let list = tokens
+        .iter()
+        .map(|t| format!("\"{t}\""))
+        .collect::<Vec<_>>()
+        .join(",\n");
+    let script = format!(
+        "local tokens = {{{list}}}\nlocal i = 0\nrequest = function()\n  i = i + 1\n  return wrk.format(\"GET\", nil, {{[\"Cookie\"] = \"session_id=\" .. tokens[(i % #tokens) + 1]}})\nend\n"
+    );
+    let path = dir.join(format!("sessions-{}.lua", tokens.len()));
+    fs::write(&path, script).unwrap();
+    path
+}
+
+struct ScaleRun {
+    users: usize,
+    import_s: f64,
+    startup_ms: f64,
+    profile: Load,
+    rss_mib: u64,
+    bytes_per_user: f64,
+}
+
+/// Imports `users` users, starts authd on them, logs 1,000 of them in
+/// (spread over the id range) and measures `GET /profile` across those
+/// sessions.
+fn scale_run(work: &Path, users: usize, secs: u64) -> ScaleRun {
+    let dir = work.join(format!("scale-{users}"));
+    let file = work.join(format!("users-{users}.jsonl"));
+    let hash = bcrypt::hash(PASSWORD, 4).unwrap();
+    {
+        let mut out = std::io::BufWriter::new(fs::File::create(&file).unwrap());
+        for i in 0..users {
+            writeln!(
+                out,
+                "{{\"email\":\"u{i}@scale.io\",\"hashed_password\":\"{hash}\"}}"
+            )
+            .unwrap();
+        }
+    }
+    let started = Instant::now();
+    let status = Command::new(AUTHD)
+        .args([
+            "import",
+            file.to_str().unwrap(),
+            "--data-dir",
+            dir.to_str().unwrap(),
+        ])
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success(), "import failed");
+    let import_s = started.elapsed().as_secs_f64();
+    // Cost 4 as the imported hashes: no rehash on these logins.
+    let (server, startup) = Server::authd_timed(&dir, &["--bcrypt-cost", "4"]);
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let step = users / 1_000;
+    let tokens: Vec<String> = (0..1_000)
+        .map(|n| {
+            let form = format!("email=u{}%40scale.io&password={PASSWORD}", n * step);
+            server.login(&agent, &form)
+        })
+        .collect();
+    let script = sessions_script(work, &tokens);
+    let profile = wrk(&server.url("/profile"), 2, 16, secs, &[], Some(&script));
+    let rss_mib = server.rss_mib();
+    drop(server);
+    let bytes = dir_size(&dir);
+    let _ = fs::remove_file(&file);
+    ScaleRun {
+        users,
+        import_s,
+        startup_ms: startup.as_secs_f64() * 1000.0,
+        profile,
+        rss_mib,
+        bytes_per_user: bytes as f64 / users as f64,
+    }
+}
+
+fn dir_size(dir: &Path) -> u64 {
+    fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|e| {
+                    let path = e.path();
+                    if path.is_dir() {
+                        dir_size(&path)
+                    } else {
+                        // Blocks actually allocated, not the sparse length.
+                        use std::os::unix::fs::MetadataExt;
+                        e.metadata().map_or(0, |m| m.blocks() * 512)
+                    }
+                })
+                .sum()
+        })
+        .unwrap_or(0)
+}
