@@ -12,6 +12,15 @@ use serde::Serialize;
 
 use crate::user::UserId;
 
+/// Writes one log line to stderr in a single `write` call. stderr is
+/// unbuffered, so `writeln!` on it would make one system call per piece of
+/// the format string; one call also keeps lines from different threads
+/// whole. Logging never fails a request: errors are ignored.
+pub fn write_line(mut line: String) {
+    line.push('\n');
+    let _ = std::io::stderr().lock().write_all(line.as_bytes());
+}
+
 /// What happened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -64,7 +73,7 @@ impl Audit {
             "expires_at": expires_at,
         });
         // Written even with the audit log off: it is a delivery channel.
-        let _ = writeln!(std::io::stderr().lock(), "{line}");
+        write_line(line.to_string());
     }
 
     /// Records `event`. `route` names the throttled route for `Throttled`.
@@ -88,8 +97,7 @@ impl Audit {
             route,
         };
         if let Ok(json) = serde_json::to_string(&line) {
-            // Logging must never fail a request.
-            let _ = writeln!(std::io::stderr().lock(), "{json}");
+            write_line(json);
         }
     }
 }

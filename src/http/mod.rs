@@ -11,7 +11,6 @@ pub mod error;
 pub mod limits;
 pub mod routes;
 
-use std::io::Write as _;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
@@ -145,11 +144,7 @@ fn log_request(request: &Request, ip: IpAddr, status: u16, elapsed: Duration) {
         .collect();
     let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
     let ms = elapsed.as_secs_f64() * 1000.0;
-    // Logging must never fail a request.
-    let _ = writeln!(
-        std::io::stderr().lock(),
-        "{now} {ip} \"{method} {path}\" {status} {ms:.2}ms"
-    );
+    crate::audit::write_line(format!("{now} {ip} \"{method} {path}\" {status} {ms:.2}ms"));
 }
 
 #[cfg(test)]
