@@ -63,8 +63,16 @@ fn main() {
         let base = Server::baseline(work.path());
         let (bare, profile) = alternate(rounds, || {
             (
-                wrk(&base.url("/profile"), 2, 16, secs, &[], None),
-                wrk(&authd.url("/profile"), 2, 16, secs, &[&cookie], None),
+                wrk(&base, &base.url("/profile"), 2, 16, secs, &[], None),
+                wrk(
+                    &authd,
+                    &authd.url("/profile"),
+                    2,
+                    16,
+                    secs,
+                    &[&cookie],
+                    None,
+                ),
             )
         });
         println!("1. GET /profile, 16 keep-alive connections");
@@ -77,6 +85,12 @@ fn main() {
             profile.rps, profile.p99_ms
         );
         println!("   ratio {:.2} (target >= 0.90)", profile.rps / bare.rps);
+        println!(
+            "   server CPU per request: bare {:.1} us, authd {:.1} us (ratio {:.2})",
+            bare.cpu_us,
+            profile.cpu_us,
+            bare.cpu_us / profile.cpu_us
+        );
         println!();
     }
 
@@ -90,12 +104,21 @@ fn main() {
     if wanted("2") {
         let (limit, logins) = alternate(rounds, || {
             let limit = bcrypt_limit(cores, secs);
-            let logins = wrk(&authd.url("/sessions"), 1, 8, secs, &[], Some(&script));
+            let logins = wrk(
+                &authd,
+                &authd.url("/sessions"),
+                1,
+                8,
+                secs,
+                &[],
+                Some(&script),
+            );
             (
                 Load {
                     rps: limit,
                     p99_ms: f64::NAN,
                     errors: 0,
+                    cpu_us: f64::NAN,
                 },
                 logins,
             )
@@ -121,8 +144,24 @@ fn main() {
         let paced = paced_script(work.path(), &token);
         let profile_loads = |authd: &Server| {
             (
-                wrk(&authd.url("/profile"), 1, 16, secs, &[&cookie], None),
-                wrk(&authd.url("/profile"), 1, 4, secs, &[], Some(&paced)),
+                wrk(
+                    &authd,
+                    &authd.url("/profile"),
+                    1,
+                    16,
+                    secs,
+                    &[&cookie],
+                    None,
+                ),
+                wrk(
+                    &authd,
+                    &authd.url("/profile"),
+                    1,
+                    4,
+                    secs,
+                    &[],
+                    Some(&paced),
+                ),
             )
         };
         let mut quiet = Vec::new();
@@ -130,11 +169,13 @@ fn main() {
         for _ in 0..rounds.max(1) {
             quiet.push(profile_loads(&authd));
             let url = authd.url("/sessions");
-            let script = script.clone();
-            let hashing = thread::spawn(move || wrk(&url, 1, 8, 2 * secs + 3, &[], Some(&script)));
-            thread::sleep(Duration::from_secs(1));
-            loaded.push(profile_loads(&authd));
-            let during = hashing.join().unwrap();
+            let during = thread::scope(|scope| {
+                let hashing =
+                    scope.spawn(|| wrk(&authd, &url, 1, 8, 2 * secs + 3, &[], Some(&script)));
+                thread::sleep(Duration::from_secs(1));
+                loaded.push(profile_loads(&authd));
+                hashing.join().unwrap()
+            });
             println!(
                 "   (round: logins meanwhile {:.2}/s, non-2xx {})",
                 during.rps, during.errors
@@ -176,8 +217,8 @@ fn main() {
         println!("4. scale: GET /profile over 1,000 sessions of different users");
         for (store, load) in [(&small, a), (&large, b)] {
             println!(
-                "   {:>9} users: import {:>5.1} s, start-up {:>6.0} ms, {:>9.0} req/s, p99 {:.2} ms, RSS {:>4} MiB, {:>5.0} bytes/user on disk",
-                store.users, store.import_s, store.startup_ms, load.rps, load.p99_ms, store.server.rss_mib(), store.bytes_per_user
+                "   {:>9} users: import {:>5.1} s, start-up {:>6.0} ms, {:>9.0} req/s, p99 {:.2} ms, {:.1} us CPU/req, RSS {:>4} MiB, {:>5.0} bytes/user on disk",
+                store.users, store.import_s, store.startup_ms, load.rps, load.p99_ms, load.cpu_us, store.server.rss_mib(), store.bytes_per_user
             );
         }
         println!(
@@ -343,6 +384,35 @@ struct Load {
     rps: f64,
     p99_ms: f64,
     errors: u64,
+    /// Server CPU time (user + system) per request, in microseconds: much
+    /// less sensitive than throughput to what else runs on the machine.
+    cpu_us: f64,
+}
+
+/// CPU ticks (user + system) used so far by process `pid`.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the ")" that ends the command name: utime is the 12th,
+    // stime the 13th.
+    let rest = stat.rsplit(')').next().unwrap_or("");
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let field = |n: usize| {
+        fields
+            .get(n)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    field(11) + field(12)
+}
+
+fn ticks_per_second() -> f64 {
+    // SAFETY: sysconf has no preconditions.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if ticks > 0 {
+        ticks as f64
+    } else {
+        100.0
+    }
 }
 
 fn wrk_version() -> String {
@@ -354,6 +424,7 @@ fn wrk_version() -> String {
 
 /// Runs wrk and reads requests/s, p99 latency and non-2xx/3xx answers.
 fn wrk(
+    server: &Server,
     url: &str,
     threads: usize,
     conns: usize,
@@ -374,7 +445,9 @@ fn wrk(
     if let Some(script) = script {
         command.arg("-s").arg(script);
     }
+    let before = cpu_ticks(server.child.id());
     let out = command.arg(url).output().unwrap();
+    let cpu_s = (cpu_ticks(server.child.id()) - before) as f64 / ticks_per_second();
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     let number = |prefix: &str| -> Option<String> {
         text.lines()
@@ -395,10 +468,22 @@ fn wrk(
     let errors = number("Non-2xx or 3xx responses:")
         .and_then(|v| v.parse().ok())
         .unwrap_or(0);
+    let requests: f64 = text
+        .lines()
+        .find(|l| l.contains(" requests in "))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0);
+    let cpu_us = if requests > 0.0 {
+        cpu_s * 1e6 / requests
+    } else {
+        f64::NAN
+    };
     Load {
         rps,
         p99_ms,
         errors,
+        cpu_us,
     }
 }
 
@@ -549,12 +634,13 @@ impl ScaleStore {
 
     fn measure(&self, _work: &Path, secs: u64) -> Load {
         wrk(
+            &self.server,
             &self.server.url("/profile"),
             2,
             16,
             secs,
             &[],
-            Some(&self.script),
+            Some(self.script.as_path()),
         )
     }
 }

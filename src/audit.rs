@@ -7,18 +7,82 @@
 
 use std::io::Write as _;
 use std::net::IpAddr;
+use std::sync::mpsc::{self, SyncSender, TrySendError};
+use std::sync::OnceLock;
 
 use serde::Serialize;
 
 use crate::user::UserId;
 
-/// Writes one log line to stderr in a single `write` call. stderr is
-/// unbuffered, so `writeln!` on it would make one system call per piece of
-/// the format string; one call also keeps lines from different threads
-/// whole. Logging never fails a request: errors are ignored.
+/// Lines the background log writer may hold before writers block on it.
+const LOG_QUEUE: usize = 8192;
+
+enum LogMessage {
+    Line(String),
+    /// Answered once every line sent before it is written.
+    Flush(SyncSender<()>),
+}
+
+/// The queue to the log writer thread, started on first use.
+fn log_queue() -> &'static SyncSender<LogMessage> {
+    static QUEUE: OnceLock<SyncSender<LogMessage>> = OnceLock::new();
+    QUEUE.get_or_init(|| {
+        let (tx, rx) = mpsc::sync_channel::<LogMessage>(LOG_QUEUE);
+        let spawned = std::thread::Builder::new()
+            .name("log-writer".to_owned())
+            .spawn(move || {
+                let mut out = std::io::BufWriter::with_capacity(64 * 1024, std::io::stderr());
+                while let Ok(first) = rx.recv() {
+                    let mut next = Some(first);
+                    // Write everything already queued, then flush once.
+                    while let Some(message) = next {
+                        match message {
+                            LogMessage::Line(line) => {
+                                let _ = out.write_all(line.as_bytes());
+                            }
+                            LogMessage::Flush(done) => {
+                                let _ = out.flush();
+                                let _ = done.send(());
+                            }
+                        }
+                        next = rx.try_recv().ok();
+                    }
+                    let _ = out.flush();
+                }
+            });
+        if spawned.is_err() {
+            eprintln!("authd: cannot start the log writer; logging directly");
+        }
+        tx
+    })
+}
+
+/// Writes one log line to stderr.
+///
+/// A background thread does the writing, so a request pays for a queue
+/// push rather than a system call (stderr is unbuffered: `eprintln!` would
+/// make one `write` per piece of the format string, under a lock every
+/// request thread contends for), and lines from many requests go out in
+/// one `write`. Lines stay whole and in order. If the queue is full, the
+/// caller writes the line itself rather than dropping it. A crash loses at
+/// most the lines of the last moment; a clean stop calls [`flush_logs`].
 pub fn write_line(mut line: String) {
     line.push('\n');
-    let _ = std::io::stderr().lock().write_all(line.as_bytes());
+    if let Err(
+        TrySendError::Full(LogMessage::Line(line))
+        | TrySendError::Disconnected(LogMessage::Line(line)),
+    ) = log_queue().try_send(LogMessage::Line(line))
+    {
+        let _ = std::io::stderr().lock().write_all(line.as_bytes());
+    }
+}
+
+/// Waits until every line logged so far is written (at shutdown).
+pub fn flush_logs() {
+    let (done, wait) = mpsc::sync_channel(1);
+    if log_queue().send(LogMessage::Flush(done)).is_ok() {
+        let _ = wait.recv_timeout(std::time::Duration::from_secs(5));
+    }
 }
 
 /// What happened.

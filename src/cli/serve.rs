@@ -267,7 +267,9 @@ pub fn serve(config: Config) -> Result<(), CliError> {
     let _ = writeln!(stdout, "listening on http://{}", running.addr());
     let _ = stdout.flush();
     drop(stdout);
-    running.wait()?;
+    let stopped = running.wait();
+    crate::audit::flush_logs();
+    stopped?;
     eprintln!("authd: stopped");
     Ok(())
 }
