@@ -15,7 +15,9 @@
 //!    resident memory and bytes on disk per user.
 //!
 //! `AUTHD_BENCH_SECS` sets the length of each load (default 10 s);
-//! `AUTHD_BENCH_SKIP_SCALE=1` skips the million-user part (about 2 min).
+//! `AUTHD_BENCH_ONLY=1,3` runs only those parts; `AUTHD_BENCH_ROUNDS`
+//! sets the alternating rounds (default 3); `AUTHD_BENCH_FLAGS` adds
+//! flags to every authd started (e.g. "--no-access-log").
 //! No assertion anywhere: it prints figures, and BENCHMARKS.md keeps them.
 
 use std::fs;
@@ -144,24 +146,8 @@ fn main() {
         let paced = paced_script(work.path(), &token);
         let profile_loads = |authd: &Server| {
             (
-                wrk(
-                    &authd,
-                    &authd.url("/profile"),
-                    1,
-                    16,
-                    secs,
-                    &[&cookie],
-                    None,
-                ),
-                wrk(
-                    &authd,
-                    &authd.url("/profile"),
-                    1,
-                    4,
-                    secs,
-                    &[],
-                    Some(&paced),
-                ),
+                wrk(authd, &authd.url("/profile"), 1, 16, secs, &[&cookie], None),
+                wrk(authd, &authd.url("/profile"), 1, 4, secs, &[], Some(&paced)),
             )
         };
         let mut quiet = Vec::new();

@@ -128,7 +128,7 @@ impl Hasher {
 /// Scheduling niceness of the bcrypt workers: they yield the CPU to the
 /// HTTP threads, so cheap requests stay fast while logins keep every core
 /// busy, and still take all the CPU that nothing else wants.
-const WORKER_NICE: libc::c_int = 19;
+const WORKER_NICE: libc::c_int = 10;
 
 /// Lowers the calling thread's scheduling priority (Linux: per thread).
 /// Best effort: if the system refuses, hashing runs at normal priority.
