@@ -48,6 +48,10 @@ fn log_queue() -> &'static SyncSender<LogMessage> {
                         next = rx.try_recv().ok();
                     }
                     let _ = out.flush();
+                    // Let lines gather rather than waking up for each one:
+                    // a sender only pays for a wake-up when the writer is
+                    // idle, not while it naps.
+                    std::thread::sleep(std::time::Duration::from_millis(5));
                 }
             });
         if spawned.is_err() {
