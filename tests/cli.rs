@@ -3,9 +3,8 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::process::{run, Proc, BIN};
@@ -178,36 +177,14 @@ fn bad_flags_are_usage_errors() {
 fn environment_variables_configure_the_server() {
     let tmp = tempfile::tempdir().unwrap();
     let store = tmp.path().join("env-store");
-    let mut child = Command::new(BIN)
+    let mut command = Command::new(BIN);
+    command
         .env("AUTHD_ADDR", "127.0.0.1:0")
         .env("AUTHD_DATA_DIR", &store)
-        .env("AUTHD_BCRYPT_COST", "5")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let base = line
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap()
-        .to_owned();
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .build()
-        .into();
-    let status = agent
-        .post(format!("{base}/users"))
-        .content_type("application/x-www-form-urlencoded")
-        .send("email=e%40b.io&password=pw")
-        .unwrap()
-        .status()
-        .as_u16();
-    let _ = child.kill();
-    let _ = child.wait();
+        .env("AUTHD_BCRYPT_COST", "5");
+    let server = Proc::spawn(command, &tmp.path().join("env.stderr"));
+    let (status, _) = server.post("/users", "email=e%40b.io&password=pw");
+    drop(server);
     assert_eq!(status, 200);
     assert!(
         store.join("db").exists(),

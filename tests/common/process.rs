@@ -35,13 +35,21 @@ impl Proc {
 
     /// Starts `authd serve` on `addr` with `dir` as the store.
     pub fn start_at(dir: &Path, addr: &str, extra: &[&str]) -> Proc {
-        let stderr = dir.with_extension("stderr");
         // Cost 4 through the environment, so `extra` may still set a flag.
-        let mut child = Command::new(BIN)
+        let mut command = Command::new(BIN);
+        command
             .env("AUTHD_BCRYPT_COST", "4")
             .args(["serve", "--addr", addr, "--data-dir"])
             .arg(dir)
-            .args(extra)
+            .args(extra);
+        Self::spawn(command, &dir.with_extension("stderr"))
+    }
+
+    /// Runs `command` (an authd server) and waits for its address, with its
+    /// stderr going to the file `stderr`.
+    pub fn spawn(mut command: Command, stderr: &Path) -> Proc {
+        let stderr = stderr.to_owned();
+        let mut child = command
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&stderr).unwrap())
             .spawn()
