@@ -132,3 +132,47 @@ fn idle_and_slow_connections_do_not_block_other_clients() {
     drop(idle);
     assert_eq!(app.log_in("patient@b.io", "pw").status, 200);
 }
+
+/// Sends two requests on one keep-alive connection; returns both statuses.
+fn two_on_one_connection(addr: SocketAddr, first: &[u8]) -> (Option<u16>, Option<u16>) {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    stream.write_all(first).unwrap();
+    stream
+        .write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    let text = String::from_utf8_lossy(&answer);
+    // A response body does not end with a line break, so the next status
+    // line may follow it on the same line.
+    let statuses: Vec<u16> = text
+        .split("HTTP/1.1 ")
+        .skip(1)
+        .filter_map(|rest| rest.get(..3)?.parse().ok())
+        .collect();
+    (statuses.first().copied(), statuses.get(1).copied())
+}
+
+#[test]
+fn an_unread_body_does_not_corrupt_the_next_request() {
+    let app = TestApp::spawn();
+    let addr = app.running.addr();
+    let bodies: [&[u8]; 4] = [
+        b"POST /nope HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n0123456789",
+        b"PUT /profile HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nGET / HTTP",
+        b"DELETE /users HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+        b"PATCH /sessions HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+    ];
+    for first in bodies {
+        let (a, b) = two_on_one_connection(addr, first);
+        assert!(
+            matches!(a, Some(404 | 405)),
+            "{:?}: {a:?}",
+            String::from_utf8_lossy(first)
+        );
+        assert_eq!(b, Some(200), "{:?}", String::from_utf8_lossy(first));
+    }
+}

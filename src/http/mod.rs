@@ -11,6 +11,7 @@ pub mod error;
 pub mod limits;
 pub mod routes;
 
+use std::io::Read as _;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
@@ -66,25 +67,28 @@ impl App {
     pub fn handle(&self, request: &Request) -> Response {
         let started = Instant::now();
         let ip = self.client_ip(request);
-        let response = match self.route(request, ip) {
+        // Percent-decoded path without the query, computed once for both
+        // routing and the log.
+        let url = request.url();
+        let response = match self.route(request, &url, ip) {
             Ok(response) => response,
             Err(error) => error.into_response(),
         }
         .with_additional_header("X-Content-Type-Options", "nosniff")
         .with_additional_header("Cache-Control", "no-store");
+        let response = self.drain_body(request, response);
         if self.settings.access_log {
-            log_request(request, ip, response.status_code, started.elapsed());
+            log_request(request, &url, ip, response.status_code, started.elapsed());
         }
         response
     }
 
-    fn route(&self, request: &Request, ip: IpAddr) -> Result<Response, ApiError> {
+    fn route(&self, request: &Request, url: &str, ip: IpAddr) -> Result<Response, ApiError> {
         let header_bytes: usize = request.headers().map(|(k, v)| k.len() + v.len()).sum();
         if header_bytes > MAX_HEADER_BYTES {
             return Err(ApiError::HeadersTooLarge(MAX_HEADER_BYTES));
         }
-        let url = request.url();
-        match (normalize(&url), request.method()) {
+        match (normalize(url), request.method()) {
             ("/", "GET") => routes::index::get(),
             ("/", _) => Err(ApiError::MethodNotAllowed("GET")),
             ("/users", "POST") => routes::users::post(self, request, ip),
@@ -102,6 +106,21 @@ impl App {
             ("/openapi.json", "GET") => routes::meta::openapi(),
             ("/openapi.json", _) => Err(ApiError::MethodNotAllowed("GET")),
             _ => Err(ApiError::NotFound),
+        }
+    }
+
+    /// Reads and discards whatever body the handler left unread (a body
+    /// sent to a route that takes none, or to a 404/405), so the next
+    /// request on a keep-alive connection starts where it should. A body
+    /// larger than the limit is not read: the connection is closed instead.
+    fn drain_body(&self, request: &Request, response: Response) -> Response {
+        let Some(body) = request.data() else {
+            return response;
+        };
+        let limit = self.settings.max_body_bytes as u64;
+        match std::io::copy(&mut body.take(limit + 1), &mut std::io::sink()) {
+            Ok(read) if read <= limit => response,
+            _ => response.with_additional_header("Connection", "close"),
         }
     }
 
@@ -126,8 +145,7 @@ fn normalize(path: &str) -> &str {
 /// without its query string (which could hold anything), cut to a bounded
 /// length and with control characters escaped so a client cannot forge
 /// log lines. Bodies, cookies and tokens are never logged.
-fn log_request(request: &Request, ip: IpAddr, status: u16, elapsed: Duration) {
-    let url = request.url();
+fn log_request(request: &Request, url: &str, ip: IpAddr, status: u16, elapsed: Duration) {
     let mut path: String = url
         .chars()
         .take(MAX_LOGGED_PATH)
