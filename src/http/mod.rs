@@ -76,7 +76,7 @@ impl App {
         }
         .with_additional_header("X-Content-Type-Options", "nosniff")
         .with_additional_header("Cache-Control", "no-store");
-        let response = self.drain_body(request, response);
+        self.drain_body(request);
         if self.settings.access_log {
             log_request(request, &url, ip, response.status_code, started.elapsed());
         }
@@ -110,17 +110,16 @@ impl App {
     }
 
     /// Reads and discards whatever body the handler left unread (a body
-    /// sent to a route that takes none, or to a 404/405), so the next
-    /// request on a keep-alive connection starts where it should. A body
-    /// larger than the limit is not read: the connection is closed instead.
-    fn drain_body(&self, request: &Request, response: Response) -> Response {
-        let Some(body) = request.data() else {
-            return response;
-        };
-        let limit = self.settings.max_body_bytes as u64;
-        match std::io::copy(&mut body.take(limit + 1), &mut std::io::sink()) {
-            Ok(read) if read <= limit => response,
-            _ => response.with_additional_header("Connection", "close"),
+    /// sent to a route that takes none, or to a 404/405), up to the body
+    /// limit. tiny_http skips the rest of a `Content-Length` body by itself
+    /// but not of a chunked one, whose leftover would be read as the next
+    /// request on the connection. A chunked body over the limit is left:
+    /// it can only spoil the sender's own connection (tiny_http ignores a
+    /// `Connection: close` set by the handler, so that cannot be asked for).
+    fn drain_body(&self, request: &Request) {
+        if let Some(body) = request.data() {
+            let limit = self.settings.max_body_bytes as u64;
+            let _ = std::io::copy(&mut body.take(limit), &mut std::io::sink());
         }
     }
 
