@@ -35,6 +35,21 @@ const FOREIGN: [(&str, &str, &str); 4] = [
     ),
 ];
 
+/// Waits until no sled handle in this process holds the store in `dir`
+/// (sled flocks its `db` file and lets go a moment after the last handle
+/// is dropped), so the binary run next finds it free.
+fn wait_released(dir: &Path) {
+    use std::os::unix::io::AsRawFd;
+    let file = std::fs::File::open(dir.join("db")).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    // SAFETY: flock on a descriptor we own; released at once on success.
+    while unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        assert!(Instant::now() < deadline, "sled kept the store locked");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_UN) };
+}
+
 fn dir_arg(dir: &Path) -> &str {
     dir.to_str().unwrap()
 }
@@ -358,6 +373,7 @@ fn check_finds_a_planted_inconsistency() {
         by_email.remove("a@x.io").unwrap();
         db.flush().unwrap();
     }
+    wait_released(&dir);
     let (code, out, err) = authd(&dir, &["check"], None);
     assert_eq!(code, 1);
     assert!(out.contains("missing user 7"), "{out}");
@@ -383,6 +399,7 @@ fn backup_copies_a_store_that_serves_as_is() {
     assert!(store.check().unwrap().is_empty());
     assert_eq!(store.count_users().unwrap(), 2);
     drop(store);
+    wait_released(&copy);
     let server = Proc::start(&copy, &[]);
     assert!(server.log_in("b@x.io", "pw b").is_ok());
     // New users continue the id sequence.

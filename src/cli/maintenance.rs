@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use clap::Args;
 
 use super::{CliError, StoreArgs};
-use crate::store::{SledStore, UserStore as _};
+use crate::store::UserStore as _;
 
 #[derive(Debug, Args)]
 pub struct BackupArgs {
@@ -54,8 +54,7 @@ pub fn backup(args: BackupArgs) -> Result<ExitCode, CliError> {
         )));
     }
     let store = args.store.open()?;
-    let copied = store.backup_to(dest)?;
-    let copy = SledStore::open(dest)?;
+    let (copy, copied) = store.backup_to(dest)?;
     let problems = copy.check()?;
     if !problems.is_empty() {
         return Err(CliError::Refused(format!(

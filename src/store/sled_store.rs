@@ -140,6 +140,12 @@ impl SledStore {
                     }
                 }
             })?;
+        Self::from_db(db, path, had_files)
+    }
+
+    /// Opens the trees of an open sled database and checks (or, for a new
+    /// one, writes) the authd marker.
+    fn from_db(db: sled::Db, path: &Path, had_files: bool) -> Result<SledStore, OpenError> {
         let unusable = |e: sled::Error| OpenError::Unusable {
             path: path.to_owned(),
             reason: e.to_string(),
@@ -197,10 +203,12 @@ impl SledStore {
         Ok(())
     }
 
-    /// Copies every tree into a new store at `dest` and flushes it; returns
-    /// the number of entries copied. The caller holds this store's lock, so
-    /// nothing writes meanwhile and the copy is consistent.
-    pub fn backup_to(&self, dest: &Path) -> Result<usize, OpenError> {
+    /// Copies every tree into a new store at `dest`, flushes it, and
+    /// returns it with the number of entries copied. The caller holds this
+    /// store's lock, so nothing writes meanwhile and the copy is
+    /// consistent. The copy is returned open, not closed and reopened: sled
+    /// lets go of a directory lock a moment after its last handle drops.
+    pub fn backup_to(&self, dest: &Path) -> Result<(SledStore, usize), OpenError> {
         let failed = |e: sled::Error| OpenError::Unusable {
             path: dest.to_owned(),
             reason: e.to_string(),
@@ -219,7 +227,7 @@ impl SledStore {
             target.apply_batch(batch).map_err(failed)?;
         }
         copy.flush().map_err(failed)?;
-        Ok(entries)
+        Ok((Self::from_db(copy, dest, true)?, entries))
     }
 
     /// Entries in the session and reset-token indexes: live (or not yet
@@ -944,19 +952,8 @@ mod tests {
         files
     }
 
-    /// Opens a store just closed in this process. sled's background
-    /// threads let go of the directory lock a moment after the last handle
-    /// is dropped, so a reopen in the same process may briefly see it held.
     fn reopen(path: &Path) -> SledStore {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        loop {
-            match SledStore::open(path) {
-                Err(OpenError::InUse(_)) if std::time::Instant::now() < deadline => {
-                    std::thread::sleep(std::time::Duration::from_millis(10));
-                }
-                other => return other.unwrap(),
-            }
-        }
+        open_when_free(path).unwrap()
     }
 
     #[test]
@@ -1036,9 +1033,46 @@ mod tests {
             db.flush().unwrap();
         }
         assert!(matches!(
-            SledStore::open(dir.path()),
+            open_when_free(dir.path()),
             Err(OpenError::Foreign { .. })
         ));
+    }
+}
+
+/// Waits (tests only, up to ten seconds) until no sled handle in this
+/// process holds the store in `path`: sled locks its `db` file with
+/// `flock`, and releases it a moment after the last handle is dropped.
+#[cfg(test)]
+fn wait_released(path: &Path) {
+    use std::os::unix::io::AsRawFd;
+    let file = std::fs::File::open(path.join("db")).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    // SAFETY: flock on a file descriptor we own; the lock is released at
+    // once (and with the file) on success.
+    while unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "sled kept the store locked"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_UN) };
+}
+
+/// Opens a store just closed in this process (tests only). sled's
+/// background threads let go of the directory lock a moment after the last
+/// handle is dropped, so an open in the same process may briefly see it
+/// held; this waits for it, up to ten seconds.
+#[cfg(test)]
+fn open_when_free(path: &Path) -> Result<SledStore, OpenError> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match SledStore::open(path) {
+            Err(OpenError::InUse(_)) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            other => return other,
+        }
     }
 }
 
@@ -1057,11 +1091,11 @@ mod damage_tests {
                 .add_user(&Email::parse("a@x.io").unwrap(), "$2b$04$h")
                 .unwrap();
         }
-        // Let sled's background threads release the files, then damage.
-        std::thread::sleep(std::time::Duration::from_millis(200));
+        // Wait until sled's background threads let go of the store.
+        wait_released(dir.path());
         let garbage: Vec<u8> = (0..5000u32).map(|i| (i * 7919 % 251) as u8).collect();
         std::fs::write(dir.path().join("db"), garbage).unwrap();
-        match SledStore::open(dir.path()) {
+        match open_when_free(dir.path()) {
             Err(OpenError::Foreign { reason, .. }) => {
                 assert!(reason.contains("damaged"), "{reason}")
             }
