@@ -110,9 +110,13 @@ pub fn queue() -> (Outbox, Receiver<Job>) {
 
 /// When a token issued now expires, as RFC 3339.
 pub fn expires_at(app: &App) -> String {
-    let ttl = chrono::Duration::from_std(app.auth.lifetimes().reset_token)
-        .unwrap_or(chrono::Duration::MAX);
-    (chrono::Utc::now() + ttl).to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    let now = chrono::Utc::now();
+    // A lifetime too long for a date saturates at the latest date chrono has.
+    chrono::Duration::from_std(app.auth.lifetimes().reset_token)
+        .ok()
+        .and_then(|ttl| now.checked_add_signed(ttl))
+        .unwrap_or(chrono::DateTime::<chrono::Utc>::MAX_UTC)
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
 /// The worker: runs jobs until `stop` is set, then finishes what is queued.

@@ -135,13 +135,15 @@ fn spawn_janitor(
     thread::Builder::new()
         .name("janitor".to_owned())
         .spawn(move || {
-            let mut next = Instant::now() + interval;
+            // An interval too long to add to an Instant means never.
+            let later = || Instant::now().checked_add(interval);
+            let mut next = later();
             while !stop.load(Ordering::SeqCst) {
-                if Instant::now() < next {
+                if next.is_none_or(|next| Instant::now() < next) {
                     thread::sleep(POLL.min(interval));
                     continue;
                 }
-                next = Instant::now() + interval;
+                next = later();
                 app.limits.sweep();
                 match app.auth.sweep_expired() {
                     Ok((0, 0)) => {}

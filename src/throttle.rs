@@ -84,14 +84,12 @@ impl Throttle {
             return Ok(());
         }
         match self.rule.wait(entry.count) {
-            Some(wait) => {
-                let ready = entry.last + wait;
-                if now < ready {
-                    Err(ready - now)
-                } else {
-                    Ok(())
-                }
-            }
+            // A wait too long to add to an Instant never ends.
+            Some(wait) => match entry.last.checked_add(wait) {
+                Some(ready) if now >= ready => Ok(()),
+                Some(ready) => Err(ready - now),
+                None => Err(wait),
+            },
             None => Ok(()),
         }
     }
@@ -224,6 +222,21 @@ mod tests {
         assert_eq!(t.len(), 1);
         t.sweep(later + 101 * S);
         assert!(t.is_empty());
+    }
+
+    #[test]
+    fn huge_durations_do_not_panic() {
+        let t = Throttle::new(Rule {
+            max_delay: Duration::MAX,
+            window: Duration::MAX,
+            ..rule()
+        });
+        let now = Instant::now();
+        for _ in 0..12 {
+            t.record("k", now);
+        }
+        assert!(t.check("k", now).is_err());
+        t.sweep(now);
     }
 
     #[test]
