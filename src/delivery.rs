@@ -16,7 +16,6 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::audit::Event;
 use crate::auth::AuthError;
 use crate::http::App;
 use crate::token::Token;
@@ -133,21 +132,12 @@ pub fn work(app: Arc<App>, channel: Channel, inbox: Receiver<Job>, stop: Arc<Ato
 
 fn run(app: &App, channel: &Channel, job: Job) {
     match job {
-        Job::Issue { email, ip } => match app.auth.get_reset_password_token(&email) {
+        Job::Issue { email, ip } => match app.issue_reset_token(&email, ip) {
             Ok((user, token)) => {
-                app.audit.record(
-                    Event::ResetRequested,
-                    ip,
-                    Some(user.id),
-                    Some(user.email.as_str()),
-                    None,
-                );
-                deliver(app, channel, user.email.as_str(), &token, &expires_at(app));
+                deliver(app, channel, user.email.as_str(), &token, &expires_at(app))
             }
-            Err(AuthError::UnknownEmail) => {
-                app.audit
-                    .record(Event::ResetRefused, ip, None, Some(email.as_str()), None);
-            }
+            // Logged as reset_refused; nothing to deliver.
+            Err(AuthError::UnknownEmail) => {}
             Err(e) => eprintln!("authd: could not issue a reset token: {e}"),
         },
         Job::Deliver {

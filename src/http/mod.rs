@@ -17,10 +17,12 @@ use std::time::{Duration, Instant};
 
 use rouille::{Request, Response};
 
-use crate::audit::Audit;
-use crate::auth::Auth;
+use crate::audit::{Audit, Event};
+use crate::auth::{Auth, AuthError};
 use crate::config::Profile;
 use crate::delivery::Outbox;
+use crate::token::Token;
+use crate::user::{Email, User};
 use error::ApiError;
 use limits::Limits;
 
@@ -120,6 +122,51 @@ impl App {
         if let Some(body) = request.data() {
             let limit = self.settings.max_body_bytes as u64;
             let _ = std::io::copy(&mut body.take(limit), &mut std::io::sink());
+        }
+    }
+
+    /// Passes a throttle's verdict through, logging a refusal as a
+    /// `throttled` audit event for `route`.
+    pub fn throttled(
+        &self,
+        verdict: Result<(), ApiError>,
+        ip: IpAddr,
+        email: &Email,
+        route: &str,
+    ) -> Result<(), ApiError> {
+        verdict.inspect_err(|_| {
+            self.audit.record(
+                Event::Throttled,
+                ip,
+                None,
+                Some(email.as_str()),
+                Some(route),
+            );
+        })
+    }
+
+    /// Issues a reset token for `email` and logs the outcome
+    /// (`reset_requested` or `reset_refused`); used by the dev route and by
+    /// the production delivery worker alike.
+    pub fn issue_reset_token(&self, email: &Email, ip: IpAddr) -> Result<(User, Token), AuthError> {
+        match self.auth.get_reset_password_token(email) {
+            Ok((user, token)) => {
+                self.audit.record(
+                    Event::ResetRequested,
+                    ip,
+                    Some(user.id),
+                    Some(user.email.as_str()),
+                    None,
+                );
+                Ok((user, token))
+            }
+            Err(e) => {
+                if matches!(e, AuthError::UnknownEmail) {
+                    self.audit
+                        .record(Event::ResetRefused, ip, None, Some(email.as_str()), None);
+                }
+                Err(e)
+            }
         }
     }
 

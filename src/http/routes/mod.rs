@@ -6,3 +6,15 @@ pub mod profile;
 pub mod reset_password;
 pub mod sessions;
 pub mod users;
+
+use super::body::Fields;
+use super::error::ApiError;
+use crate::user::{Email, Password};
+
+/// The `email` and `password` fields of a registration or a login, parsed.
+fn credentials(fields: &Fields) -> Result<(Email, Password), ApiError> {
+    let email = Email::parse(fields.required("email")?).map_err(ApiError::invalid("email"))?;
+    let password =
+        Password::parse(fields.required("password")?).map_err(ApiError::invalid("password"))?;
+    Ok((email, password))
+}

@@ -25,16 +25,12 @@ use crate::user::{Email, Password};
 pub fn post(app: &App, request: &Request, ip: IpAddr) -> Result<Response, ApiError> {
     let fields = read_fields(request, app.settings.max_body_bytes)?;
     let email = Email::parse(fields.required("email")?).map_err(ApiError::invalid("email"))?;
-    if let Err(throttled) = app.limits.reset_request(ip, email.key()) {
-        app.audit.record(
-            Event::Throttled,
-            ip,
-            None,
-            Some(email.as_str()),
-            Some("POST /reset_password"),
-        );
-        return Err(throttled);
-    }
+    app.throttled(
+        app.limits.reset_request(ip, email.key()),
+        ip,
+        &email,
+        "POST /reset_password",
+    )?;
     let queue_full = |_| ApiError::Unavailable("too many reset requests queued, retry shortly");
     if app.settings.profile == Profile::Production {
         let outbox = app.settings.outbox.as_ref().ok_or(ApiError::Internal(
@@ -47,17 +43,7 @@ pub fn post(app: &App, request: &Request, ip: IpAddr) -> Result<Response, ApiErr
             "message": "if this email is registered, a reset token is on its way",
         })));
     }
-    let (user, token) = app.auth.get_reset_password_token(&email).inspect_err(|_| {
-        app.audit
-            .record(Event::ResetRefused, ip, None, Some(email.as_str()), None);
-    })?;
-    app.audit.record(
-        Event::ResetRequested,
-        ip,
-        Some(user.id),
-        Some(user.email.as_str()),
-        None,
-    );
+    let (user, token) = app.issue_reset_token(&email, ip)?;
     if let Some(outbox) = &app.settings.outbox {
         outbox
             .send(Job::Deliver {

@@ -11,26 +11,19 @@ use crate::config::Profile;
 use crate::http::body::read_fields;
 use crate::http::error::ApiError;
 use crate::http::{cookie, csrf, App};
-use crate::user::{Email, Password};
 
 /// Logs in: 200 `{"email", "message": "logged in"}` and a fresh session
 /// cookie, 401 for any wrong email/password pair, 429 (before any bcrypt
 /// work) while the account or the client IP is backing off.
 pub fn post(app: &App, request: &Request, ip: IpAddr) -> Result<Response, ApiError> {
     let fields = read_fields(request, app.settings.max_body_bytes)?;
-    let email = Email::parse(fields.required("email")?).map_err(ApiError::invalid("email"))?;
-    let password =
-        Password::parse(fields.required("password")?).map_err(ApiError::invalid("password"))?;
-    if let Err(throttled) = app.limits.check_login(ip, email.key()) {
-        app.audit.record(
-            Event::Throttled,
-            ip,
-            None,
-            Some(email.as_str()),
-            Some("POST /sessions"),
-        );
-        return Err(throttled);
-    }
+    let (email, password) = super::credentials(&fields)?;
+    app.throttled(
+        app.limits.check_login(ip, email.key()),
+        ip,
+        &email,
+        "POST /sessions",
+    )?;
     match app.auth.log_in(&email, &password) {
         Ok((user, token)) => {
             app.limits.account_recovered(email.key());

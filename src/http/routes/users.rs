@@ -10,26 +10,19 @@ use crate::auth::AuthError;
 use crate::http::body::read_fields;
 use crate::http::error::ApiError;
 use crate::http::App;
-use crate::user::{Email, Password};
 
 /// Registers `email` with `password`: 200 `{"email", "message": "user
 /// created"}`, 400 `{"message": "email already registered"}`, 429 past the
 /// request rate per IP or per email.
 pub fn post(app: &App, request: &Request, ip: IpAddr) -> Result<Response, ApiError> {
     let fields = read_fields(request, app.settings.max_body_bytes)?;
-    let email = Email::parse(fields.required("email")?).map_err(ApiError::invalid("email"))?;
-    let password =
-        Password::parse(fields.required("password")?).map_err(ApiError::invalid("password"))?;
-    if let Err(throttled) = app.limits.register(ip, email.key()) {
-        app.audit.record(
-            Event::Throttled,
-            ip,
-            None,
-            Some(email.as_str()),
-            Some("POST /users"),
-        );
-        return Err(throttled);
-    }
+    let (email, password) = super::credentials(&fields)?;
+    app.throttled(
+        app.limits.register(ip, email.key()),
+        ip,
+        &email,
+        "POST /users",
+    )?;
     match app.auth.register_user(&email, &password) {
         Ok(user) => {
             app.audit.record(
