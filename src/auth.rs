@@ -264,6 +264,21 @@ impl Auth {
     /// An expired session is removed on the spot and answers like an
     /// unknown one. A live one has its idle window extended.
     pub fn get_user_from_session_id(&self, token: &Token) -> Result<User, AuthError> {
+        let (user, session) = self.live_session(token)?;
+        let now = unix_millis();
+        if now.saturating_sub(session.last_seen) >= self.lifetimes.touch_interval() {
+            // Best effort: failing to extend the idle window must not fail
+            // the request it belongs to.
+            if let Err(e) = self.store.touch_session(user.id, &token.hash(), now) {
+                eprintln!("authd: could not record session activity: {e}");
+            }
+        }
+        Ok(user)
+    }
+
+    /// The user and the session of `token` if it is current and unexpired;
+    /// an expired one is removed. Records no activity.
+    fn live_session(&self, token: &Token) -> Result<(User, Session), AuthError> {
         let hash = token.hash();
         let user = match self.store.find_user_by(&Lookup::Session(hash)) {
             Ok(user) => user,
@@ -273,8 +288,7 @@ impl Auth {
         let Some(session) = user.session else {
             return Err(AuthError::InvalidSession);
         };
-        let now = unix_millis();
-        if self.lifetimes.session_expired(&session, now) {
+        if self.lifetimes.session_expired(&session, unix_millis()) {
             match self.store.update_user(
                 user.id,
                 &Precondition::SessionIs(hash),
@@ -285,20 +299,14 @@ impl Auth {
             }
             return Err(AuthError::InvalidSession);
         }
-        if now.saturating_sub(session.last_seen) >= self.lifetimes.touch_interval() {
-            // Best effort: failing to extend the idle window must not fail
-            // the request it belongs to.
-            if let Err(e) = self.store.touch_session(user.id, &hash, now) {
-                eprintln!("authd: could not record session activity: {e}");
-            }
-        }
-        Ok(user)
+        Ok((user, session))
     }
 
     /// Ends the session `token` on the server. Only that session: if the
     /// user has logged in again meanwhile, the newer session survives.
     pub fn destroy_session(&self, token: &Token) -> Result<User, AuthError> {
-        let user = self.get_user_from_session_id(token)?;
+        // No activity to record on a session about to end.
+        let (user, _) = self.live_session(token)?;
         self.store
             .update_user(
                 user.id,
