@@ -64,7 +64,17 @@ pub struct Config {
     pub allowed_origins: Vec<String>,
     /// Size of sled's page cache, in bytes.
     pub cache_bytes: u64,
+    /// PostgreSQL URL; when set, the store is there instead of `data_dir`.
+    pub database_url: Option<String>,
+    /// Most PostgreSQL connections this server opens.
+    pub db_pool_size: u32,
 }
+
+/// Default PostgreSQL connections per instance: enough for the cheap
+/// requests of 64 HTTP threads (each holds a connection only for a query or
+/// two), few enough that several instances fit in PostgreSQL's default
+/// `max_connections` of 100.
+pub const DEFAULT_DB_POOL_SIZE: u32 = 16;
 
 /// Default HTTP worker threads: enough that requests waiting for bcrypt
 /// leave plenty free for cheap ones.
@@ -104,6 +114,23 @@ impl Config {
             password_policy: PasswordPolicy::DEV,
             allowed_origins: Vec::new(),
             cache_bytes: crate::store::DEFAULT_CACHE_BYTES,
+            database_url: None,
+            db_pool_size: DEFAULT_DB_POOL_SIZE,
+        }
+    }
+
+    /// Where the store is: the database when a URL is set, else the
+    /// directory.
+    pub fn location(&self) -> crate::store::Location {
+        match &self.database_url {
+            Some(url) => crate::store::Location::Database {
+                url: url.clone(),
+                pool_size: self.db_pool_size,
+            },
+            None => crate::store::Location::Dir {
+                path: self.data_dir.clone(),
+                cache_bytes: self.cache_bytes,
+            },
         }
     }
 

@@ -16,7 +16,7 @@ use crate::delivery;
 use crate::hasher::Hasher;
 use crate::http::limits::Limits;
 use crate::http::{App, Settings};
-use crate::store::{OpenError, SledStore, StoreError};
+use crate::store::{AnyStore, OpenError, StoreError, UserStore};
 
 /// How often the accept loop looks at the stop flag.
 const POLL: Duration = Duration::from_millis(50);
@@ -47,7 +47,7 @@ pub struct Running {
     janitor: Option<JoinHandle<()>>,
     /// The reset-token delivery worker, when a channel is set.
     courier: Option<JoinHandle<()>>,
-    store: SledStore,
+    store: AnyStore,
     app: Arc<App>,
 }
 
@@ -57,10 +57,10 @@ pub struct Running {
 /// the same data directory fails on the store, with the clearer message.
 pub fn start(config: &Config) -> Result<Running, StartError> {
     config.validate().map_err(StartError::Config)?;
-    let store = SledStore::open_with_cache(&config.data_dir, config.cache_bytes)?;
+    let store = AnyStore::open(&config.location())?;
     let hasher = Hasher::start(config.hash_workers, config.hash_queue(), config.bcrypt_cost)?;
     let auth = Auth::new(
-        Arc::new(store.clone()),
+        store.shared(),
         hasher,
         config.lifetimes,
         config.password_policy,
@@ -68,7 +68,7 @@ pub fn start(config: &Config) -> Result<Running, StartError> {
     let (outbox, inbox) = delivery::queue();
     let app = Arc::new(App {
         auth,
-        limits: Limits::new(config.limits),
+        limits: Limits::with(config.limits, &|scope, rule| store.limiter(scope, rule)),
         audit: Audit::new(config.audit_log),
         settings: Settings {
             max_body_bytes: config.max_body_bytes,
@@ -144,7 +144,9 @@ fn spawn_janitor(
                     continue;
                 }
                 next = later();
-                app.limits.sweep();
+                if let Err(e) = app.limits.sweep() {
+                    eprintln!("authd: sweeping throttle entries failed: {e}");
+                }
                 match app.auth.sweep_expired() {
                     Ok((0, 0)) => {}
                     Ok((sessions, resets)) => eprintln!(
@@ -173,8 +175,8 @@ impl Running {
     }
 
     /// The store, for inspection in tests and tools.
-    pub fn store(&self) -> &SledStore {
-        &self.store
+    pub fn store(&self) -> &dyn UserStore {
+        &*self.store
     }
 
     /// Blocks until the stop flag is set and the server has stopped (or the

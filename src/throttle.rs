@@ -10,10 +10,32 @@
 //! longer than that, and memory is bounded by `max_entries`.
 //!
 //! Time is passed in, so the rules are tested without sleeping.
+//!
+//! Where the counts live is behind the [`Limiter`] trait: a [`Throttle`]
+//! keeps them in this process's memory (the embedded store's case: one
+//! process serves the store), and the PostgreSQL store keeps them in a
+//! table, so that failed logins are counted across every instance.
 
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
+
+use crate::store::StoreError;
+
+/// A throttle as the HTTP layer sees it, wherever its counts are kept.
+///
+/// Every method may fail when the counts live in a database; callers fail
+/// closed (503) rather than let an unthrottled attempt through.
+pub trait Limiter: Send + Sync {
+    /// `Some(wait)` if an event for `key` must wait that long first.
+    fn check(&self, key: &str) -> Result<Option<Duration>, StoreError>;
+    /// Counts an event for `key`.
+    fn record(&self, key: &str) -> Result<(), StoreError>;
+    /// Forgets `key`.
+    fn clear(&self, key: &str) -> Result<(), StoreError>;
+    /// Drops every entry quiet for longer than the window.
+    fn sweep(&self) -> Result<(), StoreError>;
+}
 
 /// The rules of one throttle.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,6 +68,19 @@ pub struct Throttle {
 }
 
 impl Rule {
+    /// The verdict for a key with `count` events, the last `since_last`
+    /// ago: `Err(wait)` if the next event must wait. Pure arithmetic on
+    /// durations, shared by every place counts are kept.
+    pub fn verdict(&self, count: u32, since_last: Duration) -> Result<(), Duration> {
+        if since_last > self.window {
+            return Ok(());
+        }
+        match self.wait(count) {
+            Some(wait) if since_last < wait => Err(wait - since_last),
+            _ => Ok(()),
+        }
+    }
+
     /// How long after the last event the next one may come, for a key with
     /// `count` events; `None` if it may come at once.
     fn wait(&self, count: u32) -> Option<Duration> {
@@ -77,19 +112,10 @@ impl Throttle {
     /// `Err(retry_after)` if an event for `key` at `now` must wait.
     pub fn check(&self, key: &str, now: Instant) -> Result<(), Duration> {
         let entries = self.entries();
-        let Some(entry) = entries.get(key) else {
-            return Ok(());
-        };
-        if now.saturating_duration_since(entry.last) > self.rule.window {
-            return Ok(());
-        }
-        match self.rule.wait(entry.count) {
-            // A wait too long to add to an Instant never ends.
-            Some(wait) => match entry.last.checked_add(wait) {
-                Some(ready) if now >= ready => Ok(()),
-                Some(ready) => Err(ready - now),
-                None => Err(wait),
-            },
+        match entries.get(key) {
+            Some(entry) => self
+                .rule
+                .verdict(entry.count, now.saturating_duration_since(entry.last)),
             None => Ok(()),
         }
     }
@@ -137,6 +163,28 @@ impl Throttle {
     /// Whether no key is tracked.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+/// The in-memory throttle on the real clock.
+impl Limiter for Throttle {
+    fn check(&self, key: &str) -> Result<Option<Duration>, StoreError> {
+        Ok(Throttle::check(self, key, Instant::now()).err())
+    }
+
+    fn record(&self, key: &str) -> Result<(), StoreError> {
+        Throttle::record(self, key, Instant::now());
+        Ok(())
+    }
+
+    fn clear(&self, key: &str) -> Result<(), StoreError> {
+        Throttle::clear(self, key);
+        Ok(())
+    }
+
+    fn sweep(&self) -> Result<(), StoreError> {
+        Throttle::sweep(self, Instant::now());
+        Ok(())
     }
 }
 

@@ -54,10 +54,12 @@ fn dir_arg(dir: &Path) -> &str {
     dir.to_str().unwrap()
 }
 
-/// `authd ARGS --data-dir DIR` with `stdin`; returns (code, stdout, stderr).
+/// `authd ARGS --data-dir DIR` (or `--database` the schema standing for
+/// DIR) with `stdin`; returns (code, stdout, stderr).
 fn authd(dir: &Path, args: &[&str], stdin: Option<&str>) -> (i32, String, String) {
+    let store = common::stores::store_args(dir);
     let mut all = args.to_vec();
-    all.extend(["--data-dir", dir_arg(dir)]);
+    all.extend(store.iter().map(String::as_str));
     run_with_stdin(&all, stdin.map(str::as_bytes))
 }
 
@@ -77,7 +79,6 @@ fn add(dir: &Path, email: &str, password: &str) {
     assert_eq!(code, 0, "{out}{err}");
 }
 
-#[test]
 fn user_add_list_show_delete() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("store");
@@ -124,7 +125,6 @@ fn user_add_list_show_delete() {
     assert!(out.contains("1 users"), "{out}");
 }
 
-#[test]
 fn user_add_applies_the_api_rules() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("store");
@@ -178,7 +178,6 @@ fn user_add_applies_the_api_rules() {
     assert_eq!(out.lines().count(), 1, "nothing else was added: {out}");
 }
 
-#[test]
 fn set_password_and_logout_end_the_session() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("store");
@@ -249,7 +248,6 @@ fn every_command_refuses_a_store_in_use_at_once() {
     assert!(server.log_in("a@x.io", "pw").is_ok());
 }
 
-#[test]
 fn export_then_import_keeps_every_password() {
     let tmp = tempfile::tempdir().unwrap();
     let old = tmp.path().join("old");
@@ -283,7 +281,6 @@ fn export_then_import_keeps_every_password() {
     }
 }
 
-#[test]
 fn import_takes_hashes_from_other_implementations() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("store");
@@ -309,7 +306,6 @@ fn import_takes_hashes_from_other_implementations() {
     }
 }
 
-#[test]
 fn import_reports_every_bad_line_and_writes_nothing() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("store");
@@ -332,7 +328,6 @@ fn import_reports_every_bad_line_and_writes_nothing() {
     assert!(out.contains("0 users"), "{out}");
 }
 
-#[test]
 fn import_refuses_or_skips_existing_emails() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("store");
@@ -433,10 +428,19 @@ fn every_subcommand_documents_its_flags() {
         ),
         (
             &["serve", "--help"],
-            &["AUTHD_SESSION_TTL", "[default: 86400]", "AUTHD_ADDR"],
+            &[
+                "AUTHD_SESSION_TTL",
+                "[default: 86400]",
+                "AUTHD_ADDR",
+                "AUTHD_DATABASE_URL",
+                "AUTHD_DB_POOL_SIZE",
+            ],
         ),
         (&["backup", "--help"], &["AUTHD_DATA_DIR"]),
-        (&["check", "--help"], &["AUTHD_DATA_DIR"]),
+        (
+            &["check", "--help"],
+            &["AUTHD_DATA_DIR", "AUTHD_DATABASE_URL"],
+        ),
     ] {
         let (code, out, err) = run(args);
         assert_eq!(code, 0, "{args:?}: {err}");
@@ -445,3 +449,13 @@ fn every_subcommand_documents_its_flags() {
         }
     }
 }
+
+crate::on_every_store!(
+    user_add_list_show_delete,
+    user_add_applies_the_api_rules,
+    set_password_and_logout_end_the_session,
+    export_then_import_keeps_every_password,
+    import_takes_hashes_from_other_implementations,
+    import_reports_every_bad_line_and_writes_nothing,
+    import_refuses_or_skips_existing_emails,
+);

@@ -11,7 +11,6 @@ const PASSWD: &str = "b4l0u";
 const NEW_PASSWD: &str = "t4rt1fl3tt3";
 
 /// The reference's integration client, step by step.
-#[test]
 fn reference_client_flow() {
     let app = TestApp::spawn();
 
@@ -69,7 +68,6 @@ fn reference_client_flow() {
     assert!(app.store_problems().is_empty());
 }
 
-#[test]
 fn every_route_accepts_form_multipart_and_json() {
     let app = TestApp::spawn();
     for (n, format) in FORMATS.into_iter().enumerate() {
@@ -106,7 +104,6 @@ fn every_route_accepts_form_multipart_and_json() {
     }
 }
 
-#[test]
 fn get_root_and_trailing_slashes() {
     let app = TestApp::spawn();
     let reply = app.request("GET", "/", None, b"", None);
@@ -148,7 +145,6 @@ fn get_root_and_trailing_slashes() {
     );
 }
 
-#[test]
 fn unknown_routes_and_wrong_methods_are_json() {
     let app = TestApp::spawn();
     for path in ["/nope", "/users/1", "/index.html", "/%FF"] {
@@ -176,7 +172,6 @@ fn unknown_routes_and_wrong_methods_are_json() {
     }
 }
 
-#[test]
 fn missing_and_empty_fields_are_400_naming_the_field() {
     let app = TestApp::spawn();
     let routes: [(&str, &str, &[&str]); 4] = [
@@ -229,7 +224,6 @@ fn missing_and_empty_fields_are_400_naming_the_field() {
     assert_eq!(app.user_count(), 0);
 }
 
-#[test]
 fn malformed_bodies_are_400_and_change_nothing() {
     let app = TestApp::spawn();
     let json = Some("application/json");
@@ -306,7 +300,6 @@ fn malformed_bodies_are_400_and_change_nothing() {
     assert_eq!(app.user_count(), 0);
 }
 
-#[test]
 fn unsupported_content_types_are_415() {
     let app = TestApp::spawn();
     for content_type in [Some("text/plain"), Some("application/xml"), None] {
@@ -323,7 +316,6 @@ fn unsupported_content_types_are_415() {
     assert_eq!(app.user_count(), 0);
 }
 
-#[test]
 fn oversized_bodies_are_413() {
     let app = TestApp::spawn_with(|c| c.max_body_bytes = 1024);
     let password = "p".repeat(2000);
@@ -345,7 +337,6 @@ fn oversized_bodies_are_413() {
     assert_eq!(app.user_count(), 0);
 }
 
-#[test]
 fn emails_are_trimmed_and_case_insensitive() {
     let app = TestApp::spawn();
     let reply = app.register("  Bob@Example.COM ", "pw");
@@ -372,7 +363,6 @@ fn emails_are_trimmed_and_case_insensitive() {
     assert_eq!(app.user_count(), 1);
 }
 
-#[test]
 fn invalid_emails_are_400_everywhere() {
     let app = TestApp::spawn();
     let long = format!("{}@example.com", "a".repeat(250));
@@ -402,7 +392,6 @@ fn invalid_emails_are_400_everywhere() {
     assert_eq!(app.user_count(), 0);
 }
 
-#[test]
 fn passwords_past_72_bytes_are_refused_not_truncated() {
     let app = TestApp::spawn();
     let p72 = "x".repeat(71) + "!";
@@ -422,7 +411,6 @@ fn passwords_past_72_bytes_are_refused_not_truncated() {
     assert_eq!(app.register("euro@x.io", &"€".repeat(24)).status, 200);
 }
 
-#[test]
 fn cookie_attributes_and_secure_option() {
     let app = TestApp::spawn();
     assert_eq!(app.register("a@b.io", "pw").status, 200);
@@ -447,7 +435,6 @@ fn cookie_attributes_and_secure_option() {
     assert!(reply.set_cookie().unwrap().ends_with("; Secure"));
 }
 
-#[test]
 fn common_headers_on_every_answer() {
     let app = TestApp::spawn();
     let replies = [
@@ -471,3 +458,19 @@ fn common_headers_on_every_answer() {
             .starts_with("application/json"));
     }
 }
+
+crate::on_every_store!(
+    reference_client_flow,
+    every_route_accepts_form_multipart_and_json,
+    get_root_and_trailing_slashes,
+    unknown_routes_and_wrong_methods_are_json,
+    missing_and_empty_fields_are_400_naming_the_field,
+    malformed_bodies_are_400_and_change_nothing,
+    unsupported_content_types_are_415,
+    oversized_bodies_are_413,
+    emails_are_trimmed_and_case_insensitive,
+    invalid_emails_are_400_everywhere,
+    passwords_past_72_bytes_are_refused_not_truncated,
+    cookie_attributes_and_secure_option,
+    common_headers_on_every_answer,
+);

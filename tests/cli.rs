@@ -9,7 +9,6 @@ use std::time::{Duration, Instant};
 
 use common::process::{run, Proc, BIN};
 
-#[test]
 fn port_zero_prints_the_bound_address_and_serves() {
     let tmp = tempfile::tempdir().unwrap();
     let proc = Proc::start(&tmp.path().join("store"), &[]);
@@ -22,7 +21,6 @@ fn port_zero_prints_the_bound_address_and_serves() {
     );
 }
 
-#[test]
 fn sigterm_and_sigint_stop_cleanly() {
     for signal in ["TERM", "INT"] {
         let tmp = tempfile::tempdir().unwrap();
@@ -42,7 +40,6 @@ fn sigterm_and_sigint_stop_cleanly() {
     }
 }
 
-#[test]
 fn acknowledged_writes_survive_kill_9() {
     let tmp = tempfile::tempdir().unwrap();
     let store = tmp.path().join("store");
@@ -201,7 +198,6 @@ fn environment_variables_configure_the_server() {
     );
 }
 
-#[test]
 fn the_audit_log_records_every_event_and_no_secret() {
     let tmp = tempfile::tempdir().unwrap();
     let mut proc = Proc::start(&tmp.path().join("store"), &["--login-free-failures", "1"]);
@@ -301,3 +297,10 @@ fn the_audit_log_records_every_event_and_no_secret() {
         assert!(!stderr.contains(secret), "stderr leaks {secret:?}");
     }
 }
+
+crate::on_every_store!(
+    port_zero_prints_the_bound_address_and_serves,
+    sigterm_and_sigint_stop_cleanly,
+    acknowledged_writes_survive_kill_9,
+    the_audit_log_records_every_event_and_no_secret,
+);

@@ -248,11 +248,13 @@ fn round(dir: &Path, seed: u64) {
     }
     assert!(checked > 0, "seed {seed}: the round acknowledged nothing");
     drop(server);
-    let (code, out, err) = run(&["check", "--data-dir", dir.to_str().unwrap()]);
+    let mut check = vec!["check".to_owned()];
+    check.extend(common::stores::store_args(dir));
+    let check: Vec<&str> = check.iter().map(String::as_str).collect();
+    let (code, out, err) = run(&check);
     assert_eq!(code, 0, "seed {seed}: {out}{err}");
 }
 
-#[test]
 fn acknowledged_state_survives_sigkill() {
     let rounds: usize = std::env::var("AUTHD_CRASH_ROUNDS")
         .ok()
@@ -276,3 +278,5 @@ fn acknowledged_state_survives_sigkill() {
         round(&dir, first_seed.wrapping_add(n as u64));
     }
 }
+
+crate::on_every_store!(acknowledged_state_survives_sigkill,);

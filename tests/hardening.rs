@@ -6,7 +6,6 @@ mod common;
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
-use authd::store::UserStore as _;
 use common::TestApp;
 
 fn secs(s: u64) -> Duration {
@@ -31,7 +30,6 @@ fn reset_token(app: &TestApp, email: &str) -> String {
     reply.json()["reset_token"].as_str().unwrap().to_owned()
 }
 
-#[test]
 fn a_session_dies_at_its_absolute_lifetime_despite_activity() {
     let app = TestApp::spawn_with(|c| {
         c.lifetimes.session = secs(2);
@@ -53,11 +51,10 @@ fn a_session_dies_at_its_absolute_lifetime_despite_activity() {
     assert_eq!(reply.status, 403);
     assert_eq!(reply.message(), "no valid session");
     // The expired session was removed, not just refused.
-    assert_eq!(app.running.store().token_counts().0, 0);
+    assert_eq!(app.token_counts().0, 0);
     assert!(app.store_problems().is_empty());
 }
 
-#[test]
 fn a_session_dies_after_idling() {
     let app = TestApp::spawn_with(|c| c.lifetimes.session_idle = secs(1));
     let session = app.signed_in("a@b.io", "pw");
@@ -70,24 +67,22 @@ fn a_session_dies_after_idling() {
     assert_eq!(app.log_out(Some(&session)).status, 403);
 }
 
-#[test]
 fn a_reset_token_dies_at_its_lifetime_and_is_removed() {
     let app = TestApp::spawn_with(|c| c.lifetimes.reset_token = secs(1));
     assert_eq!(app.register("a@b.io", "pw").status, 200);
     let token = reset_token(&app, "a@b.io");
-    assert_eq!(app.running.store().token_counts().1, 1);
+    assert_eq!(app.token_counts().1, 1);
     sleep(ms(1200));
     let reply = app.update_password("a@b.io", &token, "new");
     assert_eq!(reply.status, 403);
     assert_eq!(reply.message(), "invalid reset token");
-    assert_eq!(app.running.store().token_counts().1, 0);
+    assert_eq!(app.token_counts().1, 0);
     assert_eq!(app.log_in("a@b.io", "pw").status, 200);
     // A fresh token works.
     let token = reset_token(&app, "a@b.io");
     assert_eq!(app.update_password("a@b.io", &token, "new").status, 200);
 }
 
-#[test]
 fn the_sweep_removes_tokens_nobody_comes_back_for() {
     let app = TestApp::spawn_with(|c| {
         c.lifetimes.session = secs(1);
@@ -99,20 +94,15 @@ fn the_sweep_removes_tokens_nobody_comes_back_for() {
         let _ = app.signed_in(&email, "pw");
         let _ = reset_token(&app, &email);
     }
-    assert_eq!(app.running.store().token_counts(), (3, 3));
+    assert_eq!(app.token_counts(), (3, 3));
     let deadline = Instant::now() + secs(5);
-    while app.running.store().token_counts() != (0, 0) {
-        assert!(
-            Instant::now() < deadline,
-            "{:?}",
-            app.running.store().token_counts()
-        );
+    while app.token_counts() != (0, 0) {
+        assert!(Instant::now() < deadline, "{:?}", app.token_counts());
         sleep(ms(100));
     }
     assert!(app.store_problems().is_empty());
 }
 
-#[test]
 fn failed_logins_back_off_without_bcrypt_work_and_the_user_gets_back_in() {
     let app = TestApp::spawn_with(|c| c.limits.login_free_failures = 2);
     assert_eq!(app.register("a@b.io", "right").status, 200);
@@ -137,7 +127,6 @@ fn failed_logins_back_off_without_bcrypt_work_and_the_user_gets_back_in() {
     assert_eq!(app.log_in("a@b.io", "wrong").status, 429);
 }
 
-#[test]
 fn unknown_accounts_are_throttled_alike() {
     let app = TestApp::spawn_with(|c| c.limits.login_free_failures = 1);
     assert_eq!(app.log_in("ghost@b.io", "x").status, 401);
@@ -146,7 +135,6 @@ fn unknown_accounts_are_throttled_alike() {
     assert_eq!(reply.header("Retry-After"), Some("1"));
 }
 
-#[test]
 fn one_ip_guessing_many_accounts_is_throttled() {
     // Per IP, the allowance is ten times the per-account one.
     let app = TestApp::spawn_with(|c| c.limits.login_free_failures = 1);
@@ -162,7 +150,6 @@ fn one_ip_guessing_many_accounts_is_throttled() {
     assert_eq!(verifies(&app), before);
 }
 
-#[test]
 fn the_lockout_is_bounded_and_a_password_reset_lifts_it() {
     let app = TestApp::spawn_with(|c| {
         c.limits.login_free_failures = 1;
@@ -192,7 +179,6 @@ fn the_lockout_is_bounded_and_a_password_reset_lifts_it() {
     assert_eq!(app.log_in("a@b.io", "fresh").status, 200);
 }
 
-#[test]
 fn registration_and_reset_requests_are_rate_limited() {
     let app = TestApp::spawn_with(|c| c.limits.request_free = 2);
     assert_eq!(app.register("a@b.io", "pw").status, 200);
@@ -213,7 +199,6 @@ fn registration_and_reset_requests_are_rate_limited() {
     assert!(reply.header("Retry-After").is_some());
 }
 
-#[test]
 fn a_low_cost_hash_is_upgraded_at_login() {
     let app = TestApp::spawn();
     assert_eq!(app.register("a@b.io", "pw").status, 200);
@@ -242,7 +227,6 @@ fn a_low_cost_hash_is_upgraded_at_login() {
     );
 }
 
-#[test]
 fn oversized_headers_are_refused() {
     let app = TestApp::spawn();
     let session = app.signed_in("a@b.io", "pw");
@@ -252,3 +236,17 @@ fn oversized_headers_are_refused() {
     assert!(reply.message().contains("headers"));
     assert_eq!(app.profile(Some(&session)).status, 200);
 }
+
+crate::on_every_store!(
+    a_session_dies_at_its_absolute_lifetime_despite_activity,
+    a_session_dies_after_idling,
+    a_reset_token_dies_at_its_lifetime_and_is_removed,
+    the_sweep_removes_tokens_nobody_comes_back_for,
+    failed_logins_back_off_without_bcrypt_work_and_the_user_gets_back_in,
+    unknown_accounts_are_throttled_alike,
+    one_ip_guessing_many_accounts_is_throttled,
+    the_lockout_is_bounded_and_a_password_reset_lifts_it,
+    registration_and_reset_requests_are_rate_limited,
+    a_low_cost_hash_is_upgraded_at_login,
+    oversized_headers_are_refused,
+);

@@ -118,7 +118,6 @@ impl Spec {
     }
 }
 
-#[test]
 fn the_document_matches_the_live_server() {
     let app = TestApp::spawn_with(|c| {
         c.max_body_bytes = 1024;
@@ -316,7 +315,6 @@ fn the_document_matches_the_live_server() {
     }
 }
 
-#[test]
 fn healthz_reports_the_version() {
     let app = TestApp::spawn();
     let reply = app.request("GET", "/healthz", None, b"", None);
@@ -327,7 +325,6 @@ fn healthz_reports_the_version() {
     );
 }
 
-#[test]
 fn the_document_matches_the_production_profile_too() {
     let app = TestApp::spawn_with(|c| {
         c.profile = authd::config::Profile::Production;
@@ -372,3 +369,9 @@ fn the_document_matches_the_production_profile_too() {
     assert_eq!(reply.status, 403);
     spec.check("DELETE", "/sessions", &reply);
 }
+
+crate::on_every_store!(
+    the_document_matches_the_live_server,
+    healthz_reports_the_version,
+    the_document_matches_the_production_profile_too,
+);

@@ -101,7 +101,6 @@ fn session_of(reply: &Reply) -> String {
         .to_owned()
 }
 
-#[test]
 fn reset_tokens_go_to_the_webhook_and_never_into_a_response() {
     let mailer = Mailer::start(0);
     let app = TestApp::spawn_with(|c| production(c, Channel::Webhook(mailer.url.clone())));
@@ -140,7 +139,6 @@ fn reset_tokens_go_to_the_webhook_and_never_into_a_response() {
     assert_eq!(form(&app, "PUT", "/reset_password", &update).status, 403);
 }
 
-#[test]
 fn a_failing_mailer_is_retried() {
     let mailer = Mailer::start(1);
     let app = TestApp::spawn_with(|c| production(c, Channel::Webhook(mailer.url.clone())));
@@ -158,7 +156,6 @@ fn a_failing_mailer_is_retried() {
     assert!(answered < started.elapsed());
 }
 
-#[test]
 fn the_password_policy_refuses_weak_passwords_with_a_reason() {
     let mailer = Mailer::start(0);
     let app = TestApp::spawn_with(|c| production(c, Channel::Webhook(mailer.url.clone())));
@@ -209,7 +206,6 @@ fn the_password_policy_refuses_weak_passwords_with_a_reason() {
     assert_eq!(form(&app, "PUT", "/reset_password", &strong).status, 200);
 }
 
-#[test]
 fn the_session_cookie_is_host_prefixed_and_secure() {
     let app = TestApp::spawn_with(|c| production(c, Channel::Log));
     assert_eq!(app.register("ann@x.io", STRONG).status, 200);
@@ -233,7 +229,6 @@ fn the_session_cookie_is_host_prefixed_and_secure() {
     assert_eq!(app.profile(Some(&token)).status, 403);
 }
 
-#[test]
 fn cross_site_logouts_are_refused() {
     let app = TestApp::spawn_with(|c| production(c, Channel::Log));
     assert_eq!(app.register("ann@x.io", STRONG).status, 200);
@@ -277,7 +272,6 @@ fn cross_site_logouts_are_refused() {
     assert_eq!(plain.status, 302);
 }
 
-#[test]
 fn the_log_channel_writes_the_token_to_the_audit_log() {
     let tmp = tempfile::tempdir().unwrap();
     let mut server = Proc::start(
@@ -317,7 +311,6 @@ fn the_log_channel_writes_the_token_to_the_audit_log() {
     assert!(server.wait(Duration::from_secs(15)).success());
 }
 
-#[test]
 fn an_unreachable_mailer_is_logged() {
     let tmp = tempfile::tempdir().unwrap();
     // Port 9 (discard) on loopback: nothing listens there.
@@ -349,7 +342,6 @@ fn an_unreachable_mailer_is_logged() {
     );
 }
 
-#[test]
 fn start_up_rules_of_the_production_profile() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("store");
@@ -385,7 +377,6 @@ fn start_up_rules_of_the_production_profile() {
     let _ = BIN;
 }
 
-#[test]
 fn dev_warns_loudly_when_bound_beyond_loopback() {
     let tmp = tempfile::tempdir().unwrap();
     let server = Proc::start_at(&tmp.path().join("store"), "0.0.0.0:0", &[]);
@@ -401,7 +392,6 @@ fn dev_warns_loudly_when_bound_beyond_loopback() {
     assert!(!quiet.stderr().contains("WARNING"));
 }
 
-#[test]
 fn dev_with_a_channel_answers_the_reference_way_and_delivers_too() {
     let mailer = Mailer::start(0);
     let app =
@@ -416,3 +406,16 @@ fn dev_with_a_channel_answers_the_reference_way_and_delivers_too() {
         403
     );
 }
+
+crate::on_every_store!(
+    reset_tokens_go_to_the_webhook_and_never_into_a_response,
+    a_failing_mailer_is_retried,
+    the_password_policy_refuses_weak_passwords_with_a_reason,
+    the_session_cookie_is_host_prefixed_and_secure,
+    cross_site_logouts_are_refused,
+    the_log_channel_writes_the_token_to_the_audit_log,
+    an_unreachable_mailer_is_logged,
+    start_up_rules_of_the_production_profile,
+    dev_warns_loudly_when_bound_beyond_loopback,
+    dev_with_a_channel_answers_the_reference_way_and_delivers_too,
+);

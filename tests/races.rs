@@ -28,7 +28,6 @@ fn all_at_once<T: Send + 'static>(
     handles.into_iter().map(|h| h.join().unwrap()).collect()
 }
 
-#[test]
 fn thirty_two_registrations_of_one_email_make_one_account() {
     // The race, not the request-rate limit, is under test: 32 requests from
     // one IP would otherwise be throttled past the 10th.
@@ -66,7 +65,6 @@ fn thirty_two_registrations_of_one_email_make_one_account() {
     );
 }
 
-#[test]
 fn a_reset_token_is_redeemed_once_under_concurrency() {
     // Fifteen wrong passwords are tried at the end; keep them under the
     // login backoff.
@@ -93,7 +91,6 @@ fn a_reset_token_is_redeemed_once_under_concurrency() {
     assert!(app.store_problems().is_empty());
 }
 
-#[test]
 fn concurrent_logins_leave_exactly_one_live_session() {
     let app = Arc::new(TestApp::spawn());
     assert_eq!(app.register("a@b.io", "pw").status, 200);
@@ -107,7 +104,6 @@ fn concurrent_logins_leave_exactly_one_live_session() {
     assert!(app.store_problems().is_empty());
 }
 
-#[test]
 fn a_login_racing_a_password_reset_never_outlives_it() {
     let app = Arc::new(TestApp::spawn_with(|c| c.limits.login_free_failures = 100));
     for round in 0..8 {
@@ -140,7 +136,6 @@ fn a_login_racing_a_password_reset_never_outlives_it() {
     assert!(app.store_problems().is_empty());
 }
 
-#[test]
 fn logout_racing_profile_reads() {
     let app = Arc::new(TestApp::spawn());
     let session = app.signed_in("a@b.io", "pw");
@@ -162,3 +157,11 @@ fn logout_racing_profile_reads() {
     assert_eq!(app.profile(Some(&session)).status, 403);
     assert!(app.store_problems().is_empty());
 }
+
+crate::on_every_store!(
+    thirty_two_registrations_of_one_email_make_one_account,
+    a_reset_token_is_redeemed_once_under_concurrency,
+    concurrent_logins_leave_exactly_one_live_session,
+    a_login_racing_a_password_reset_never_outlives_it,
+    logout_racing_profile_reads,
+);

@@ -11,7 +11,6 @@ fn reset_token(app: &TestApp, email: &str) -> String {
     reply.json()["reset_token"].as_str().unwrap().to_owned()
 }
 
-#[test]
 fn a_new_login_replaces_the_session() {
     let app = TestApp::spawn();
     let first = app.signed_in("a@b.io", "pw");
@@ -24,7 +23,6 @@ fn a_new_login_replaces_the_session() {
     assert_eq!(app.profile(Some(&second)).status, 200);
 }
 
-#[test]
 fn logout_ends_the_session_on_the_server() {
     let app = TestApp::spawn();
     let session = app.signed_in("a@b.io", "pw");
@@ -38,7 +36,6 @@ fn logout_ends_the_session_on_the_server() {
     assert!(app.store_problems().is_empty());
 }
 
-#[test]
 fn forged_and_malformed_cookies_are_403() {
     let app = TestApp::spawn();
     let _ = app.signed_in("a@b.io", "pw");
@@ -50,7 +47,6 @@ fn forged_and_malformed_cookies_are_403() {
     }
 }
 
-#[test]
 fn reset_for_an_unknown_email_is_403() {
     let app = TestApp::spawn();
     let reply = app.reset_token("nobody@b.io");
@@ -58,7 +54,6 @@ fn reset_for_an_unknown_email_is_403() {
     assert_eq!(reply.message(), "email not registered");
 }
 
-#[test]
 fn a_reset_token_works_only_with_its_owners_email() {
     let app = TestApp::spawn();
     assert_eq!(app.register("victim@b.io", "pw").status, 200);
@@ -77,7 +72,6 @@ fn a_reset_token_works_only_with_its_owners_email() {
     );
 }
 
-#[test]
 fn a_reset_token_is_single_use() {
     let app = TestApp::spawn();
     assert_eq!(app.register("a@b.io", "pw").status, 200);
@@ -88,7 +82,6 @@ fn a_reset_token_is_single_use() {
     assert_eq!(app.log_in("a@b.io", "second").status, 401);
 }
 
-#[test]
 fn a_newer_reset_request_replaces_the_older_token() {
     let app = TestApp::spawn();
     assert_eq!(app.register("a@b.io", "pw").status, 200);
@@ -100,7 +93,6 @@ fn a_newer_reset_request_replaces_the_older_token() {
     assert_eq!(app.log_in("a@b.io", "y").status, 200);
 }
 
-#[test]
 fn a_password_reset_ends_the_session() {
     let app = TestApp::spawn();
     let session = app.signed_in("a@b.io", "pw");
@@ -112,7 +104,6 @@ fn a_password_reset_ends_the_session() {
     assert!(app.store_problems().is_empty());
 }
 
-#[test]
 fn malformed_reset_tokens_are_refused_without_work() {
     let app = TestApp::spawn();
     assert_eq!(app.register("a@b.io", "pw").status, 200);
@@ -137,7 +128,6 @@ fn malformed_reset_tokens_are_refused_without_work() {
     assert_eq!(reply.message(), "reset_token must not be empty");
 }
 
-#[test]
 fn unknown_email_and_wrong_password_cost_the_same_bcrypt_work() {
     let app = TestApp::spawn();
     assert_eq!(app.register("a@b.io", "pw").status, 200);
@@ -150,3 +140,16 @@ fn unknown_email_and_wrong_password_cost_the_same_bcrypt_work() {
     assert_eq!((wrong.status, unknown.status), (401, 401));
     assert_eq!(wrong.body, unknown.body);
 }
+
+crate::on_every_store!(
+    a_new_login_replaces_the_session,
+    logout_ends_the_session_on_the_server,
+    forged_and_malformed_cookies_are_403,
+    reset_for_an_unknown_email_is_403,
+    a_reset_token_works_only_with_its_owners_email,
+    a_reset_token_is_single_use,
+    a_newer_reset_request_replaces_the_older_token,
+    a_password_reset_ends_the_session,
+    malformed_reset_tokens_are_refused_without_work,
+    unknown_email_and_wrong_password_cost_the_same_bcrypt_work,
+);

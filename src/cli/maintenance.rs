@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use clap::Args;
 
 use super::{CliError, StoreArgs};
-use crate::store::UserStore as _;
+use crate::store::{AnyStore, UserStore as _};
 
 #[derive(Debug, Args)]
 pub struct BackupArgs {
@@ -21,19 +21,16 @@ pub fn check(args: StoreArgs) -> Result<ExitCode, CliError> {
     let store = args.open()?;
     let problems = store.check()?;
     let users = store.count_users()?;
+    let location = args.location();
     if problems.is_empty() {
-        println!(
-            "store {} is consistent: {users} users",
-            args.data_dir.display()
-        );
+        println!("store {location} is consistent: {users} users");
         return Ok(ExitCode::SUCCESS);
     }
     for problem in &problems {
         println!("{problem}");
     }
     Err(CliError::Refused(format!(
-        "store {} has {} problems",
-        args.data_dir.display(),
+        "store {location} has {} problems",
         problems.len()
     )))
 }
@@ -53,7 +50,13 @@ pub fn backup(args: BackupArgs) -> Result<ExitCode, CliError> {
             dest.display()
         )));
     }
-    let store = args.store.open()?;
+    let AnyStore::Sled(store) = args.store.open()? else {
+        return Err(CliError::Refused(
+            "backup copies the embedded store; back up a PostgreSQL database with its own \
+             tools (pg_dump, or your provider's snapshots), or take `authd export`"
+                .to_owned(),
+        ));
+    };
     let (copy, copied) = store.backup_to(dest)?;
     let problems = copy.check()?;
     if !problems.is_empty() {

@@ -1,7 +1,8 @@
 //! The command line: `authd [serve]`, the admin commands, and their errors.
 //!
 //! Every subcommand that touches the store takes `--data-dir` (or
-//! `AUTHD_DATA_DIR`). Exit codes: 0 success, 1 not found or refused (one
+//! `AUTHD_DATA_DIR`), or `--database` (`AUTHD_DATABASE_URL`) for
+//! PostgreSQL. Exit codes: 0 success, 1 not found or refused (one
 //! clear line on stderr), 2 usage (clap's convention).
 
 mod maintenance;
@@ -16,14 +17,15 @@ use clap::{Args, CommandFactory as _, Parser, Subcommand};
 
 pub use serve::ServeArgs;
 
-use crate::store::{OpenError, SledStore, StoreError};
+use crate::config::Config;
+use crate::store::{AnyStore, Location, OpenError, StoreError};
 
 /// authd: a user authentication service (register, log in with a session
 /// cookie, profile, log out, password reset) in one binary.
 ///
 /// Without a subcommand authd serves the HTTP API (`authd serve`). The other
-/// subcommands work on the store directly and refuse to run while a server
-/// holds it.
+/// subcommands work on the store directly; on the embedded store they
+/// refuse to run while a server holds it.
 #[derive(Debug, Parser)]
 #[command(name = "authd", version, args_conflicts_with_subcommands = true)]
 pub struct Cli {
@@ -57,12 +59,31 @@ pub struct StoreArgs {
     /// process at a time may use it.
     #[arg(long, env = "AUTHD_DATA_DIR", default_value = "data")]
     pub data_dir: PathBuf,
+
+    /// Use this PostgreSQL database instead of the embedded store, e.g.
+    /// postgres://authd@db.internal/authd. Any number of authd instances
+    /// may share it; its schema is created and migrated at start.
+    #[arg(
+        long,
+        env = "AUTHD_DATABASE_URL",
+        value_name = "URL",
+        hide_env_values = true
+    )]
+    pub database: Option<String>,
 }
 
 impl StoreArgs {
-    /// Opens the store, failing at once if a server holds it.
-    fn open(&self) -> Result<SledStore, CliError> {
-        Ok(SledStore::open(&self.data_dir)?)
+    /// Where the store is, with the default cache and pool sizes.
+    fn location(&self) -> Location {
+        let mut config = Config::new(&self.data_dir);
+        config.database_url = self.database.clone();
+        config.location()
+    }
+
+    /// Opens the store: a sled directory fails at once if a server holds
+    /// it; a database is shared with any servers running on it.
+    fn open(&self) -> Result<AnyStore, CliError> {
+        Ok(AnyStore::open(&self.location())?)
     }
 }
 

@@ -171,6 +171,13 @@ pub struct ServeArgs {
           value_parser = clap::value_parser!(u64).range(8..=65_536))]
     cache_mb: u64,
 
+    /// Most connections to the --database this instance opens; the sum
+    /// over all instances must stay below the server's max_connections.
+    #[arg(long, env = "AUTHD_DB_POOL_SIZE", value_name = "N",
+          default_value_t = config::DEFAULT_DB_POOL_SIZE,
+          value_parser = clap::value_parser!(u32).range(1..=1000))]
+    db_pool_size: u32,
+
     /// Take the client IP (for throttling and logs) from this header, as set
     /// by your reverse proxy: X-Forwarded-For (its last address) or
     /// X-Real-IP. Only set it when a proxy you control always sets it.
@@ -197,6 +204,8 @@ impl ServeArgs {
         let config = Config {
             addr: self.addr,
             data_dir: self.store.data_dir,
+            database_url: self.store.database,
+            db_pool_size: self.db_pool_size,
             bcrypt_cost: self.bcrypt_cost,
             threads: self.threads,
             hash_workers: self
@@ -248,7 +257,7 @@ pub fn serve(config: Config) -> Result<(), CliError> {
     ctrlc::set_handler(move || stop.store(true, Ordering::SeqCst))?;
     eprintln!(
         "authd: store {}, bcrypt cost {}, {} HTTP threads, {} bcrypt workers",
-        config.data_dir.display(),
+        config.location(),
         config.bcrypt_cost,
         config.threads,
         config.hash_workers

@@ -19,7 +19,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
 
 use super::{CliError, StoreArgs};
-use crate::store::{Lookup, StoreError, UserStore as _};
+use crate::store::{Lookup, StoreError};
 use crate::user::Email;
 
 /// Users written per transaction (and per progress step) during import.

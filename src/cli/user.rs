@@ -13,7 +13,7 @@ use serde_json::json;
 use super::{usage_error, CliError, StoreArgs};
 use crate::config::DEFAULT_BCRYPT_COST;
 use crate::hasher::Hasher;
-use crate::store::{Change, Lookup, Precondition, StoreError, UserStore as _};
+use crate::store::{Change, Lookup, Precondition, StoreError};
 use crate::user::{Email, Password, User};
 
 #[derive(Debug, Args)]
@@ -134,7 +134,7 @@ pub fn run(args: UserArgs) -> Result<ExitCode, CliError> {
             }
         }
         UserCommand::Show { email, json, store } => {
-            let user = find(&store.open()?, &email)?;
+            let user = find(&*store.open()?, &email)?;
             if json {
                 println!("{}", summary(&user));
             } else {
@@ -150,7 +150,7 @@ pub fn run(args: UserArgs) -> Result<ExitCode, CliError> {
         }
         UserCommand::Delete { email, store } => {
             let store = store.open()?;
-            let user = find(&store, &email)?;
+            let user = find(&*store, &email)?;
             store.delete_user(user.id).map_err(refused)?;
             println!("deleted user {} <{}>", user.id, user.email);
         }
@@ -160,7 +160,7 @@ pub fn run(args: UserArgs) -> Result<ExitCode, CliError> {
             store,
         } => {
             let store = store.open()?;
-            let user = find(&store, &email)?;
+            let user = find(&*store, &email)?;
             let secret = read_password(password.password_stdin)?;
             let hash = hash(&secret, password.bcrypt_cost)?;
             store
@@ -181,7 +181,7 @@ pub fn run(args: UserArgs) -> Result<ExitCode, CliError> {
         }
         UserCommand::Logout { email, store } => {
             let store = store.open()?;
-            let user = find(&store, &email)?;
+            let user = find(&*store, &email)?;
             store
                 .update_user(user.id, &Precondition::None, &[Change::Session(None)])
                 .map_err(refused)?;

@@ -131,10 +131,7 @@ impl From<AuthError> for ApiError {
             AuthError::WeakPassword(reason) => ApiError::BadRequest(format!("password {reason}")),
             AuthError::Busy => ApiError::Unavailable("server busy, retry shortly"),
             AuthError::Store(StoreError::Backend(detail)) => {
-                eprintln!(
-                    "authd: storage failure: {detail} (sled refuses writes after an I/O error: \
-                     fix the disk, e.g. free space, then restart authd)"
-                );
+                eprintln!("authd: storage failure: {detail}");
                 ApiError::Unavailable("storage unavailable, retry shortly")
             }
             AuthError::Store(other) => ApiError::Internal(other.to_string()),

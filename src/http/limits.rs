@@ -7,12 +7,14 @@
 //! write.
 
 use std::net::IpAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rouille::Request;
 
 use super::error::ApiError;
-use crate::throttle::{Rule, Throttle};
+use crate::auth::AuthError;
+use crate::store::StoreError;
+use crate::throttle::{Limiter, Rule, Throttle};
 
 /// The tunable numbers behind every throttle.
 #[derive(Debug, Clone, Copy)]
@@ -51,90 +53,107 @@ impl Default for LimitSettings {
 const BASE_DELAY: Duration = Duration::from_secs(1);
 
 /// All the throttles of the API.
-#[derive(Debug)]
 pub struct Limits {
-    login_ip: Throttle,
-    login_account: Throttle,
-    register_ip: Throttle,
-    register_email: Throttle,
-    reset_ip: Throttle,
-    reset_email: Throttle,
+    login_ip: Box<dyn Limiter>,
+    login_account: Box<dyn Limiter>,
+    register_ip: Box<dyn Limiter>,
+    register_email: Box<dyn Limiter>,
+    reset_ip: Box<dyn Limiter>,
+    reset_email: Box<dyn Limiter>,
 }
 
+/// Makes the throttle named by its first argument (`"login_ip"`...) with
+/// the rule given, keeping its counts wherever the store keeps them.
+pub type MakeLimiter<'a> = &'a dyn Fn(&'static str, Rule) -> Box<dyn Limiter>;
+
 impl Limits {
-    /// Throttles with the given settings and no history.
+    /// Throttles with the given settings and no history, counted in this
+    /// process's memory.
     pub fn new(s: LimitSettings) -> Limits {
-        let rule = |free: u32, lockout: Option<u32>| {
-            Throttle::new(Rule {
-                free,
-                base: BASE_DELAY,
-                max_delay: s.max_delay,
-                lockout,
-                window: s.window,
-                max_entries: s.max_entries,
-            })
+        Self::with(s, &|_, rule| Box::new(Throttle::new(rule)))
+    }
+
+    /// Throttles with the given settings whose counts `make` keeps (in a
+    /// shared database, for several instances).
+    pub fn with(s: LimitSettings, make: MakeLimiter<'_>) -> Limits {
+        let rule = |free: u32, lockout: Option<u32>| Rule {
+            free,
+            base: BASE_DELAY,
+            max_delay: s.max_delay,
+            lockout,
+            window: s.window,
+            max_entries: s.max_entries,
         };
         let request = || rule(s.request_free, None);
         Limits {
-            login_ip: rule(s.login_free_failures.saturating_mul(10), None),
-            login_account: rule(s.login_free_failures, Some(s.lockout_failures)),
-            register_ip: request(),
-            register_email: request(),
-            reset_ip: request(),
-            reset_email: request(),
+            login_ip: make(
+                "login_ip",
+                rule(s.login_free_failures.saturating_mul(10), None),
+            ),
+            login_account: make(
+                "login_account",
+                rule(s.login_free_failures, Some(s.lockout_failures)),
+            ),
+            register_ip: make("register_ip", request()),
+            register_email: make("register_email", request()),
+            reset_ip: make("reset_ip", request()),
+            reset_email: make("reset_email", request()),
         }
     }
 
     /// Refuses a login attempt that must wait.
     pub fn check_login(&self, ip: IpAddr, account: &str) -> Result<(), ApiError> {
-        let now = Instant::now();
         both(
-            self.login_ip.check(&ip.to_string(), now),
-            self.login_account.check(account, now),
+            self.login_ip.check(&ip.to_string()).map_err(unavailable)?,
+            self.login_account.check(account).map_err(unavailable)?,
         )
     }
 
-    /// Counts a failed login against the IP and the account.
-    pub fn login_failed(&self, ip: IpAddr, account: &str) {
-        let now = Instant::now();
-        self.login_ip.record(&ip.to_string(), now);
-        self.login_account.record(account, now);
+    /// Counts a failed login against the IP and the account. Fails (503)
+    /// if the count cannot be kept: an uncounted guess is not allowed.
+    pub fn login_failed(&self, ip: IpAddr, account: &str) -> Result<(), ApiError> {
+        self.login_ip.record(&ip.to_string()).map_err(unavailable)?;
+        self.login_account.record(account).map_err(unavailable)
     }
 
     /// A successful login or password reset ends the account's backoff.
     /// (The IP's count only decays: an attacker with an account of their
-    /// own could otherwise reset it at will.)
+    /// own could otherwise reset it at will.) The success has happened by
+    /// then, so a failure here is only logged: the backoff then lasts
+    /// until its window ends.
     pub fn account_recovered(&self, account: &str) {
-        self.login_account.clear(account);
+        if let Err(e) = self.login_account.clear(account) {
+            eprintln!("authd: cannot clear the login backoff of an account: {e}");
+        }
     }
 
     /// Checks and counts a registration attempt.
     pub fn register(&self, ip: IpAddr, email: &str) -> Result<(), ApiError> {
-        Self::rate(&self.register_ip, &self.register_email, ip, email)
+        Self::rate(&*self.register_ip, &*self.register_email, ip, email)
     }
 
     /// Checks and counts a reset-token request.
     pub fn reset_request(&self, ip: IpAddr, email: &str) -> Result<(), ApiError> {
-        Self::rate(&self.reset_ip, &self.reset_email, ip, email)
+        Self::rate(&*self.reset_ip, &*self.reset_email, ip, email)
     }
 
     fn rate(
-        by_ip: &Throttle,
-        by_email: &Throttle,
+        by_ip: &dyn Limiter,
+        by_email: &dyn Limiter,
         ip: IpAddr,
         email: &str,
     ) -> Result<(), ApiError> {
-        let now = Instant::now();
         let ip = ip.to_string();
-        both(by_ip.check(&ip, now), by_email.check(email, now))?;
-        by_ip.record(&ip, now);
-        by_email.record(email, now);
-        Ok(())
+        both(
+            by_ip.check(&ip).map_err(unavailable)?,
+            by_email.check(email).map_err(unavailable)?,
+        )?;
+        by_ip.record(&ip).map_err(unavailable)?;
+        by_email.record(email).map_err(unavailable)
     }
 
     /// Forgets entries past their window; run periodically.
-    pub fn sweep(&self) {
-        let now = Instant::now();
+    pub fn sweep(&self) -> Result<(), StoreError> {
         for throttle in [
             &self.login_ip,
             &self.login_account,
@@ -143,18 +162,23 @@ impl Limits {
             &self.reset_ip,
             &self.reset_email,
         ] {
-            throttle.sweep(now);
+            throttle.sweep()?;
         }
+        Ok(())
     }
 }
 
 /// Combines two checks: the longer wait wins.
-fn both(a: Result<(), Duration>, b: Result<(), Duration>) -> Result<(), ApiError> {
-    match (a, b) {
-        (Ok(()), Ok(())) => Ok(()),
-        (Err(x), Ok(())) | (Ok(()), Err(x)) => Err(ApiError::TooManyRequests(x)),
-        (Err(x), Err(y)) => Err(ApiError::TooManyRequests(x.max(y))),
+fn both(a: Option<Duration>, b: Option<Duration>) -> Result<(), ApiError> {
+    match a.max(b) {
+        Some(wait) => Err(ApiError::TooManyRequests(wait)),
+        None => Ok(()),
     }
+}
+
+/// Counts that cannot be read or kept refuse the request (503).
+fn unavailable(e: StoreError) -> ApiError {
+    AuthError::Store(e).into()
 }
 
 /// The client's address: the socket peer, or, behind a reverse proxy that
@@ -212,7 +236,7 @@ mod tests {
         let ip: IpAddr = "192.0.2.1".parse().unwrap();
         for _ in 0..2 {
             assert!(limits.check_login(ip, "a@x.io").is_ok());
-            limits.login_failed(ip, "a@x.io");
+            limits.login_failed(ip, "a@x.io").unwrap();
         }
         assert!(matches!(
             limits.check_login(ip, "a@x.io"),

@@ -286,6 +286,12 @@ mod broken_store_tests {
         fn ping(&self) -> Result<(), StoreError> {
             down()
         }
+        fn check(&self) -> Result<Vec<String>, StoreError> {
+            down()
+        }
+        fn token_counts(&self) -> Result<(usize, usize), StoreError> {
+            down()
+        }
     }
 
     fn app() -> App {

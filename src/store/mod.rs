@@ -1,17 +1,22 @@
-//! Storage: the [`UserStore`] trait and its sled implementation.
+//! Storage: the [`UserStore`] trait, its sled implementation (the
+//! default, embedded) and its PostgreSQL one (for several instances).
 //!
 //! The trait follows the reference's `DB` class (`add_user`, `find_user_by`,
 //! `update_user`) with typed arguments, plus keyword forms that keep the
 //! reference's distinct errors for an unknown field. Every write method
 //! returns only once the write is durable, so callers can answer 2xx.
 
+#[cfg(feature = "postgres")]
+pub mod postgres;
 mod sled_store;
 
-pub use sled_store::{OpenError, SledStore, DEFAULT_CACHE_BYTES};
+pub use sled_store::{SledStore, DEFAULT_CACHE_BYTES};
 
 use std::ops::ControlFlow;
+use std::path::PathBuf;
 
 use crate::clock::unix_millis;
+use crate::throttle::{Limiter, Rule, Throttle};
 use crate::token::{Token, TokenHash};
 use crate::user::{Email, ResetGrant, Session, User, UserId};
 
@@ -46,7 +51,115 @@ pub enum StoreError {
 
 impl From<sled::Error> for StoreError {
     fn from(e: sled::Error) -> Self {
-        StoreError::Backend(e.to_string())
+        StoreError::Backend(format!(
+            "{e} (sled refuses writes after an I/O error: fix the disk, e.g. free space, \
+             then restart authd)"
+        ))
+    }
+}
+
+/// Why the store could not be opened. Each says what the operator can do.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error(
+        "the data directory {0} is in use by another authd process (only one process may open a store at a time)"
+    )]
+    InUse(PathBuf),
+    #[error("the data directory {path} is not an authd store ({reason})")]
+    Foreign { path: PathBuf, reason: String },
+    #[error("cannot open the data directory {path}: {reason}")]
+    Unusable { path: PathBuf, reason: String },
+    /// The database cannot be reached or its schema cannot be brought up
+    /// to date. `target` names it without its password.
+    #[error("cannot use the {target}: {reason}")]
+    Database { target: String, reason: String },
+}
+
+/// Where a store is: an embedded sled directory (the default: one process,
+/// nothing else to run) or a PostgreSQL database shared by any number of
+/// authd instances.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Location {
+    /// A sled store in this directory, with this much page cache.
+    Dir { path: PathBuf, cache_bytes: u64 },
+    /// A PostgreSQL database by URL, with at most `pool_size` connections.
+    Database { url: String, pool_size: u32 },
+}
+
+impl std::fmt::Display for Location {
+    /// Names the store for messages, never showing a database password.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Location::Dir { path, .. } => write!(f, "{}", path.display()),
+            #[cfg(feature = "postgres")]
+            Location::Database { url, .. } => f.write_str(&postgres::redact(url)),
+            #[cfg(not(feature = "postgres"))]
+            Location::Database { .. } => f.write_str("PostgreSQL database"),
+        }
+    }
+}
+
+/// An open store of either kind. It dereferences to the [`UserStore`]
+/// trait; what differs between the kinds (where throttle counts live, the
+/// sled-only backup) is asked of it directly.
+#[derive(Clone)]
+pub enum AnyStore {
+    Sled(SledStore),
+    #[cfg(feature = "postgres")]
+    Postgres(postgres::PgStore),
+}
+
+impl AnyStore {
+    /// Opens the store at `location`: a sled directory fails at once if
+    /// another process holds it; a database gets its schema migrated.
+    pub fn open(location: &Location) -> Result<AnyStore, OpenError> {
+        match location {
+            Location::Dir { path, cache_bytes } => Ok(AnyStore::Sled(SledStore::open_with_cache(
+                path,
+                *cache_bytes,
+            )?)),
+            #[cfg(feature = "postgres")]
+            Location::Database { url, pool_size } => Ok(AnyStore::Postgres(
+                postgres::PgStore::connect(url, *pool_size)?,
+            )),
+            #[cfg(not(feature = "postgres"))]
+            Location::Database { .. } => Err(OpenError::Database {
+                target: location.to_string(),
+                reason: "this authd was built without the `postgres` feature".to_owned(),
+            }),
+        }
+    }
+
+    /// The store as a shared trait object, for the service layer.
+    pub fn shared(&self) -> std::sync::Arc<dyn UserStore> {
+        match self {
+            AnyStore::Sled(store) => std::sync::Arc::new(store.clone()),
+            #[cfg(feature = "postgres")]
+            AnyStore::Postgres(store) => std::sync::Arc::new(store.clone()),
+        }
+    }
+
+    /// The throttle named `scope`: in this process's memory for sled (one
+    /// process owns the store), in the database for PostgreSQL (so every
+    /// instance counts the same failures).
+    pub fn limiter(&self, scope: &'static str, rule: Rule) -> Box<dyn Limiter> {
+        match self {
+            AnyStore::Sled(_) => Box::new(Throttle::new(rule)),
+            #[cfg(feature = "postgres")]
+            AnyStore::Postgres(store) => Box::new(store.limiter(scope, rule)),
+        }
+    }
+}
+
+impl std::ops::Deref for AnyStore {
+    type Target = dyn UserStore;
+
+    fn deref(&self) -> &(dyn UserStore + 'static) {
+        match self {
+            AnyStore::Sled(store) => store,
+            #[cfg(feature = "postgres")]
+            AnyStore::Postgres(store) => store,
+        }
     }
 }
 
@@ -225,6 +338,19 @@ pub trait UserStore: Send + Sync {
 
     /// Reads from the store, proving it answers (for health checks).
     fn ping(&self) -> Result<(), StoreError>;
+
+    /// Walks every record (and index, where the store keeps its own) and
+    /// lists each inconsistency in words; empty means consistent.
+    fn check(&self) -> Result<Vec<String>, StoreError>;
+
+    /// Live (or not yet swept) session and reset tokens.
+    fn token_counts(&self) -> Result<(usize, usize), StoreError>;
+
+    /// Makes durable what was written without waiting for the disk
+    /// (session activity); called once at shutdown.
+    fn flush(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
 
     /// Keyword form of [`UserStore::find_user_by`], as in the reference.
     fn find_user_by_keyword(&self, field: &str, value: &str) -> Result<User, StoreError> {

@@ -10,12 +10,12 @@
 //! it touches, so they never disagree, then flushes before returning.
 
 use std::ops::ControlFlow;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
 use sled::{Transactional, Tree};
 
-use super::{Change, Lookup, Precondition, StoreError, UserStore};
+use super::{Change, Lookup, OpenError, Precondition, StoreError, UserStore};
 use crate::codec::{self, decode_id, decode_user, encode_id, encode_user};
 use crate::token::TokenHash;
 use crate::user::{Email, User, UserId};
@@ -31,19 +31,6 @@ const MARKER_VALUE: &[u8] = b"authd-store-1";
 const HEARTBEAT_KEY: &[u8] = b"heartbeat";
 /// Key in `meta` holding the next user id to hand out.
 const NEXT_ID_KEY: &[u8] = b"next_id";
-
-/// Why the store could not be opened. Each says what the operator can do.
-#[derive(Debug, thiserror::Error)]
-pub enum OpenError {
-    #[error(
-        "the data directory {0} is in use by another authd process (only one process may open a store at a time)"
-    )]
-    InUse(PathBuf),
-    #[error("the data directory {path} is not an authd store ({reason})")]
-    Foreign { path: PathBuf, reason: String },
-    #[error("cannot open the data directory {path}: {reason}")]
-    Unusable { path: PathBuf, reason: String },
-}
 
 /// The sled-backed store. Cheap to share: sled trees are reference-counted.
 #[derive(Clone)]
@@ -230,17 +217,11 @@ impl SledStore {
         Ok((Self::from_db(copy, dest, true)?, entries))
     }
 
-    /// Entries in the session and reset-token indexes: live (or not yet
-    /// swept) tokens.
-    pub fn token_counts(&self) -> (usize, usize) {
-        (self.by_session.len(), self.by_reset.len())
-    }
-
     /// Walks every record and index entry and lists each disagreement:
     /// records that do not decode, records missing from an index, index
     /// entries pointing at nothing or at a user that does not own the key,
     /// and ids at or above the next id to be issued. Empty means consistent.
-    pub fn check(&self) -> Result<Vec<String>, StoreError> {
+    fn check_indexes(&self) -> Result<Vec<String>, StoreError> {
         let mut problems = Vec::new();
         let next_id = match self.meta.get(NEXT_ID_KEY)? {
             Some(v) => decode_id(&v).map_err(corrupt)?.0,
@@ -564,6 +545,19 @@ impl UserStore for SledStore {
                 (r.created_at < created_before).then_some(Precondition::ResetIs(r.token_hash))
             })
         })
+    }
+
+    fn check(&self) -> Result<Vec<String>, StoreError> {
+        self.check_indexes()
+    }
+
+    /// Entries in the session and reset-token indexes.
+    fn token_counts(&self) -> Result<(usize, usize), StoreError> {
+        Ok((self.by_session.len(), self.by_reset.len()))
+    }
+
+    fn flush(&self) -> Result<(), StoreError> {
+        SledStore::flush(self)
     }
 }
 
@@ -939,7 +933,7 @@ mod tests {
         }
     }
 
-    fn walk(dir: &Path) -> Vec<PathBuf> {
+    fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
         let mut files = Vec::new();
         for entry in std::fs::read_dir(dir).unwrap() {
             let path = entry.unwrap().path();

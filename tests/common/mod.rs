@@ -5,12 +5,12 @@
 #![allow(dead_code)]
 
 pub mod process;
+pub mod stores;
 
 use std::time::Duration;
 
 use authd::config::Config;
 use authd::server::{self, Running};
-use authd::store::UserStore as _;
 use ureq::http;
 
 /// A running server and a client for it.
@@ -132,9 +132,11 @@ pub fn urlencode(s: &str) -> String {
         .collect()
 }
 
-/// The configuration tests run with: port 0, bcrypt cost 4, quiet.
+/// The configuration tests run with: port 0, bcrypt cost 4, quiet, and
+/// the store of the current test's kind for `dir`.
 pub fn test_config(dir: &std::path::Path) -> Config {
     let mut config = Config::new(dir);
+    stores::configure(&mut config, dir);
     config.addr = "127.0.0.1:0".to_owned();
     config.bcrypt_cost = 4;
     config.access_log = false;
@@ -317,6 +319,11 @@ impl TestApp {
     /// Stored users, straight from the store.
     pub fn user_count(&self) -> usize {
         self.running.store().count_users().unwrap()
+    }
+
+    /// Live (or not yet swept) session and reset tokens in the store.
+    pub fn token_counts(&self) -> (usize, usize) {
+        self.running.store().token_counts().unwrap()
     }
 
     /// Index problems found in the store (empty when consistent).

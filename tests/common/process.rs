@@ -28,7 +28,8 @@ impl std::ops::Deref for Proc {
 }
 
 impl Proc {
-    /// Starts `authd serve` on port 0 with `dir` as the store.
+    /// Starts `authd serve` on port 0 with the store for `dir` (the
+    /// directory, or its schema on PostgreSQL).
     pub fn start(dir: &Path, extra: &[&str]) -> Proc {
         Self::start_at(dir, "127.0.0.1:0", extra)
     }
@@ -39,8 +40,8 @@ impl Proc {
         let mut command = Command::new(BIN);
         command
             .env("AUTHD_BCRYPT_COST", "4")
-            .args(["serve", "--addr", addr, "--data-dir"])
-            .arg(dir)
+            .args(["serve", "--addr", addr])
+            .args(super::stores::store_args(dir))
             .args(extra);
         Self::spawn(command, &dir.with_extension("stderr"))
     }

@@ -46,7 +46,7 @@ pub fn post(app: &App, request: &Request, ip: IpAddr) -> Result<Response, ApiErr
         }
         Err(e) => {
             if matches!(e, AuthError::InvalidCredentials) {
-                app.limits.login_failed(ip, email.key());
+                app.limits.login_failed(ip, email.key())?;
                 app.audit
                     .record(Event::LoginFailure, ip, None, Some(email.as_str()), None);
             }

@@ -1,0 +1,171 @@
+//! The store a test runs on, so one test body runs against both stores.
+//!
+//! [`run_on`] sets the store kind for the current test thread; every place
+//! the tests name a store by its directory ([`TestApp`](super::TestApp),
+//! [`Proc`](super::process::Proc), [`store_args`]) then gets either that
+//! sled directory or, on PostgreSQL, a fresh schema of its own in the test
+//! database (`AUTHD_TEST_DATABASE_URL`), one per directory, dropped when
+//! the test ends. Tests list their names in [`on_every_store!`].
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use authd::config::Config;
+use authd::store::{AnyStore, Location};
+
+/// Which store the current test runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Sled,
+    Postgres,
+}
+
+thread_local! {
+    static KIND: Cell<Kind> = const { Cell::new(Kind::Sled) };
+    static SCHEMAS: RefCell<HashMap<PathBuf, Schema>> = RefCell::new(HashMap::new());
+}
+
+/// Generates, for each test function named, `on_sled::NAME` and
+/// `on_postgres::NAME`; the second is ignored (with the reason shown by
+/// `cargo test`) unless the suite was built with AUTHD_TEST_DATABASE_URL.
+#[macro_export]
+macro_rules! on_every_store {
+    ($($name:ident),* $(,)?) => {
+        mod on_sled {
+            $(
+                #[test]
+                fn $name() {
+                    $crate::common::stores::run_on($crate::common::stores::Kind::Sled, super::$name);
+                }
+            )*
+        }
+        mod on_postgres {
+            $(
+                #[test]
+                #[cfg_attr(
+                    not(authd_pg_tests),
+                    ignore = "PostgreSQL: set AUTHD_TEST_DATABASE_URL=postgres://... to run"
+                )]
+                fn $name() {
+                    $crate::common::stores::run_on($crate::common::stores::Kind::Postgres, super::$name);
+                }
+            )*
+        }
+    };
+}
+
+/// Runs `test` on `kind`, then drops the schemas it made (also when it
+/// panics).
+pub fn run_on(kind: Kind, test: fn()) {
+    struct Cleanup;
+    impl Drop for Cleanup {
+        fn drop(&mut self) {
+            SCHEMAS.with(|s| s.borrow_mut().clear());
+            KIND.with(|k| k.set(Kind::Sled));
+        }
+    }
+    KIND.with(|k| k.set(kind));
+    let _cleanup = Cleanup;
+    test();
+}
+
+/// The kind the current test runs on.
+pub fn kind() -> Kind {
+    KIND.with(Cell::get)
+}
+
+/// The test database's URL, from the environment.
+pub fn test_database() -> String {
+    std::env::var("AUTHD_TEST_DATABASE_URL")
+        .ok()
+        .filter(|v| !v.is_empty())
+        .expect("AUTHD_TEST_DATABASE_URL is not set (the suite was built with it)")
+}
+
+/// On PostgreSQL, the URL of the schema standing for `dir` (made on first
+/// use); on sled, `None`.
+pub fn database_url(dir: &Path) -> Option<String> {
+    if kind() == Kind::Sled {
+        return None;
+    }
+    Some(SCHEMAS.with(|s| {
+        s.borrow_mut()
+            .entry(dir.to_owned())
+            .or_insert_with(Schema::create)
+            .url
+            .clone()
+    }))
+}
+
+/// Points `config` at the store for `dir`.
+pub fn configure(config: &mut Config, dir: &Path) {
+    config.data_dir = dir.to_owned();
+    config.database_url = database_url(dir);
+}
+
+/// The command-line flags naming the store for `dir`.
+pub fn store_args(dir: &Path) -> Vec<String> {
+    match database_url(dir) {
+        Some(url) => vec!["--database".to_owned(), url],
+        None => vec!["--data-dir".to_owned(), dir.to_str().unwrap().to_owned()],
+    }
+}
+
+/// Opens the store for `dir` in this process.
+pub fn open(dir: &Path) -> AnyStore {
+    let mut config = Config::new(dir);
+    configure(&mut config, dir);
+    AnyStore::open(&config.location()).expect("store opens")
+}
+
+/// Where the store for `dir` is, as the server sees it.
+pub fn location(dir: &Path) -> Location {
+    let mut config = Config::new(dir);
+    configure(&mut config, dir);
+    config.location()
+}
+
+/// A schema of the test database, dropped with this value.
+pub struct Schema {
+    pub name: String,
+    pub url: String,
+}
+
+impl Schema {
+    /// A new empty schema with a unique name, and a URL whose connections
+    /// use it (`search_path`).
+    pub fn create() -> Schema {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let base = test_database();
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos();
+        let name = format!(
+            "authd_t_{}_{}_{nanos}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        );
+        admin(&format!("CREATE SCHEMA {name}"));
+        let separator = if base.contains('?') { '&' } else { '?' };
+        let url = format!("{base}{separator}options=-c%20search_path%3D{name}");
+        Schema { name, url }
+    }
+}
+
+impl Drop for Schema {
+    fn drop(&mut self) {
+        admin(&format!("DROP SCHEMA IF EXISTS {} CASCADE", self.name));
+    }
+}
+
+/// Runs `sql` on the test database.
+pub fn admin(sql: &str) {
+    let mut client = postgres::Client::connect(&test_database(), postgres::NoTls)
+        .unwrap_or_else(|e| panic!("cannot reach AUTHD_TEST_DATABASE_URL: {e}"));
+    client
+        .batch_execute(sql)
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+}
