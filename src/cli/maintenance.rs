@@ -37,6 +37,7 @@ pub fn check(args: StoreArgs) -> Result<ExitCode, CliError> {
 
 /// Copies the store while holding its lock (so no server writes meanwhile),
 /// then checks the copy.
+#[cfg_attr(not(feature = "postgres"), allow(irrefutable_let_patterns))]
 pub fn backup(args: BackupArgs) -> Result<ExitCode, CliError> {
     let dest = &args.dest;
     if dest.exists()

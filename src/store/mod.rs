@@ -142,6 +142,7 @@ impl AnyStore {
     /// The throttle named `scope`: in this process's memory for sled (one
     /// process owns the store), in the database for PostgreSQL (so every
     /// instance counts the same failures).
+    #[cfg_attr(not(feature = "postgres"), allow(unused_variables))]
     pub fn limiter(&self, scope: &'static str, rule: Rule) -> Box<dyn Limiter> {
         match self {
             AnyStore::Sled(_) => Box::new(Throttle::new(rule)),

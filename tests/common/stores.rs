@@ -55,6 +55,27 @@ macro_rules! on_every_store {
     };
 }
 
+/// Generates a test for each function named that runs on PostgreSQL only
+/// (what several instances share); ignored, with the reason, without a
+/// test database.
+#[macro_export]
+macro_rules! only_on_postgres {
+    ($($name:ident),* $(,)?) => {
+        mod on_postgres {
+            $(
+                #[test]
+                #[cfg_attr(
+                    not(authd_pg_tests),
+                    ignore = "PostgreSQL: set AUTHD_TEST_DATABASE_URL=postgres://... to run"
+                )]
+                fn $name() {
+                    $crate::common::stores::run_on($crate::common::stores::Kind::Postgres, super::$name);
+                }
+            )*
+        }
+    };
+}
+
 /// Runs `test` on `kind`, then drops the schemas it made (also when it
 /// panics).
 pub fn run_on(kind: Kind, test: fn()) {
@@ -159,6 +180,23 @@ impl Drop for Schema {
     fn drop(&mut self) {
         admin(&format!("DROP SCHEMA IF EXISTS {} CASCADE", self.name));
     }
+}
+
+/// Runs `sql` in the schema standing for `dir` (PostgreSQL tests only);
+/// returns the first column of the last row any statement returned.
+pub fn sql(dir: &Path, sql: &str) -> Option<String> {
+    let url = database_url(dir).expect("a PostgreSQL test");
+    let mut client = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    let mut last = None;
+    for message in client
+        .simple_query(sql)
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+    {
+        if let postgres::SimpleQueryMessage::Row(row) = message {
+            last = row.get(0).map(str::to_owned);
+        }
+    }
+    last
 }
 
 /// Runs `sql` on the test database.
