@@ -14,6 +14,11 @@
 //! 4. `GET /profile` with 1,000,000 users vs 1,000 users, start-up time,
 //!    resident memory and bytes on disk per user.
 //!
+//! 5. with `AUTHD_BENCH_DATABASE_URL` set (a PostgreSQL database the
+//!    harness may create a schema `authd_bench` in): `GET /profile` and
+//!    logins on the PostgreSQL store with one and with two instances, beside
+//!    the sled store in the same run.
+//!
 //! `AUTHD_BENCH_SECS` sets the length of each load (default 10 s);
 //! `AUTHD_BENCH_ONLY=1,3` runs only those parts; `AUTHD_BENCH_ROUNDS`
 //! sets the alternating rounds (default 3); `AUTHD_BENCH_FLAGS` adds
@@ -213,7 +218,139 @@ fn main() {
             large.startup_ms,
             large.server.rss_mib()
         );
+        println!();
     }
+
+    if wanted("5") {
+        match std::env::var("AUTHD_BENCH_DATABASE_URL") {
+            Ok(url) if !url.is_empty() => postgres_part(work.path(), &url, secs, rounds, cores),
+            _ => println!("5. PostgreSQL: skipped (set AUTHD_BENCH_DATABASE_URL=postgres://...)"),
+        }
+    }
+}
+
+/// Part 5: the same session checks and logins on the PostgreSQL store,
+/// with one instance and with two on one database (each given half the
+/// connections, their throughputs summed), and on sled in the same run.
+fn postgres_part(work: &Path, url: &str, secs: u64, rounds: usize, cores: usize) {
+    let mut admin =
+        postgres::Client::connect(url, postgres::NoTls).expect("AUTHD_BENCH_DATABASE_URL");
+    admin
+        .batch_execute("DROP SCHEMA IF EXISTS authd_bench CASCADE; CREATE SCHEMA authd_bench")
+        .unwrap();
+    let separator = if url.contains('?') { '&' } else { '?' };
+    let database = format!("{url}{separator}options=-c%20search_path%3Dauthd_bench");
+    let on_db = |n: usize| {
+        Server::authd_on(
+            &["--database", &database],
+            &work.join(format!("pg{n}.stderr")),
+            &["--bcrypt-cost", "12"],
+        )
+        .0
+    };
+    let sled = Server::authd(&work.join("pg-sled"), &["--bcrypt-cost", "12"]);
+    let (first, second) = (on_db(1), on_db(2));
+    let emails: Vec<String> = (1..=8).map(|i| format!("user{i}@bench.io")).collect();
+    for email in &emails {
+        sled.register_and_login(email);
+        first.register_and_login(email);
+    }
+    let script = login_script(work, &emails);
+    let sled_cookie = format!(
+        "Cookie: session_id={}",
+        sled.register_and_login("p@bench.io")
+    );
+    // A session made on the first instance works on the second.
+    let pg_cookie = format!(
+        "Cookie: session_id={}",
+        first.register_and_login("p@bench.io")
+    );
+    let profile = |server: &Server, cookie: &str, conns: usize| {
+        wrk(
+            server,
+            &server.url("/profile"),
+            1,
+            conns,
+            secs,
+            &[cookie],
+            None,
+        )
+    };
+    let logins = |server: &Server, conns: usize| {
+        wrk(
+            server,
+            &server.url("/sessions"),
+            1,
+            conns,
+            secs,
+            &[],
+            Some(&script),
+        )
+    };
+    let both = |a: &(dyn Fn() -> Load + Sync), b: &(dyn Fn() -> Load + Sync)| {
+        let (x, y) = thread::scope(|scope| {
+            let x = scope.spawn(a);
+            let y = scope.spawn(b);
+            (x.join().unwrap(), y.join().unwrap())
+        });
+        Load {
+            rps: x.rps + y.rps,
+            p99_ms: x.p99_ms.max(y.p99_ms),
+            errors: x.errors + y.errors,
+            cpu_us: f64::NAN,
+        }
+    };
+    let mut rows: Vec<(&str, Vec<Load>)> = vec![
+        ("sled, one instance", Vec::new()),
+        ("PostgreSQL, one instance", Vec::new()),
+        ("PostgreSQL, two instances", Vec::new()),
+    ];
+    let mut login_rows: Vec<(&str, Vec<Load>)> = vec![
+        ("sled, one instance", Vec::new()),
+        ("PostgreSQL, one instance", Vec::new()),
+        ("PostgreSQL, two instances", Vec::new()),
+    ];
+    for _ in 0..rounds.max(1) {
+        rows[0].1.push(profile(&sled, &sled_cookie, 16));
+        rows[1].1.push(profile(&first, &pg_cookie, 16));
+        rows[2]
+            .1
+            .push(both(&|| profile(&first, &pg_cookie, 8), &|| {
+                profile(&second, &pg_cookie, 8)
+            }));
+        login_rows[0].1.push(logins(&sled, 8));
+        login_rows[1].1.push(logins(&first, 8));
+        login_rows[2]
+            .1
+            .push(both(&|| logins(&first, 4), &|| logins(&second, 4)));
+    }
+    let limit = bcrypt_limit(cores, secs);
+    println!(
+        "5. the PostgreSQL store (medians of {} rounds)",
+        rounds.max(1)
+    );
+    println!("   GET /profile, 16 keep-alive connections in all:");
+    for (name, loads) in rows {
+        let load = median(loads);
+        println!(
+            "   {name:<27} {:>9.0} req/s  p99 {:.2} ms  (non-2xx: {})",
+            load.rps, load.p99_ms, load.errors
+        );
+    }
+    println!(
+        "   POST /sessions at bcrypt cost 12, 8 connections in all (bcrypt limit {limit:.2}/s):"
+    );
+    for (name, loads) in login_rows {
+        let load = median(loads);
+        println!(
+            "   {name:<27} {:>9.2} req/s  ratio to the limit {:.2}  (non-2xx: {})",
+            load.rps,
+            load.rps / limit,
+            load.errors
+        );
+    }
+    drop((first, second));
+    let _ = admin.batch_execute("DROP SCHEMA IF EXISTS authd_bench CASCADE");
 }
 
 fn env_number(name: &str, default: u64) -> u64 {
@@ -291,10 +428,17 @@ impl Server {
     }
 
     fn authd_timed(dir: &Path, extra: &[&str]) -> (Server, Duration) {
+        let store = ["--data-dir", dir.to_str().unwrap()];
+        Self::authd_on(&store, &dir.with_extension("stderr"), extra)
+    }
+
+    /// authd on the store named by `store` (`--data-dir DIR` or
+    /// `--database URL`), with throttles out of the benchmark's way.
+    fn authd_on(store: &[&str], stderr: &Path, extra: &[&str]) -> (Server, Duration) {
         let mut command = Command::new(AUTHD);
         command
-            .args(["serve", "--addr", "127.0.0.1:0", "--data-dir"])
-            .arg(dir)
+            .args(["serve", "--addr", "127.0.0.1:0"])
+            .args(store)
             .args([
                 "--login-free-failures",
                 "100",
@@ -302,7 +446,7 @@ impl Server {
                 "100000000",
             ])
             .args(extra);
-        Self::start(command, &dir.with_extension("stderr"))
+        Self::start(command, stderr)
     }
 
     fn authd(dir: &Path, extra: &[&str]) -> Server {
