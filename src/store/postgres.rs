@@ -23,10 +23,11 @@ use std::ops::ControlFlow;
 use std::str::FromStr as _;
 use std::time::Duration;
 
+use std::collections::HashMap;
+
 use postgres::error::SqlState;
-use postgres::types::{ToSql, Type};
-use postgres::{NoTls, Row};
-use r2d2_postgres::PostgresConnectionManager;
+use postgres::types::ToSql;
+use postgres::{NoTls, Row, Statement};
 
 use super::{Change, Lookup, OpenError, Precondition, StoreError, UserStore};
 use crate::throttle::{Limiter, Rule};
@@ -86,15 +87,142 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[(
 )];
 
 /// Every column of a user, in the order [`decode`] reads them.
-const COLUMNS: &str = "id, email, hashed_password, session_hash, session_created_at, \
-                       session_last_seen, reset_hash, reset_created_at";
+macro_rules! columns {
+    () => {
+        "id, email, hashed_password, session_hash, session_created_at, \
+         session_last_seen, reset_hash, reset_created_at"
+    };
+}
+const COLUMNS: &str = columns!();
 
 /// The database's clock in Unix milliseconds: throttle times are taken from
 /// it so that instances with slightly different clocks agree.
-const NOW_MS: &str = "(extract(epoch from clock_timestamp()) * 1000)::bigint";
+macro_rules! now_ms {
+    () => {
+        "(extract(epoch from clock_timestamp()) * 1000)::bigint"
+    };
+}
 
-type Pool = r2d2::Pool<PostgresConnectionManager<NoTls>>;
-type Conn = r2d2::PooledConnection<PostgresConnectionManager<NoTls>>;
+/// The queries of every request, prepared once per connection.
+const BY_ID: &str = concat!("SELECT ", columns!(), " FROM authd_users WHERE id = $1");
+const BY_EMAIL: &str = concat!(
+    "SELECT ",
+    columns!(),
+    " FROM authd_users WHERE email_key = $1"
+);
+const BY_SESSION: &str = concat!(
+    "SELECT ",
+    columns!(),
+    " FROM authd_users WHERE session_hash = $1"
+);
+const BY_RESET: &str = concat!(
+    "SELECT ",
+    columns!(),
+    " FROM authd_users WHERE reset_hash = $1"
+);
+const TOUCH: &str = "UPDATE authd_users SET session_last_seen = greatest(session_last_seen, $3)
+                     WHERE id = $1 AND session_hash = $2";
+const THROTTLE_CHECK: &str = concat!(
+    "SELECT count, ",
+    now_ms!(),
+    " - last_at FROM authd_throttle WHERE scope = $1 AND key = $2"
+);
+const THROTTLE_RECORD: &str = concat!(
+    "INSERT INTO authd_throttle AS t (scope, key, count, last_at) VALUES ($1, $2, 1, ",
+    now_ms!(),
+    ") ON CONFLICT (scope, key) DO UPDATE SET count = CASE WHEN ",
+    now_ms!(),
+    " - t.last_at > $3 THEN 1 ELSE least(t.count, 2147483646) + 1 END, last_at = ",
+    now_ms!()
+);
+const THROTTLE_CLEAR: &str = "DELETE FROM authd_throttle WHERE scope = $1 AND key = $2";
+const THROTTLE_SWEEP: &str = concat!(
+    "DELETE FROM authd_throttle WHERE scope = $1 AND last_at < ",
+    now_ms!(),
+    " - $2"
+);
+
+/// A pooled connection and the statements prepared on it so far: a
+/// prepared statement is parsed and planned once per connection instead of
+/// once per request.
+pub struct Connection {
+    client: postgres::Client,
+    prepared: HashMap<&'static str, Statement>,
+}
+
+impl Connection {
+    /// `sql` prepared on this connection (the first time, a round trip).
+    fn statement(&mut self, sql: &'static str) -> Result<Statement, postgres::Error> {
+        if let Some(statement) = self.prepared.get(sql) {
+            return Ok(statement.clone());
+        }
+        let statement = self.client.prepare(sql)?;
+        self.prepared.insert(sql, statement.clone());
+        Ok(statement)
+    }
+
+    /// Runs the prepared `sql`; returns at most one row.
+    fn query_opt(
+        &mut self,
+        sql: &'static str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Option<Row>, postgres::Error> {
+        let statement = self.statement(sql)?;
+        self.client.query_opt(&statement, params)
+    }
+
+    /// Runs the prepared `sql`; returns the rows it changed.
+    fn execute(
+        &mut self,
+        sql: &'static str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<u64, postgres::Error> {
+        let statement = self.statement(sql)?;
+        self.client.execute(&statement, params)
+    }
+}
+
+impl std::ops::Deref for Connection {
+    type Target = postgres::Client;
+    fn deref(&self) -> &postgres::Client {
+        &self.client
+    }
+}
+
+impl std::ops::DerefMut for Connection {
+    fn deref_mut(&mut self) -> &mut postgres::Client {
+        &mut self.client
+    }
+}
+
+/// Opens [`Connection`]s for the pool (in place of `r2d2_postgres`, whose
+/// connections cannot carry prepared statements).
+struct Manager {
+    config: postgres::Config,
+}
+
+impl r2d2::ManageConnection for Manager {
+    type Connection = Connection;
+    type Error = postgres::Error;
+
+    fn connect(&self) -> Result<Connection, postgres::Error> {
+        Ok(Connection {
+            client: self.config.connect(NoTls)?,
+            prepared: HashMap::new(),
+        })
+    }
+
+    fn is_valid(&self, conn: &mut Connection) -> Result<(), postgres::Error> {
+        conn.client.simple_query("").map(|_| ())
+    }
+
+    fn has_broken(&self, conn: &mut Connection) -> bool {
+        conn.client.is_closed()
+    }
+}
+
+type Pool = r2d2::Pool<Manager>;
+type Conn = r2d2::PooledConnection<Manager>;
 
 /// The PostgreSQL-backed store. Cheap to clone: clones share the pool.
 #[derive(Clone)]
@@ -172,7 +300,7 @@ impl PgStore {
             // r2d2 would otherwise log connection errors through `log`,
             // which authd does not use; they reach the caller anyway.
             .error_handler(Box::new(r2d2::NopErrorHandler))
-            .build(PostgresConnectionManager::new(config, NoTls))
+            .build(Manager { config })
             .map_err(|e| failed(e.to_string()))?;
         let store = PgStore { pool };
         let mut conn = store.conn().map_err(|e| failed(e.to_string()))?;
@@ -194,15 +322,9 @@ impl PgStore {
         }
     }
 
-    /// One row by an indexed column.
-    fn find_by(
-        &self,
-        column: &str,
-        value: &(dyn ToSql + Sync),
-        ty: Type,
-    ) -> Result<User, StoreError> {
-        let sql = format!("SELECT {COLUMNS} FROM authd_users WHERE {column} = $1");
-        let row = self.conn()?.query_typed_opt(&sql, &[(value, ty)])?;
+    /// One row by an indexed column (`sql` is one of the `BY_*` queries).
+    fn find_by(&self, sql: &'static str, value: &(dyn ToSql + Sync)) -> Result<User, StoreError> {
+        let row = self.conn()?.query_opt(sql, &[value])?;
         row.as_ref()
             .map(decode)
             .unwrap_or(Err(StoreError::NotFound))
@@ -341,15 +463,11 @@ impl UserStore for PgStore {
                 let Ok(id) = i64::try_from(id.0) else {
                     return Err(StoreError::NotFound);
                 };
-                self.find_by("id", &id, Type::INT8)
+                self.find_by(BY_ID, &id)
             }
-            Lookup::Email(email) => self.find_by("email_key", &email.key(), Type::TEXT),
-            Lookup::Session(hash) => {
-                self.find_by("session_hash", &hash.as_bytes().as_slice(), Type::BYTEA)
-            }
-            Lookup::Reset(hash) => {
-                self.find_by("reset_hash", &hash.as_bytes().as_slice(), Type::BYTEA)
-            }
+            Lookup::Email(email) => self.find_by(BY_EMAIL, &email.key()),
+            Lookup::Session(hash) => self.find_by(BY_SESSION, &hash.as_bytes().as_slice()),
+            Lookup::Reset(hash) => self.find_by(BY_RESET, &hash.as_bytes().as_slice()),
         }
     }
 
@@ -417,14 +535,9 @@ impl UserStore for PgStore {
         let Ok(key) = i64::try_from(id.0) else {
             return Ok(());
         };
-        self.conn()?.execute_typed(
-            "UPDATE authd_users SET session_last_seen = greatest(session_last_seen, $3)
-             WHERE id = $1 AND session_hash = $2",
-            &[
-                (&key, Type::INT8),
-                (&token_hash.as_bytes().as_slice(), Type::BYTEA),
-                (&ms(last_seen), Type::INT8),
-            ],
+        self.conn()?.execute(
+            TOUCH,
+            &[&key, &token_hash.as_bytes().as_slice(), &ms(last_seen)],
         )?;
         Ok(())
     }
@@ -616,13 +729,10 @@ impl PgLimiter {
 
 impl Limiter for PgLimiter {
     fn check(&self, key: &str) -> Result<Option<Duration>, StoreError> {
-        let row = self.pool.get()?.query_typed_opt(
-            &format!(
-                "SELECT count, {NOW_MS} - last_at FROM authd_throttle
-                 WHERE scope = $1 AND key = $2"
-            ),
-            &[(&self.scope, Type::TEXT), (&key, Type::TEXT)],
-        )?;
+        let row = self
+            .pool
+            .get()?
+            .query_opt(THROTTLE_CHECK, &[&self.scope, &key])?;
         let Some(row) = row else {
             return Ok(None);
         };
@@ -638,37 +748,23 @@ impl Limiter for PgLimiter {
     /// One upsert: the count restarts at 1 when the last event is older
     /// than the window, so concurrent instances never lose a count.
     fn record(&self, key: &str) -> Result<(), StoreError> {
-        self.pool.get()?.execute_typed(
-            &format!(
-                "INSERT INTO authd_throttle AS t (scope, key, count, last_at)
-                 VALUES ($1, $2, 1, {NOW_MS})
-                 ON CONFLICT (scope, key) DO UPDATE SET
-                    count = CASE WHEN {NOW_MS} - t.last_at > $3 THEN 1
-                                 ELSE least(t.count, 2147483646) + 1 END,
-                    last_at = {NOW_MS}"
-            ),
-            &[
-                (&self.scope, Type::TEXT),
-                (&key, Type::TEXT),
-                (&self.window_ms(), Type::INT8),
-            ],
-        )?;
+        self.pool
+            .get()?
+            .execute(THROTTLE_RECORD, &[&self.scope, &key, &self.window_ms()])?;
         Ok(())
     }
 
     fn clear(&self, key: &str) -> Result<(), StoreError> {
-        self.pool.get()?.execute_typed(
-            "DELETE FROM authd_throttle WHERE scope = $1 AND key = $2",
-            &[(&self.scope, Type::TEXT), (&key, Type::TEXT)],
-        )?;
+        self.pool
+            .get()?
+            .execute(THROTTLE_CLEAR, &[&self.scope, &key])?;
         Ok(())
     }
 
     fn sweep(&self) -> Result<(), StoreError> {
-        self.pool.get()?.execute_typed(
-            &format!("DELETE FROM authd_throttle WHERE scope = $1 AND last_at < {NOW_MS} - $2"),
-            &[(&self.scope, Type::TEXT), (&self.window_ms(), Type::INT8)],
-        )?;
+        self.pool
+            .get()?
+            .execute(THROTTLE_SWEEP, &[&self.scope, &self.window_ms()])?;
         Ok(())
     }
 }
