@@ -119,6 +119,17 @@ impl App {
     /// it can only spoil the sender's own connection (tiny_http ignores a
     /// `Connection: close` set by the handler, so that cannot be asked for).
     fn drain_body(&self, request: &Request) {
+        // A request with neither header has no body (RFC 9112, 6.3), so
+        // there is nothing to drain; and copying an empty body through
+        // std's 8 KiB stack buffer cost more than the store lookups of a
+        // session check (callgrind, see BENCHMARKS.md).
+        let has_body = request.header("Transfer-Encoding").is_some()
+            || request
+                .header("Content-Length")
+                .is_some_and(|n| n.trim() != "0");
+        if !has_body {
+            return;
+        }
         if let Some(body) = request.data() {
             let limit = self.settings.max_body_bytes as u64;
             let _ = std::io::copy(&mut body.take(limit), &mut std::io::sink());
@@ -192,28 +203,50 @@ fn normalize(path: &str) -> &str {
 /// length and with control characters escaped so a client cannot forge
 /// log lines. Bodies, cookies and tokens are never logged.
 fn log_request(request: &Request, url: &str, ip: IpAddr, status: u16, elapsed: Duration) {
-    let mut path: String = url
-        .chars()
-        .take(MAX_LOGGED_PATH)
-        .flat_map(char::escape_debug)
-        .collect();
-    if url.chars().count() > MAX_LOGGED_PATH {
-        path.push_str("...");
-    }
-    let method: String = request
-        .method()
-        .chars()
-        .take(16)
-        .flat_map(char::escape_debug)
-        .collect();
-    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    use std::fmt::Write as _;
+    let mut line = String::with_capacity(96 + url.len().min(MAX_LOGGED_PATH));
+    line.push_str(&chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
+    let _ = write!(line, " {ip} \"");
+    push_escaped(&mut line, request.method(), 16);
+    line.push(' ');
+    push_escaped(&mut line, url, MAX_LOGGED_PATH);
     let ms = elapsed.as_secs_f64() * 1000.0;
-    crate::audit::write_line(format!("{now} {ip} \"{method} {path}\" {status} {ms:.2}ms"));
+    let _ = write!(line, "\" {status} {ms:.2}ms");
+    crate::audit::write_line(line);
+}
+
+/// Appends at most `max` characters of `text`, control characters, quotes
+/// and backslashes escaped, and "..." if it was cut. Plain short text (the
+/// usual case) is copied as it is.
+fn push_escaped(line: &mut String, text: &str, max: usize) {
+    let plain = |b: &u8| b.is_ascii_graphic() && *b != b'"' && *b != b'\\';
+    if text.len() <= max && text.bytes().all(|b| plain(&b)) {
+        line.push_str(text);
+        return;
+    }
+    line.extend(text.chars().take(max).flat_map(char::escape_debug));
+    if text.chars().nth(max).is_some() {
+        line.push_str("...");
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::normalize;
+
+    #[test]
+    fn logged_text_is_escaped_and_cut() {
+        let escaped = |text: &str, max: usize| {
+            let mut line = String::new();
+            super::push_escaped(&mut line, text, max);
+            line
+        };
+        assert_eq!(escaped("/profile", 200), "/profile");
+        assert_eq!(escaped("/a\"b\\c\n", 200), "/a\\\"b\\\\c\\n");
+        assert_eq!(escaped("/abcdef", 3), "/ab...");
+        assert_eq!(escaped("/é\u{7}", 200), "/é\\u{7}");
+        assert_eq!(escaped("/éé", 2), "/é...");
+    }
 
     #[test]
     fn trailing_slashes_are_dropped() {
