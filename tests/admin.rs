@@ -7,7 +7,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use authd::store::{SledStore, UserStore as _};
-use common::process::{run, run_with_stdin, Proc};
+use common::process::{run, Proc};
+use common::stores::run_authd as authd;
 
 /// Hashes made by another bcrypt implementation: libxcrypt (Openwall's
 /// crypt_blowfish, Debian's libc `crypt`), through Python's `crypt` module.
@@ -52,15 +53,6 @@ fn wait_released(dir: &Path) {
 
 fn dir_arg(dir: &Path) -> &str {
     dir.to_str().unwrap()
-}
-
-/// `authd ARGS --data-dir DIR` (or `--database` the schema standing for
-/// DIR) with `stdin`; returns (code, stdout, stderr).
-fn authd(dir: &Path, args: &[&str], stdin: Option<&str>) -> (i32, String, String) {
-    let store = common::stores::store_args(dir);
-    let mut all = args.to_vec();
-    all.extend(store.iter().map(String::as_str));
-    run_with_stdin(&all, stdin.map(str::as_bytes))
 }
 
 fn add(dir: &Path, email: &str, password: &str) {

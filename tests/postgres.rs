@@ -11,19 +11,11 @@ use std::thread;
 use std::time::Duration;
 
 use common::process::{enc, run, run_with_stdin, Client, Proc};
-use common::stores::{sql, store_args};
+use common::stores::{run_authd as authd, sql, store_args};
 
 /// `n` servers on the schema standing for `dir`.
 fn instances(dir: &Path, n: usize, extra: &[&str]) -> Vec<Proc> {
     (0..n).map(|_| Proc::start(dir, extra)).collect()
-}
-
-/// `authd ARGS` on the store for `dir`.
-fn authd(dir: &Path, args: &[&str], stdin: Option<&str>) -> (i32, String, String) {
-    let store = store_args(dir);
-    let mut all = args.to_vec();
-    all.extend(store.iter().map(String::as_str));
-    run_with_stdin(&all, stdin.map(str::as_bytes))
 }
 
 fn register(client: &Client, email: &str, password: &str) -> u16 {

@@ -217,6 +217,17 @@ pub enum Change {
 }
 
 impl Change {
+    /// Makes this change to `user` in memory; the store writes the result
+    /// and keeps its indexes in step.
+    pub fn apply_to(&self, user: &mut User) {
+        match self {
+            Change::Email(email) => user.email = email.clone(),
+            Change::HashedPassword(hash) => user.hashed_password = hash.clone(),
+            Change::Session(session) => user.session = *session,
+            Change::Reset(reset) => user.reset = *reset,
+        }
+    }
+
     /// The reference's `update_user(id, field=value)`: `email`,
     /// `hashed_password`, `session_id` or `reset_token`; `None` clears a
     /// token. Tokens are given in clear and only their hash is kept.

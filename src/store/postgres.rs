@@ -495,12 +495,7 @@ impl UserStore for PgStore {
         }
         let mut new = old;
         for change in changes {
-            match change {
-                Change::Email(email) => new.email = email.clone(),
-                Change::HashedPassword(hash) => new.hashed_password = hash.clone(),
-                Change::Session(session) => new.session = *session,
-                Change::Reset(reset) => new.reset = *reset,
-            }
+            change.apply_to(&mut new);
         }
         let session = new.session.as_ref();
         let reset = new.reset.as_ref();

@@ -589,12 +589,7 @@ impl SledStore {
                 }
                 let mut new = old.clone();
                 for change in changes {
-                    match change {
-                        Change::Email(email) => new.email = email.clone(),
-                        Change::HashedPassword(hash) => new.hashed_password = hash.clone(),
-                        Change::Session(session) => new.session = *session,
-                        Change::Reset(reset) => new.reset = *reset,
-                    }
+                    change.apply_to(&mut new);
                 }
                 if new.email.key() != old.email.key() {
                     if by_email.get(new.email.key())?.is_some() {

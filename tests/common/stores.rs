@@ -40,18 +40,7 @@ macro_rules! on_every_store {
                 }
             )*
         }
-        mod on_postgres {
-            $(
-                #[test]
-                #[cfg_attr(
-                    not(authd_pg_tests),
-                    ignore = "PostgreSQL: set AUTHD_TEST_DATABASE_URL=postgres://... to run"
-                )]
-                fn $name() {
-                    $crate::common::stores::run_on($crate::common::stores::Kind::Postgres, super::$name);
-                }
-            )*
-        }
+        $crate::only_on_postgres!($($name),*);
     };
 }
 
@@ -131,6 +120,15 @@ pub fn store_args(dir: &Path) -> Vec<String> {
         Some(url) => vec!["--database".to_owned(), url],
         None => vec!["--data-dir".to_owned(), dir.to_str().unwrap().to_owned()],
     }
+}
+
+/// Runs the binary with `args` and the flags naming the store for `dir`,
+/// with `stdin`; returns (code, stdout, stderr).
+pub fn run_authd(dir: &Path, args: &[&str], stdin: Option<&str>) -> (i32, String, String) {
+    let store = store_args(dir);
+    let mut all = args.to_vec();
+    all.extend(store.iter().map(String::as_str));
+    super::process::run_with_stdin(&all, stdin.map(str::as_bytes))
 }
 
 /// Opens the store for `dir` in this process.
