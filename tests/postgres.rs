@@ -196,6 +196,18 @@ fn an_unreachable_database_is_one_clear_line_without_its_password() {
         "{stderr}"
     );
     assert!(!stderr.contains("s3cret-pw"), "{stderr}");
+    assert!(stderr.contains("Connection refused"), "{stderr}");
+    // The server's own reason, not only "db error".
+    let missing = format!(
+        "{}/authd_no_such_database",
+        common::stores::test_database().rsplit_once('/').unwrap().0
+    );
+    let (code, _, stderr) = run(&["--addr", "127.0.0.1:0", "--database", &missing]);
+    assert_eq!(code, 1);
+    assert!(
+        stderr.contains("database \"authd_no_such_database\" does not exist"),
+        "{stderr}"
+    );
 }
 
 fn moving_from_sled_is_export_then_import() {

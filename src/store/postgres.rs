@@ -34,6 +34,10 @@ use crate::throttle::{Limiter, Rule};
 use crate::token::TokenHash;
 use crate::user::{Email, ResetGrant, Session, User, UserId};
 
+/// How long opening a connection may take, unless the URL says
+/// (`connect_timeout=`).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// How long a request waits for a free connection before a 503.
 const CHECKOUT_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -240,7 +244,20 @@ impl std::fmt::Debug for PgStore {
 
 impl From<postgres::Error> for StoreError {
     fn from(e: postgres::Error) -> Self {
-        StoreError::Backend(format!("PostgreSQL: {e}"))
+        StoreError::Backend(format!("PostgreSQL: {}", describe(&e)))
+    }
+}
+
+/// One line saying what went wrong: the server's own message for an error
+/// it reported (the crate's `Display` says only "db error"), else the
+/// client's.
+fn describe(e: &postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("{} (SQLSTATE {})", db.message(), db.code().code()),
+        None => match std::error::Error::source(e) {
+            Some(cause) => format!("{e}: {cause}"),
+            None => e.to_string(),
+        },
     }
 }
 
@@ -288,7 +305,15 @@ impl PgStore {
             target: redact(url),
             reason,
         };
-        let config = postgres::Config::from_str(url).map_err(|e| failed(e.to_string()))?;
+        let mut config = postgres::Config::from_str(url).map_err(|e| failed(e.to_string()))?;
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(CONNECT_TIMEOUT);
+        }
+        // One connection first, for a clear error (the pool reports only
+        // that it timed out) and to migrate on.
+        let mut first = config.connect(NoTls).map_err(|e| failed(describe(&e)))?;
+        migrate(&mut first).map_err(|e| failed(e.to_string()))?;
+        drop(first);
         let pool = r2d2::Pool::builder()
             .max_size(pool_size.max(1))
             .min_idle(Some(pool_size.clamp(1, 2)))
@@ -302,10 +327,7 @@ impl PgStore {
             .error_handler(Box::new(r2d2::NopErrorHandler))
             .build(Manager { config })
             .map_err(|e| failed(e.to_string()))?;
-        let store = PgStore { pool };
-        let mut conn = store.conn().map_err(|e| failed(e.to_string()))?;
-        migrate(&mut conn).map_err(|e| failed(e.to_string()))?;
-        Ok(store)
+        Ok(PgStore { pool })
     }
 
     fn conn(&self) -> Result<Conn, StoreError> {
