@@ -274,7 +274,60 @@ fn check_reports_rows_that_disagree_and_backup_points_elsewhere() {
     assert!(err.contains("pg_dump"), "{err}");
 }
 
+fn the_database_url_may_come_from_the_environment() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("env");
+    let url = common::stores::database_url(&dir).unwrap();
+    let mut command = std::process::Command::new(common::process::BIN);
+    command
+        .env("AUTHD_DATABASE_URL", &url)
+        .env("AUTHD_BCRYPT_COST", "4")
+        .args(["--addr", "127.0.0.1:0"]);
+    let server = Proc::spawn(command, &tmp.path().join("env.stderr"));
+    assert_eq!(register(&server, "env@x.io", "pw"), 200);
+    assert!(
+        server.stderr().contains("store PostgreSQL database"),
+        "{}",
+        server.stderr()
+    );
+    assert!(!server.stderr().contains(&url), "the URL is not logged");
+    assert_eq!(
+        sql(&dir, "SELECT email FROM authd_users").as_deref(),
+        Some("env@x.io")
+    );
+}
+
+fn tokens_are_stored_only_as_their_sha256() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("hashes");
+    let server = Proc::start(&dir, &[]);
+    assert_eq!(register(&server, "h@x.io", "pw"), 200);
+    let session = server.log_in("h@x.io", "pw").unwrap();
+    let (_, body) = server.post("/reset_password", "email=h%40x.io");
+    let reply: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let reset = reply["reset_token"].as_str().unwrap();
+    let hex = |token: &str| -> String {
+        let hash = authd::token::Token::parse(token).unwrap().hash();
+        hash.as_bytes().iter().map(|b| format!("{b:02x}")).collect()
+    };
+    let stored = sql(
+        &dir,
+        "SELECT encode(session_hash, 'hex') || ' ' || encode(reset_hash, 'hex') FROM authd_users",
+    )
+    .unwrap();
+    assert_eq!(stored, format!("{} {}", hex(&session), hex(reset)));
+    // No column of any authd table holds a token in clear.
+    let dump = sql(
+        &dir,
+        "SELECT string_agg(t::text, ' ') FROM (SELECT * FROM authd_users) t",
+    )
+    .unwrap();
+    assert!(!dump.contains(&session) && !dump.contains(reset), "{dump}");
+}
+
 crate::only_on_postgres!(
+    the_database_url_may_come_from_the_environment,
+    tokens_are_stored_only_as_their_sha256,
     spread_load_behaves_as_one_server,
     one_email_raced_across_instances_makes_one_account,
     failed_logins_are_counted_across_instances,
