@@ -11,7 +11,7 @@ use std::thread;
 use std::time::Duration;
 
 use common::process::{enc, run, run_with_stdin, Client, Proc};
-use common::stores::{run_authd as authd, sql, store_args};
+use common::stores::{admin, run_authd as authd, sql, store_args};
 
 /// `n` servers on the schema standing for `dir`.
 fn instances(dir: &Path, n: usize, extra: &[&str]) -> Vec<Proc> {
@@ -325,7 +325,29 @@ fn tokens_are_stored_only_as_their_sha256() {
     assert!(!dump.contains(&session) && !dump.contains(reset), "{dump}");
 }
 
+fn cut_database_connections_are_replaced_unnoticed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("cut");
+    let server = Proc::start(&dir, &[]);
+    assert_eq!(register(&server, "c@x.io", "pw"), 200);
+    let session = server.log_in("c@x.io", "pw").unwrap();
+    assert_eq!(server.profile(&session), 200);
+    let schema = common::stores::schema_name(&dir);
+    // What a database restart or failover does to open connections.
+    admin(&format!(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = '{schema}'"
+    ));
+    // The first read finds the dead connections, drops them and goes on
+    // with a new one: no request notices.
+    for _ in 0..20 {
+        assert_eq!(server.profile(&session), 200);
+    }
+    assert_eq!(register(&server, "d@x.io", "pw"), 200);
+    assert!(server.log_in("d@x.io", "pw").is_ok());
+}
+
 crate::only_on_postgres!(
+    cut_database_connections_are_replaced_unnoticed,
     the_database_url_may_come_from_the_environment,
     tokens_are_stored_only_as_their_sha256,
     spread_load_behaves_as_one_server,

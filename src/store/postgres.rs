@@ -226,6 +226,41 @@ impl r2d2::ManageConnection for Manager {
 }
 
 type Pool = r2d2::Pool<Manager>;
+
+/// Whether `e` says the connection is gone (the server restarted, failed
+/// over, or ended the session), as opposed to the query failing.
+fn connection_lost(e: &postgres::Error) -> bool {
+    e.is_closed()
+        || e.code().is_some_and(|code| {
+            [
+                SqlState::ADMIN_SHUTDOWN,
+                SqlState::CRASH_SHUTDOWN,
+                SqlState::CANNOT_CONNECT_NOW,
+            ]
+            .contains(code)
+        })
+}
+
+/// Runs a read on a pooled connection, moving on to another connection
+/// while the one given turns out dead (r2d2 drops a closed connection when
+/// it comes back). Connections are not tested at checkout (that would cost
+/// a round trip per request), so after a database restart the pool still
+/// holds dead ones; every request path starts with a read, and reads may
+/// be repeated safely, so this is where they are cleared out. Writes are
+/// never repeated: a lost connection there answers 503.
+fn read<T>(
+    pool: &Pool,
+    op: impl Fn(&mut Connection) -> Result<T, postgres::Error>,
+) -> Result<T, StoreError> {
+    let mut attempts = pool.max_size() + 1;
+    loop {
+        let mut conn = pool.get()?;
+        match op(&mut conn) {
+            Err(e) if connection_lost(&e) && attempts > 1 => attempts -= 1,
+            other => return Ok(other?),
+        }
+    }
+}
 type Conn = r2d2::PooledConnection<Manager>;
 
 /// The PostgreSQL-backed store. Cheap to clone: clones share the pool.
@@ -346,7 +381,7 @@ impl PgStore {
 
     /// One row by an indexed column (`sql` is one of the `BY_*` queries).
     fn find_by(&self, sql: &'static str, value: &(dyn ToSql + Sync)) -> Result<User, StoreError> {
-        let row = self.conn()?.query_opt(sql, &[value])?;
+        let row = read(&self.pool, |conn| conn.query_opt(sql, &[value]))?;
         row.as_ref()
             .map(decode)
             .unwrap_or(Err(StoreError::NotFound))
@@ -746,10 +781,9 @@ impl PgLimiter {
 
 impl Limiter for PgLimiter {
     fn check(&self, key: &str) -> Result<Option<Duration>, StoreError> {
-        let row = self
-            .pool
-            .get()?
-            .query_opt(THROTTLE_CHECK, &[&self.scope, &key])?;
+        let row = read(&self.pool, |conn| {
+            conn.query_opt(THROTTLE_CHECK, &[&self.scope, &key])
+        })?;
         let Some(row) = row else {
             return Ok(None);
         };

@@ -108,6 +108,12 @@ pub fn database_url(dir: &Path) -> Option<String> {
     }))
 }
 
+/// The name of the schema standing for `dir` (made on first use).
+pub fn schema_name(dir: &Path) -> String {
+    database_url(dir).expect("a PostgreSQL test");
+    SCHEMAS.with(|s| s.borrow()[dir].name.clone())
+}
+
 /// Points `config` at the store for `dir`.
 pub fn configure(config: &mut Config, dir: &Path) {
     config.data_dir = dir.to_owned();
@@ -169,7 +175,10 @@ impl Schema {
         );
         admin(&format!("CREATE SCHEMA {name}"));
         let separator = if base.contains('?') { '&' } else { '?' };
-        let url = format!("{base}{separator}options=-c%20search_path%3D{name}");
+        // The application name lets a test find (and cut) this schema's
+        // connections without touching those of tests running beside it.
+        let url =
+            format!("{base}{separator}options=-c%20search_path%3D{name}&application_name={name}");
         Schema { name, url }
     }
 }
