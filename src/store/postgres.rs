@@ -90,6 +90,14 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[(
     );",
 )];
 
+/// The highest migration applied to the database.
+const APPLIED_VERSION: &str = "SELECT coalesce(max(version), 0) FROM authd_migrations";
+
+/// The schema version this authd brings a database to.
+fn schema_version() -> i32 {
+    MIGRATIONS.last().map_or(0, |(version, _, _)| *version)
+}
+
 /// Every column of a user, in the order [`decode`] reads them.
 macro_rules! columns {
     () => {
@@ -98,6 +106,8 @@ macro_rules! columns {
     };
 }
 const COLUMNS: &str = columns!();
+/// Where `email_key` comes after [`COLUMNS`] in [`PgStore::each_row`].
+const EMAIL_KEY_COLUMN: usize = 8;
 
 /// The database's clock in Unix milliseconds: throttle times are taken from
 /// it so that instances with slightly different clocks agree.
@@ -379,6 +389,32 @@ impl PgStore {
         }
     }
 
+    /// Calls `visit` with every user row ([`COLUMNS`], then `email_key`) in
+    /// id order, a thousand rows per query, until it returns `Break`.
+    fn each_row(
+        &self,
+        visit: &mut dyn FnMut(&Row) -> Result<ControlFlow<()>, StoreError>,
+    ) -> Result<(), StoreError> {
+        const PAGE: usize = 1000;
+        let sql = format!(
+            "SELECT {COLUMNS}, email_key FROM authd_users WHERE id > $1 ORDER BY id LIMIT {PAGE}"
+        );
+        let mut conn = self.conn()?;
+        let mut after = 0i64;
+        loop {
+            let rows = conn.query(&sql, &[&after])?;
+            for row in &rows {
+                after = row.try_get(0)?;
+                if visit(row)?.is_break() {
+                    return Ok(());
+                }
+            }
+            if rows.len() < PAGE {
+                return Ok(());
+            }
+        }
+    }
+
     /// One row by an indexed column (`sql` is one of the `BY_*` queries).
     fn find_by(&self, sql: &'static str, value: &(dyn ToSql + Sync)) -> Result<User, StoreError> {
         let row = read(&self.pool, |conn| conn.query_opt(sql, &[value]))?;
@@ -401,13 +437,8 @@ fn migrate(conn: &mut postgres::Client) -> Result<(), StoreError> {
             applied_at TIMESTAMPTZ NOT NULL DEFAULT now()
         )",
     )?;
-    let applied: i32 = tx
-        .query_one(
-            "SELECT coalesce(max(version), 0) FROM authd_migrations",
-            &[],
-        )?
-        .get(0);
-    let known = MIGRATIONS.last().map_or(0, |(version, _, _)| *version);
+    let applied: i32 = tx.query_one(APPLIED_VERSION, &[])?.get(0);
+    let known = schema_version();
     if applied > known {
         return Err(StoreError::Corrupt(format!(
             "the database schema is at version {applied}, newer than this authd knows \
@@ -659,26 +690,8 @@ impl UserStore for PgStore {
             .collect()
     }
 
-    /// Pages through the users by id, a thousand at a time.
     fn each_user(&self, visit: &mut dyn FnMut(User) -> ControlFlow<()>) -> Result<(), StoreError> {
-        let mut conn = self.conn()?;
-        let mut after = 0i64;
-        loop {
-            let rows = conn.query(
-                &format!("SELECT {COLUMNS} FROM authd_users WHERE id > $1 ORDER BY id LIMIT 1000"),
-                &[&after],
-            )?;
-            for row in &rows {
-                let user = decode(row)?;
-                after = user.id.0 as i64;
-                if visit(user).is_break() {
-                    return Ok(());
-                }
-            }
-            if rows.len() < 1000 {
-                return Ok(());
-            }
-        }
+        self.each_row(&mut |row| Ok(visit(decode(row)?)))
     }
 
     fn count_users(&self) -> Result<usize, StoreError> {
@@ -705,51 +718,33 @@ impl UserStore for PgStore {
     /// the uniqueness that the sled store's `check` verifies by hand.)
     fn check(&self) -> Result<Vec<String>, StoreError> {
         let mut problems = Vec::new();
-        let version: i32 = self
-            .conn()?
-            .query_one(
-                "SELECT coalesce(max(version), 0) FROM authd_migrations",
-                &[],
-            )?
-            .try_get(0)?;
-        let known = MIGRATIONS.last().map_or(0, |(version, _, _)| *version);
+        let version: i32 = self.conn()?.query_one(APPLIED_VERSION, &[])?.try_get(0)?;
+        let known = schema_version();
         if version != known {
             problems.push(format!(
                 "schema version {version}, this authd expects {known}"
             ));
         }
-        let mut conn = self.conn()?;
-        let mut after = 0i64;
-        loop {
-            let rows = conn.query(
-                &format!(
-                    "SELECT {COLUMNS}, email_key FROM authd_users
-                     WHERE id > $1 ORDER BY id LIMIT 1000"
-                ),
-                &[&after],
-            )?;
-            for row in &rows {
-                after = row.try_get(0)?;
-                match decode(row) {
-                    Err(e) => problems.push(format!("user {after}: {e}")),
-                    Ok(user) => {
-                        let key: String = row.try_get(8)?;
-                        if user.email.key() != key {
-                            problems.push(format!(
-                                "user {after}: email key {key:?} does not match email {:?}",
-                                user.email.as_str()
-                            ));
-                        }
-                        if !user.hashed_password.starts_with("$2") {
-                            problems.push(format!("user {after}: password is not a bcrypt hash"));
-                        }
+        self.each_row(&mut |row| {
+            let id: i64 = row.try_get(0)?;
+            match decode(row) {
+                Err(e) => problems.push(format!("user {id}: {e}")),
+                Ok(user) => {
+                    let key: String = row.try_get(EMAIL_KEY_COLUMN)?;
+                    if user.email.key() != key {
+                        problems.push(format!(
+                            "user {id}: email key {key:?} does not match email {:?}",
+                            user.email.as_str()
+                        ));
+                    }
+                    if !user.hashed_password.starts_with("$2") {
+                        problems.push(format!("user {id}: password is not a bcrypt hash"));
                     }
                 }
             }
-            if rows.len() < 1000 {
-                return Ok(problems);
-            }
-        }
+            Ok(ControlFlow::Continue(()))
+        })?;
+        Ok(problems)
     }
 
     fn token_counts(&self) -> Result<(usize, usize), StoreError> {

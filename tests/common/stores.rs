@@ -12,7 +12,6 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use authd::config::Config;
-use authd::store::{AnyStore, Location};
 
 /// Which store the current test runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -135,20 +134,6 @@ pub fn run_authd(dir: &Path, args: &[&str], stdin: Option<&str>) -> (i32, String
     let mut all = args.to_vec();
     all.extend(store.iter().map(String::as_str));
     super::process::run_with_stdin(&all, stdin.map(str::as_bytes))
-}
-
-/// Opens the store for `dir` in this process.
-pub fn open(dir: &Path) -> AnyStore {
-    let mut config = Config::new(dir);
-    configure(&mut config, dir);
-    AnyStore::open(&config.location()).expect("store opens")
-}
-
-/// Where the store for `dir` is, as the server sees it.
-pub fn location(dir: &Path) -> Location {
-    let mut config = Config::new(dir);
-    configure(&mut config, dir);
-    config.location()
 }
 
 /// A schema of the test database, dropped with this value.
