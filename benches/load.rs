@@ -1,12 +1,14 @@
 //! The performance harness: `cargo bench --bench load`.
 //!
-//! Builds nothing by itself (cargo bench builds the release binary), then
-//! starts authd and a bare rouille server on free ports, drives them with
-//! wrk (Debian's `wrk` package), and prints four figures, each as a ratio
-//! to a limit measured in the same run:
+//! cargo bench builds the release binary; the harness builds the bare
+//! rouille server (benches/bare, its own workspace and Cargo.lock, on
+//! upstream tiny_http 0.12.0 rather than authd's patched copy) into
+//! target/bare. It starts authd and the bare server on free ports, drives
+//! them with wrk (Debian's `wrk` package), and prints four figures, each as
+//! a ratio to a limit measured in the same run:
 //!
-//! 1. `GET /profile` at 16 keep-alive connections vs a bare rouille server
-//!    answering a fixed JSON body with the same pool size;
+//! 1. `GET /profile` at 16 keep-alive connections vs the bare rouille
+//!    server answering a fixed JSON body with the same pool size;
 //! 2. logins per second at bcrypt cost 12 vs the machine's bcrypt limit
 //!    (verifications per second, one thread per core);
 //! 3. `GET /profile` p99 latency and throughput while logins keep every
@@ -22,7 +24,9 @@
 //! `AUTHD_BENCH_SECS` sets the length of each load (default 10 s);
 //! `AUTHD_BENCH_ONLY=1,3` runs only those parts; `AUTHD_BENCH_ROUNDS`
 //! sets the alternating rounds (default 3); `AUTHD_BENCH_FLAGS` adds
-//! flags to every authd started (e.g. "--no-access-log").
+//! flags to every authd started (e.g. "--no-access-log");
+//! `AUTHD_BENCH_BIN` runs another authd binary (an earlier build, to compare
+//! against the current one on the same machine minutes apart).
 //! No assertion anywhere: it prints figures, and BENCHMARKS.md keeps them.
 
 use std::fs;
@@ -34,16 +38,18 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-const AUTHD: &str = env!("CARGO_BIN_EXE_authd");
-/// authd's default HTTP pool; the baseline gets the same.
+/// The authd binary under test: this build's, or `AUTHD_BENCH_BIN`.
+fn authd() -> PathBuf {
+    std::env::var_os("AUTHD_BENCH_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_authd")))
+}
+/// authd's default HTTP pool; the baseline gets the same (its own `POOL`
+/// in benches/bare/src/main.rs, which must match).
 const POOL: usize = 64;
 const PASSWORD: &str = "bench-passphrase";
 
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    if args.get(1).map(String::as_str) == Some("--baseline") {
-        return baseline(&args[2]);
-    }
     if Command::new("wrk").arg("--version").output().is_err() {
         eprintln!("the harness needs wrk: apt-get install wrk");
         std::process::exit(1);
@@ -67,7 +73,8 @@ fn main() {
     if wanted("1") {
         // Session checks vs the framework's ceiling, alternating so that
         // the machine's noise hits both alike.
-        let base = Server::baseline(work.path());
+        let (bare_bin, tiny_http) = build_bare();
+        let base = Server::baseline(&bare_bin, work.path());
         let (bare, profile) = alternate(rounds, || {
             (
                 // The same request, cookie included: reading its headers is
@@ -84,14 +91,16 @@ fn main() {
                 ),
             )
         });
+        let bare_label = format!("bare rouille (fixed JSON, pool {POOL}) on {tiny_http}:");
+        let width = bare_label.len();
         println!("1. GET /profile, 16 keep-alive connections");
         println!(
-            "   bare rouille (fixed JSON, pool {POOL}): {:>9.0} req/s  p99 {:.2} ms",
+            "   {bare_label:<width$} {:>9.0} req/s  p99 {:.2} ms",
             bare.rps, bare.p99_ms
         );
         println!(
-            "   authd GET /profile:                  {:>9.0} req/s  p99 {:.2} ms",
-            profile.rps, profile.p99_ms
+            "   {:<width$} {:>9.0} req/s  p99 {:.2} ms",
+            "authd GET /profile:", profile.rps, profile.p99_ms
         );
         println!("   ratio {:.2} (target >= 0.90)", profile.rps / bare.rps);
         println!(
@@ -380,16 +389,55 @@ fn median(mut loads: Vec<Load>) -> Load {
     loads[loads.len() / 2]
 }
 
-/// The bare rouille server: a fixed JSON body as small as a profile answer.
-fn baseline(addr: &str) {
-    let server = rouille::Server::new(addr, |_request| {
-        rouille::Response::json(&serde_json::json!({ "email": "user0@bench.io" }))
-    })
-    .unwrap()
-    .pool_size(POOL);
-    println!("listening on http://{}", server.server_addr());
-    std::io::stdout().flush().unwrap();
-    server.run();
+/// Builds the bare rouille server (benches/bare: a fixed JSON body as small
+/// as a profile answer) into target/bare, as benches/profile.sh does, and
+/// returns its path and the tiny_http it is built on ("upstream tiny_http
+/// 0.12.0"), read from its Cargo.lock. Its own workspace, so the root's
+/// `[patch.crates-io]` of tiny_http does not reach it; `--locked` keeps it
+/// on what its Cargo.lock pins.
+fn build_bare() -> (PathBuf, String) {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let manifest = root.join("benches/bare/Cargo.toml");
+    let target = root.join("target/bare");
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let status = Command::new(cargo)
+        .args([
+            "build",
+            "--release",
+            "--locked",
+            "--quiet",
+            "--manifest-path",
+        ])
+        .arg(&manifest)
+        .arg("--target-dir")
+        .arg(&target)
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success(), "building benches/bare failed");
+    let lock = fs::read_to_string(root.join("benches/bare/Cargo.lock")).unwrap();
+    let (version, source) = lock
+        .split("[[package]]")
+        .find(|package| package.contains("\nname = \"tiny_http\"\n"))
+        .map(|package| {
+            let field = |key: &str| {
+                package
+                    .lines()
+                    .find_map(|l| l.strip_prefix(key))
+                    .map_or("", |v| v.trim_matches('"'))
+                    .to_owned()
+            };
+            (field("version = "), field("source = "))
+        })
+        .expect("no tiny_http in benches/bare/Cargo.lock");
+    assert!(
+        source.starts_with("registry+"),
+        "the bare server's tiny_http is not from the registry: {source}"
+    );
+    (
+        target.join("release/authd-bench-bare"),
+        format!("upstream tiny_http {version}"),
+    )
 }
 
 struct Server {
@@ -423,9 +471,9 @@ impl Server {
         (Server { child, base }, elapsed)
     }
 
-    fn baseline(dir: &Path) -> Server {
-        let mut command = Command::new(std::env::current_exe().unwrap());
-        command.args(["--baseline", "127.0.0.1:0"]);
+    fn baseline(bin: &Path, dir: &Path) -> Server {
+        let mut command = Command::new(bin);
+        command.arg("127.0.0.1:0");
         Self::start(command, &dir.join("baseline.stderr")).0
     }
 
@@ -437,7 +485,7 @@ impl Server {
     /// authd on the store named by `store` (`--data-dir DIR` or
     /// `--database URL`), with throttles out of the benchmark's way.
     fn authd_on(store: &[&str], stderr: &Path, extra: &[&str]) -> (Server, Duration) {
-        let mut command = Command::new(AUTHD);
+        let mut command = Command::new(authd());
         command
             .args(["serve", "--addr", "127.0.0.1:0"])
             .args(store)
@@ -726,7 +774,7 @@ impl ScaleStore {
             }
         }
         let started = Instant::now();
-        let status = Command::new(AUTHD)
+        let status = Command::new(authd())
             .args([
                 "import",
                 file.to_str().unwrap(),

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Instruction counts per `GET /profile`, for authd and the bare rouille
-# server of the load harness, under valgrind's callgrind: deterministic, so
-# unlike throughput it does not move with the machine's other load.
+# server of the load harness (benches/bare, on upstream tiny_http 0.12.0),
+# under valgrind's callgrind: deterministic, so unlike throughput it does
+# not move with the machine's other load.
 #
 #   benches/profile.sh            # both servers, 3,000 requests each
 #   REQUESTS=10000 benches/profile.sh
@@ -11,15 +12,17 @@
 # same cookie to both), and the counts are dumped. Prints instructions per
 # request and leaves the profiles in target/profile/ for callgrind_annotate
 # (e.g. `callgrind_annotate --inclusive=yes target/profile/authd.*.1`).
-# Needs valgrind; builds the release binary and the bench harness first.
+# Needs valgrind; builds the release binary and the bare server first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 requests=${REQUESTS:-3000}
 out=target/profile
 rm -rf "$out"; mkdir -p "$out"
 cargo build --release --quiet
-cargo bench --bench load --no-run --quiet 2>/dev/null
-harness=$(ls -t target/release/deps/load-* | grep -v '\.d$' | head -1)
+# Its own workspace and Cargo.lock: upstream tiny_http, not authd's patched
+# copy (as benches/load.rs builds it).
+cargo build --release --locked --quiet --manifest-path benches/bare/Cargo.toml --target-dir target/bare
+bare=target/bare/release/authd-bench-bare
 
 drive() { # PORT COUNT COOKIE
     python3 - "$@" <<'PY'
@@ -63,5 +66,5 @@ measure() { # NAME COMMAND...
     echo "$name: $((total / requests)) instructions per request ($total for $requests)"
 }
 
-measure bare "$harness" --baseline 127.0.0.1:0
+measure bare "$bare" 127.0.0.1:0
 measure authd ./target/release/authd --addr 127.0.0.1:0 --data-dir "$out/store" --bcrypt-cost 4
