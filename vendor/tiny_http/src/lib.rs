@@ -92,36 +92,36 @@
 #![allow(clippy::match_like_matches_macro)]
 
 #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
-use zeroize::Zeroizing;
+compile_error!(
+    "this fork of tiny_http has no TLS yet (upstream's pins rustls 0.20): see vendor/tiny_http/PATCHES.md"
+);
 
 use std::error::Error;
 use std::io::Error as IoError;
-use std::io::ErrorKind as IoErrorKind;
 use std::io::Result as IoResult;
 use std::net::{Shutdown, TcpStream, ToSocketAddrs};
-use std::sync::atomic::AtomicBool;
-use std::sync::atomic::Ordering::Relaxed;
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
-use client::ClientConnection;
 use connection::Connection;
-use util::MessagesQueue;
+use util::{ConnectionTable, MessagesQueue};
 
 pub use common::{HTTPVersion, Header, HeaderField, Method, StatusCode};
 pub use connection::{ConfigListenAddr, ListenAddr, Listener};
+pub use limits::{EdgeResponder, Hooks, Limits, ListenerHealth, Logger};
 pub use request::{ReadWrite, Request};
 pub use response::{Response, ResponseBox};
 pub use test::TestRequest;
 
+mod accept;
 mod client;
 mod common;
 mod connection;
+mod limits;
 mod request;
 mod response;
-mod ssl;
 mod test;
 mod util;
 
@@ -136,34 +136,23 @@ pub struct Server {
     close: Arc<AtomicBool>,
 
     // queue for messages received by child threads
-    messages: Arc<MessagesQueue<Message>>,
+    messages: Arc<MessagesQueue<Request>>,
 
     // result of TcpListener::local_addr()
     listening_addr: ListenAddr,
-}
 
-enum Message {
-    Error(IoError),
-    NewRequest(Request),
-}
+    // false while accepting fails (fork)
+    accepting: Arc<AtomicBool>,
 
-impl From<IoError> for Message {
-    fn from(e: IoError) -> Message {
-        Message::Error(e)
-    }
-}
-
-impl From<Request> for Message {
-    fn from(rq: Request) -> Message {
-        Message::NewRequest(rq)
-    }
+    // the open connections (fork)
+    connections: ConnectionTable,
 }
 
 // this trait is to make sure that Server implements Share and Send
-#[doc(hidden)]
-trait MustBeShareDummy: Sync + Send {}
-#[doc(hidden)]
-impl MustBeShareDummy for Server {}
+const _: () = {
+    const fn must_be_share<T: Sync + Send>() {}
+    must_be_share::<Server>();
+};
 
 pub struct IncomingRequests<'a> {
     server: &'a Server,
@@ -177,6 +166,12 @@ pub struct ServerConfig {
 
     /// If `Some`, then the server will use SSL to encode the communications.
     pub ssl: Option<SslConfig>,
+
+    /// What one connection may cost (fork).
+    pub limits: Limits,
+
+    /// How the server answers and logs on its own (fork).
+    pub hooks: Hooks,
 }
 
 /// Configuration of the server for SSL.
@@ -198,6 +193,8 @@ impl Server {
         Server::new(ServerConfig {
             addr: ConfigListenAddr::from_socket_addrs(addr)?,
             ssl: None,
+            limits: Limits::default(),
+            hooks: Hooks::default(),
         })
     }
 
@@ -214,6 +211,8 @@ impl Server {
         Server::new(ServerConfig {
             addr: ConfigListenAddr::from_socket_addrs(addr)?,
             ssl: Some(config),
+            limits: Limits::default(),
+            hooks: Hooks::default(),
         })
     }
 
@@ -226,13 +225,15 @@ impl Server {
         Server::new(ServerConfig {
             addr: ConfigListenAddr::unix_from_path(path),
             ssl: None,
+            limits: Limits::default(),
+            hooks: Hooks::default(),
         })
     }
 
     /// Builds a new server that listens on the specified address.
     pub fn new(config: ServerConfig) -> Result<Server, Box<dyn Error + Send + Sync + 'static>> {
         let listener = config.addr.bind()?;
-        Self::from_listener(listener, config.ssl)
+        Self::from_listener_with(listener, config.ssl, config.limits, config.hooks)
     }
 
     /// Builds a new server using the specified TCP listener.
@@ -243,116 +244,45 @@ impl Server {
         listener: L,
         ssl_config: Option<SslConfig>,
     ) -> Result<Server, Box<dyn Error + Send + Sync + 'static>> {
+        Self::from_listener_with(listener, ssl_config, Limits::default(), Hooks::default())
+    }
+
+    /// [`Server::from_listener`] with limits and hooks (fork).
+    pub fn from_listener_with<L: Into<Listener>>(
+        listener: L,
+        ssl_config: Option<SslConfig>,
+        limits: Limits,
+        hooks: Hooks,
+    ) -> Result<Server, Box<dyn Error + Send + Sync + 'static>> {
+        if ssl_config.is_some() {
+            return Err("this fork of tiny_http serves no HTTPS yet".into());
+        }
         let listener = listener.into();
-        // building the "close" variable
-        let close_trigger = Arc::new(AtomicBool::new(false));
-
-        // building the TcpListener
-        let (server, local_addr) = {
-            let local_addr = listener.local_addr()?;
-            log::debug!("Server listening on {}", local_addr);
-            (listener, local_addr)
-        };
-
-        // building the SSL capabilities
-        #[cfg(all(feature = "ssl-openssl", feature = "ssl-rustls"))]
-        compile_error!(
-            "Features 'ssl-openssl' and 'ssl-rustls' must not be enabled at the same time"
-        );
-        #[cfg(not(any(feature = "ssl-openssl", feature = "ssl-rustls")))]
-        type SslContext = ();
-        #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
-        type SslContext = crate::ssl::SslContextImpl;
-        let ssl: Option<SslContext> = {
-            match ssl_config {
-                #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
-                Some(config) => Some(SslContext::from_pem(
-                    config.certificate,
-                    Zeroizing::new(config.private_key),
-                )?),
-                #[cfg(not(any(feature = "ssl-openssl", feature = "ssl-rustls")))]
-                Some(_) => return Err(
-                    "Building a server with SSL requires enabling the `ssl` feature in tiny-http"
-                        .into(),
-                ),
-                None => None,
-            }
-        };
-
-        // creating a task where server.accept() is continuously called
-        // and ClientConnection objects are pushed in the messages queue
+        let local_addr = listener.local_addr()?;
+        log::debug!("Server listening on {}", local_addr);
+        let close = Arc::new(AtomicBool::new(false));
         let messages = MessagesQueue::with_capacity(8);
-
-        let inside_close_trigger = close_trigger.clone();
-        let inside_messages = messages.clone();
-        thread::spawn(move || {
-            // a tasks pool is used to dispatch the connections into threads
-            let tasks_pool = util::TaskPool::new();
-
-            log::debug!("Running accept thread");
-            while !inside_close_trigger.load(Relaxed) {
-                let new_client = match server.accept() {
-                    Ok((sock, _)) => {
-                        use util::RefinedTcpStream;
-                        let (read_closable, write_closable) = match ssl {
-                            None => RefinedTcpStream::new(sock),
-                            #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
-                            Some(ref ssl) => {
-                                // trying to apply SSL over the connection
-                                // if an error occurs, we just close the socket and resume listening
-                                let sock = match ssl.accept(sock) {
-                                    Ok(s) => s,
-                                    Err(_) => continue,
-                                };
-
-                                RefinedTcpStream::new(sock)
-                            }
-                            #[cfg(not(any(feature = "ssl-openssl", feature = "ssl-rustls")))]
-                            Some(ref _ssl) => unreachable!(),
-                        };
-
-                        Ok(ClientConnection::new(write_closable, read_closable))
-                    }
-                    Err(e) => Err(e),
-                };
-
-                match new_client {
-                    Ok(client) => {
-                        let messages = inside_messages.clone();
-                        let mut client = Some(client);
-                        tasks_pool.spawn(Box::new(move || {
-                            if let Some(client) = client.take() {
-                                // Synchronization is needed for HTTPS requests to avoid a deadlock
-                                if client.secure() {
-                                    let (sender, receiver) = mpsc::channel();
-                                    for rq in client {
-                                        messages.push(rq.with_notify_sender(sender.clone()).into());
-                                        receiver.recv().unwrap();
-                                    }
-                                } else {
-                                    for rq in client {
-                                        messages.push(rq.into());
-                                    }
-                                }
-                            }
-                        }));
-                    }
-
-                    Err(e) => {
-                        log::error!("Error accepting new client: {}", e);
-                        inside_messages.push(e.into());
-                        break;
-                    }
-                }
-            }
-            log::debug!("Terminating accept thread");
-        });
-
-        // result
+        let accepting = Arc::new(AtomicBool::new(true));
+        let connections =
+            ConnectionTable::new(limits.max_connections, limits.max_connections_per_ip);
+        let accept = accept::Acceptor {
+            listener,
+            close: Arc::clone(&close),
+            messages: Arc::clone(&messages),
+            accepting: Arc::clone(&accepting),
+            connections: connections.clone(),
+            limits: Arc::new(limits),
+            hooks,
+        };
+        thread::Builder::new()
+            .name("accept".to_owned())
+            .spawn(move || accept.run())?;
         Ok(Server {
             messages,
-            close: close_trigger,
+            close,
             listening_addr: local_addr,
+            accepting,
+            connections,
         })
     }
 
@@ -372,35 +302,43 @@ impl Server {
 
     /// Returns the number of clients currently connected to the server.
     pub fn num_connections(&self) -> usize {
-        unimplemented!()
-        //self.requests_receiver.lock().len()
+        self.connections.open()
+    }
+
+    /// Whether connections are being accepted; false while accepting fails
+    /// (out of file descriptors, say) and the server retries (fork).
+    pub fn health(&self) -> ListenerHealth {
+        ListenerHealth(Arc::clone(&self.accepting))
+    }
+
+    /// Stops accepting and queueing requests, and returns the requests
+    /// queued but not yet taken, for the caller to answer (fork: a graceful
+    /// stop answers everything it accepted).
+    pub fn shutdown(&self) -> Vec<Request> {
+        let first = !self.close.swap(true, Ordering::SeqCst);
+        let left = self.messages.close();
+        if first {
+            self.unblock_accept();
+        }
+        left
     }
 
     /// Blocks until an HTTP request has been submitted and returns it.
     pub fn recv(&self) -> IoResult<Request> {
         match self.messages.pop() {
-            Some(Message::Error(err)) => Err(err),
-            Some(Message::NewRequest(rq)) => Ok(rq),
-            None => Err(IoError::new(IoErrorKind::Other, "thread unblocked")),
+            Some(rq) => Ok(rq),
+            None => Err(IoError::other("thread unblocked")),
         }
     }
 
     /// Same as `recv()` but doesn't block longer than timeout
     pub fn recv_timeout(&self, timeout: Duration) -> IoResult<Option<Request>> {
-        match self.messages.pop_timeout(timeout) {
-            Some(Message::Error(err)) => Err(err),
-            Some(Message::NewRequest(rq)) => Ok(Some(rq)),
-            None => Ok(None),
-        }
+        Ok(self.messages.pop_timeout(timeout))
     }
 
     /// Same as `recv()` but doesn't block.
     pub fn try_recv(&self) -> IoResult<Option<Request>> {
-        match self.messages.try_pop() {
-            Some(Message::Error(err)) => Err(err),
-            Some(Message::NewRequest(rq)) => Ok(Some(rq)),
-            None => Ok(None),
-        }
+        Ok(self.messages.try_pop())
     }
 
     /// Unblock thread stuck in recv() or incoming_requests().
@@ -418,18 +356,18 @@ impl Iterator for IncomingRequests<'_> {
     }
 }
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.close.store(true, Relaxed);
+impl Server {
+    /// Connects briefly to ourselves to wake the accept thread, which then
+    /// sees the close flag.
+    fn unblock_accept(&self) {
         // Connect briefly to ourselves to unblock the accept thread
         let maybe_stream = match &self.listening_addr {
             ListenAddr::IP(addr) => TcpStream::connect(addr).map(Connection::from),
             #[cfg(unix)]
-            ListenAddr::Unix(addr) => {
-                // TODO: use connect_addr when its stabilized.
-                let path = addr.as_pathname().unwrap();
-                std::os::unix::net::UnixStream::connect(path).map(Connection::from)
-            }
+            ListenAddr::Unix(addr) => match addr.as_pathname() {
+                Some(path) => std::os::unix::net::UnixStream::connect(path).map(Connection::from),
+                None => return,
+            },
         };
         if let Ok(stream) = maybe_stream {
             let _ = stream.shutdown(Shutdown::Both);
@@ -441,5 +379,12 @@ impl Drop for Server {
                 let _ = std::fs::remove_file(path);
             }
         }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        // Requests no handler took are answered (500) as they drop.
+        drop(self.shutdown());
     }
 }

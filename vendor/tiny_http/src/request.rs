@@ -3,13 +3,10 @@ use std::io::{self, Cursor, ErrorKind, Read, Write};
 
 use std::fmt;
 use std::net::SocketAddr;
-use std::str::FromStr;
 
 use std::sync::mpsc::Sender;
 
-use crate::util::{EqualReader, FusedReader};
-use crate::{HTTPVersion, Header, Method, Response, StatusCode};
-use chunked_transfer::Decoder;
+use crate::{HTTPVersion, Header, Method, Response};
 
 /// Represents an HTTP request made by a client.
 ///
@@ -51,8 +48,8 @@ pub struct Request {
     // where to read the body from
     data_reader: Option<Box<dyn Read + Send + 'static>>,
 
-    // if this writer is empty, then the request has been answered
-    response_writer: Option<Box<dyn Write + Send + 'static>>,
+    // where the answer goes; if empty, the request has been answered
+    response_sink: Option<Sink>,
 
     remote_addr: Option<SocketAddr>,
 
@@ -68,177 +65,97 @@ pub struct Request {
     headers: Vec<Header>,
 
     body_length: Option<usize>,
-
-    // true if a `100 Continue` response must be sent when `as_reader()` is called
-    must_send_continue: bool,
-
-    // If Some, a message must be sent after responding
-    notify_when_responded: Option<Sender<()>>,
 }
 
-struct NotifyOnDrop<R> {
-    sender: Sender<()>,
-    inner: R,
+/// What a connection's thread gets back from the handler of its request
+/// (fork: handlers never write to the socket themselves).
+pub(crate) enum Reply {
+    /// The whole answer, and whether the connection must close after it.
+    Answer { bytes: Vec<u8>, close: bool },
+    /// The answer to an upgrade; the connection's thread then hands the
+    /// raw stream over through `take`.
+    Upgrade {
+        bytes: Vec<u8>,
+        take: Sender<Box<dyn ReadWrite + Send>>,
+    },
 }
 
-impl<R: Read> Read for NotifyOnDrop<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.inner.read(buf)
-    }
+/// Where a request's answer goes.
+pub(crate) enum Sink {
+    /// Back to the connection's thread, which writes it.
+    Reply(Sender<Reply>),
+    /// Into a writer (test requests).
+    Writer(Box<dyn Write + Send + 'static>),
 }
-impl<R: Write> Write for NotifyOnDrop<R> {
+
+/// Collects an answer written through [`Request::into_writer`] and gives it
+/// to the connection's thread when dropped.
+struct ReplyWriter {
+    bytes: Vec<u8>,
+    replies: Sender<Reply>,
+}
+
+impl Write for ReplyWriter {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.inner.write(buf)
+        self.bytes.extend_from_slice(buf);
+        Ok(buf.len())
     }
     fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
+        Ok(())
     }
 }
-impl<R> Drop for NotifyOnDrop<R> {
+
+impl Drop for ReplyWriter {
     fn drop(&mut self) {
-        self.sender.send(()).unwrap();
+        let bytes = std::mem::take(&mut self.bytes);
+        let _ = self.replies.send(Reply::Answer { bytes, close: true });
     }
 }
 
-/// Error that can happen when building a `Request` object.
-#[derive(Debug)]
-pub enum RequestCreationError {
-    /// The client sent an `Expect` header that was not recognized by tiny-http.
-    ExpectationFailed,
+/// The stream handed out when an upgrade could not take the connection.
+struct Closed;
 
-    /// Error while reading data from the socket during the creation of the `Request`.
-    CreationIoError(IoError),
-}
-
-impl From<IoError> for RequestCreationError {
-    fn from(err: IoError) -> RequestCreationError {
-        RequestCreationError::CreationIoError(err)
+impl Read for Closed {
+    fn read(&mut self, _: &mut [u8]) -> io::Result<usize> {
+        Ok(0)
     }
 }
 
-/// Builds a new request.
-///
-/// After the request line and headers have been read from the socket, a new `Request` object
-/// is built.
-///
-/// You must pass a `Read` that will allow the `Request` object to read from the incoming data.
-/// It is the responsibility of the `Request` to read only the data of the request and not further.
-///
-/// The `Write` object will be used by the `Request` to write the response.
+impl Write for Closed {
+    fn write(&mut self, _: &[u8]) -> io::Result<usize> {
+        Err(io::Error::new(ErrorKind::BrokenPipe, "connection closed"))
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Builds a request whose head has been parsed and whose body has been read
+/// whole (fork: the connection's thread reads bodies before handing the
+/// request out, within the server's limits).
 #[allow(clippy::too_many_arguments)]
-pub fn new_request<R, W>(
+pub(crate) fn new_request(
     secure: bool,
     method: Method,
     path: String,
     version: HTTPVersion,
     headers: Vec<Header>,
     remote_addr: Option<SocketAddr>,
-    mut source_data: R,
-    writer: W,
-) -> Result<Request, RequestCreationError>
-where
-    R: Read + Send + 'static,
-    W: Write + Send + 'static,
-{
-    // finding the transfer-encoding header
-    let transfer_encoding = headers
-        .iter()
-        .find(|h: &&Header| h.field.equiv("Transfer-Encoding"))
-        .map(|h| h.value.clone());
-
-    // finding the content-length header
-    let content_length = if transfer_encoding.is_some() {
-        // if transfer-encoding is specified, the Content-Length
-        // header must be ignored (RFC2616 #4.4)
-        None
-    } else {
-        headers
-            .iter()
-            .find(|h: &&Header| h.field.equiv("Content-Length"))
-            .and_then(|h| FromStr::from_str(h.value.as_str()).ok())
-    };
-
-    // true if the client sent a `Expect: 100-continue` header
-    let expects_continue = {
-        match headers
-            .iter()
-            .find(|h: &&Header| h.field.equiv("Expect"))
-            .map(|h| h.value.as_str())
-        {
-            None => false,
-            Some(v) if v.eq_ignore_ascii_case("100-continue") => true,
-            _ => return Err(RequestCreationError::ExpectationFailed),
-        }
-    };
-
-    // true if the client sent a `Connection: upgrade` header
-    let connection_upgrade = {
-        match headers
-            .iter()
-            .find(|h: &&Header| h.field.equiv("Connection"))
-            .map(|h| h.value.as_str())
-        {
-            Some(v) if v.to_ascii_lowercase().contains("upgrade") => true,
-            _ => false,
-        }
-    };
-
-    // we wrap `source_data` around a reading whose nature depends on the transfer-encoding and
-    // content-length headers
-    let reader = if connection_upgrade {
-        // if we have a `Connection: upgrade`, always keeping the whole reader
-        Box::new(source_data) as Box<dyn Read + Send + 'static>
-    } else if let Some(content_length) = content_length {
-        if content_length == 0 {
-            Box::new(io::empty()) as Box<dyn Read + Send + 'static>
-        } else if content_length <= 1024 && !expects_continue {
-            // if the content-length is small enough, we just read everything into a buffer
-
-            let mut buffer = vec![0; content_length];
-            let mut offset = 0;
-
-            while offset != content_length {
-                let read = source_data.read(&mut buffer[offset..])?;
-                if read == 0 {
-                    // the socket returned EOF, but we were before the expected content-length
-                    // aborting
-                    let info = "Connection has been closed before we received enough data";
-                    let err = IoError::new(ErrorKind::ConnectionAborted, info);
-                    return Err(RequestCreationError::CreationIoError(err));
-                }
-
-                offset += read;
-            }
-
-            Box::new(Cursor::new(buffer)) as Box<dyn Read + Send + 'static>
-        } else {
-            let (data_reader, _) = EqualReader::new(source_data, content_length); // TODO:
-            Box::new(FusedReader::new(data_reader)) as Box<dyn Read + Send + 'static>
-        }
-    } else if transfer_encoding.is_some() {
-        // if a transfer-encoding was specified, then "chunked" is ALWAYS applied
-        // over the message (RFC2616 #3.6)
-        Box::new(FusedReader::new(Decoder::new(source_data))) as Box<dyn Read + Send + 'static>
-    } else {
-        // if we have neither a Content-Length nor a Transfer-Encoding,
-        // assuming that we have no data
-        // TODO: could also be multipart/byteranges
-        Box::new(io::empty()) as Box<dyn Read + Send + 'static>
-    };
-
-    Ok(Request {
-        data_reader: Some(reader),
-        response_writer: Some(Box::new(writer) as Box<dyn Write + Send + 'static>),
+    body: Vec<u8>,
+    body_length: Option<usize>,
+    sink: Sink,
+) -> Request {
+    Request {
+        data_reader: Some(Box::new(Cursor::new(body))),
+        response_sink: Some(sink),
         remote_addr,
         secure,
         method,
         path,
         http_version: version,
         headers,
-        body_length: content_length,
-        must_send_continue: expects_continue,
-        notify_when_responded: None,
-    })
+        body_length,
+    }
 }
 
 impl Request {
@@ -307,30 +224,37 @@ impl Request {
         protocol: &str,
         response: Response<R>,
     ) -> Box<dyn ReadWrite + Send> {
-        use crate::util::CustomStream;
-
-        response
-            .raw_print(
-                self.response_writer.as_mut().unwrap().by_ref(),
-                self.http_version.clone(),
-                &self.headers,
-                false,
-                Some(protocol),
-            )
-            .ok(); // TODO: unused result
-
-        self.response_writer.as_mut().unwrap().flush().ok(); // TODO: unused result
-
-        let stream = CustomStream::new(self.extract_reader_impl(), self.extract_writer_impl());
-        if let Some(sender) = self.notify_when_responded.take() {
-            let stream = NotifyOnDrop {
-                sender,
-                inner: stream,
-            };
-            Box::new(stream) as Box<dyn ReadWrite + Send>
-        } else {
-            Box::new(stream) as Box<dyn ReadWrite + Send>
-        }
+        let stream: Box<dyn ReadWrite + Send> = match self.response_sink.take() {
+            Some(Sink::Reply(replies)) => {
+                let mut bytes = Vec::new();
+                let _ = response.raw_print(
+                    &mut bytes,
+                    self.http_version.clone(),
+                    &self.headers,
+                    false,
+                    Some(protocol),
+                );
+                let (take, taken) = std::sync::mpsc::channel();
+                let _ = replies.send(Reply::Upgrade { bytes, take });
+                taken.recv().unwrap_or_else(|_| Box::new(Closed))
+            }
+            Some(Sink::Writer(mut writer)) => {
+                let _ = response.raw_print(
+                    writer.by_ref(),
+                    self.http_version.clone(),
+                    &self.headers,
+                    false,
+                    Some(protocol),
+                );
+                let _ = writer.flush();
+                Box::new(crate::util::CustomStream::new(
+                    self.extract_reader_impl(),
+                    writer,
+                ))
+            }
+            None => Box::new(Closed),
+        };
+        stream
     }
 
     /// Allows to read the body of the request.
@@ -359,21 +283,12 @@ impl Request {
     ///  function will send back a `100 Continue` response.
     #[inline]
     pub fn as_reader(&mut self) -> &mut dyn Read {
-        if self.must_send_continue {
-            let msg = Response::new_empty(StatusCode(100));
-            msg.raw_print(
-                self.response_writer.as_mut().unwrap().by_ref(),
-                self.http_version.clone(),
-                &self.headers,
-                true,
-                None,
-            )
-            .ok();
-            self.response_writer.as_mut().unwrap().flush().ok();
-            self.must_send_continue = false;
+        // The connection's thread has read the body already (and sent any
+        // `100 Continue` first), so this never touches the socket.
+        match self.data_reader {
+            Some(ref mut reader) => reader,
+            None => self.data_reader.insert(Box::new(io::empty())),
         }
-
-        self.data_reader.as_mut().unwrap()
     }
 
     /// Turns the `Request` into a writer.
@@ -388,16 +303,7 @@ impl Request {
     /// Therefore you should always destroy the `Writer` as soon as possible.
     #[inline]
     pub fn into_writer(mut self) -> Box<dyn Write + Send + 'static> {
-        let writer = self.extract_writer_impl();
-        if let Some(sender) = self.notify_when_responded.take() {
-            let writer = NotifyOnDrop {
-                sender,
-                inner: writer,
-            };
-            Box::new(writer) as Box<dyn Write + Send + 'static>
-        } else {
-            writer
-        }
+        self.extract_writer_impl()
     }
 
     /// Extract the response `Writer` object from the Request, dropping this `Writer` has the same side effects
@@ -405,26 +311,23 @@ impl Request {
     ///
     /// This may only be called once on a single request.
     fn extract_writer_impl(&mut self) -> Box<dyn Write + Send + 'static> {
-        use std::mem;
-
-        assert!(self.response_writer.is_some());
-
-        let mut writer = None;
-        mem::swap(&mut self.response_writer, &mut writer);
-        writer.unwrap()
+        match self.response_sink.take() {
+            Some(Sink::Reply(replies)) => Box::new(ReplyWriter {
+                bytes: Vec::new(),
+                replies,
+            }),
+            Some(Sink::Writer(writer)) => writer,
+            None => Box::new(Closed),
+        }
     }
 
     /// Extract the body `Reader` object from the Request.
     ///
     /// This may only be called once on a single request.
     fn extract_reader_impl(&mut self) -> Box<dyn Read + Send + 'static> {
-        use std::mem;
-
-        assert!(self.data_reader.is_some());
-
-        let mut reader = None;
-        mem::swap(&mut self.data_reader, &mut reader);
-        reader.unwrap()
+        self.data_reader
+            .take()
+            .unwrap_or_else(|| Box::new(io::empty()))
     }
 
     /// Sends a response to this request.
@@ -433,30 +336,46 @@ impl Request {
     where
         R: Read,
     {
-        let res = self.respond_impl(response);
-        if let Some(sender) = self.notify_when_responded.take() {
-            sender.send(()).unwrap();
-        }
-        res
+        self.respond_impl(response)
     }
 
     fn respond_impl<R>(&mut self, response: Response<R>) -> Result<(), IoError>
     where
         R: Read,
     {
-        let mut writer = self.extract_writer_impl();
-
         let do_not_send_body = self.method == Method::Head;
-
-        Self::ignore_client_closing_errors(response.raw_print(
-            writer.by_ref(),
-            self.http_version.clone(),
-            &self.headers,
-            do_not_send_body,
-            None,
-        ))?;
-
-        Self::ignore_client_closing_errors(writer.flush())
+        match self.response_sink.take() {
+            Some(Sink::Reply(replies)) => {
+                // A handler asking to close the connection is obeyed
+                // (upstream wrote the header and kept the connection).
+                let close = response.headers().iter().any(|h| {
+                    h.field.equiv("Connection") && h.value.as_str().eq_ignore_ascii_case("close")
+                });
+                let mut bytes = Vec::with_capacity(512);
+                response.raw_print(
+                    &mut bytes,
+                    self.http_version.clone(),
+                    &self.headers,
+                    do_not_send_body,
+                    None,
+                )?;
+                // The connection's thread may be gone (the client left):
+                // nothing to do about it.
+                let _ = replies.send(Reply::Answer { bytes, close });
+                Ok(())
+            }
+            Some(Sink::Writer(mut writer)) => {
+                Self::ignore_client_closing_errors(response.raw_print(
+                    writer.by_ref(),
+                    self.http_version.clone(),
+                    &self.headers,
+                    do_not_send_body,
+                    None,
+                ))?;
+                Self::ignore_client_closing_errors(writer.flush())
+            }
+            None => Ok(()),
+        }
     }
 
     fn ignore_client_closing_errors(result: io::Result<()>) -> io::Result<()> {
@@ -467,11 +386,6 @@ impl Request {
             ErrorKind::ConnectionReset => Ok(()),
             _ => Err(err),
         })
-    }
-
-    pub(crate) fn with_notify_sender(mut self, sender: Sender<()>) -> Self {
-        self.notify_when_responded = Some(sender);
-        self
     }
 }
 
@@ -487,12 +401,9 @@ impl fmt::Debug for Request {
 
 impl Drop for Request {
     fn drop(&mut self) {
-        if self.response_writer.is_some() {
+        if self.response_sink.is_some() {
             let response = Response::empty(500);
             let _ = self.respond_impl(response); // ignoring any potential error
-            if let Some(sender) = self.notify_when_responded.take() {
-                sender.send(()).unwrap();
-            }
         }
     }
 }

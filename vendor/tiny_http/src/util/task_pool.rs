@@ -1,6 +1,6 @@
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread;
 use std::time::Duration;
 
@@ -58,7 +58,8 @@ impl TaskPool {
         };
 
         for _ in 0..MIN_THREADS {
-            pool.add_thread(None)
+            // More start as tasks come; spawn() reports failures then.
+            let _ = pool.add_thread();
         }
 
         pool
@@ -66,31 +67,36 @@ impl TaskPool {
 
     /// Executes a function in a thread.
     /// If no thread is available, spawns a new one.
-    pub fn spawn(&self, code: Box<dyn FnMut() + Send>) {
-        let mut queue = self.sharing.todo.lock().unwrap();
-
-        if self.sharing.waiting_tasks.load(Ordering::Acquire) == 0 {
-            self.add_thread(Some(code));
-        } else {
-            queue.push_back(code);
+    /// Runs `code` on a free thread, starting one if none is free.
+    ///
+    /// Fork: upstream panicked (in the accept thread, ending it) when a
+    /// thread could not be started. Now the task waits in the queue for a
+    /// thread that frees up, and the error is returned for the caller to
+    /// log and back off.
+    pub fn spawn(&self, code: Box<dyn FnMut() + Send>) -> std::io::Result<()> {
+        let mut queue = self
+            .sharing
+            .todo
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        queue.push_back(code);
+        if self.sharing.waiting_tasks.load(Ordering::Acquire) > queue.len() - 1 {
             self.sharing.condvar.notify_one();
+            return Ok(());
         }
+        drop(queue);
+        self.add_thread()
     }
 
-    fn add_thread(&self, initial_fn: Option<Box<dyn FnMut() + Send>>) {
+    fn add_thread(&self) -> std::io::Result<()> {
         let sharing = self.sharing.clone();
-
-        thread::spawn(move || {
+        Self::spawn_thread(move || {
             let sharing = sharing;
             let _active_guard = Registration::new(&sharing.active_tasks);
 
-            if let Some(mut f) = initial_fn {
-                f();
-            }
-
             loop {
                 let mut task: Box<dyn FnMut() + Send> = {
-                    let mut todo = sharing.todo.lock().unwrap();
+                    let mut todo = sharing.todo.lock().unwrap_or_else(PoisonError::into_inner);
 
                     let task;
                     loop {
@@ -102,13 +108,16 @@ impl TaskPool {
 
                         let received =
                             if sharing.active_tasks.load(Ordering::Acquire) <= MIN_THREADS {
-                                todo = sharing.condvar.wait(todo).unwrap();
+                                todo = sharing
+                                    .condvar
+                                    .wait(todo)
+                                    .unwrap_or_else(PoisonError::into_inner);
                                 true
                             } else {
                                 let (new_lock, waitres) = sharing
                                     .condvar
                                     .wait_timeout(todo, Duration::from_millis(5000))
-                                    .unwrap();
+                                    .unwrap_or_else(PoisonError::into_inner);
                                 todo = new_lock;
                                 !waitres.timed_out()
                             };
@@ -123,7 +132,23 @@ impl TaskPool {
 
                 task();
             }
-        });
+        })
+    }
+
+    /// Starts a pool thread; `thread::Builder` so that a failure is an
+    /// error, not a panic.
+    fn spawn_thread(body: impl FnOnce() + Send + 'static) -> std::io::Result<()> {
+        #[cfg(test)]
+        if tests::FAIL_SPAWNS.load(Ordering::SeqCst) {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::WouldBlock,
+                "Resource temporarily unavailable (test)",
+            ));
+        }
+        thread::Builder::new()
+            .name("connection".to_owned())
+            .spawn(body)
+            .map(drop)
     }
 }
 
@@ -133,5 +158,40 @@ impl Drop for TaskPool {
             .active_tasks
             .store(999_999_999, Ordering::Release);
         self.sharing.condvar.notify_all();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicBool;
+    use std::sync::mpsc::channel;
+
+    /// Makes every thread start fail, to test what the pool does then.
+    pub(super) static FAIL_SPAWNS: AtomicBool = AtomicBool::new(false);
+
+    #[test]
+    fn a_failed_thread_start_is_an_error_and_the_task_waits_for_a_thread() {
+        FAIL_SPAWNS.store(true, Ordering::SeqCst);
+        // No thread could start, not even the pool's first ones.
+        let pool = TaskPool::new();
+        let (done, finished) = channel();
+        let first = done.clone();
+        let result = pool.spawn(Box::new(move || {
+            let _ = first.send(1);
+        }));
+        FAIL_SPAWNS.store(false, Ordering::SeqCst);
+        assert!(result.is_err());
+        assert!(finished.recv_timeout(Duration::from_millis(100)).is_err());
+        // Once threads start again, the queued task runs as well.
+        pool.spawn(Box::new(move || {
+            let _ = done.send(2);
+        }))
+        .unwrap();
+        let mut ran: Vec<i32> = (0..2)
+            .map(|_| finished.recv_timeout(Duration::from_secs(10)).unwrap())
+            .collect();
+        ran.sort();
+        assert_eq!(ran, [1, 2]);
     }
 }
