@@ -68,6 +68,51 @@ pub struct Config {
     pub database_url: Option<String>,
     /// Most PostgreSQL connections this server opens.
     pub db_pool_size: u32,
+    /// What the HTTP edge allows each client.
+    pub edge: EdgeLimits,
+}
+
+/// Connection caps and timeouts of the HTTP edge: what a slow, idle or
+/// greedy client may hold.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct EdgeLimits {
+    /// Connections open at once; over it new ones get 503 and are closed.
+    pub max_connections: usize,
+    /// Connections open at once from one client address.
+    pub max_connections_per_ip: usize,
+    /// Time for a whole request head.
+    pub header_timeout: Duration,
+    /// Time for a whole request body (and for the client to take an
+    /// answer).
+    pub body_timeout: Duration,
+    /// Longest silence inside a body.
+    pub body_idle_timeout: Duration,
+    /// How long an idle keep-alive connection stays open.
+    pub keepalive_timeout: Duration,
+}
+
+/// The connection cap where no limit of the machine asks for less.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
+
+impl EdgeLimits {
+    /// The per-address cap that goes with `max_connections`: a quarter of
+    /// it, and at least 64, so one client cannot hold every slot.
+    pub fn per_ip_for(max_connections: usize) -> usize {
+        (max_connections / 4).max(64).min(max_connections)
+    }
+}
+
+impl Default for EdgeLimits {
+    fn default() -> Self {
+        EdgeLimits {
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_connections_per_ip: Self::per_ip_for(DEFAULT_MAX_CONNECTIONS),
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(30),
+            body_idle_timeout: Duration::from_secs(10),
+            keepalive_timeout: Duration::from_secs(5),
+        }
+    }
 }
 
 /// Default PostgreSQL connections per instance: enough for the cheap
@@ -116,6 +161,7 @@ impl Config {
             cache_bytes: crate::store::DEFAULT_CACHE_BYTES,
             database_url: None,
             db_pool_size: DEFAULT_DB_POOL_SIZE,
+            edge: EdgeLimits::default(),
         }
     }
 

@@ -4,6 +4,7 @@
 //! which run the real server in-process on port 0 with a fresh store.
 
 use std::net::SocketAddr;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
@@ -14,8 +15,9 @@ use crate::auth::{Auth, AuthError};
 use crate::config::{Config, Profile};
 use crate::delivery;
 use crate::hasher::Hasher;
+use crate::http::error::ApiError;
 use crate::http::limits::Limits;
-use crate::http::{App, Settings};
+use crate::http::{edge, App, Settings, MAX_HEAD_BYTES};
 use crate::store::{AnyStore, OpenError, StoreError, UserStore};
 
 /// How often the accept loop looks at the stop flag.
@@ -43,6 +45,7 @@ pub enum StartError {
 pub struct Running {
     addr: SocketAddr,
     stop: Arc<AtomicBool>,
+    /// Stops the handlers once the stop flag is set.
     thread: Option<JoinHandle<()>>,
     janitor: Option<JoinHandle<()>>,
     /// The reset-token delivery worker, when a channel is set.
@@ -65,6 +68,11 @@ pub fn start(config: &Config) -> Result<Running, StartError> {
         config.lifetimes,
         config.password_policy,
     )?;
+    let listener = listen(config)?;
+    let addr = listener
+        .server_addr()
+        .to_ip()
+        .ok_or_else(|| StartError::Config("not a TCP address".to_owned()))?;
     let (outbox, inbox) = delivery::queue();
     let app = Arc::new(App {
         auth,
@@ -80,28 +88,16 @@ pub fn start(config: &Config) -> Result<Running, StartError> {
             cookie_name: config.cookie_name(),
             allowed_origins: config.allowed_origins.clone(),
             outbox: config.reset_delivery.as_ref().map(|_| outbox),
+            listener: Some(listener.health()),
         },
     });
-    let handler_app = Arc::clone(&app);
-    let server = rouille::Server::new(&config.addr, move |request| handler_app.handle(request))
-        .map_err(|e| StartError::Bind {
-            addr: config.addr.clone(),
-            reason: e.to_string(),
-        })?
-        .pool_size(config.threads.max(1));
-    let addr = server.server_addr();
     let stop = Arc::new(AtomicBool::new(false));
-    let flag = Arc::clone(&stop);
-    let thread = thread::Builder::new()
-        .name("accept".to_owned())
-        .spawn(move || {
-            while !flag.load(Ordering::SeqCst) {
-                server.poll_timeout(POLL);
-            }
-            // Let requests already being handled finish; the listening
-            // socket closes when `server` is dropped here.
-            server.join();
-        })?;
+    let thread = serve(
+        listener,
+        Arc::clone(&app),
+        Arc::clone(&stop),
+        config.threads.max(1),
+    )?;
     let janitor = spawn_janitor(Arc::clone(&app), Arc::clone(&stop), config.sweep_interval)?;
     let courier = match &config.reset_delivery {
         Some(channel) => {
@@ -123,6 +119,94 @@ pub fn start(config: &Config) -> Result<Running, StartError> {
         store,
         app,
     })
+}
+
+/// Binds the listener with the edge limits of `config`.
+fn listen(config: &Config) -> Result<tiny_http::Server, StartError> {
+    let bind_error = |reason: String| StartError::Bind {
+        addr: config.addr.clone(),
+        reason,
+    };
+    let addr = tiny_http::ConfigListenAddr::from_socket_addrs(config.addr.as_str())
+        .map_err(|e| bind_error(e.to_string()))?;
+    let edge = config.edge;
+    tiny_http::Server::new(tiny_http::ServerConfig {
+        addr,
+        ssl: None,
+        limits: tiny_http::Limits {
+            max_head_bytes: MAX_HEAD_BYTES,
+            max_body_bytes: config.max_body_bytes,
+            header_timeout: edge.header_timeout,
+            body_timeout: edge.body_timeout,
+            body_idle_timeout: edge.body_idle_timeout,
+            keepalive_timeout: edge.keepalive_timeout,
+            // A client that does not take its answer gets as long as it
+            // had to send its body.
+            write_timeout: edge.body_timeout,
+            max_connections: edge.max_connections,
+            max_connections_per_ip: edge.max_connections_per_ip,
+        },
+        hooks: tiny_http::Hooks {
+            edge_response: edge::edge_response(),
+            log: Arc::new(|line| eprintln!("authd: {line}")),
+        },
+    })
+    .map_err(|e| bind_error(e.to_string()))
+}
+
+/// Starts `threads` request handlers on `listener`'s requests, and the
+/// thread that stops them: once `stop` is set it stops accepting, answers
+/// what was queued, and waits for the handlers to finish.
+fn serve(
+    listener: tiny_http::Server,
+    app: Arc<App>,
+    stop: Arc<AtomicBool>,
+    threads: usize,
+) -> std::io::Result<JoinHandle<()>> {
+    let listener = Arc::new(listener);
+    let mut handlers = Vec::with_capacity(threads);
+    for _ in 0..threads {
+        let (listener, app) = (Arc::clone(&listener), Arc::clone(&app));
+        handlers.push(
+            thread::Builder::new()
+                .name("http".to_owned())
+                // `recv` fails only when unblocked, at the stop.
+                .spawn(move || {
+                    while let Ok(request) = listener.recv() {
+                        answer(&app, request);
+                    }
+                })?,
+        );
+    }
+    thread::Builder::new()
+        .name("serve".to_owned())
+        .spawn(move || {
+            while !stop.load(Ordering::SeqCst) {
+                thread::sleep(POLL);
+            }
+            for request in listener.shutdown() {
+                answer(&app, request);
+            }
+            for _ in &handlers {
+                listener.unblock();
+            }
+            for handler in handlers {
+                let _ = handler.join();
+            }
+        })
+}
+
+/// Answers one request. A panic (there should be none: the request path
+/// denies `unwrap` and friends) becomes a JSON 500 and leaves the handler
+/// thread alive.
+fn answer(app: &App, mut request: tiny_http::Request) {
+    let incoming = edge::incoming(&mut request);
+    let response = catch_unwind(AssertUnwindSafe(|| app.handle(&incoming))).unwrap_or_else(|_| {
+        crate::http::with_common_headers(
+            ApiError::Internal("a request handler panicked".to_owned()).into_response(),
+        )
+    });
+    let _ = request.respond(edge::outgoing(response));
 }
 
 /// Every `interval`, removes expired sessions and reset tokens from the

@@ -113,9 +113,11 @@ fn malformed_requests_never_get_a_5xx_and_change_nothing() {
 fn idle_and_slow_connections_do_not_block_other_clients() {
     let app = TestApp::spawn();
     let addr = app.running.addr();
-    // Slowloris: many connections that send half a request and wait.
+    // Slowloris: many connections that send half a request and wait (from
+    // the same address as the client below, so fewer than the per-address
+    // cap of 256; tests/edge.rs shows what happens past it).
     let mut idle = Vec::new();
-    for i in 0..300 {
+    for i in 0..200 {
         let mut stream = TcpStream::connect(addr).unwrap();
         let partial: &[u8] = if i % 2 == 0 {
             b"GET / HTTP/1.1\r\nHost: x\r\n"

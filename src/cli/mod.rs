@@ -7,6 +7,7 @@
 
 mod maintenance;
 mod serve;
+mod system;
 mod transfer;
 mod user;
 
@@ -39,7 +40,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Serve the HTTP API (what `authd` alone does).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Manage users: add, list, show, delete, set-password, logout.
     User(user::UserArgs),
     /// Write every user as a JSON line {"id", "email", "hashed_password"}.
@@ -110,7 +111,7 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         None => serve_with(cli.serve),
-        Some(Command::Serve(args)) => serve_with(args),
+        Some(Command::Serve(args)) => serve_with(*args),
         Some(Command::User(args)) => user::run(args),
         Some(Command::Export(args)) => transfer::export(args),
         Some(Command::Import(args)) => transfer::import(args),
@@ -127,6 +128,9 @@ pub fn main() -> ExitCode {
 }
 
 fn serve_with(args: ServeArgs) -> Result<ExitCode, CliError> {
+    // Before the configuration: the default connection cap follows the
+    // limit this leaves.
+    system::raise_fd_limit();
     let config = args
         .into_config()
         .unwrap_or_else(|message| usage_error(&message));

@@ -11,10 +11,10 @@ use std::time::Duration;
 use clap::builder::TypedValueParser as _;
 use clap::Args;
 
-use super::{CliError, StoreArgs};
+use super::{system, CliError, StoreArgs};
 
 use crate::auth::Lifetimes;
-use crate::config::{self, Config, Profile};
+use crate::config::{self, Config, EdgeLimits, Profile};
 use crate::delivery::Channel;
 use crate::http::limits::LimitSettings;
 use crate::policy::PasswordPolicy;
@@ -178,6 +178,41 @@ pub struct ServeArgs {
           value_parser = clap::value_parser!(u32).range(1..=1000))]
     db_pool_size: u32,
 
+    /// Most connections open at once; over it a new connection gets 503
+    /// and is closed [default: 1024, or less where the file-descriptor
+    /// limit (less headroom for the store) or half the pids limit is lower].
+    #[arg(long, env = "AUTHD_MAX_CONNECTIONS", value_name = "N",
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000).map(|n| n as usize))]
+    max_connections: Option<usize>,
+
+    /// Most connections open at once from one client address
+    /// [default: a quarter of --max-connections, at least 64].
+    #[arg(long, env = "AUTHD_MAX_CONNECTIONS_PER_IP", value_name = "N",
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000).map(|n| n as usize))]
+    max_connections_per_ip: Option<usize>,
+
+    /// Seconds a client has to send a whole request head (fractions
+    /// allowed); then 408 and the connection closes.
+    #[arg(long, env = "AUTHD_HEADER_TIMEOUT", value_name = "SECONDS", default_value = "10",
+          value_parser = parse_seconds)]
+    header_timeout: Duration,
+
+    /// Seconds a client has to send a whole request body, and to take an
+    /// answer; then 408 (or nothing) and the connection closes.
+    #[arg(long, env = "AUTHD_BODY_TIMEOUT", value_name = "SECONDS", default_value = "30",
+          value_parser = parse_seconds)]
+    body_timeout: Duration,
+
+    /// Longest silence, in seconds, inside a request body.
+    #[arg(long, env = "AUTHD_BODY_IDLE_TIMEOUT", value_name = "SECONDS", default_value = "10",
+          value_parser = parse_seconds)]
+    body_idle_timeout: Duration,
+
+    /// Seconds an idle keep-alive connection stays open.
+    #[arg(long, env = "AUTHD_KEEPALIVE_TIMEOUT", value_name = "SECONDS", default_value = "5",
+          value_parser = parse_seconds)]
+    keepalive_timeout: Duration,
+
     /// Take the client IP (for throttling and logs) from this header, as set
     /// by your reverse proxy: X-Forwarded-For (its last address) or
     /// X-Real-IP. Only set it when a proxy you control always sets it.
@@ -237,6 +272,21 @@ impl ServeArgs {
                 min_score: self.min_password_score.unwrap_or(base.min_score),
             },
             cache_bytes: self.cache_mb * 1024 * 1024,
+            edge: {
+                let max_connections = self
+                    .max_connections
+                    .unwrap_or_else(|| system::default_max_connections(self.db_pool_size));
+                EdgeLimits {
+                    max_connections,
+                    max_connections_per_ip: self
+                        .max_connections_per_ip
+                        .unwrap_or_else(|| EdgeLimits::per_ip_for(max_connections)),
+                    header_timeout: self.header_timeout,
+                    body_timeout: self.body_timeout,
+                    body_idle_timeout: self.body_idle_timeout,
+                    keepalive_timeout: self.keepalive_timeout,
+                }
+            },
             allowed_origins: self
                 .allowed_origins
                 .into_iter()
@@ -249,6 +299,18 @@ impl ServeArgs {
     }
 }
 
+/// Parses a number of seconds, fractions allowed: "10", "0.25".
+fn parse_seconds(text: &str) -> Result<Duration, String> {
+    let seconds: f64 = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("{text:?} is not a number of seconds"))?;
+    if !(0.001..=86_400.0).contains(&seconds) {
+        return Err("must be between 0.001 and 86400 seconds".to_owned());
+    }
+    Ok(Duration::from_secs_f64(seconds))
+}
+
 /// Serves until SIGINT or SIGTERM, then stops accepting, lets in-flight
 /// requests finish, flushes the store and returns.
 pub fn serve(config: Config) -> Result<(), CliError> {
@@ -256,11 +318,14 @@ pub fn serve(config: Config) -> Result<(), CliError> {
     let stop = running.stop_flag();
     ctrlc::set_handler(move || stop.store(true, Ordering::SeqCst))?;
     eprintln!(
-        "authd: store {}, bcrypt cost {}, {} HTTP threads, {} bcrypt workers",
+        "authd: store {}, bcrypt cost {}, {} HTTP threads, {} bcrypt workers, \
+         at most {} connections ({} per client address)",
         config.location(),
         config.bcrypt_cost,
         config.threads,
-        config.hash_workers
+        config.hash_workers,
+        config.edge.max_connections,
+        config.edge.max_connections_per_ip,
     );
     if config.profile == Profile::Dev && !running.addr().ip().is_loopback() {
         eprintln!(

@@ -32,8 +32,10 @@ pub enum ApiError {
     UnsupportedMediaType(String),
     /// 429: throttled; retry after the given time.
     TooManyRequests(Duration),
-    /// 431: request headers larger than we read.
-    HeadersTooLarge(usize),
+    /// An answer the connection layer gives on its own (400 malformed,
+    /// 408 too slow, 413, 431, 501, 503 over the connection cap...), with
+    /// its message.
+    Edge { status: u16, message: String },
     /// 503: overloaded or storage unavailable; the client may retry.
     Unavailable(&'static str),
     /// 500: our fault. The detail goes to the log only.
@@ -52,7 +54,7 @@ impl ApiError {
             ApiError::PayloadTooLarge(_) => 413,
             ApiError::UnsupportedMediaType(_) => 415,
             ApiError::TooManyRequests(_) => 429,
-            ApiError::HeadersTooLarge(_) => 431,
+            ApiError::Edge { status, .. } => *status,
             ApiError::Internal(_) => 500,
             ApiError::Unavailable(_) => 503,
         }
@@ -72,9 +74,7 @@ impl ApiError {
             ApiError::TooManyRequests(wait) => {
                 format!("too many attempts, retry in {} s", retry_after_secs(*wait))
             }
-            ApiError::HeadersTooLarge(limit) => {
-                format!("request headers are larger than {limit} bytes")
-            }
+            ApiError::Edge { message, .. } => message.clone(),
             ApiError::Internal(_) => "internal server error".to_owned(),
         }
     }

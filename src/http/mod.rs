@@ -7,11 +7,11 @@
 pub mod body;
 pub mod cookie;
 pub mod csrf;
+pub mod edge;
 pub mod error;
 pub mod limits;
 pub mod routes;
 
-use std::io::Read as _;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
@@ -47,6 +47,9 @@ pub struct Settings {
     pub allowed_origins: Vec<String>,
     /// Queue to the reset-token delivery worker, when a channel is set.
     pub outbox: Option<Outbox>,
+    /// Whether the listener accepts connections, for the health check
+    /// (`None` without a listener, as in handler tests).
+    pub listener: Option<tiny_http::ListenerHealth>,
 }
 
 /// Everything a request handler needs.
@@ -59,10 +62,17 @@ pub struct App {
 
 /// Longest path written to the access log; the rest is cut.
 const MAX_LOGGED_PATH: usize = 200;
-/// Largest total of header names and values we act on. tiny_http has read
-/// them already, so this bounds the work we do, not the memory it used
-/// (which is the reverse proxy's job).
-pub const MAX_HEADER_BYTES: usize = 16 * 1024;
+/// Largest request head (request line and headers), enforced by the
+/// connection layer while it reads (431).
+pub const MAX_HEAD_BYTES: usize = 16 * 1024;
+
+/// Adds the headers every answer carries, the connection layer's own
+/// included.
+pub fn with_common_headers(response: Response) -> Response {
+    response
+        .with_additional_header("X-Content-Type-Options", "nosniff")
+        .with_additional_header("Cache-Control", "no-store")
+}
 
 impl App {
     /// Answers one request: route, add common headers, log.
@@ -72,13 +82,10 @@ impl App {
         // Percent-decoded path without the query, computed once for both
         // routing and the log.
         let url = request.url();
-        let response = match self.route(request, &url, ip) {
+        let response = with_common_headers(match self.route(request, &url, ip) {
             Ok(response) => response,
             Err(error) => error.into_response(),
-        }
-        .with_additional_header("X-Content-Type-Options", "nosniff")
-        .with_additional_header("Cache-Control", "no-store");
-        self.drain_body(request);
+        });
         if self.settings.access_log {
             log_request(request, &url, ip, response.status_code, started.elapsed());
         }
@@ -86,10 +93,6 @@ impl App {
     }
 
     fn route(&self, request: &Request, url: &str, ip: IpAddr) -> Result<Response, ApiError> {
-        let header_bytes: usize = request.headers().map(|(k, v)| k.len() + v.len()).sum();
-        if header_bytes > MAX_HEADER_BYTES {
-            return Err(ApiError::HeadersTooLarge(MAX_HEADER_BYTES));
-        }
         match (normalize(url), request.method()) {
             ("/", "GET") => routes::index::get(),
             ("/", _) => Err(ApiError::MethodNotAllowed("GET")),
@@ -108,31 +111,6 @@ impl App {
             ("/openapi.json", "GET") => routes::meta::openapi(),
             ("/openapi.json", _) => Err(ApiError::MethodNotAllowed("GET")),
             _ => Err(ApiError::NotFound),
-        }
-    }
-
-    /// Reads and discards whatever body the handler left unread (a body
-    /// sent to a route that takes none, or to a 404/405), up to the body
-    /// limit. tiny_http skips the rest of a `Content-Length` body by itself
-    /// but not of a chunked one, whose leftover would be read as the next
-    /// request on the connection. A chunked body over the limit is left:
-    /// it can only spoil the sender's own connection (tiny_http ignores a
-    /// `Connection: close` set by the handler, so that cannot be asked for).
-    fn drain_body(&self, request: &Request) {
-        // A request with neither header has no body (RFC 9112, 6.3), so
-        // there is nothing to drain; and copying an empty body through
-        // std's 8 KiB stack buffer cost more than the store lookups of a
-        // session check (callgrind, see BENCHMARKS.md).
-        let has_body = request.header("Transfer-Encoding").is_some()
-            || request
-                .header("Content-Length")
-                .is_some_and(|n| n.trim() != "0");
-        if !has_body {
-            return;
-        }
-        if let Some(body) = request.data() {
-            let limit = self.settings.max_body_bytes as u64;
-            let _ = std::io::copy(&mut body.take(limit), &mut std::io::sink());
         }
     }
 
@@ -348,6 +326,7 @@ mod broken_store_tests {
                 cookie_name: "session_id",
                 allowed_origins: Vec::new(),
                 outbox: None,
+                listener: None,
             },
         }
     }
