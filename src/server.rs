@@ -127,31 +127,61 @@ fn listen(config: &Config) -> Result<tiny_http::Server, StartError> {
         addr: config.addr.clone(),
         reason,
     };
-    let addr = tiny_http::ConfigListenAddr::from_socket_addrs(config.addr.as_str())
-        .map_err(|e| bind_error(e.to_string()))?;
+    let listener = bind(&config.addr).map_err(|e| bind_error(e.to_string()))?;
     let edge = config.edge;
-    tiny_http::Server::new(tiny_http::ServerConfig {
-        addr,
-        ssl: None,
-        limits: tiny_http::Limits {
-            max_head_bytes: MAX_HEAD_BYTES,
-            max_body_bytes: config.max_body_bytes,
-            header_timeout: edge.header_timeout,
-            body_timeout: edge.body_timeout,
-            body_idle_timeout: edge.body_idle_timeout,
-            keepalive_timeout: edge.keepalive_timeout,
-            // A client that does not take its answer gets as long as it
-            // had to send its body.
-            write_timeout: edge.body_timeout,
-            max_connections: edge.max_connections,
-            max_connections_per_ip: edge.max_connections_per_ip,
-        },
-        hooks: tiny_http::Hooks {
-            edge_response: edge::edge_response(),
-            log: Arc::new(|line| eprintln!("authd: {line}")),
-        },
-    })
-    .map_err(|e| bind_error(e.to_string()))
+    let limits = tiny_http::Limits {
+        max_head_bytes: MAX_HEAD_BYTES,
+        max_body_bytes: config.max_body_bytes,
+        header_timeout: edge.header_timeout,
+        body_timeout: edge.body_timeout,
+        body_idle_timeout: edge.body_idle_timeout,
+        keepalive_timeout: edge.keepalive_timeout,
+        // A client that does not take its answer gets as long as it had to
+        // send its body.
+        write_timeout: edge.body_timeout,
+        max_connections: edge.max_connections,
+        max_connections_per_ip: edge.max_connections_per_ip,
+    };
+    let hooks = tiny_http::Hooks {
+        edge_response: edge::edge_response(),
+        log: Arc::new(|line| eprintln!("authd: {line}")),
+    };
+    tiny_http::Server::from_listener_with(listener, None, limits, hooks)
+        .map_err(|e| bind_error(e.to_string()))
+}
+
+/// Connections the kernel completes and queues before authd accepts them.
+/// std's `TcpListener::bind` asks for 128, which a burst of new
+/// connections (a load balancer warming up, a test opening hundreds)
+/// overflows while the accept loop starts their threads: the kernel then
+/// drops their SYNs and clients wait a second for the retry. The kernel
+/// caps it at `net.core.somaxconn`.
+const LISTEN_BACKLOG: i32 = 1024;
+
+/// Binds `addr` (HOST:PORT; the first of its addresses that binds) with
+/// [`LISTEN_BACKLOG`] and `SO_REUSEADDR`, as std does.
+fn bind(addr: &str) -> std::io::Result<std::net::TcpListener> {
+    use socket2::{Domain, Socket, Type};
+    let mut last = None;
+    for addr in std::net::ToSocketAddrs::to_socket_addrs(addr)? {
+        let attempt = (|| {
+            let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+            socket.set_reuse_address(true)?;
+            socket.bind(&addr.into())?;
+            socket.listen(LISTEN_BACKLOG)?;
+            Ok(socket.into())
+        })();
+        match attempt {
+            Ok(listener) => return Ok(listener),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "the address resolves to nothing",
+        )
+    }))
 }
 
 /// Starts `threads` request handlers on `listener`'s requests, and the

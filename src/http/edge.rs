@@ -45,7 +45,11 @@ pub fn incoming(request: &mut tiny_http::Request) -> Request {
 /// The tiny_http response for `response`, as rouille's own server makes it.
 pub fn outgoing(response: Response) -> tiny_http::ResponseBox {
     let (data, length) = response.data.into_reader_and_size();
-    let mut out = tiny_http::Response::empty(response.status_code).with_data(data, length);
+    // Answers are rendered whole before they are sent (the connection's
+    // thread writes them), so each gets a Content-Length, never chunks.
+    let mut out = tiny_http::Response::empty(response.status_code)
+        .with_data(data, length)
+        .with_chunked_threshold(usize::MAX);
     for (name, value) in response.headers {
         // tiny_http sets the length itself.
         if name.eq_ignore_ascii_case("Content-Length") {

@@ -89,8 +89,6 @@ impl Acceptor {
                     continue;
                 }
             };
-            accept_errors.recovered(&log, "accepting connections");
-            self.accepting.store(true, Ordering::SeqCst);
             if self.close.load(Ordering::SeqCst) {
                 break;
             }
@@ -105,8 +103,16 @@ impl Acceptor {
                 self.hooks.clone(),
             ) {
                 Ok(client) => client,
-                Err(_) => continue,
+                // The socket could not be set up: a failure of the same kind
+                // as a failed accept.
+                Err(e) => {
+                    self.accepting.store(false, Ordering::SeqCst);
+                    thread::sleep(accept_errors.failed(&log, "setting up a connection", &e));
+                    continue;
+                }
             };
+            accept_errors.recovered(&log, "accepting connections");
+            self.accepting.store(true, Ordering::SeqCst);
             let messages = Arc::clone(&self.messages);
             let mut task = Some((client, slot));
             let started = pool.spawn(Box::new(move || {

@@ -39,8 +39,9 @@ const LINGER_BYTES: u64 = 64 * 1024;
 
 /// A client connection and what it may cost.
 pub(crate) struct ClientConnection {
+    /// The socket, read through a buffer and written directly: one file
+    /// descriptor per connection (the connection cap counts on it).
     reader: BufReader<TimedReader>,
-    writer: Connection,
     remote_addr: Option<SocketAddr>,
     limits: Arc<Limits>,
     hooks: Hooks,
@@ -87,11 +88,9 @@ impl ClientConnection {
         limits: Arc<Limits>,
         hooks: Hooks,
     ) -> io::Result<ClientConnection> {
-        let writer = conn.try_clone()?;
-        writer.set_write_timeout(Some(limits.write_timeout.max(Duration::from_millis(1))))?;
+        conn.set_write_timeout(Some(limits.write_timeout.max(Duration::from_millis(1))))?;
         Ok(ClientConnection {
             reader: BufReader::with_capacity(READ_BUFFER, TimedReader::new(conn)),
-            writer,
             remote_addr,
             limits,
             hooks,
@@ -120,15 +119,20 @@ impl ClientConnection {
             }
             match self.replies.1.recv() {
                 Ok(Reply::Answer { bytes, close }) => {
-                    if self.writer.write_all(&bytes).is_err() || close || last {
+                    if self.write(&bytes).is_err() || close || last {
                         return;
                     }
                 }
                 Ok(Reply::Upgrade { bytes, take }) => {
-                    if self.writer.write_all(&bytes).is_ok() {
-                        let _ = self.reader.get_ref().get_ref().set_read_timeout(None);
-                        let stream = crate::util::CustomStream::new(self.reader, self.writer);
-                        let _ = take.send(Box::new(stream));
+                    // The one place a second descriptor is needed: the
+                    // stream handed over reads and writes on its own.
+                    if self.write(&bytes).is_ok() {
+                        let conn = self.reader.get_ref().get_ref();
+                        let _ = conn.set_read_timeout(None);
+                        if let Ok(writer) = conn.try_clone() {
+                            let stream = crate::util::CustomStream::new(self.reader, writer);
+                            let _ = take.send(Box::new(stream));
+                        }
                     }
                     return;
                 }
@@ -188,13 +192,11 @@ impl ClientConnection {
                 ))
             }
         };
-        if expects_continue && framing != Framing::None && framing != Framing::Length(0) {
-            let continue_line: &[u8] = if head.version == (1, 0) {
-                b"HTTP/1.0 100 Continue\r\n\r\n"
-            } else {
-                b"HTTP/1.1 100 Continue\r\n\r\n"
-            };
-            if self.writer.write_all(continue_line).is_err() {
+        // RFC 9110, 15.2: no 1xx answer to an HTTP/1.0 client.
+        let has_body = framing != Framing::None && framing != Framing::Length(0);
+        if expects_continue && has_body && head.version >= (1, 1) {
+            let continue_line: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
+            if self.write(continue_line).is_err() {
                 return Err(Refusal::Silent);
             }
         }
@@ -225,6 +227,12 @@ impl ClientConnection {
         Ok((request, last))
     }
 
+    /// Writes all of `bytes` to the client, each write within the write
+    /// timeout.
+    fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.reader.get_mut().get_mut().write_all(bytes)
+    }
+
     fn secure(&self) -> bool {
         false
     }
@@ -238,10 +246,10 @@ impl ClientConnection {
     /// close does not reset the answer away.
     fn refuse(mut self, status: u16, message: &str) {
         let bytes = render(&self.hooks, status, message, &[]);
-        if self.writer.write_all(&bytes).is_err() {
+        if self.write(&bytes).is_err() {
             return;
         }
-        let _ = self.writer.shutdown(Shutdown::Write);
+        let _ = self.reader.get_ref().get_ref().shutdown(Shutdown::Write);
         self.timed()
             .set_budget(Some(Instant::now() + LINGER), LINGER);
         let _ = io::copy(&mut self.reader.take(LINGER_BYTES), &mut io::sink());

@@ -45,6 +45,10 @@ impl TimedReader {
     pub(crate) fn get_ref(&self) -> &Connection {
         &self.conn
     }
+
+    pub(crate) fn get_mut(&mut self) -> &mut Connection {
+        &mut self.conn
+    }
 }
 
 pub(crate) fn timed_out() -> io::Error {
