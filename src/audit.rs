@@ -117,6 +117,20 @@ struct Line<'a> {
     route: Option<&'a str>,
 }
 
+/// Longest email written to the audit log, in bytes (an address is at most
+/// 254).
+const MAX_LOGGED_EMAIL: usize = 320;
+
+/// The longest prefix of `text` of at most `max` bytes that ends on a
+/// character boundary.
+fn cut(text: &str, max: usize) -> &str {
+    let mut end = text.len().min(max);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
 /// Where audit lines go; disabled in tests that do not read them.
 #[derive(Debug, Clone, Copy)]
 pub struct Audit {
@@ -161,7 +175,9 @@ impl Audit {
             audit: event,
             ip,
             user_id: user_id.map(|id| id.0),
-            email,
+            // What a client typed where an address belongs can be anything
+            // up to the body limit: the log keeps what an address can be.
+            email: email.map(|e| cut(e, MAX_LOGGED_EMAIL)),
             route,
         };
         if let Ok(json) = serde_json::to_string(&line) {

@@ -196,6 +196,16 @@ impl Auth {
         }
     }
 
+    /// Refuses a login whose email or password cannot belong to any account
+    /// (malformed), after the same bcrypt work a real check costs, so the
+    /// answer and its time are those of an unknown address.
+    pub fn refuse_login(&self) -> Result<(User, Token), AuthError> {
+        let placeholder = Password::parse("not a password of anyone")
+            .map_err(|e| AuthError::Internal(e.to_string()))?;
+        self.hasher.verify(&placeholder, &self.dummy_hash)?;
+        Err(AuthError::InvalidCredentials)
+    }
+
     /// Starts a new session for `user`, replacing any previous one, and
     /// returns the token for the cookie. Only its hash is stored.
     pub fn create_session(&self, user: &User) -> Result<Token, AuthError> {

@@ -39,6 +39,8 @@ pub enum StartError {
     Auth(#[from] AuthError),
     #[error("{0}")]
     Config(String),
+    #[error("cannot read the throttle key from the store: {0}")]
+    ThrottleKey(StoreError),
 }
 
 /// A running server.
@@ -76,7 +78,11 @@ pub fn start(config: &Config) -> Result<Running, StartError> {
     let (outbox, inbox) = delivery::queue();
     let app = Arc::new(App {
         auth,
-        limits: Limits::with(config.limits, &|scope, rule| store.limiter(scope, rule)),
+        limits: Limits::with(
+            config.limits,
+            store.throttle_secret().map_err(StartError::ThrottleKey)?,
+            &|scope, rule| store.limiter(scope, rule),
+        ),
         audit: Audit::new(config.audit_log),
         settings: Settings {
             max_body_bytes: config.max_body_bytes,

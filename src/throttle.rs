@@ -9,6 +9,10 @@
 //! after its last event, so nothing an attacker does locks anyone out for
 //! longer than that, and memory is bounded by `max_entries`.
 //!
+//! A rule with a `refill` is a token bucket instead (request rates): `free`
+//! events at once, then one more each `refill`; no growing delay, so a
+//! steady client that keeps under the rate is never refused.
+//!
 //! Time is passed in, so the rules are tested without sleeping.
 //!
 //! Where the counts live is behind the [`Limiter`] trait: a [`Throttle`]
@@ -52,6 +56,10 @@ pub struct Rule {
     pub window: Duration,
     /// Most keys tracked at once.
     pub max_entries: usize,
+    /// `Some(refill)`: a token bucket of `free` tokens, one coming back
+    /// every `refill`, in place of growing delays (`base`, `max_delay` and
+    /// `lockout` then play no part).
+    pub refill: Option<Duration>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -75,10 +83,40 @@ impl Rule {
         if since_last > self.window {
             return Ok(());
         }
+        if let Some(refill) = self.refill {
+            // `count` tokens were taken, one has come back every `refill`
+            // since: a token is free once `count - free + 1` have.
+            let Some(short) = count.checked_sub(self.free) else {
+                return Ok(());
+            };
+            let ready = refill.saturating_mul(short.saturating_add(1));
+            return match ready.checked_sub(since_last) {
+                Some(wait) if !wait.is_zero() => Err(wait),
+                _ => Ok(()),
+            };
+        }
         match self.wait(count) {
             Some(wait) if since_last < wait => Err(wait - since_last),
             _ => Ok(()),
         }
+    }
+
+    /// The bucket after one more event at `since_last` after the last one:
+    /// the tokens still out, and how far the time of the last event moves
+    /// (by the whole refills that came back, so none of a partial one is
+    /// lost). `None` for a rule without a bucket.
+    pub fn take(&self, count: u32, since_last: Duration) -> Option<(u32, Duration)> {
+        let refill = self.refill?;
+        let back = if refill.is_zero() {
+            u32::MAX
+        } else {
+            u32::try_from(since_last.as_nanos() / refill.as_nanos()).unwrap_or(u32::MAX)
+        };
+        Some(if back >= count {
+            (1, since_last)
+        } else {
+            (count - back + 1, refill.saturating_mul(back))
+        })
     }
 
     /// How long after the last event the next one may come, for a key with
@@ -136,7 +174,13 @@ impl Throttle {
             count: 0,
             last: now,
         });
-        if now.saturating_duration_since(entry.last) > self.rule.window {
+        let since = now.saturating_duration_since(entry.last);
+        if let Some((count, advance)) = self.rule.take(entry.count, since) {
+            entry.count = count;
+            entry.last += advance;
+            return;
+        }
+        if since > self.rule.window {
             entry.count = 0;
         }
         entry.count = entry.count.saturating_add(1);
@@ -202,7 +246,52 @@ mod tests {
             lockout: Some(10),
             window: 100 * S,
             max_entries: 4,
+            refill: None,
         }
+    }
+
+    fn bucket() -> Rule {
+        Rule {
+            free: 3,
+            refill: Some(10 * S),
+            window: 30 * S,
+            ..rule()
+        }
+    }
+
+    #[test]
+    fn a_bucket_allows_its_burst_then_one_per_refill() {
+        let t = Throttle::new(bucket());
+        let t0 = Instant::now();
+        for _ in 0..3 {
+            assert_eq!(t.check("k", t0), Ok(()));
+            t.record("k", t0);
+        }
+        // Empty: the next token is back 10 s after the burst, not after a
+        // growing delay.
+        assert_eq!(t.check("k", t0 + 4 * S), Err(6 * S));
+        assert_eq!(t.check("k", t0 + 10 * S), Ok(()));
+        t.record("k", t0 + 10 * S);
+        assert_eq!(t.check("k", t0 + 15 * S), Err(5 * S));
+        // A steady client at the refill rate is never refused.
+        let mut now = t0 + 10 * S;
+        for _ in 0..20 {
+            now += 10 * S;
+            assert_eq!(t.check("k", now), Ok(()));
+            t.record("k", now);
+        }
+        // Part of a refill is not lost: 25 s after two tokens went out at
+        // once, two came back and the third is 5 s away.
+        let t = Throttle::new(bucket());
+        for _ in 0..3 {
+            t.record("j", t0);
+        }
+        t.record("j", t0 + 25 * S);
+        assert_eq!(t.check("j", t0 + 25 * S), Ok(()));
+        t.record("j", t0 + 25 * S);
+        assert_eq!(t.check("j", t0 + 25 * S), Err(5 * S));
+        // A quiet bucket fills up again.
+        assert_eq!(t.check("j", t0 + 60 * S), Ok(()));
     }
 
     #[test]
@@ -279,6 +368,16 @@ mod tests {
             window: Duration::MAX,
             ..rule()
         });
+        let b = Throttle::new(Rule {
+            refill: Some(Duration::MAX),
+            window: Duration::MAX,
+            ..bucket()
+        });
+        let now = Instant::now();
+        for _ in 0..12 {
+            b.record("k", now);
+        }
+        assert!(b.check("k", now).is_err());
         let now = Instant::now();
         for _ in 0..12 {
             t.record("k", now);

@@ -17,7 +17,7 @@ fn port_zero_prints_the_bound_address_and_serves() {
     let (status, body) = proc.post("/users", "email=a%40b.io&password=pw");
     assert_eq!(
         (status, body.as_str()),
-        (200, r#"{"email":"a@b.io","message":"user created"}"#)
+        (200, "{\"email\":\"a@b.io\",\"message\":\"user created\"}\n")
     );
 }
 

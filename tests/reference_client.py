@@ -8,13 +8,15 @@ Run it against a server on localhost:5000 (`cargo run --release`):
     python3 tests/reference_client.py
 
 It uses `requests`, exactly as the reference client does. BASE_URL may be
-overridden with the AUTHD_URL environment variable (CI uses a free port).
+overridden with the AUTHD_URL environment variable (CI uses a free port),
+and the email with AUTHD_EMAIL (CI runs the flow 50 times against one
+server, each time with a fresh address).
 """
 import os
 
 import requests
 
-EMAIL = "guillaume@holberton.io"
+EMAIL = os.environ.get("AUTHD_EMAIL", "guillaume@holberton.io")
 PASSWD = "b4l0u"
 NEW_PASSWD = "t4rt1fl3tt3"
 BASE_URL = os.environ.get("AUTHD_URL", "http://localhost:5000")

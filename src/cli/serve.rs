@@ -16,7 +16,7 @@ use super::{system, CliError, StoreArgs};
 use crate::auth::Lifetimes;
 use crate::config::{self, Config, EdgeLimits, Profile};
 use crate::delivery::Channel;
-use crate::http::limits::LimitSettings;
+use crate::http::limits::{self, LimitSettings};
 use crate::policy::PasswordPolicy;
 use crate::server;
 
@@ -103,11 +103,18 @@ pub struct ServeArgs {
     lockout_failures: u32,
 
     /// POST /users and POST /reset_password requests per client IP and per
-    /// email before growing delays start.
+    /// email at once (a token bucket's size); in the dev profile a client on
+    /// this machine is not limited (see README).
     #[arg(long, env = "AUTHD_REQUEST_FREE",
           default_value_t = LimitSettings::default().request_free,
           value_parser = clap::value_parser!(u32).range(1..))]
     request_free: u32,
+
+    /// Seconds for one more such request to come back into its bucket
+    /// [default: 1 in dev, 60 in production].
+    #[arg(long, env = "AUTHD_REQUEST_REFILL", value_name = "SECONDS",
+          value_parser = parse_seconds)]
+    request_refill: Option<Duration>,
 
     /// Longest delay, in seconds, that any throttle imposes.
     #[arg(long, env = "AUTHD_MAX_DELAY", value_name = "SECONDS",
@@ -259,6 +266,10 @@ impl ServeArgs {
                 login_free_failures: self.login_free_failures,
                 lockout_failures: self.lockout_failures,
                 request_free: self.request_free,
+                request_refill: self.request_refill.unwrap_or(match self.profile {
+                    Profile::Dev => limits::DEV_REQUEST_REFILL,
+                    Profile::Production => limits::PRODUCTION_REQUEST_REFILL,
+                }),
                 max_delay: secs(self.max_delay),
                 window: secs(self.throttle_window),
                 ..LimitSettings::default()

@@ -60,6 +60,16 @@ impl Fields {
         }
     }
 
+    /// The text of field `name` if it was given; an error if it is not a
+    /// string.
+    pub fn optional(&self, name: &'static str) -> Result<Option<&str>, BodyError> {
+        match self.0.get(name) {
+            Some(Value::Text(text)) => Ok(Some(text)),
+            Some(Value::NotText) => Err(BodyError::NotText(name)),
+            None => Ok(None),
+        }
+    }
+
     fn insert(&mut self, name: String, value: Value) -> Result<(), BodyError> {
         if self.0.contains_key(&name) {
             return Err(BodyError::Duplicate(name));

@@ -84,8 +84,8 @@ impl ApiError {
         if let ApiError::Internal(detail) = &self {
             eprintln!("authd: internal error: {detail}");
         }
-        let response = Response::json(&serde_json::json!({ "message": self.message() }))
-            .with_status_code(self.status());
+        let response =
+            super::json::fields(&[("message", &self.message())]).with_status_code(self.status());
         match self {
             ApiError::MethodNotAllowed(allow) => response.with_additional_header("Allow", allow),
             ApiError::Unavailable(_) => response.with_additional_header("Retry-After", "1"),

@@ -2,14 +2,22 @@
 //! address they are keyed by.
 //!
 //! Logins are throttled on consecutive failures, per account and per client
-//! IP; registration and reset requests on their rate, per IP and per email.
-//! A throttled request is answered 429 before any bcrypt work or store
-//! write.
+//! IP; registration and reset requests on their rate (token buckets), per
+//! IP and per email. A throttled request is answered 429 before any bcrypt
+//! work or store write.
+//!
+//! Keys derived from what a client typed (an email, valid or not) are a
+//! keyed hash of the normalised input: bounded in size whatever arrives,
+//! and no address is kept in the clear. A developer's own machine in the
+//! dev profile ([`Client::local`]) skips the per-address and request-rate
+//! limits, never the per-account backoff that protects an account.
 
 use std::net::IpAddr;
 use std::time::Duration;
 
+use base64::Engine as _;
 use rouille::Request;
+use sha2::{Digest, Sha256};
 
 use super::error::ApiError;
 use crate::auth::AuthError;
@@ -26,8 +34,10 @@ pub struct LimitSettings {
     /// allows at most 100).
     pub lockout_failures: u32,
     /// `POST /users` and `POST /reset_password` requests per IP and per
-    /// email before delays start.
+    /// email at once (the token bucket's size).
     pub request_free: u32,
+    /// Time for one more such request to come back into a bucket.
+    pub request_refill: Duration,
     /// Longest delay any throttle imposes.
     pub max_delay: Duration,
     /// Quiet time after which a key's count starts again.
@@ -42,6 +52,7 @@ impl Default for LimitSettings {
             login_free_failures: 5,
             lockout_failures: 100,
             request_free: 10,
+            request_refill: DEV_REQUEST_REFILL,
             max_delay: Duration::from_secs(15 * 60),
             window: Duration::from_secs(3600),
             max_entries: 100_000,
@@ -52,8 +63,29 @@ impl Default for LimitSettings {
 /// First delay once the free events are used up; it doubles from there.
 const BASE_DELAY: Duration = Duration::from_secs(1);
 
+/// Request refill of the dev profile: 3,600 an hour per address once the
+/// burst is spent, so a prototype behind Docker's port mapping (not a
+/// loopback peer) still seeds its data.
+pub const DEV_REQUEST_REFILL: Duration = Duration::from_secs(1);
+/// Request refill of the production profile: 60 an hour per address and
+/// per email once the burst of 10 is spent; a person never gets near it,
+/// an enumeration or mail-bombing run is slowed to a crawl.
+pub const PRODUCTION_REQUEST_REFILL: Duration = Duration::from_secs(60);
+
+/// Who is asking, as the throttles see it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Client {
+    /// The client address (the socket peer, or the proxy's header).
+    pub ip: IpAddr,
+    /// A developer's own machine: dev profile, a loopback peer, and no
+    /// proxy in between. Exempt from the per-address and request-rate
+    /// limits, never from the per-account backoff.
+    pub local: bool,
+}
 /// All the throttles of the API.
 pub struct Limits {
+    /// Key of the hashes of typed input.
+    secret: [u8; 32],
     login_ip: Box<dyn Limiter>,
     login_account: Box<dyn Limiter>,
     register_ip: Box<dyn Limiter>,
@@ -70,12 +102,13 @@ impl Limits {
     /// Throttles with the given settings and no history, counted in this
     /// process's memory.
     pub fn new(s: LimitSettings) -> Limits {
-        Self::with(s, &|_, rule| Box::new(Throttle::new(rule)))
+        Self::with(s, [0; 32], &|_, rule| Box::new(Throttle::new(rule)))
     }
 
     /// Throttles with the given settings whose counts `make` keeps (in a
-    /// shared database, for several instances).
-    pub fn with(s: LimitSettings, make: MakeLimiter<'_>) -> Limits {
+    /// shared database, for several instances), hashing typed input with
+    /// `secret` (the same on every instance that shares the counts).
+    pub fn with(s: LimitSettings, secret: [u8; 32], make: MakeLimiter<'_>) -> Limits {
         let rule = |free: u32, lockout: Option<u32>| Rule {
             free,
             base: BASE_DELAY,
@@ -83,9 +116,17 @@ impl Limits {
             lockout,
             window: s.window,
             max_entries: s.max_entries,
+            refill: None,
         };
-        let request = || rule(s.request_free, None);
+        // A bucket is full again after `free` refills: nothing to keep
+        // past that.
+        let request = || Rule {
+            refill: Some(s.request_refill),
+            window: s.request_refill.saturating_mul(s.request_free),
+            ..rule(s.request_free, None)
+        };
         Limits {
+            secret,
             login_ip: make(
                 "login_ip",
                 rule(s.login_free_failures.saturating_mul(10), None),
@@ -101,19 +142,44 @@ impl Limits {
         }
     }
 
+    /// The key of what a client typed as an email: a keyed hash of it
+    /// trimmed and case-folded (a valid address's own key is the same
+    /// folding), 22 characters whatever arrived.
+    fn account(&self, typed: &str) -> String {
+        let mut hash = Sha256::new();
+        hash.update(self.secret);
+        hash.update(typed.trim().to_lowercase().as_bytes());
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&hash.finalize()[..16])
+    }
+
     /// Refuses a login attempt that must wait.
-    pub fn check_login(&self, ip: IpAddr, account: &str) -> Result<(), ApiError> {
+    pub fn check_login(&self, client: Client, email: &str) -> Result<(), ApiError> {
+        let by_ip = if client.local {
+            None
+        } else {
+            self.login_ip
+                .check(&client.ip.to_string())
+                .map_err(unavailable)?
+        };
         both(
-            self.login_ip.check(&ip.to_string()).map_err(unavailable)?,
-            self.login_account.check(account).map_err(unavailable)?,
+            by_ip,
+            self.login_account
+                .check(&self.account(email))
+                .map_err(unavailable)?,
         )
     }
 
     /// Counts a failed login against the IP and the account. Fails (503)
     /// if the count cannot be kept: an uncounted guess is not allowed.
-    pub fn login_failed(&self, ip: IpAddr, account: &str) -> Result<(), ApiError> {
-        self.login_ip.record(&ip.to_string()).map_err(unavailable)?;
-        self.login_account.record(account).map_err(unavailable)
+    pub fn login_failed(&self, client: Client, email: &str) -> Result<(), ApiError> {
+        if !client.local {
+            self.login_ip
+                .record(&client.ip.to_string())
+                .map_err(unavailable)?;
+        }
+        self.login_account
+            .record(&self.account(email))
+            .map_err(unavailable)
     }
 
     /// A successful login or password reset ends the account's backoff.
@@ -121,35 +187,40 @@ impl Limits {
     /// own could otherwise reset it at will.) The success has happened by
     /// then, so a failure here is only logged: the backoff then lasts
     /// until its window ends.
-    pub fn account_recovered(&self, account: &str) {
-        if let Err(e) = self.login_account.clear(account) {
+    pub fn account_recovered(&self, email: &str) {
+        if let Err(e) = self.login_account.clear(&self.account(email)) {
             eprintln!("authd: cannot clear the login backoff of an account: {e}");
         }
     }
 
     /// Checks and counts a registration attempt.
-    pub fn register(&self, ip: IpAddr, email: &str) -> Result<(), ApiError> {
-        Self::rate(&*self.register_ip, &*self.register_email, ip, email)
+    pub fn register(&self, client: Client, email: &str) -> Result<(), ApiError> {
+        self.rate(&*self.register_ip, &*self.register_email, client, email)
     }
 
     /// Checks and counts a reset-token request.
-    pub fn reset_request(&self, ip: IpAddr, email: &str) -> Result<(), ApiError> {
-        Self::rate(&*self.reset_ip, &*self.reset_email, ip, email)
+    pub fn reset_request(&self, client: Client, email: &str) -> Result<(), ApiError> {
+        self.rate(&*self.reset_ip, &*self.reset_email, client, email)
     }
 
     fn rate(
+        &self,
         by_ip: &dyn Limiter,
         by_email: &dyn Limiter,
-        ip: IpAddr,
+        client: Client,
         email: &str,
     ) -> Result<(), ApiError> {
-        let ip = ip.to_string();
+        if client.local {
+            return Ok(());
+        }
+        let ip = client.ip.to_string();
+        let email = self.account(email);
         both(
             by_ip.check(&ip).map_err(unavailable)?,
-            by_email.check(email).map_err(unavailable)?,
+            by_email.check(&email).map_err(unavailable)?,
         )?;
         by_ip.record(&ip).map_err(unavailable)?;
-        by_email.record(email).map_err(unavailable)
+        by_email.record(&email).map_err(unavailable)
     }
 
     /// Forgets entries past their window; run periodically.
@@ -227,39 +298,65 @@ mod tests {
         );
     }
 
+    const REMOTE: Client = Client {
+        ip: IpAddr::V4(std::net::Ipv4Addr::new(192, 0, 2, 1)),
+        local: false,
+    };
+    const LOCAL: Client = Client {
+        ip: IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+        local: true,
+    };
+
     #[test]
     fn logins_are_throttled_per_account_and_cleared_on_success() {
         let limits = Limits::new(LimitSettings {
             login_free_failures: 2,
             ..LimitSettings::default()
         });
-        let ip: IpAddr = "192.0.2.1".parse().unwrap();
         for _ in 0..2 {
-            assert!(limits.check_login(ip, "a@x.io").is_ok());
-            limits.login_failed(ip, "a@x.io").unwrap();
+            assert!(limits.check_login(REMOTE, "a@x.io").is_ok());
+            limits.login_failed(REMOTE, "a@x.io").unwrap();
         }
         assert!(matches!(
-            limits.check_login(ip, "a@x.io"),
+            limits.check_login(REMOTE, "a@x.io"),
             Err(ApiError::TooManyRequests(_))
         ));
+        // The same account however it is typed; a local client too.
+        assert!(limits.check_login(REMOTE, "  A@X.io").is_err());
+        assert!(limits.check_login(LOCAL, "a@x.io").is_err());
         // Another account from the same IP is not blocked (the IP allows 20).
-        assert!(limits.check_login(ip, "b@x.io").is_ok());
+        assert!(limits.check_login(REMOTE, "b@x.io").is_ok());
         limits.account_recovered("a@x.io");
-        assert!(limits.check_login(ip, "a@x.io").is_ok());
+        assert!(limits.check_login(REMOTE, "a@x.io").is_ok());
     }
 
     #[test]
-    fn request_rates_count_every_request() {
+    fn request_rates_count_every_request_except_a_local_clients() {
         let limits = Limits::new(LimitSettings {
             request_free: 2,
             ..LimitSettings::default()
         });
-        let ip: IpAddr = "192.0.2.1".parse().unwrap();
-        assert!(limits.register(ip, "a@x.io").is_ok());
-        assert!(limits.register(ip, "b@x.io").is_ok());
+        assert!(limits.register(REMOTE, "a@x.io").is_ok());
+        assert!(limits.register(REMOTE, "b@x.io").is_ok());
         // The IP has used its two; any email now waits.
-        assert!(limits.register(ip, "c@x.io").is_err());
+        assert!(limits.register(REMOTE, "c@x.io").is_err());
         // Reset requests are counted separately.
-        assert!(limits.reset_request(ip, "a@x.io").is_ok());
+        assert!(limits.reset_request(REMOTE, "a@x.io").is_ok());
+        // A developer's own machine is not limited.
+        for i in 0..50 {
+            assert!(limits.register(LOCAL, &format!("{i}@x.io")).is_ok());
+        }
+    }
+
+    #[test]
+    fn keys_of_typed_input_are_bounded_and_keyed() {
+        let limits = Limits::new(LimitSettings::default());
+        let huge = "x".repeat(100_000);
+        assert_eq!(limits.account(&huge).len(), 22);
+        assert_eq!(limits.account("Bob@X.io "), limits.account("bob@x.io"));
+        let other = Limits::with(LimitSettings::default(), [7; 32], &|_, rule| {
+            Box::new(Throttle::new(rule))
+        });
+        assert_ne!(limits.account("bob@x.io"), other.account("bob@x.io"));
     }
 }

@@ -9,10 +9,12 @@ pub mod cookie;
 pub mod csrf;
 pub mod edge;
 pub mod error;
+pub mod json;
 pub mod limits;
 pub mod routes;
 
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use rouille::{Request, Response};
@@ -24,7 +26,7 @@ use crate::delivery::Outbox;
 use crate::token::Token;
 use crate::user::{Email, User};
 use error::ApiError;
-use limits::Limits;
+use limits::{Client, Limits};
 
 /// Settings the HTTP layer needs beyond the service itself.
 #[derive(Debug, Clone)]
@@ -60,6 +62,14 @@ pub struct App {
     pub settings: Settings,
 }
 
+/// Headers a proxy or tunnel adds; a dev client that sends one is not
+/// treated as local.
+const FORWARDING_HEADERS: [&str; 3] = ["Forwarded", "X-Forwarded-For", "X-Real-IP"];
+
+/// Whether the forwarded-header warning has been written (once per
+/// process).
+static FORWARDED_WARNED: AtomicBool = AtomicBool::new(false);
+
 /// Longest path written to the access log; the rest is cut.
 const MAX_LOGGED_PATH: usize = 200;
 /// Largest request head (request line and headers), enforced by the
@@ -78,11 +88,12 @@ impl App {
     /// Answers one request: route, add common headers, log.
     pub fn handle(&self, request: &Request) -> Response {
         let started = Instant::now();
-        let ip = self.client_ip(request);
+        let client = self.client(request);
+        let ip = client.ip;
         // Percent-decoded path without the query, computed once for both
         // routing and the log.
         let url = request.url();
-        let response = with_common_headers(match self.route(request, &url, ip) {
+        let response = with_common_headers(match self.route(request, &url, client) {
             Ok(response) => response,
             Err(error) => error.into_response(),
         });
@@ -92,19 +103,19 @@ impl App {
         response
     }
 
-    fn route(&self, request: &Request, url: &str, ip: IpAddr) -> Result<Response, ApiError> {
+    fn route(&self, request: &Request, url: &str, client: Client) -> Result<Response, ApiError> {
         match (normalize(url), request.method()) {
             ("/", "GET") => routes::index::get(),
             ("/", _) => Err(ApiError::MethodNotAllowed("GET")),
-            ("/users", "POST") => routes::users::post(self, request, ip),
+            ("/users", "POST") => routes::users::post(self, request, client),
             ("/users", _) => Err(ApiError::MethodNotAllowed("POST")),
-            ("/sessions", "POST") => routes::sessions::post(self, request, ip),
-            ("/sessions", "DELETE") => routes::sessions::delete(self, request, ip),
+            ("/sessions", "POST") => routes::sessions::post(self, request, client),
+            ("/sessions", "DELETE") => routes::sessions::delete(self, request, client),
             ("/sessions", _) => Err(ApiError::MethodNotAllowed("POST, DELETE")),
             ("/profile", "GET") => routes::profile::get(self, request),
             ("/profile", _) => Err(ApiError::MethodNotAllowed("GET")),
-            ("/reset_password", "POST") => routes::reset_password::post(self, request, ip),
-            ("/reset_password", "PUT") => routes::reset_password::put(self, request, ip),
+            ("/reset_password", "POST") => routes::reset_password::post(self, request, client),
+            ("/reset_password", "PUT") => routes::reset_password::put(self, request, client),
             ("/reset_password", _) => Err(ApiError::MethodNotAllowed("POST, PUT")),
             ("/healthz", "GET") => routes::meta::healthz(self),
             ("/healthz", _) => Err(ApiError::MethodNotAllowed("GET")),
@@ -120,17 +131,12 @@ impl App {
         &self,
         verdict: Result<(), ApiError>,
         ip: IpAddr,
-        email: &Email,
+        email: &str,
         route: &str,
     ) -> Result<(), ApiError> {
         verdict.inspect_err(|_| {
-            self.audit.record(
-                Event::Throttled,
-                ip,
-                None,
-                Some(email.as_str()),
-                Some(route),
-            );
+            self.audit
+                .record(Event::Throttled, ip, None, Some(email), Some(route));
         })
     }
 
@@ -159,9 +165,29 @@ impl App {
         }
     }
 
-    /// The client address for throttling and the audit log.
-    pub fn client_ip(&self, request: &Request) -> IpAddr {
-        limits::client_ip(request, self.settings.client_ip_header.as_deref())
+    /// The client address for throttling and the audit log, and whether
+    /// the client is a developer's own machine: the dev profile, a loopback
+    /// peer, no `--client-ip-header`, and no forwarding header (so a reverse
+    /// proxy or tunnel on the same host does not lift the limits for the
+    /// world; authd says so once on stderr when such headers reach a dev
+    /// instance).
+    pub fn client(&self, request: &Request) -> Client {
+        let ip = limits::client_ip(request, self.settings.client_ip_header.as_deref());
+        let local = self.settings.profile == Profile::Dev
+            && self.settings.client_ip_header.is_none()
+            && request.remote_addr().ip().is_loopback()
+            && !FORWARDING_HEADERS.iter().any(|name| {
+                let forwarded = request.header(name).is_some();
+                if forwarded && !FORWARDED_WARNED.swap(true, Ordering::Relaxed) {
+                    eprintln!(
+                        "authd: a request came with a {name} header: a proxy or tunnel on this \
+                         host forwards to this dev instance, so its clients get the request-rate \
+                         limits a loopback client is spared"
+                    );
+                }
+                forwarded
+            });
+        Client { ip, local }
     }
 }
 

@@ -139,6 +139,21 @@ impl AnyStore {
         }
     }
 
+    /// The key of the throttles' keyed hashes: random for each process on
+    /// the embedded store (whose throttle counts live in memory), shared by
+    /// every instance on PostgreSQL (whose counts are shared).
+    pub fn throttle_secret(&self) -> Result<[u8; 32], StoreError> {
+        match self {
+            AnyStore::Sled(_) => {
+                let mut secret = [0u8; 32];
+                getrandom::fill(&mut secret).map_err(|e| StoreError::Backend(e.to_string()))?;
+                Ok(secret)
+            }
+            #[cfg(feature = "postgres")]
+            AnyStore::Postgres(store) => store.shared_secret("throttle"),
+        }
+    }
+
     /// The throttle named `scope`: in this process's memory for sled (one
     /// process owns the store), in the database for PostgreSQL (so every
     /// instance counts the same failures).

@@ -1,11 +1,11 @@
 //! `GET /`: the reference's greeting, also where logout redirects to.
 
+use crate::http::json;
 use rouille::Response;
-use serde_json::json;
 
 use crate::http::error::ApiError;
 
 /// `200 {"message": "Bienvenue"}`.
 pub fn get() -> Result<Response, ApiError> {
-    Ok(Response::json(&json!({ "message": "Bienvenue" })))
+    Ok(json::fields(&[("message", "Bienvenue")]))
 }

@@ -1,10 +1,13 @@
 //! `GET /healthz` and `GET /openapi.json`: for load balancers and for
 //! client generators.
 
+use std::sync::OnceLock;
+
 use rouille::Response;
 use serde_json::json;
 
 use crate::http::error::ApiError;
+use crate::http::json;
 use crate::http::App;
 
 /// The OpenAPI 3.1 description of this API, served as is. A test checks it
@@ -23,7 +26,7 @@ pub fn healthz(app: &App) -> Result<Response, ApiError> {
         .as_ref()
         .is_some_and(|listener| !listener.is_accepting())
     {
-        return Ok(Response::json(&json!({
+        return Ok(json::response(&json!({
             "status": "unavailable",
             "reason": "not accepting connections",
             "version": version,
@@ -31,13 +34,11 @@ pub fn healthz(app: &App) -> Result<Response, ApiError> {
         .with_status_code(503));
     }
     match app.auth.ping() {
-        Ok(()) => Ok(Response::json(
-            &json!({ "status": "ok", "version": version }),
-        )),
+        Ok(()) => Ok(json::fields(&[("status", "ok"), ("version", version)])),
         Err(e) => {
             eprintln!("authd: health check failed: {e}");
             Ok(
-                Response::json(&json!({ "status": "unavailable", "version": version }))
+                json::fields(&[("status", "unavailable"), ("version", version)])
                     .with_status_code(503),
             )
         }
@@ -46,8 +47,15 @@ pub fn healthz(app: &App) -> Result<Response, ApiError> {
 
 /// The OpenAPI document.
 pub fn openapi() -> Result<Response, ApiError> {
-    Ok(Response::from_data(
-        "application/json; charset=utf-8",
-        OPENAPI,
-    ))
+    // Written like every other answer (compact, sorted, ASCII), once.
+    static WRITTEN: OnceLock<Result<String, String>> = OnceLock::new();
+    let written = WRITTEN.get_or_init(|| {
+        serde_json::from_str(OPENAPI)
+            .map(|doc| json::to_flask(&doc))
+            .map_err(|e| e.to_string())
+    });
+    match written {
+        Ok(text) => Ok(Response::from_data("application/json", text.clone())),
+        Err(e) => Err(ApiError::Internal(format!("openapi.json: {e}"))),
+    }
 }

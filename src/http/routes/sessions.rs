@@ -1,41 +1,52 @@
 //! `POST /sessions` (log in) and `DELETE /sessions` (log out).
 
-use std::net::IpAddr;
-
 use rouille::{Request, Response};
-use serde_json::json;
 
 use crate::audit::Event;
 use crate::auth::AuthError;
 use crate::config::Profile;
 use crate::http::body::read_fields;
 use crate::http::error::ApiError;
+use crate::http::json;
+use crate::http::limits::Client;
 use crate::http::{cookie, csrf, App};
+use crate::user::{Email, Password};
 
 /// Logs in: 200 `{"email", "message": "logged in"}` and a fresh session
 /// cookie, 401 for any wrong email/password pair, 429 (before any bcrypt
 /// work) while the account or the client IP is backing off.
-pub fn post(app: &App, request: &Request, ip: IpAddr) -> Result<Response, ApiError> {
+///
+/// As the reference looks up whatever it is given, an email that is
+/// missing or cannot be an address, or a password no account can have, is
+/// a wrong pair like any other: 401, after the same bcrypt work, counted
+/// against what was typed.
+pub fn post(app: &App, request: &Request, client: Client) -> Result<Response, ApiError> {
     let fields = read_fields(request, app.settings.max_body_bytes)?;
-    let (email, password) = super::credentials(&fields)?;
+    let typed = fields.optional("email")?;
+    let password = fields.required("password")?;
+    let typed = typed.unwrap_or("");
     app.throttled(
-        app.limits.check_login(ip, email.key()),
-        ip,
-        &email,
+        app.limits.check_login(client, typed),
+        client.ip,
+        typed,
         "POST /sessions",
     )?;
-    match app.auth.log_in(&email, &password) {
+    let outcome = match (Email::parse(typed), Password::parse(password)) {
+        (Ok(email), Ok(password)) => app.auth.log_in(&email, &password),
+        _ => app.auth.refuse_login(),
+    };
+    match outcome {
         Ok((user, token)) => {
-            app.limits.account_recovered(email.key());
+            app.limits.account_recovered(typed);
             app.audit.record(
                 Event::LoginSuccess,
-                ip,
+                client.ip,
                 Some(user.id),
                 Some(user.email.as_str()),
                 None,
             );
             let response =
-                Response::json(&json!({ "email": user.email.as_str(), "message": "logged in" }));
+                json::fields(&[("email", user.email.as_str()), ("message", "logged in")]);
             Ok(cookie::set_session(
                 response,
                 app.settings.cookie_name,
@@ -46,9 +57,9 @@ pub fn post(app: &App, request: &Request, ip: IpAddr) -> Result<Response, ApiErr
         }
         Err(e) => {
             if matches!(e, AuthError::InvalidCredentials) {
-                app.limits.login_failed(ip, email.key())?;
+                app.limits.login_failed(client, typed)?;
                 app.audit
-                    .record(Event::LoginFailure, ip, None, Some(email.as_str()), None);
+                    .record(Event::LoginFailure, client.ip, None, Some(typed), None);
             }
             Err(e.into())
         }
@@ -58,7 +69,7 @@ pub fn post(app: &App, request: &Request, ip: IpAddr) -> Result<Response, ApiErr
 /// Logs out: ends the session on the server, clears the cookie and
 /// redirects (302) to `/`; 403 without a valid session, and in production
 /// 403 for a cross-site request.
-pub fn delete(app: &App, request: &Request, ip: IpAddr) -> Result<Response, ApiError> {
+pub fn delete(app: &App, request: &Request, client: Client) -> Result<Response, ApiError> {
     if app.settings.profile == Profile::Production {
         csrf::check(request, &app.settings.allowed_origins)?;
     }
@@ -67,7 +78,7 @@ pub fn delete(app: &App, request: &Request, ip: IpAddr) -> Result<Response, ApiE
     let user = app.auth.destroy_session(&token)?;
     app.audit.record(
         Event::Logout,
-        ip,
+        client.ip,
         Some(user.id),
         Some(user.email.as_str()),
         None,

@@ -1,26 +1,26 @@
 //! `POST /users`: registration.
 
-use std::net::IpAddr;
-
 use rouille::{Request, Response};
-use serde_json::json;
 
 use crate::audit::Event;
 use crate::auth::AuthError;
 use crate::http::body::read_fields;
 use crate::http::error::ApiError;
+use crate::http::json;
+use crate::http::limits::Client;
 use crate::http::App;
 
 /// Registers `email` with `password`: 200 `{"email", "message": "user
 /// created"}`, 400 `{"message": "email already registered"}`, 429 past the
 /// request rate per IP or per email.
-pub fn post(app: &App, request: &Request, ip: IpAddr) -> Result<Response, ApiError> {
+pub fn post(app: &App, request: &Request, client: Client) -> Result<Response, ApiError> {
     let fields = read_fields(request, app.settings.max_body_bytes)?;
     let (email, password) = super::credentials(&fields)?;
+    let ip = client.ip;
     app.throttled(
-        app.limits.register(ip, email.key()),
+        app.limits.register(client, email.key()),
         ip,
-        &email,
+        email.as_str(),
         "POST /users",
     )?;
     match app.auth.register_user(&email, &password) {
@@ -32,9 +32,10 @@ pub fn post(app: &App, request: &Request, ip: IpAddr) -> Result<Response, ApiErr
                 Some(user.email.as_str()),
                 None,
             );
-            Ok(Response::json(
-                &json!({ "email": user.email.as_str(), "message": "user created" }),
-            ))
+            Ok(json::fields(&[
+                ("email", user.email.as_str()),
+                ("message", "user created"),
+            ]))
         }
         Err(e) => {
             if matches!(e, AuthError::EmailTaken) {
