@@ -32,7 +32,7 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// bcrypt cost for new hashes (4..=31).
     pub bcrypt_cost: u32,
-    /// HTTP worker threads.
+    /// Requests handled at once.
     pub threads: usize,
     /// bcrypt worker threads.
     pub hash_workers: usize,

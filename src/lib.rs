@@ -23,6 +23,7 @@ pub mod config;
 pub mod delivery;
 pub mod hasher;
 pub mod http;
+pub mod permits;
 pub mod policy;
 pub mod server;
 pub mod store;

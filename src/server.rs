@@ -6,7 +6,7 @@
 use std::net::SocketAddr;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
@@ -18,6 +18,7 @@ use crate::hasher::Hasher;
 use crate::http::error::ApiError;
 use crate::http::limits::Limits;
 use crate::http::{edge, App, Settings, MAX_HEAD_BYTES};
+use crate::permits::Permits;
 use crate::store::{AnyStore, OpenError, StoreError, UserStore};
 
 /// How often the accept loop looks at the stop flag.
@@ -70,7 +71,11 @@ pub fn start(config: &Config) -> Result<Running, StartError> {
         config.lifetimes,
         config.password_policy,
     )?;
-    let listener = listen(config)?;
+    // The listener exists before the application (which reports its
+    // health), so its handler finds the application through a cell.
+    let served = Arc::new(OnceLock::new());
+    let permits = Arc::new(Permits::new(config.threads.max(1)));
+    let listener = listen(config, handler(Arc::clone(&served), Arc::clone(&permits)))?;
     let addr = listener
         .server_addr()
         .to_ip()
@@ -97,13 +102,13 @@ pub fn start(config: &Config) -> Result<Running, StartError> {
             listener: Some(listener.health()),
         },
     });
+    if served.set(Arc::clone(&app)).is_err() {
+        return Err(StartError::Config(
+            "the application was set twice".to_owned(),
+        ));
+    }
     let stop = Arc::new(AtomicBool::new(false));
-    let thread = serve(
-        listener,
-        Arc::clone(&app),
-        Arc::clone(&stop),
-        config.threads.max(1),
-    )?;
+    let thread = serve(listener, permits, Arc::clone(&stop))?;
     let janitor = spawn_janitor(Arc::clone(&app), Arc::clone(&stop), config.sweep_interval)?;
     let courier = match &config.reset_delivery {
         Some(channel) => {
@@ -128,7 +133,7 @@ pub fn start(config: &Config) -> Result<Running, StartError> {
 }
 
 /// Binds the listener with the edge limits of `config`.
-fn listen(config: &Config) -> Result<tiny_http::Server, StartError> {
+fn listen(config: &Config, handler: tiny_http::Handler) -> Result<tiny_http::Server, StartError> {
     let bind_error = |reason: String| StartError::Bind {
         addr: config.addr.clone(),
         reason,
@@ -151,6 +156,7 @@ fn listen(config: &Config) -> Result<tiny_http::Server, StartError> {
     let hooks = tiny_http::Hooks {
         edge_response: edge::edge_response(),
         log: Arc::new(|line| eprintln!("authd: {line}")),
+        handler: Some(handler),
     };
     tiny_http::Server::from_listener_with(listener, None, limits, hooks)
         .map_err(|e| bind_error(e.to_string()))
@@ -190,46 +196,37 @@ fn bind(addr: &str) -> std::io::Result<std::net::TcpListener> {
     }))
 }
 
-/// Starts `threads` request handlers on `listener`'s requests, and the
-/// thread that stops them: once `stop` is set it stops accepting, answers
-/// what was queued, and waits for the handlers to finish.
+/// The thread that stops serving: once `stop` is set it stops accepting
+/// and waits (at most [`GRACE`]) for the requests being handled.
 fn serve(
     listener: tiny_http::Server,
-    app: Arc<App>,
+    permits: Arc<Permits>,
     stop: Arc<AtomicBool>,
-    threads: usize,
 ) -> std::io::Result<JoinHandle<()>> {
-    let listener = Arc::new(listener);
-    let mut handlers = Vec::with_capacity(threads);
-    for _ in 0..threads {
-        let (listener, app) = (Arc::clone(&listener), Arc::clone(&app));
-        handlers.push(
-            thread::Builder::new()
-                .name("http".to_owned())
-                // `recv` fails only when unblocked, at the stop.
-                .spawn(move || {
-                    while let Ok(request) = listener.recv() {
-                        answer(&app, request);
-                    }
-                })?,
-        );
-    }
     thread::Builder::new()
         .name("serve".to_owned())
         .spawn(move || {
             while !stop.load(Ordering::SeqCst) {
                 thread::sleep(POLL);
             }
-            for request in listener.shutdown() {
-                answer(&app, request);
-            }
-            for _ in &handlers {
-                listener.unblock();
-            }
-            for handler in handlers {
-                let _ = handler.join();
+            // With the handler on the connections' threads nothing is queued.
+            drop(listener.shutdown());
+            if !permits.close(GRACE) {
+                eprintln!("authd: in-flight requests did not finish in {GRACE:?}; stopping anyway");
             }
         })
+}
+
+/// The request handler of the listener: on the connection's own thread,
+/// once its body is read, within one of the `--threads` permits.
+fn handler(app: Arc<OnceLock<Arc<App>>>, permits: Arc<Permits>) -> tiny_http::Handler {
+    Arc::new(move |request| match (app.get(), permits.acquire()) {
+        (Some(app), Some(_permit)) => answer(app, request),
+        _ => {
+            let stopping = ApiError::Unavailable("the server is stopping").into_response();
+            let _ = request.respond(edge::outgoing(crate::http::with_common_headers(stopping)));
+        }
+    })
 }
 
 /// Answers one request. A panic (there should be none: the request path
@@ -302,25 +299,11 @@ impl Running {
     /// Blocks until the stop flag is set and the server has stopped (or the
     /// grace period for in-flight requests is over), then flushes the store.
     pub fn wait(mut self) -> Result<(), StoreError> {
-        let mut stopping_since = None;
-        while let Some(thread) = self.thread.take() {
-            if thread.is_finished() {
-                // The accept thread does not panic; if it did, the store is
-                // still flushed below, which is all that matters now.
-                let _ = thread.join();
-                break;
-            }
-            if self.stop.load(Ordering::SeqCst) {
-                let since = *stopping_since.get_or_insert_with(Instant::now);
-                if since.elapsed() > GRACE {
-                    eprintln!(
-                        "authd: in-flight requests did not finish in {GRACE:?}; stopping anyway"
-                    );
-                    break;
-                }
-            }
-            self.thread = Some(thread);
-            thread::sleep(Duration::from_millis(20));
+        if let Some(thread) = self.thread.take() {
+            // It ends once stopped, after at most GRACE for requests in
+            // flight; it does not panic, and if it did, the store is still
+            // flushed below, which is all that matters now.
+            let _ = thread.join();
         }
         self.stop.store(true, Ordering::SeqCst);
         for worker in [self.janitor.take(), self.courier.take()]

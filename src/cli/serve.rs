@@ -37,8 +37,9 @@ pub struct ServeArgs {
           value_parser = clap::value_parser!(u32).range(4..=31))]
     bcrypt_cost: u32,
 
-    /// HTTP worker threads. Half of them at most wait for bcrypt; the rest
-    /// stay free for cheap requests.
+    /// Requests handled at once (each connection has a thread of its own).
+    /// Half of them at most wait for bcrypt; the rest stay free for cheap
+    /// requests.
     #[arg(long, env = "AUTHD_THREADS", default_value_t = config::DEFAULT_THREADS,
           value_parser = clap::value_parser!(u16).range(2..=4096).map(usize::from))]
     threads: usize,
@@ -329,7 +330,7 @@ pub fn serve(config: Config) -> Result<(), CliError> {
     let stop = running.stop_flag();
     ctrlc::set_handler(move || stop.store(true, Ordering::SeqCst))?;
     eprintln!(
-        "authd: store {}, bcrypt cost {}, {} HTTP threads, {} bcrypt workers, \
+        "authd: store {}, bcrypt cost {}, {} requests handled at once, {} bcrypt workers, \
          at most {} connections ({} per client address)",
         config.location(),
         config.bcrypt_cost,

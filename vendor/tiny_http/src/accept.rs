@@ -114,10 +114,21 @@ impl Acceptor {
             accept_errors.recovered(&log, "accepting connections");
             self.accepting.store(true, Ordering::SeqCst);
             let messages = Arc::clone(&self.messages);
+            let (handler, close) = (self.hooks.handler.clone(), Arc::clone(&self.close));
             let mut task = Some((client, slot));
             let started = pool.spawn(Box::new(move || {
                 if let Some((client, _slot)) = task.take() {
-                    client.serve(&|request| messages.push(request).is_ok());
+                    match &handler {
+                        // A stopped server answers no new request.
+                        Some(handler) => client.serve(&|request| {
+                            if close.load(Ordering::SeqCst) {
+                                return false;
+                            }
+                            handler(request);
+                            true
+                        }),
+                        None => client.serve(&|request| messages.push(request).is_ok()),
+                    }
                 }
             }));
             match started {

@@ -2,12 +2,14 @@
 //! see PATCHES.md).
 //!
 //! The connection's thread reads a whole request, head and body, within
-//! the size and time limits, hands it to the server's queue, waits for the
-//! handler's answer and writes it, and only then reads the next request.
-//! So a slow or hostile client costs its own connection and thread, never a
-//! handler: handlers get requests whose bodies are already in memory and
-//! never write to a socket. Pipelined requests are answered one at a time
-//! in order; at most one answer per connection is ever outstanding.
+//! the size and time limits, hands it to the handler (called right here
+//! when the server has one, `Hooks::handler`, else through the server's
+//! queue), takes the handler's answer and writes it, and only then reads
+//! the next request. So a slow or hostile client costs its own connection
+//! and thread, never a handler: handlers get requests whose bodies are
+//! already in memory and never write to a socket. Pipelined requests are
+//! answered one at a time in order; at most one answer per connection is
+//! ever outstanding.
 //!
 //! Whatever breaks the rules (RFC 9112) is answered here, through the
 //! server's [`Hooks`], and the connection is closed.

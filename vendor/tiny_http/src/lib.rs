@@ -110,7 +110,7 @@ use util::{ConnectionTable, MessagesQueue};
 
 pub use common::{HTTPVersion, Header, HeaderField, Method, StatusCode};
 pub use connection::{ConfigListenAddr, ListenAddr, Listener};
-pub use limits::{EdgeResponder, Hooks, Limits, ListenerHealth, Logger};
+pub use limits::{EdgeResponder, Handler, Hooks, Limits, ListenerHealth, Logger};
 pub use request::{ReadWrite, Request};
 pub use response::{Response, ResponseBox};
 pub use test::TestRequest;

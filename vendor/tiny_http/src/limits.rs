@@ -61,6 +61,9 @@ pub type EdgeResponder = Arc<dyn Fn(StatusCode, &str) -> ResponseBox + Send + Sy
 /// Receives the server's own log lines (accept errors, spawn failures).
 pub type Logger = Arc<dyn Fn(&str) + Send + Sync>;
 
+/// Answers a request on the connection's own thread (see [`Hooks::handler`]).
+pub type Handler = Arc<dyn Fn(crate::Request) + Send + Sync>;
+
 /// How the server answers and logs on its own.
 #[derive(Clone)]
 pub struct Hooks {
@@ -68,6 +71,11 @@ pub struct Hooks {
     pub edge_response: EdgeResponder,
     /// Where the server's own log lines go.
     pub log: Logger,
+    /// When set, each request is answered by calling this on its
+    /// connection's thread, right after its body is read, instead of being
+    /// queued for [`crate::Server::recv`]: no hand-over between threads per
+    /// request (the handler must respond, or drop the request for a 500).
+    pub handler: Option<Handler>,
 }
 
 impl Default for Hooks {
@@ -83,6 +91,7 @@ impl Default for Hooks {
                 response.boxed()
             }),
             log: Arc::new(|line| log::error!("{}", line)),
+            handler: None,
         }
     }
 }
