@@ -1,13 +1,22 @@
 //! `/openapi.json` is a valid OpenAPI 3.1 document, and it tells the truth:
 //! every answer the live server gives in the scenarios below is documented
 //! for its route, method and status, with its body valid against the
-//! documented schema and the documented headers present.
+//! documented schema and the documented headers present. Its request
+//! schemas are never looser than the server's own rules (every email and
+//! password they admit is accepted) and, on ASCII, exactly those rules.
+//! `tests/schemathesis.sh` fuzzes a running server against the document.
 
 mod common;
 
 use std::collections::BTreeSet;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::sync::LazyLock;
+use std::time::Duration;
 
+use authd::user::{Email, Password};
 use common::{encode, Format, Reply, TestApp};
+use proptest::prelude::*;
 use serde_json::Value;
 
 struct Spec {
@@ -19,10 +28,7 @@ impl Spec {
     fn load(app: &TestApp) -> Spec {
         let reply = app.request("GET", "/openapi.json", None, b"", None);
         assert_eq!(reply.status, 200);
-        assert!(reply
-            .header("Content-Type")
-            .unwrap()
-            .starts_with("application/json"));
+        assert_eq!(reply.header("Content-Type"), Some("application/json"));
         oas3::from_json(&reply.body).expect("a valid OpenAPI 3.1 document");
         let doc: Value = serde_json::from_str(&reply.body).unwrap();
         assert_eq!(doc["openapi"], "3.1.0");
@@ -99,10 +105,12 @@ impl Spec {
             }
         }
         if let Some(schema) = response.pointer("/content/application~1json/schema") {
-            assert!(reply
-                .header("Content-Type")
-                .unwrap()
-                .starts_with("application/json"));
+            assert_eq!(
+                reply.header("Content-Type"),
+                Some("application/json"),
+                "{method} {path} {}",
+                reply.status
+            );
             let body: Value = serde_json::from_str(&reply.body).unwrap();
             let mut wrapped = schema.clone();
             // Let local references resolve inside the wrapped schema.
@@ -118,11 +126,37 @@ impl Spec {
     }
 }
 
+/// Sends `request` as it is on a new connection and reads the answer up to
+/// the close: how the answers of the HTTP edge itself (which closes the
+/// connection after each) are seen.
+fn raw(app: &TestApp, request: &[u8]) -> Reply {
+    let mut stream = TcpStream::connect(app.base.trim_start_matches("http://")).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    stream.write_all(request).unwrap();
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).unwrap();
+    let answer = String::from_utf8(answer).unwrap();
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap();
+    let mut lines = head.split("\r\n");
+    let status = lines.next().unwrap().split(' ').nth(1).unwrap();
+    Reply {
+        status: status.parse().unwrap(),
+        headers: lines
+            .filter_map(|line| line.split_once(':'))
+            .map(|(name, value)| (name.trim().to_owned(), value.trim().to_owned()))
+            .collect(),
+        body: body.to_owned(),
+    }
+}
+
 fn the_document_matches_the_live_server() {
     let app = TestApp::spawn_with(|c| {
         c.max_body_bytes = 1024;
         c.limits.request_free = 4;
         c.limits.login_free_failures = 2;
+        c.edge.header_timeout = Duration::from_millis(300);
     });
     let mut spec = Spec::load(&app);
     let form = |method: &str, path: &str, fields: &[(&str, &str)]| {
@@ -148,7 +182,13 @@ fn the_document_matches_the_live_server() {
     );
 
     hit("POST", "/users", form("POST", "/users", &creds));
-    hit("POST", "/users", form("POST", "/users", &creds));
+    // The reference's answer for a taken email, the one 400 a conforming
+    // request gets.
+    let taken = hit("POST", "/users", form("POST", "/users", &creds));
+    assert_eq!(
+        (taken.status, taken.message().as_str()),
+        (400, "email already registered")
+    );
     hit(
         "POST",
         "/users",
@@ -194,6 +234,15 @@ fn the_document_matches_the_live_server() {
         "/sessions",
         form("POST", "/sessions", &[("email", "a@b.io")]),
     );
+    // Any email string, or none, is a wrong pair like any other.
+    for fields in [
+        &[("email", "not an email"), ("password", "pw")][..],
+        &[("password", "pw")][..],
+        &[("email", "e@b.io"), ("password", "")][..],
+    ] {
+        let reply = hit("POST", "/sessions", form("POST", "/sessions", fields));
+        assert_eq!(reply.status, 401, "{fields:?}: {}", reply.body);
+    }
     let session = hit("POST", "/sessions", form("POST", "/sessions", &creds)).session();
     hit("GET", "/profile", app.profile(Some(&session)));
     hit("GET", "/profile", app.profile(None));
@@ -216,6 +265,12 @@ fn the_document_matches_the_live_server() {
         "/reset_password",
         form("POST", "/reset_password", &[]),
     );
+    let reply = hit(
+        "POST",
+        "/reset_password",
+        form("POST", "/reset_password", &[("email", "not an email")]),
+    );
+    assert_eq!(reply.status, 403, "{}", reply.body);
     let update = [
         ("email", "a@b.io"),
         ("reset_token", token.as_str()),
@@ -236,13 +291,64 @@ fn the_document_matches_the_live_server() {
         "/reset_password",
         form("PUT", "/reset_password", &update[..2]),
     );
+    // An empty token or a malformed email can own no token: 403, not 400.
+    for (email, token) in [("a@b.io", ""), ("not an email", token.as_str())] {
+        let fields = [
+            ("email", email),
+            ("reset_token", token),
+            ("new_password", "new"),
+        ];
+        let reply = hit(
+            "PUT",
+            "/reset_password",
+            form("PUT", "/reset_password", &fields),
+        );
+        assert_eq!(reply.status, 403, "{fields:?}: {}", reply.body);
+    }
     hit(
         "PATCH",
         "/reset_password",
         app.request("PATCH", "/reset_password", None, b"", None),
     );
 
-    // Throttled answers, last so they do not disturb the rest.
+    // What the HTTP edge answers on its own, on any route.
+    hit(
+        "GET",
+        "/profile",
+        raw(&app, b"GET /profile HTTP/1.1\r\nContent-Length: x\r\n\r\n"),
+    );
+    hit(
+        "GET",
+        "/",
+        raw(&app, b"GET / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n"),
+    );
+    hit(
+        "GET",
+        "/healthz",
+        raw(&app, b"GET /healthz HTTP/2.0\r\n\r\n"),
+    );
+    hit(
+        "GET",
+        "/openapi.json",
+        raw(
+            &app,
+            b"GET /openapi.json HTTP/1.1\r\nContent-Length: 2000\r\n\r\n",
+        ),
+    );
+    // A head that never ends: 408 after --header-timeout.
+    hit("GET", "/", raw(&app, b"GET / HTTP/1.1\r\nHost: x\r\n"));
+
+    // Throttled answers, last so they do not disturb the rest. A loopback
+    // client of the dev profile is spared the request-rate limits unless a
+    // forwarding header says it is relayed.
+    let relayed = |method: &str, path: &str, fields: &[(&str, &str)]| {
+        let (content_type, body) = encode(Format::Form, fields);
+        let headers = [
+            ("Content-Type", content_type),
+            ("X-Forwarded-For", "198.51.100.7".to_owned()),
+        ];
+        app.request_with(method, path, &headers, &body)
+    };
     for _ in 0..4 {
         hit(
             "POST",
@@ -259,20 +365,24 @@ fn the_document_matches_the_live_server() {
         hit(
             "POST",
             "/users",
-            form("POST", "/users", &[("email", &email), ("password", "pw")]),
+            relayed("POST", "/users", &[("email", &email), ("password", "pw")]),
         );
     }
     for _ in 0..5 {
         hit(
             "POST",
             "/reset_password",
-            form("POST", "/reset_password", &[("email", "a@b.io")]),
+            relayed("POST", "/reset_password", &[("email", "a@b.io")]),
         );
     }
 
     // Every documented operation was exercised, and the statuses that
     // matter most were seen.
     let doc = spec.doc.clone();
+    let taken = doc["paths"]["/users"]["post"]["responses"]["400"]["description"]
+        .as_str()
+        .unwrap();
+    assert!(taken.contains("email already registered") && taken.contains("reference"));
     for (path, item) in doc["paths"].as_object().unwrap() {
         for method in item.as_object().unwrap().keys() {
             // (405s are recorded under the undocumented method.)
@@ -304,8 +414,14 @@ fn the_document_matches_the_live_server() {
         ("/reset_password", "POST", 429),
         ("/reset_password", "PUT", 200),
         ("/reset_password", "PUT", 403),
+        ("/reset_password", "PUT", 400),
         ("/reset_password", "PATCH", 405),
         ("/", "POST", 405),
+        ("/", "GET", 408),
+        ("/", "GET", 501),
+        ("/profile", "GET", 400),
+        ("/healthz", "GET", 505),
+        ("/openapi.json", "GET", 413),
     ] {
         assert!(
             spec.covered
@@ -368,6 +484,134 @@ fn the_document_matches_the_production_profile_too() {
     let reply = app.request_with("DELETE", "/sessions", &forged, b"");
     assert_eq!(reply.status, 403);
     spec.check("DELETE", "/sessions", &reply);
+}
+
+/// A validator for `#/components/schemas/NAME` of the served document.
+fn schema(name: &str) -> jsonschema::Validator {
+    let doc: Value = serde_json::from_str(authd::http::routes::meta::OPENAPI).unwrap();
+    let mut wrapped = serde_json::json!({ "$ref": format!("#/components/schemas/{name}") });
+    wrapped["components"] = doc["components"].clone();
+    jsonschema::draft202012::new(&wrapped).expect("a valid schema")
+}
+
+static EMAIL: LazyLock<jsonschema::Validator> = LazyLock::new(|| schema("RegistrationEmail"));
+static PASSWORD: LazyLock<jsonschema::Validator> = LazyLock::new(|| schema("NewPassword"));
+
+/// The pattern of `#/components/schemas/NAME`, without its anchors (for
+/// proptest's generator, which has none).
+fn unanchored_pattern(name: &str) -> String {
+    let doc: Value = serde_json::from_str(authd::http::routes::meta::OPENAPI).unwrap();
+    let pattern = doc["components"]["schemas"][name]["pattern"]
+        .as_str()
+        .unwrap();
+    pattern
+        .strip_prefix('^')
+        .and_then(|p| p.strip_suffix('$'))
+        .unwrap()
+        .to_owned()
+}
+
+/// Emails near the edges of the rules: printable and not, with and without
+/// '@' and dots, short and long, ASCII and not.
+fn email_like() -> impl Strategy<Value = String> {
+    prop_oneof![
+        "[ -~]{0,80}",
+        "[!-~]{1,70}@[!-~]{0,20}",
+        "[a-z.]{0,66}@[a-z.]{0,12}",
+        "[\\x00-\\x7f]{1,6}@[\\x00-\\x7f]{1,6}",
+        "[a-z]{1,64}@[a-z]{1,63}(\\.[a-z]{1,63}){1,3}",
+        "[a-zé]{1,64}@[a-zé.]{1,20}",
+        "\\PC{0,40}",
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 1000, ..ProptestConfig::default() })]
+
+    /// The registration email's schema is never looser than the server:
+    /// every address its pattern generates (within maxLength) is accepted.
+    #[test]
+    fn every_email_the_schema_admits_is_accepted(
+        email in proptest::string::string_regex(&unanchored_pattern("RegistrationEmail")).unwrap()
+    ) {
+        let valid = EMAIL.is_valid(&Value::from(email.as_str()));
+        prop_assert_eq!(valid, email.len() <= 254, "{:?}", email);
+        if valid {
+            prop_assert!(Email::parse(&email).is_ok(), "{:?}", email);
+        }
+    }
+
+    /// ...and on ASCII it is exact: an address without surrounding
+    /// whitespace is accepted if and only if the schema admits it. (The
+    /// server also trims whitespace and takes non-ASCII addresses; the
+    /// schema, stricter, admits neither.)
+    #[test]
+    fn the_email_schema_is_the_server_rule_on_ascii(email in email_like()) {
+        let valid = EMAIL.is_valid(&Value::from(email.as_str()));
+        let accepted = Email::parse(&email).is_ok();
+        if valid {
+            prop_assert!(accepted, "{:?} admitted but refused", email);
+        }
+        if email.is_ascii() && email.trim() == email {
+            prop_assert_eq!(valid, accepted, "{:?}", email);
+        }
+    }
+
+    /// The new password's schema is never looser than the server (72 bytes,
+    /// counted in characters), and exact on ASCII.
+    #[test]
+    fn the_password_schema_is_the_server_rule(
+        password in prop_oneof!["[\\x00-\\x7f]{0,80}", "[\\x00-\\x{7ff}]{0,40}", "\\PC{0,30}", ".{0,80}"]
+    ) {
+        let valid = PASSWORD.is_valid(&Value::from(password.as_str()));
+        let accepted = Password::parse(&password).is_ok();
+        if valid {
+            prop_assert!(accepted, "{:?} admitted but refused", password);
+        }
+        if password.is_ascii() {
+            prop_assert_eq!(valid, accepted, "{:?}", password);
+        }
+    }
+}
+
+#[test]
+fn the_schemas_know_the_edge_cases() {
+    let email = schema("RegistrationEmail");
+    for (address, valid) in [
+        ("a@b", true),
+        ("bob@example.com", true),
+        (".a.@b-c.d", true),
+        ("a@b.", false),
+        ("a@.b", false),
+        ("a@b..c", false),
+        ("a b@c", false),
+        ("@b", false),
+        ("a@", false),
+        ("a@b@c", false),
+        (" a@b", false),
+        ("a@b\u{7f}", false),
+    ] {
+        assert_eq!(email.is_valid(&Value::from(address)), valid, "{address:?}");
+    }
+    let local = "x".repeat(64);
+    assert!(email.is_valid(&Value::from(format!("{local}@b"))));
+    assert!(!email.is_valid(&Value::from(format!("x{local}@b"))));
+    let password = schema("NewPassword");
+    for (secret, valid) in [
+        (String::new(), false),
+        ("x".repeat(72), true),
+        ("x".repeat(73), false),
+        ("é".repeat(36), true),
+        ("€".repeat(18), true),
+        ("€".repeat(19), false),
+        ("a\0b".to_owned(), false),
+    ] {
+        assert_eq!(
+            password.is_valid(&Value::from(secret.as_str())),
+            valid,
+            "{secret:?}"
+        );
+    }
 }
 
 crate::on_every_store!(

@@ -6,11 +6,12 @@
 //! buffer more than the limit, whatever its `Content-Length` says.
 
 use std::collections::HashMap;
-use std::io::{Cursor, Read};
+use std::io::Read;
 
-use multipart::server::Multipart;
 use percent_encoding::percent_decode;
 use rouille::Request;
+
+use super::form_data;
 
 /// Why a body was refused. Each message is shown to the client.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -185,21 +186,12 @@ fn decode_json(body: &[u8]) -> Result<Fields, BodyError> {
 }
 
 fn decode_multipart(boundary: &str, body: &[u8]) -> Result<Fields, BodyError> {
-    let mut parts = Multipart::with_body(Cursor::new(body), boundary);
     let mut fields = Fields::default();
-    loop {
-        let mut field = match parts.read_entry() {
-            Ok(Some(field)) => field,
-            Ok(None) => break,
-            Err(e) => return Err(BodyError::MalformedMultipart(e.to_string())),
-        };
-        let mut data = Vec::new();
-        field
-            .data
-            .read_to_end(&mut data)
-            .map_err(|e| BodyError::MalformedMultipart(e.to_string()))?;
-        let text = String::from_utf8(data).map_err(|_| BodyError::InvalidUtf8)?;
-        fields.insert(field.headers.name.to_string(), Value::Text(text))?;
+    for (name, content) in
+        form_data::parse(boundary, body).map_err(BodyError::MalformedMultipart)?
+    {
+        let text = String::from_utf8(content).map_err(|_| BodyError::InvalidUtf8)?;
+        fields.insert(name, Value::Text(text))?;
     }
     Ok(fields)
 }

@@ -9,6 +9,7 @@ pub mod cookie;
 pub mod csrf;
 pub mod edge;
 pub mod error;
+pub mod form_data;
 pub mod json;
 pub mod limits;
 pub mod routes;
