@@ -4,7 +4,7 @@
 //! [`token`] and [`codec`] (secrets and the on-disk format), [`store`]
 //! (the storage trait and its sled implementation), [`hasher`] (a bounded
 //! bcrypt worker pool), [`auth`] (the service rules), [`http`] (routes,
-//! bodies, error mapping), [`server`] (the rouille server's lifecycle) and
+//! bodies, error mapping), [`server`] (the HTTP server's lifecycle) and
 //! [`cli`] (flags into a validated [`config::Config`]).
 
 // Library code must not panic on a request path: no unwrap, expect or

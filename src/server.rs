@@ -21,7 +21,7 @@ use crate::http::{edge, App, Settings, MAX_HEAD_BYTES};
 use crate::permits::Permits;
 use crate::store::{AnyStore, OpenError, StoreError, UserStore};
 
-/// How often the accept loop looks at the stop flag.
+/// How often the serving thread and the janitor look at the stop flag.
 const POLL: Duration = Duration::from_millis(50);
 /// How long a stop waits for in-flight requests before giving up on them.
 /// Every acknowledged write is already on disk, so cutting them is safe.
@@ -102,11 +102,8 @@ pub fn start(config: &Config) -> Result<Running, StartError> {
             listener: Some(listener.health()),
         },
     });
-    if served.set(Arc::clone(&app)).is_err() {
-        return Err(StartError::Config(
-            "the application was set twice".to_owned(),
-        ));
-    }
+    // A cell made above and set only here: this cannot fail.
+    let _ = served.set(Arc::clone(&app));
     let stop = Arc::new(AtomicBool::new(false));
     let thread = serve(listener, permits, Arc::clone(&stop))?;
     let janitor = spawn_janitor(Arc::clone(&app), Arc::clone(&stop), config.sweep_interval)?;
@@ -220,12 +217,16 @@ fn serve(
 /// The request handler of the listener: on the connection's own thread,
 /// once its body is read, within one of the `--threads` permits.
 fn handler(app: Arc<OnceLock<Arc<App>>>, permits: Arc<Permits>) -> tiny_http::Handler {
-    Arc::new(move |request| match (app.get(), permits.acquire()) {
-        (Some(app), Some(_permit)) => answer(app, request),
-        _ => {
-            let stopping = ApiError::Unavailable("the server is stopping").into_response();
-            let _ = request.respond(edge::outgoing(crate::http::with_common_headers(stopping)));
-        }
+    Arc::new(move |request| {
+        let refusal = match (app.get(), permits.acquire()) {
+            (Some(app), Some(_permit)) => return answer(app, request),
+            // Bound, but the application is not set yet (a moment at start).
+            (None, _) => "the server is starting, retry shortly",
+            (_, None) => "the server is stopping",
+        };
+        let refused =
+            crate::http::with_common_headers(ApiError::Unavailable(refusal).into_response());
+        let _ = request.respond(edge::outgoing(refused));
     })
 }
 
