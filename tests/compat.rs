@@ -14,26 +14,23 @@
 //!    says so once on stderr;
 //! 6. request rates are token buckets: a burst, then one per refill.
 //!
-//! Answers are read with a raw `TcpStream` client, so the bytes checked are
-//! the bytes sent. Every loop is bounded; the only timing assertions are
-//! generous ones about the refill of a bucket.
+//! Answers are read with the raw `TcpStream` client of `common::raw`, so
+//! the bytes checked are the bytes sent. Every loop is bounded; the only
+//! timing assertions are generous ones about the refill of a bucket.
 
 mod common;
 
-use std::fmt;
-use std::io::{ErrorKind, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::process::Proc;
+use common::raw::{self, addr_of, Answer, Raw, FORM};
 use common::{urlencode, TestApp};
 use serde_json::{json, Value};
 
 /// Longest a test waits for any one answer.
 const IO_LIMIT: Duration = Duration::from_secs(30);
-
-const FORM: &str = "application/x-www-form-urlencoded";
 
 /// An address outside ASCII, and what `jsonify` makes of it.
 const JOSE: &str = "jos\u{e9}@example.com";
@@ -56,193 +53,13 @@ const PRODUCTION: [&str; 6] = [
 ];
 
 // ---------------------------------------------------------------------------
-// A raw HTTP/1.1 client
+// Requests, on the raw client of `common::raw`
 // ---------------------------------------------------------------------------
-
-/// One answer as it came off the wire.
-struct Answer {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-}
-
-impl fmt::Debug for Answer {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Answer")
-            .field("status", &self.status)
-            .field("headers", &self.headers)
-            .field("body", &String::from_utf8_lossy(&self.body))
-            .finish()
-    }
-}
-
-impl Answer {
-    /// Every value of header `name`, in order.
-    fn all(&self, name: &str) -> Vec<&str> {
-        self.headers
-            .iter()
-            .filter(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-            .collect()
-    }
-
-    /// The value of header `name`; fails the test if it is there twice.
-    fn header(&self, name: &str) -> Option<&str> {
-        let values = self.all(name);
-        assert!(values.len() <= 1, "{name} given twice: {self:?}");
-        values.first().copied()
-    }
-
-    fn text(&self) -> &str {
-        std::str::from_utf8(&self.body).unwrap_or_else(|_| panic!("body not UTF-8: {self:?}"))
-    }
-
-    /// The session token of a `Set-Cookie` for `name`.
-    fn cookie(&self, name: &str) -> Option<String> {
-        let prefix = format!("{name}=");
-        self.all("Set-Cookie")
-            .into_iter()
-            .find_map(|v| v.strip_prefix(prefix.as_str()))
-            .map(|rest| rest.split(';').next().unwrap().to_owned())
-    }
-}
-
-/// Parses one answer at the start of `raw`; `None` while it is incomplete.
-/// Returns the answer and how many bytes it took.
-fn parse_answer(raw: &[u8]) -> Option<(Answer, usize)> {
-    let end = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
-    let head = std::str::from_utf8(&raw[..end])
-        .unwrap_or_else(|_| panic!("non-UTF-8 head: {:?}", String::from_utf8_lossy(raw)));
-    let mut lines = head.split("\r\n");
-    let status_line = lines.next().unwrap();
-    let status: u16 = status_line
-        .strip_prefix("HTTP/1.1 ")
-        .and_then(|rest| rest.get(..3))
-        .and_then(|code| code.parse().ok())
-        .unwrap_or_else(|| panic!("bad status line {status_line:?}"));
-    let headers: Vec<(String, String)> = lines
-        .map(|line| {
-            let (k, v) = line
-                .split_once(':')
-                .unwrap_or_else(|| panic!("bad header line {line:?} in {head:?}"));
-            (k.to_owned(), v.trim().to_owned())
-        })
-        .collect();
-    let start = end + 4;
-    let rest = &raw[start..];
-    let length = headers
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case("Content-Length"))
-        .map(|(_, v)| {
-            v.parse::<usize>()
-                .unwrap_or_else(|_| panic!("bad Content-Length in {head:?}"))
-        });
-    let chunked = headers.iter().any(|(k, v)| {
-        k.eq_ignore_ascii_case("Transfer-Encoding") && v.eq_ignore_ascii_case("chunked")
-    });
-    let (body, used) = if let Some(length) = length {
-        if rest.len() < length {
-            return None;
-        }
-        (rest[..length].to_vec(), length)
-    } else if chunked {
-        dechunk(rest)?
-    } else if (100..200).contains(&status) || status == 204 || status == 304 {
-        (Vec::new(), 0)
-    } else {
-        // Delimited by the end of the connection: the caller reads it all.
-        (rest.to_vec(), rest.len())
-    };
-    Some((
-        Answer {
-            status,
-            headers,
-            body,
-        },
-        start + used,
-    ))
-}
-
-/// Decodes a chunked body; `None` while it is incomplete.
-fn dechunk(mut raw: &[u8]) -> Option<(Vec<u8>, usize)> {
-    let total = raw.len();
-    let mut body = Vec::new();
-    loop {
-        let line_end = raw.windows(2).position(|w| w == b"\r\n")?;
-        let size_text = std::str::from_utf8(&raw[..line_end]).unwrap();
-        let size = usize::from_str_radix(size_text.split(';').next().unwrap().trim(), 16)
-            .unwrap_or_else(|_| panic!("bad chunk size {size_text:?}"));
-        raw = &raw[line_end + 2..];
-        if size == 0 {
-            let trailer_end = raw.windows(2).position(|w| w == b"\r\n")?;
-            raw = &raw[trailer_end + 2..];
-            return Some((body, total - raw.len()));
-        }
-        if raw.len() < size + 2 {
-            return None;
-        }
-        body.extend_from_slice(&raw[..size]);
-        raw = &raw[size + 2..];
-    }
-}
-
-/// Reads from `stream` until one whole answer has come (`until_closed`:
-/// until the server closes the connection, and then there must be
-/// exactly one answer). A reset after the answer counts as a close.
-fn read_answer(stream: &mut TcpStream, until_closed: bool) -> Answer {
-    let deadline = Instant::now() + IO_LIMIT;
-    let mut raw = Vec::new();
-    let mut scratch = [0u8; 16 * 1024];
-    loop {
-        if !until_closed {
-            if let Some((answer, _)) = parse_answer(&raw) {
-                return answer;
-            }
-        }
-        let left = deadline.saturating_duration_since(Instant::now());
-        assert!(
-            !left.is_zero(),
-            "no whole answer within {IO_LIMIT:?}; read {:?}",
-            String::from_utf8_lossy(&raw)
-        );
-        stream.set_read_timeout(Some(left)).unwrap();
-        match stream.read(&mut scratch) {
-            Ok(0) => break,
-            Ok(n) => raw.extend_from_slice(&scratch[..n]),
-            Err(e) if e.kind() == ErrorKind::Interrupted => {}
-            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
-                panic!(
-                    "no end of answer within {IO_LIMIT:?}; read {:?}",
-                    String::from_utf8_lossy(&raw)
-                )
-            }
-            Err(_) => break,
-        }
-    }
-    let (answer, used) = parse_answer(&raw).unwrap_or_else(|| {
-        panic!(
-            "connection closed before a whole answer: {:?}",
-            String::from_utf8_lossy(&raw)
-        )
-    });
-    assert_eq!(
-        used,
-        raw.len(),
-        "bytes after the answer: {:?}",
-        String::from_utf8_lossy(&raw[used..])
-    );
-    answer
-}
 
 /// Sends `request` as is on a connection of its own and reads the answer
 /// until the server closes the connection.
 fn exchange(addr: SocketAddr, request: &[u8]) -> Answer {
-    let mut stream = TcpStream::connect_timeout(&addr, IO_LIMIT).unwrap();
-    stream.set_write_timeout(Some(IO_LIMIT)).unwrap();
-    // A server may answer and close before it has read everything it was
-    // sent (an oversized head): then the answer is what counts.
-    let _ = stream.write_all(request);
-    read_answer(&mut stream, true)
+    raw::exchange(addr, request, IO_LIMIT).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// `method path` with `headers` and `body`, `Connection: close`.
@@ -253,17 +70,13 @@ fn call(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> Answer {
-    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n");
-    for (name, value) in headers {
-        head.push_str(&format!("{name}: {value}\r\n"));
-    }
+    let length = body.len().to_string();
+    let mut all = vec![("Host", "localhost"), ("Connection", "close")];
+    all.extend_from_slice(headers);
     if !body.is_empty() || matches!(method, "POST" | "PUT") {
-        head.push_str(&format!("Content-Length: {}\r\n", body.len()));
+        all.push(("Content-Length", &length));
     }
-    head.push_str("\r\n");
-    let mut bytes = head.into_bytes();
-    bytes.extend_from_slice(body);
-    exchange(addr, &bytes)
+    exchange(addr, &raw::request(method, path, &all, body))
 }
 
 /// `method path` with `fields` form-encoded, and `headers` besides.
@@ -306,15 +119,6 @@ fn log_in(addr: SocketAddr, email: &str, password: &str) -> Answer {
 
 fn addr_of_app(app: &TestApp) -> SocketAddr {
     app.running.addr()
-}
-
-fn addr_of(server: &Proc) -> SocketAddr {
-    server
-        .base
-        .strip_prefix("http://")
-        .unwrap()
-        .parse()
-        .unwrap()
 }
 
 /// A store directory in a fresh temporary directory (its stderr file goes
@@ -481,7 +285,7 @@ fn assert_flask_headers(answer: &Answer) {
 fn assert_throttled(answer: &Answer) -> u64 {
     assert_eq!(answer.status, 429, "{answer:?}");
     let retry_after: u64 = answer
-        .header("Retry-After")
+        .only("Retry-After")
         .unwrap_or_else(|| panic!("no Retry-After: {answer:?}"))
         .parse()
         .unwrap_or_else(|_| panic!("Retry-After not a number: {answer:?}"));
@@ -635,14 +439,14 @@ fn every_route_answers_what_jsonify_sends() {
         405,
         r#"{"message":"method not allowed (allowed: GET)"}"#,
     );
-    assert_eq!(reply.header("Allow"), Some("GET"), "{reply:?}");
+    assert_eq!(reply.only("Allow"), Some("GET"), "{reply:?}");
     let reply = call(addr, "PATCH", "/reset_password", &[], b"");
     assert_json(
         &reply,
         405,
         r#"{"message":"method not allowed (allowed: POST, PUT)"}"#,
     );
-    assert_eq!(reply.header("Allow"), Some("POST, PUT"), "{reply:?}");
+    assert_eq!(reply.only("Allow"), Some("POST, PUT"), "{reply:?}");
 
     // Above the Basic Multilingual Plane: a surrogate pair, in every
     // answer that carries the address.
@@ -759,22 +563,24 @@ fn the_connection_cap_answers_with_the_same_json_and_headers() {
     let addr = addr_of_app(&app);
     // Two kept-alive connections, each answered once, so the server has
     // surely counted them.
-    let held: Vec<TcpStream> = (0..2)
+    let held: Vec<Raw> = (0..2)
         .map(|_| {
-            let mut stream = TcpStream::connect_timeout(&addr, IO_LIMIT).unwrap();
+            let mut stream = Raw::connect_within(addr, IO_LIMIT).unwrap();
             stream
-                .write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+                .send(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
                 .unwrap();
-            let reply = read_answer(&mut stream, false);
+            let reply = stream.answer(IO_LIMIT).unwrap_or_else(|e| panic!("{e}"));
             assert_json(&reply, 200, r#"{"message":"Bienvenue"}"#);
             stream
         })
         .collect();
     // The third gets 503 without sending anything, and is closed.
-    let mut third = TcpStream::connect_timeout(&addr, IO_LIMIT).unwrap();
-    let reply = read_answer(&mut third, true);
+    let mut third = Raw::connect_within(addr, IO_LIMIT).unwrap();
+    let reply = third
+        .sole_answer(IO_LIMIT)
+        .unwrap_or_else(|e| panic!("{e}"));
     assert_error(&reply, 503, "too many connections");
-    assert_eq!(reply.header("Retry-After"), Some("1"), "{reply:?}");
+    assert_eq!(reply.only("Retry-After"), Some("1"), "{reply:?}");
     drop(held);
 }
 

@@ -21,13 +21,14 @@
 //! 10. SIGTERM in the middle of all this;
 //! 11. `/healthz`.
 //!
-//! Hostile clients are raw `TcpStream`s (source addresses other than
-//! 127.0.0.1 through `libc`). Every loop is bounded in count and time,
-//! every thread is scoped, and every server is killed when its test ends.
+//! Hostile clients are raw `TcpStream`s (`common::raw`; source addresses
+//! other than 127.0.0.1 through `libc`). Every loop is bounded in count and
+//! time, every thread is scoped, and every server is killed when its test
+//! ends.
 
 mod common;
 
-use std::io::{self, ErrorKind, Read, Write};
+use std::io::{ErrorKind, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -35,6 +36,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use common::process::{Proc, BIN};
+use common::raw::{addr_of, connect_with, get, post_form, Answer, Raw, FORM};
 
 /// Timeouts short enough for a fast suite.
 const FAST: [&str; 8] = [
@@ -60,8 +62,6 @@ const PATIENT: [&str; 8] = [
     "--keepalive-timeout",
     "30",
 ];
-
-const FORM: &str = "application/x-www-form-urlencoded";
 
 // ---------------------------------------------------------------------------
 // 1. Huge declared bodies
@@ -1003,15 +1003,6 @@ fn limited(store: &Path, limit: &str, extra_fd: bool, flags: &[&str]) -> Command
     command
 }
 
-fn addr_of(server: &Proc) -> SocketAddr {
-    server
-        .base
-        .strip_prefix("http://")
-        .unwrap()
-        .parse()
-        .unwrap()
-}
-
 /// Fails the test if the server process has ended.
 fn assert_alive(server: &Proc) {
     let pid = server.child.id();
@@ -1087,36 +1078,6 @@ fn open_many(
     (conns, None)
 }
 
-/// One complete answer.
-#[derive(Debug)]
-struct Answer {
-    status: u16,
-    /// The status line and headers, through the blank line.
-    raw_head: String,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-    /// Bytes on the wire, head and framed body.
-    wire: usize,
-}
-
-impl Answer {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-
-    fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
-            panic!(
-                "body is not JSON ({e}): {:?}",
-                String::from_utf8_lossy(&self.body)
-            )
-        })
-    }
-}
-
 /// Checks an answer the edge wrote itself: `status`, a JSON
 /// `{"message": ...}` body with a JSON media type, the common headers and
 /// `Connection: close`. Returns the message.
@@ -1144,188 +1105,6 @@ fn assert_edge(answer: &Answer, status: u16) -> String {
         .to_owned()
 }
 
-/// A raw client connection, with what it has read and not yet used.
-struct Raw {
-    stream: TcpStream,
-    buf: Vec<u8>,
-}
-
-impl Raw {
-    fn connect(addr: SocketAddr) -> Raw {
-        Raw::from(TcpStream::connect(addr).unwrap())
-    }
-
-    fn from(stream: TcpStream) -> Raw {
-        Raw {
-            stream,
-            buf: Vec::new(),
-        }
-    }
-
-    fn send(&mut self, bytes: &[u8]) -> io::Result<()> {
-        self.stream.write_all(bytes)
-    }
-
-    /// Reads one answer (an interim 1xx one too), for at most `limit`.
-    fn answer(&mut self, limit: Duration) -> Result<Answer, String> {
-        let deadline = Instant::now() + limit;
-        loop {
-            if let Some(answer) = self.parse()? {
-                return Ok(answer);
-            }
-            self.fill(deadline)?;
-        }
-    }
-
-    /// Reads until the server closes the connection, for at most `limit`;
-    /// returns what came before the end (EOF or a reset).
-    fn until_closed(&mut self, limit: Duration) -> Result<Vec<u8>, String> {
-        let deadline = Instant::now() + limit;
-        loop {
-            match self.fill(deadline) {
-                Ok(()) => {}
-                Err(e) if e.starts_with("closed") => return Ok(std::mem::take(&mut self.buf)),
-                Err(e) => return Err(e),
-            }
-        }
-    }
-
-    /// Whether the connection is open with nothing to read.
-    fn is_open_and_quiet(&self) -> bool {
-        self.buf.is_empty() && Raw::quiet(&self.stream)
-    }
-
-    /// Whether `stream` is open with nothing to read.
-    fn quiet(stream: &TcpStream) -> bool {
-        stream.set_nonblocking(true).unwrap();
-        let result = stream.peek(&mut [0; 1]);
-        stream.set_nonblocking(false).unwrap();
-        matches!(result, Err(e) if e.kind() == ErrorKind::WouldBlock)
-    }
-
-    /// One read into the buffer, by `deadline`. Errors start with "closed"
-    /// when the server ended the connection.
-    fn fill(&mut self, deadline: Instant) -> Result<(), String> {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let shown = |buf: &[u8]| String::from_utf8_lossy(buf).into_owned();
-        if left.is_zero() {
-            return Err(format!("timed out; read so far: {:?}", shown(&self.buf)));
-        }
-        self.stream.set_read_timeout(Some(left)).unwrap();
-        let mut scratch = [0u8; 16 * 1024];
-        match self.stream.read(&mut scratch) {
-            Ok(0) => Err(format!("closed (EOF); read so far: {:?}", shown(&self.buf))),
-            Ok(n) => {
-                self.buf.extend_from_slice(&scratch[..n]);
-                Ok(())
-            }
-            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
-                Err(format!("timed out; read so far: {:?}", shown(&self.buf)))
-            }
-            Err(e) if e.kind() == ErrorKind::Interrupted => Ok(()),
-            Err(e) => Err(format!("closed ({e}); read so far: {:?}", shown(&self.buf))),
-        }
-    }
-
-    /// Takes one whole answer off the buffer, if there is one.
-    fn parse(&mut self) -> Result<Option<Answer>, String> {
-        let Some(end) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") else {
-            return Ok(None);
-        };
-        let head_len = end + 4;
-        let raw_head = String::from_utf8_lossy(&self.buf[..head_len]).into_owned();
-        let mut lines = raw_head.split("\r\n");
-        let status_line = lines.next().unwrap_or("");
-        let status: u16 = status_line
-            .strip_prefix("HTTP/1.1 ")
-            .and_then(|rest| rest.get(..3))
-            .and_then(|code| code.parse().ok())
-            .ok_or_else(|| format!("bad status line in {raw_head:?}"))?;
-        let headers: Vec<(String, String)> = lines
-            .filter(|l| !l.is_empty())
-            .filter_map(|l| l.split_once(':'))
-            .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
-            .collect();
-        let chunked = headers.iter().any(|(k, v)| {
-            k.eq_ignore_ascii_case("Transfer-Encoding") && v.eq_ignore_ascii_case("chunked")
-        });
-        let (body, used) = if (100..200).contains(&status) {
-            (Vec::new(), 0)
-        } else if chunked {
-            match dechunk(&self.buf[head_len..]).map_err(|e| format!("{e} in {raw_head:?}"))? {
-                Some(done) => done,
-                None => return Ok(None),
-            }
-        } else {
-            let length = headers
-                .iter()
-                .find(|(k, _)| k.eq_ignore_ascii_case("Content-Length"))
-                .map(|(_, v)| v.parse::<usize>())
-                .ok_or_else(|| format!("no Content-Length in {raw_head:?}"))?
-                .map_err(|e| format!("{e} in {raw_head:?}"))?;
-            match self.buf.get(head_len..head_len + length) {
-                Some(body) => (body.to_vec(), length),
-                None => return Ok(None),
-            }
-        };
-        self.buf.drain(..head_len + used);
-        Ok(Some(Answer {
-            status,
-            raw_head,
-            headers,
-            body,
-            wire: head_len + used,
-        }))
-    }
-}
-
-/// Decodes a chunked body at the start of `raw` (no trailers expected);
-/// returns the body and the bytes it took, or `None` if it is incomplete.
-fn dechunk(raw: &[u8]) -> Result<Option<(Vec<u8>, usize)>, String> {
-    let mut body = Vec::new();
-    let mut at = 0;
-    loop {
-        let Some(line_end) = raw[at..].windows(2).position(|w| w == b"\r\n") else {
-            return Ok(None);
-        };
-        let line = String::from_utf8_lossy(&raw[at..at + line_end]).into_owned();
-        let size = usize::from_str_radix(line.split(';').next().unwrap().trim(), 16)
-            .map_err(|e| format!("bad chunk size {line:?}: {e}"))?;
-        let data = at + line_end + 2;
-        if raw.len() < data + size + 2 {
-            return Ok(None);
-        }
-        if size == 0 {
-            return Ok(Some((body, data + 2)));
-        }
-        body.extend_from_slice(&raw[data..data + size]);
-        at = data + size + 2;
-    }
-}
-
-/// `GET path` on a connection of its own.
-fn get(addr: SocketAddr, path: &str, limit: Duration) -> Result<Answer, String> {
-    let mut raw = Raw::from(TcpStream::connect_timeout(&addr, limit).map_err(|e| e.to_string())?);
-    raw.send(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
-        .map_err(|e| e.to_string())?;
-    raw.answer(limit)
-}
-
-/// POSTs a form on a connection of its own.
-fn post_form(addr: SocketAddr, path: &str, form: &str, limit: Duration) -> Result<Answer, String> {
-    let mut raw = Raw::from(TcpStream::connect_timeout(&addr, limit).map_err(|e| e.to_string())?);
-    raw.send(
-        format!(
-            "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: {FORM}\r\n\
-             Content-Length: {}\r\nConnection: close\r\n\r\n{form}",
-            form.len()
-        )
-        .as_bytes(),
-    )
-    .map_err(|e| e.to_string())?;
-    raw.answer(limit)
-}
-
 /// Reads whatever comes for at most `limit`; returns the bytes read and
 /// whether the connection ended (EOF or reset).
 fn drain(stream: &mut TcpStream, limit: Duration) -> (usize, bool) {
@@ -1347,85 +1126,5 @@ fn drain(stream: &mut TcpStream, limit: Duration) -> (usize, bool) {
             Err(e) if e.kind() == ErrorKind::Interrupted => {}
             Err(_) => return (got, true),
         }
-    }
-}
-
-/// A TCP connection to `to` from the address `from` (any 127.0.0.x works on
-/// Linux loopback), with an optional receive buffer size set before the
-/// handshake, within `limit`. std cannot bind a client socket, hence libc.
-fn connect_with(
-    from: Ipv4Addr,
-    to: SocketAddr,
-    receive_buffer: Option<i32>,
-    limit: Duration,
-) -> io::Result<TcpStream> {
-    use std::os::fd::{AsRawFd as _, FromRawFd as _};
-
-    let SocketAddr::V4(to) = to else {
-        panic!("IPv4 only: {to}")
-    };
-    let sockaddr = |ip: Ipv4Addr, port: u16| libc::sockaddr_in {
-        sin_family: libc::AF_INET as libc::sa_family_t,
-        sin_port: port.to_be(),
-        sin_addr: libc::in_addr {
-            s_addr: u32::from(ip).to_be(),
-        },
-        sin_zero: [0; 8],
-    };
-    let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
-    let check = |result: libc::c_int| {
-        if result < 0 {
-            Err(io::Error::last_os_error())
-        } else {
-            Ok(result)
-        }
-    };
-    // SAFETY: plain socket calls on a descriptor this function owns (the
-    // TcpStream closes it on every path), with pointers to live locals of
-    // the sizes given.
-    unsafe {
-        let fd = check(libc::socket(
-            libc::AF_INET,
-            libc::SOCK_STREAM | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK,
-            0,
-        ))?;
-        let stream = TcpStream::from_raw_fd(fd);
-        if let Some(size) = receive_buffer {
-            check(libc::setsockopt(
-                fd,
-                libc::SOL_SOCKET,
-                libc::SO_RCVBUF,
-                (&size as *const i32).cast(),
-                std::mem::size_of::<i32>() as libc::socklen_t,
-            ))?;
-        }
-        let local = sockaddr(from, 0);
-        check(libc::bind(
-            fd,
-            (&local as *const libc::sockaddr_in).cast(),
-            len,
-        ))?;
-        let remote = sockaddr(*to.ip(), to.port());
-        let connected = libc::connect(fd, (&remote as *const libc::sockaddr_in).cast(), len);
-        if connected < 0 {
-            let error = io::Error::last_os_error();
-            if error.raw_os_error() != Some(libc::EINPROGRESS) {
-                return Err(error);
-            }
-            let mut poll = libc::pollfd {
-                fd: stream.as_raw_fd(),
-                events: libc::POLLOUT,
-                revents: 0,
-            };
-            let millis = limit.as_millis().clamp(1, 60_000) as libc::c_int;
-            if check(libc::poll(&mut poll, 1, millis))? == 0 {
-                return Err(io::Error::new(ErrorKind::TimedOut, "connect timed out"));
-            }
-            if let Some(error) = stream.take_error()? {
-                return Err(error);
-            }
-        }
-        stream.set_nonblocking(false)?;
-        Ok(stream)
     }
 }

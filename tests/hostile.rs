@@ -7,6 +7,7 @@ use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::time::Duration;
 
+use common::raw::Raw;
 use common::TestApp;
 
 /// Sends `bytes` on a fresh connection, closes the sending side, and returns
@@ -137,25 +138,17 @@ fn idle_and_slow_connections_do_not_block_other_clients() {
 
 /// Sends two requests on one keep-alive connection; returns both statuses.
 fn two_on_one_connection(addr: SocketAddr, first: &[u8]) -> (Option<u16>, Option<u16>) {
-    let mut stream = TcpStream::connect(addr).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
+    let mut raw = Raw::connect(addr);
+    raw.send(first).unwrap();
+    raw.send(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         .unwrap();
-    stream.write_all(first).unwrap();
-    stream
-        .write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        .unwrap();
-    let mut answer = Vec::new();
-    let _ = stream.read_to_end(&mut answer);
-    let text = String::from_utf8_lossy(&answer);
-    // A response body does not end with a line break, so the next status
-    // line may follow it on the same line.
-    let statuses: Vec<u16> = text
-        .split("HTTP/1.1 ")
-        .skip(1)
-        .filter_map(|rest| rest.get(..3)?.parse().ok())
-        .collect();
-    (statuses.first().copied(), statuses.get(1).copied())
+    let mut status = || {
+        raw.answer(Duration::from_secs(10))
+            .ok()
+            .map(|answer| answer.status)
+    };
+    let first = status();
+    (first, status())
 }
 
 #[test]

@@ -9,12 +9,11 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::sync::LazyLock;
 use std::time::Duration;
 
 use authd::user::{Email, Password};
+use common::raw::exchange;
 use common::{encode, Format, Reply, TestApp};
 use proptest::prelude::*;
 use serde_json::Value;
@@ -130,24 +129,12 @@ impl Spec {
 /// the close: how the answers of the HTTP edge itself (which closes the
 /// connection after each) are seen.
 fn raw(app: &TestApp, request: &[u8]) -> Reply {
-    let mut stream = TcpStream::connect(app.base.trim_start_matches("http://")).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .unwrap();
-    stream.write_all(request).unwrap();
-    let mut answer = Vec::new();
-    stream.read_to_end(&mut answer).unwrap();
-    let answer = String::from_utf8(answer).unwrap();
-    let (head, body) = answer.split_once("\r\n\r\n").unwrap();
-    let mut lines = head.split("\r\n");
-    let status = lines.next().unwrap().split(' ').nth(1).unwrap();
+    let answer = exchange(app.running.addr(), request, Duration::from_secs(30))
+        .unwrap_or_else(|e| panic!("{e}"));
     Reply {
-        status: status.parse().unwrap(),
-        headers: lines
-            .filter_map(|line| line.split_once(':'))
-            .map(|(name, value)| (name.trim().to_owned(), value.trim().to_owned()))
-            .collect(),
-        body: body.to_owned(),
+        status: answer.status,
+        body: answer.text().to_owned(),
+        headers: answer.headers,
     }
 }
 

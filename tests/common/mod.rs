@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod process;
+pub mod raw;
 pub mod stores;
 
 use std::time::Duration;
