@@ -2,8 +2,9 @@
 //! (rouille's `Request` and `Response`).
 //!
 //! rouille's own `Server` builds its tiny_http server with no way to pass
-//! limits, so authd runs its own handler threads over a configured
-//! tiny_http server and crosses over here: [`incoming`] turns a request,
+//! limits, so authd configures the tiny_http server itself, with a handler
+//! that runs on each connection's thread (src/server.rs), and crosses over
+//! here: [`incoming`] turns a request,
 //! whose body the connection's thread has already read within the limits,
 //! into a rouille `Request`; [`outgoing`] turns the answer back. The answers
 //! tiny_http writes on its own (413, 431, 503 over the connection cap...)
