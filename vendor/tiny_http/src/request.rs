@@ -18,20 +18,16 @@ use crate::{HTTPVersion, Header, Method, Response};
 ///
 /// # Pipelining
 ///
-/// If a client sends multiple requests in a row (without waiting for the response), then you will
-/// get multiple `Request` objects simultaneously. This is called *requests pipelining*.
-/// Tiny-http automatically reorders the responses so that you don't need to worry about the order
-/// in which you call `respond` or `into_writer`.
+/// Requests a client pipelines on one connection are handed out one at a
+/// time: the next is handed out only once the previous one is answered
+/// (fork; upstream handed several out at once and reordered the answers,
+/// which let one connection hold a handler per queued request).
 ///
-/// This mechanic is disabled if:
+/// # The body
 ///
-///  - The body of a request is large enough (handling requires pipelining requires storing the
-///    body of the request in a buffer ; if the body is too big, tiny-http will avoid doing that)
-///  - A request sends a `Expect: 100-continue` header (which means that the client waits to
-///    know whether its body will be processed before sending it)
-///  - A request sends a `Connection: close` header or `Connection: upgrade` header (used for
-///    websockets), which indicates that this is the last request that will be received on this
-///    connection
+/// The connection's thread has read the whole body, within the server's
+/// limits, before the request is handed out (fork): `as_reader` reads it
+/// from memory.
 ///
 /// # Automatic cleanup
 ///
@@ -279,8 +275,8 @@ impl Request {
     /// # }
     /// ```
     ///
-    /// If the client sent a `Expect: 100-continue` header with the request, calling this
-    ///  function will send back a `100 Continue` response.
+    /// A `100 Continue` the client asked for with `Expect: 100-continue` was
+    /// sent by the connection's thread before it read the body (fork).
     #[inline]
     pub fn as_reader(&mut self) -> &mut dyn Read {
         // The connection's thread has read the body already (and sent any
