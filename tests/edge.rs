@@ -635,7 +635,14 @@ fn out_of_file_descriptors_after_the_accept_is_logged_once_and_survived() {
 fn out_of_file_descriptors(parity: usize) {
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("store");
-    let mut flags = vec!["--max-connections", "1000"];
+    // Caps well above the descriptor limit, so that descriptors run out
+    // before a cap turns connections away.
+    let mut flags = vec![
+        "--max-connections",
+        "1000",
+        "--max-connections-per-ip",
+        "1000",
+    ];
     flags.extend(PATIENT);
     // One more inherited descriptor (fd 9) flips the parity.
     let (server, mut early, free) = [false, true]
