@@ -102,6 +102,10 @@ pub enum Event {
     ResetRequested,
     ResetRefused,
     PasswordChanged,
+    /// One or more sessions ended by their user (not a logout of the
+    /// current one) or by an administrator.
+    SessionEnded,
+    UserDeleted,
 }
 
 #[derive(Serialize)]

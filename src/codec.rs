@@ -1,17 +1,30 @@
 //! The one place that knows how records look on disk.
 //!
-//! Every stored user record is one format-version byte followed by the
-//! bincode (serde) encoding of that version's struct. bincode 2.0.1 is the
+//! Every stored record (user, session, one-time token, a user's list of
+//! both) is one format-version byte followed by the bincode (serde)
+//! encoding of that version's struct. bincode 2.0.1 is the
 //! final release of its line, so keeping the encoding here means a later
 //! switch of format is a new version byte and a migration in this file alone.
 
 use bincode::config::{Configuration, Limit, LittleEndian, Varint};
 use serde::{Deserialize, Serialize};
 
-use crate::user::{Email, ResetGrant, Session, User, UserId};
+use crate::one_time::{OneTimeToken, Purpose};
+use crate::session::{Session, SessionId};
+use crate::token::TokenHash;
+use crate::user::{Email, User, UserId};
 
-/// Version byte of the current user record layout.
+/// Version byte of the user records of store format 1 (with the session
+/// and reset grant inside).
 const USER_RECORD_V1: u8 = 1;
+/// Version byte of the current user record layout.
+const USER_RECORD_V2: u8 = 2;
+/// Version byte of the session record layout.
+const SESSION_RECORD_V1: u8 = 1;
+/// Version byte of the one-time token record layout.
+const TOKEN_RECORD_V1: u8 = 1;
+/// Version byte of the per-user list of sessions and tokens.
+const OWNED_RECORD_V1: u8 = 1;
 /// Upper bound for one decoded record, so a corrupted length prefix cannot
 /// make the decoder allocate without limit. Real records are ~200 bytes.
 const MAX_RECORD_BYTES: usize = 16 * 1024;
@@ -39,51 +52,232 @@ pub enum CodecError {
     Encode(String),
     #[error("id index value has {0} bytes, expected 8")]
     BadId(usize),
+    #[error("token hash has {0} bytes, expected 32")]
+    BadHash(usize),
+    #[error("one-time token has unknown purpose {0}")]
+    UnknownPurpose(u8),
 }
 
-/// Layout of a user record, version 1. The id is the record's key, so it is
-/// not repeated inside the value.
+/// Layout of a user record, version 1 (stores of format 1): the user with
+/// its one session and one reset grant inside. Read only by the migration
+/// to format 2.
 #[derive(Serialize, Deserialize)]
 struct UserRecordV1 {
     email: String,
     hashed_password: String,
-    session: Option<Session>,
-    reset: Option<ResetGrant>,
+    session: Option<LegacySession>,
+    reset: Option<LegacyGrant>,
 }
 
-/// Encodes a user into its stored form (version byte + body).
-pub fn encode_user(user: &User) -> Result<Vec<u8>, CodecError> {
-    let record = UserRecordV1 {
-        email: user.email.as_str().to_owned(),
-        hashed_password: user.hashed_password.clone(),
-        session: user.session,
-        reset: user.reset,
-    };
-    let mut out = vec![USER_RECORD_V1];
-    bincode::serde::encode_into_std_write(&record, &mut out, config())
+/// The session inside a version-1 user record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LegacySession {
+    pub token_hash: TokenHash,
+    pub created_at: u64,
+    pub last_seen: u64,
+}
+
+/// The reset grant inside a version-1 user record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LegacyGrant {
+    pub token_hash: TokenHash,
+    pub created_at: u64,
+}
+
+/// Layout of a user record, version 2: identity and credentials only. The
+/// id is the record's key, so it is not repeated inside the value.
+#[derive(Serialize, Deserialize)]
+struct UserRecordV2 {
+    email: String,
+    hashed_password: String,
+}
+
+/// Layout of a session record, version 1; the key is the token's hash.
+#[derive(Serialize, Deserialize)]
+struct SessionRecordV1 {
+    handle: [u8; 16],
+    user: u64,
+    created_at: u64,
+    last_seen: u64,
+    user_agent: Option<String>,
+    ip: Option<String>,
+}
+
+/// Layout of a one-time token record, version 1; the key is the token's
+/// hash.
+#[derive(Serialize, Deserialize)]
+struct TokenRecordV1 {
+    user: u64,
+    purpose: u8,
+    created_at: u64,
+    expires_at: u64,
+}
+
+/// What a user owns, kept beside the user record so that a transaction can
+/// reach every session and token of a user by key (sled transactions
+/// cannot scan): session hashes with their handles, oldest first, and
+/// token hashes with their purposes.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Owned {
+    pub sessions: Vec<(TokenHash, [u8; 16])>,
+    pub tokens: Vec<(u8, TokenHash)>,
+}
+
+/// Prefixes `record`'s encoding with `version`.
+fn encode<T: Serialize>(version: u8, record: &T) -> Result<Vec<u8>, CodecError> {
+    let mut out = vec![version];
+    bincode::serde::encode_into_std_write(record, &mut out, config())
         .map_err(|e| CodecError::Encode(e.to_string()))?;
     Ok(out)
 }
 
-/// Decodes a stored user record, refusing unknown versions and leftovers.
-pub fn decode_user(id: UserId, bytes: &[u8]) -> Result<User, CodecError> {
-    let (&version, body) = bytes.split_first().ok_or(CodecError::Empty)?;
-    if version != USER_RECORD_V1 {
-        return Err(CodecError::UnknownVersion(version));
+/// The body of a record of exactly `version`, decoded without leftovers.
+fn decode<T: serde::de::DeserializeOwned>(version: u8, bytes: &[u8]) -> Result<T, CodecError> {
+    let (&found, body) = bytes.split_first().ok_or(CodecError::Empty)?;
+    if found != version {
+        return Err(CodecError::UnknownVersion(found));
     }
-    let (record, used): (UserRecordV1, usize) = bincode::serde::decode_from_slice(body, config())
+    let (record, used): (T, usize) = bincode::serde::decode_from_slice(body, config())
         .map_err(|e| CodecError::Decode(e.to_string()))?;
     if used != body.len() {
         return Err(CodecError::Trailing(body.len() - used));
     }
-    let email = Email::parse(&record.email).map_err(|e| CodecError::InvalidEmail(e.to_string()))?;
+    Ok(record)
+}
+
+fn parse_email(raw: &str) -> Result<Email, CodecError> {
+    Email::parse(raw).map_err(|e| CodecError::InvalidEmail(e.to_string()))
+}
+
+/// Encodes a user into its stored form (version byte + body).
+pub fn encode_user(user: &User) -> Result<Vec<u8>, CodecError> {
+    encode(
+        USER_RECORD_V2,
+        &UserRecordV2 {
+            email: user.email.as_str().to_owned(),
+            hashed_password: user.hashed_password.clone(),
+        },
+    )
+}
+
+/// Decodes a stored user record, refusing other versions and leftovers.
+pub fn decode_user(id: UserId, bytes: &[u8]) -> Result<User, CodecError> {
+    let record: UserRecordV2 = decode(USER_RECORD_V2, bytes)?;
     Ok(User {
         id,
-        email,
+        email: parse_email(&record.email)?,
         hashed_password: record.hashed_password,
-        session: record.session,
-        reset: record.reset,
     })
+}
+
+/// Whether a stored user record is of the current version (the migration
+/// skips those it converted before a crash).
+pub fn is_current_user(bytes: &[u8]) -> bool {
+    bytes.first() == Some(&USER_RECORD_V2)
+}
+
+/// Decodes a version-1 user record into the user and what it held.
+pub fn decode_user_v1(
+    id: UserId,
+    bytes: &[u8],
+) -> Result<(User, Option<LegacySession>, Option<LegacyGrant>), CodecError> {
+    let record: UserRecordV1 = decode(USER_RECORD_V1, bytes)?;
+    let user = User {
+        id,
+        email: parse_email(&record.email)?,
+        hashed_password: record.hashed_password,
+    };
+    Ok((user, record.session, record.reset))
+}
+
+/// Encodes a version-1 user record (tests make old stores with it).
+pub fn encode_user_v1(
+    user: &User,
+    session: Option<LegacySession>,
+    reset: Option<LegacyGrant>,
+) -> Result<Vec<u8>, CodecError> {
+    encode(
+        USER_RECORD_V1,
+        &UserRecordV1 {
+            email: user.email.as_str().to_owned(),
+            hashed_password: user.hashed_password.clone(),
+            session,
+            reset,
+        },
+    )
+}
+
+/// Encodes a session (its key, the token hash, is not repeated).
+pub fn encode_session(session: &Session) -> Result<Vec<u8>, CodecError> {
+    encode(
+        SESSION_RECORD_V1,
+        &SessionRecordV1 {
+            handle: session.id.0,
+            user: session.user.0,
+            created_at: session.created_at,
+            last_seen: session.last_seen,
+            user_agent: session.user_agent.clone(),
+            ip: session.ip.clone(),
+        },
+    )
+}
+
+/// Decodes the session stored under `token_hash`.
+pub fn decode_session(token_hash: TokenHash, bytes: &[u8]) -> Result<Session, CodecError> {
+    let record: SessionRecordV1 = decode(SESSION_RECORD_V1, bytes)?;
+    Ok(Session {
+        id: SessionId(record.handle),
+        token_hash,
+        user: UserId(record.user),
+        created_at: record.created_at,
+        last_seen: record.last_seen,
+        user_agent: record.user_agent,
+        ip: record.ip,
+    })
+}
+
+/// Encodes a one-time token (its key, the token hash, is not repeated).
+pub fn encode_token(token: &OneTimeToken) -> Result<Vec<u8>, CodecError> {
+    encode(
+        TOKEN_RECORD_V1,
+        &TokenRecordV1 {
+            user: token.user.0,
+            purpose: token.purpose.code(),
+            created_at: token.created_at,
+            expires_at: token.expires_at,
+        },
+    )
+}
+
+/// Decodes the one-time token stored under `token_hash`.
+pub fn decode_token(token_hash: TokenHash, bytes: &[u8]) -> Result<OneTimeToken, CodecError> {
+    let record: TokenRecordV1 = decode(TOKEN_RECORD_V1, bytes)?;
+    Ok(OneTimeToken {
+        token_hash,
+        user: UserId(record.user),
+        purpose: Purpose::from_code(record.purpose)
+            .ok_or(CodecError::UnknownPurpose(record.purpose))?,
+        created_at: record.created_at,
+        expires_at: record.expires_at,
+    })
+}
+
+/// Encodes what a user owns.
+pub fn encode_owned(owned: &Owned) -> Result<Vec<u8>, CodecError> {
+    encode(OWNED_RECORD_V1, owned)
+}
+
+/// Decodes what a user owns.
+pub fn decode_owned(bytes: &[u8]) -> Result<Owned, CodecError> {
+    decode(OWNED_RECORD_V1, bytes)
+}
+
+/// A token hash from a key of the session or token trees.
+pub fn decode_hash(bytes: &[u8]) -> Result<TokenHash, CodecError> {
+    bytes
+        .try_into()
+        .map(TokenHash)
+        .map_err(|_| CodecError::BadHash(bytes.len()))
 }
 
 /// Encodes a user id as a big-endian key, so sled's byte order is id order.
@@ -105,17 +299,10 @@ mod tests {
     use crate::token::Token;
 
     fn sample() -> User {
-        let token = Token::generate().unwrap();
         User {
             id: UserId(7),
             email: Email::parse("Ann@Example.com").unwrap(),
             hashed_password: "$2b$04$abcdefghijklmnopqrstuu".to_owned(),
-            session: Some(Session {
-                token_hash: token.hash(),
-                created_at: 1,
-                last_seen: 2,
-            }),
-            reset: None,
         }
     }
 
@@ -123,8 +310,64 @@ mod tests {
     fn user_round_trips_with_a_version_byte() {
         let user = sample();
         let bytes = encode_user(&user).unwrap();
-        assert_eq!(bytes[0], USER_RECORD_V1);
+        assert_eq!(bytes[0], USER_RECORD_V2);
+        assert!(is_current_user(&bytes));
         assert_eq!(decode_user(UserId(7), &bytes).unwrap(), user);
+    }
+
+    #[test]
+    fn version_1_users_decode_with_what_they_held() {
+        let user = sample();
+        let session = LegacySession {
+            token_hash: Token::generate().unwrap().hash(),
+            created_at: 1,
+            last_seen: 2,
+        };
+        let bytes = encode_user_v1(&user, Some(session), None).unwrap();
+        assert!(!is_current_user(&bytes));
+        assert!(decode_user(UserId(7), &bytes).is_err());
+        assert_eq!(
+            decode_user_v1(UserId(7), &bytes).unwrap(),
+            (user, Some(session), None)
+        );
+    }
+
+    #[test]
+    fn sessions_tokens_and_lists_round_trip() {
+        let hash = Token::generate().unwrap().hash();
+        let session = Session {
+            id: SessionId::generate().unwrap(),
+            token_hash: hash,
+            user: UserId(3),
+            created_at: 5,
+            last_seen: 6,
+            user_agent: Some("curl/8".to_owned()),
+            ip: None,
+        };
+        let bytes = encode_session(&session).unwrap();
+        assert_eq!(decode_session(hash, &bytes).unwrap(), session);
+        let token = OneTimeToken {
+            token_hash: hash,
+            user: UserId(3),
+            purpose: Purpose::Reset,
+            created_at: 1,
+            expires_at: 9,
+        };
+        assert_eq!(
+            decode_token(hash, &encode_token(&token).unwrap()).unwrap(),
+            token
+        );
+        let owned = Owned {
+            sessions: vec![(hash, session.id.0)],
+            tokens: vec![(1, hash)],
+        };
+        assert_eq!(decode_owned(&encode_owned(&owned).unwrap()).unwrap(), owned);
+        let mut bad = encode_token(&token).unwrap();
+        bad[2] = 77;
+        assert!(matches!(
+            decode_token(hash, &bad),
+            Err(CodecError::UnknownPurpose(77))
+        ));
     }
 
     #[test]
@@ -154,7 +397,7 @@ mod tests {
         }
         // A huge length prefix must hit the limit, not the allocator.
         let huge = [
-            USER_RECORD_V1,
+            USER_RECORD_V2,
             0xfd,
             0xff,
             0xff,

@@ -7,9 +7,9 @@ use std::path::PathBuf;
 use std::thread;
 use std::time::Duration;
 
+use crate::auth::limits::LimitSettings;
 use crate::auth::Lifetimes;
 use crate::delivery::Channel;
-use crate::http::limits::LimitSettings;
 use crate::policy::PasswordPolicy;
 
 /// The two ways to run authd: the reference API for local prototyping, or
@@ -46,6 +46,8 @@ pub struct Config {
     pub audit_log: bool,
     /// Session and reset-token lifetimes.
     pub lifetimes: Lifetimes,
+    /// Sessions a user may hold at once (the oldest ends first).
+    pub max_sessions_per_user: usize,
     /// Throttling of logins, registrations and reset requests.
     pub limits: LimitSettings,
     /// How often expired tokens and throttle entries are swept.
@@ -151,6 +153,7 @@ impl Config {
             access_log: true,
             audit_log: true,
             lifetimes: Lifetimes::default(),
+            max_sessions_per_user: crate::auth::DEFAULT_MAX_SESSIONS,
             limits: LimitSettings::default(),
             sweep_interval: DEFAULT_SWEEP_INTERVAL,
             client_ip_header: None,

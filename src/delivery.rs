@@ -7,22 +7,17 @@
 //! /reset_password` takes the same time whether the email exists or not.
 
 use std::fmt;
-use std::net::IpAddr;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::auth::AuthError;
-use crate::http::App;
+use crate::auth::{Auth, AuthError, Caller};
+use crate::outbox::Job;
 use crate::token::Token;
-use crate::user::Email;
-
-/// Jobs waiting for the worker at most; past that, requests get 503.
-pub const QUEUE: usize = 1024;
 /// Attempts per webhook delivery, with 1 s, 2 s, ... between them.
 const ATTEMPTS: u32 = 3;
 /// Time allowed for one webhook call.
@@ -69,60 +64,11 @@ impl fmt::Display for Channel {
     }
 }
 
-/// Work for the delivery worker.
-#[derive(Debug)]
-pub enum Job {
-    /// Issue a token for this email if it is registered, then deliver it
-    /// (production: the request learns nothing either way).
-    Issue { email: Email, ip: IpAddr },
-    /// Deliver a token already issued (dev with a channel).
-    Deliver {
-        email: String,
-        token: Token,
-        expires_at: String,
-    },
-}
-
-/// The sending side, held by the HTTP layer.
-#[derive(Debug, Clone)]
-pub struct Outbox(SyncSender<Job>);
-
-/// The queue is full: answer 503 and let the client retry.
-#[derive(Debug)]
-pub struct Full;
-
-impl Outbox {
-    /// Enqueues `job` without waiting.
-    pub fn send(&self, job: Job) -> Result<(), Full> {
-        match self.0.try_send(job) {
-            Ok(()) => Ok(()),
-            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => Err(Full),
-        }
-    }
-}
-
-/// A bounded job queue: the outbox for requests, the inbox for the worker.
-pub fn queue() -> (Outbox, Receiver<Job>) {
-    let (tx, rx) = mpsc::sync_channel(QUEUE);
-    (Outbox(tx), rx)
-}
-
-/// When a token issued now expires, as RFC 3339.
-pub fn expires_at(app: &App) -> String {
-    let now = chrono::Utc::now();
-    // A lifetime too long for a date saturates at the latest date chrono has.
-    chrono::Duration::from_std(app.auth.lifetimes().reset_token)
-        .ok()
-        .and_then(|ttl| now.checked_add_signed(ttl))
-        .unwrap_or(chrono::DateTime::<chrono::Utc>::MAX_UTC)
-        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-}
-
 /// The worker: runs jobs until `stop` is set, then finishes what is queued.
-pub fn work(app: Arc<App>, channel: Channel, inbox: Receiver<Job>, stop: Arc<AtomicBool>) {
+pub fn work(auth: Arc<Auth>, channel: Channel, inbox: Receiver<Job>, stop: Arc<AtomicBool>) {
     loop {
         match inbox.recv_timeout(Duration::from_millis(50)) {
-            Ok(job) => run(&app, &channel, job),
+            Ok(job) => run(&auth, &channel, job),
             Err(RecvTimeoutError::Timeout) if stop.load(Ordering::SeqCst) => return,
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => return,
@@ -130,21 +76,32 @@ pub fn work(app: Arc<App>, channel: Channel, inbox: Receiver<Job>, stop: Arc<Ato
     }
 }
 
-fn run(app: &App, channel: &Channel, job: Job) {
+fn run(auth: &Auth, channel: &Channel, job: Job) {
     match job {
-        Job::Issue { email, ip } => match app.issue_reset_token(&email, ip) {
-            Ok((user, token)) => {
-                deliver(app, channel, user.email.as_str(), &token, &expires_at(app))
+        Job::Issue { email, ip } => {
+            let caller = Caller {
+                ip,
+                local: false,
+                user_agent: None,
+            };
+            match auth.issue_reset_token(&caller, &email) {
+                Ok((user, token)) => deliver(
+                    auth,
+                    channel,
+                    user.email.as_str(),
+                    &token,
+                    &auth.reset_expires_at(),
+                ),
+                // Logged as reset_refused; nothing to deliver.
+                Err(AuthError::UnknownEmail) => {}
+                Err(e) => eprintln!("authd: could not issue a reset token: {e}"),
             }
-            // Logged as reset_refused; nothing to deliver.
-            Err(AuthError::UnknownEmail) => {}
-            Err(e) => eprintln!("authd: could not issue a reset token: {e}"),
-        },
+        }
         Job::Deliver {
             email,
             token,
             expires_at,
-        } => deliver(app, channel, &email, &token, &expires_at),
+        } => deliver(auth, channel, &email, &token, &expires_at),
     }
 }
 
@@ -155,14 +112,14 @@ struct Payload<'a> {
     expires_at: &'a str,
 }
 
-fn deliver(app: &App, channel: &Channel, email: &str, token: &Token, expires_at: &str) {
+fn deliver(auth: &Auth, channel: &Channel, email: &str, token: &Token, expires_at: &str) {
     let payload = Payload {
         email,
         reset_token: token.as_str(),
         expires_at,
     };
     match channel {
-        Channel::Log => app.audit.reset_token(email, token, expires_at),
+        Channel::Log => auth.audit().reset_token(email, token, expires_at),
         Channel::Webhook(url) => {
             let agent: ureq::Agent = ureq::Agent::config_builder()
                 .timeout_global(Some(TIMEOUT))

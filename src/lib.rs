@@ -1,11 +1,13 @@
 //! authd: the Flask "user authentication service" API as one Rust binary.
 //!
-//! Layers, from the inside out: [`user`] (the model and its newtypes),
-//! [`token`] and [`codec`] (secrets and the on-disk format), [`store`]
-//! (the storage trait and its sled implementation), [`hasher`] (a bounded
-//! bcrypt worker pool), [`auth`] (the service rules), [`http`] (routes,
-//! bodies, error mapping), [`server`] (the HTTP server's lifecycle) and
-//! [`cli`] (flags into a validated [`config::Config`]).
+//! Layers, from the inside out: [`user`], [`session`] and [`one_time`]
+//! (the records and their newtypes), [`token`] and [`codec`] (secrets and
+//! the on-disk format), [`store`] (storage traits by purpose, on sled and
+//! on PostgreSQL), [`hasher`] (a bounded bcrypt worker pool),
+//! [`throttle`], [`audit`] and [`outbox`], [`auth`] (every use case),
+//! [`delivery`] (the worker that sends reset tokens), [`http`] (transport
+//! only: extract, call, map errors), [`server`] (the HTTP server's
+//! lifecycle) and [`cli`] (flags into a validated [`config::Config`]).
 
 // Library code must not panic on a request path: no unwrap, expect or
 // panic outside tests (as kanidm does).
@@ -23,9 +25,12 @@ pub mod config;
 pub mod delivery;
 pub mod hasher;
 pub mod http;
+pub mod one_time;
+pub mod outbox;
 pub mod permits;
 pub mod policy;
 pub mod server;
+pub mod session;
 pub mod store;
 pub mod throttle;
 pub mod token;

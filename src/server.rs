@@ -11,15 +11,16 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use crate::audit::Audit;
-use crate::auth::{Auth, AuthError};
+use crate::auth::limits::Limits;
+use crate::auth::{Auth, AuthError, ResetDelivery, Rules};
 use crate::config::{Config, Profile};
 use crate::delivery;
 use crate::hasher::Hasher;
 use crate::http::error::ApiError;
-use crate::http::limits::Limits;
 use crate::http::{edge, App, Settings, MAX_HEAD_BYTES};
+use crate::outbox;
 use crate::permits::Permits;
-use crate::store::{AnyStore, OpenError, StoreError, UserStore};
+use crate::store::{AnyStore, Migration, OpenError, RequestStore, StoreError, Upgrade};
 
 /// How often the serving thread and the janitor look at the stop flag.
 const POLL: Duration = Duration::from_millis(50);
@@ -42,6 +43,8 @@ pub enum StartError {
     Config(String),
     #[error("cannot read the throttle key from the store: {0}")]
     ThrottleKey(StoreError),
+    #[error("cannot migrate the store: {0}")]
+    Migration(String),
 }
 
 /// A running server.
@@ -63,14 +66,31 @@ pub struct Running {
 /// the same data directory fails on the store, with the clearer message.
 pub fn start(config: &Config) -> Result<Running, StartError> {
     config.validate().map_err(StartError::Config)?;
-    let store = AnyStore::open(&config.location())?;
+    let store = open_migrated(config)?;
     let hasher = Hasher::start(config.hash_workers, config.hash_queue(), config.bcrypt_cost)?;
-    let auth = Auth::new(
-        store.shared(),
+    let (outbox, inbox) = outbox::queue();
+    let reset_delivery = match config.profile {
+        Profile::Production => ResetDelivery::Queued(outbox),
+        Profile::Dev => ResetDelivery::InResponse(config.reset_delivery.as_ref().map(|_| outbox)),
+    };
+    let rules = Rules {
+        lifetimes: config.lifetimes,
+        policy: config.password_policy,
+        max_sessions_per_user: config.max_sessions_per_user,
+        reset_delivery,
+    };
+    let limits = Limits::with(
+        config.limits,
+        store.throttle_secret().map_err(StartError::ThrottleKey)?,
+        &|scope, rule| store.limiter(scope, rule),
+    );
+    let auth = Arc::new(Auth::new(
+        store.request(),
         hasher,
-        config.lifetimes,
-        config.password_policy,
-    )?;
+        rules,
+        limits,
+        Audit::new(config.audit_log),
+    )?);
     // The listener exists before the application (which reports its
     // health), so its handler finds the application through a cell.
     let served = Arc::new(OnceLock::new());
@@ -80,15 +100,8 @@ pub fn start(config: &Config) -> Result<Running, StartError> {
         .server_addr()
         .to_ip()
         .ok_or_else(|| StartError::Config("not a TCP address".to_owned()))?;
-    let (outbox, inbox) = delivery::queue();
     let app = Arc::new(App {
-        auth,
-        limits: Limits::with(
-            config.limits,
-            store.throttle_secret().map_err(StartError::ThrottleKey)?,
-            &|scope, rule| store.limiter(scope, rule),
-        ),
-        audit: Audit::new(config.audit_log),
+        auth: Arc::clone(&auth),
         settings: Settings {
             max_body_bytes: config.max_body_bytes,
             // `__Host-` cookies must be Secure: production always is.
@@ -98,7 +111,6 @@ pub fn start(config: &Config) -> Result<Running, StartError> {
             profile: config.profile,
             cookie_name: config.cookie_name(),
             allowed_origins: config.allowed_origins.clone(),
-            outbox: config.reset_delivery.as_ref().map(|_| outbox),
             listener: Some(listener.health()),
         },
     });
@@ -106,14 +118,14 @@ pub fn start(config: &Config) -> Result<Running, StartError> {
     let _ = served.set(Arc::clone(&app));
     let stop = Arc::new(AtomicBool::new(false));
     let thread = serve(listener, permits, Arc::clone(&stop))?;
-    let janitor = spawn_janitor(Arc::clone(&app), Arc::clone(&stop), config.sweep_interval)?;
+    let janitor = spawn_janitor(Arc::clone(&auth), Arc::clone(&stop), config.sweep_interval)?;
     let courier = match &config.reset_delivery {
         Some(channel) => {
-            let (app, channel, stop) = (Arc::clone(&app), channel.clone(), Arc::clone(&stop));
+            let (auth, channel, stop) = (auth, channel.clone(), Arc::clone(&stop));
             Some(
                 thread::Builder::new()
                     .name("delivery".to_owned())
-                    .spawn(move || delivery::work(app, channel, inbox, stop))?,
+                    .spawn(move || delivery::work(auth, channel, inbox, stop))?,
             )
         }
         None => None,
@@ -127,6 +139,34 @@ pub fn start(config: &Config) -> Result<Running, StartError> {
         store,
         app,
     })
+}
+
+/// Opens the store, migrating an older format first and saying so.
+fn open_migrated(config: &Config) -> Result<AnyStore, StartError> {
+    let location = config.location();
+    let store = AnyStore::open(&location, Upgrade::Inspect)?;
+    let pending = store
+        .pending_migrations()
+        .map_err(|e| StartError::Migration(e.to_string()))?;
+    if pending.is_empty() {
+        return Ok(store);
+    }
+    for Migration {
+        version,
+        description,
+    } in &pending
+    {
+        eprintln!("authd: migrating the store {location} to format {version}: {description}");
+    }
+    let started = Instant::now();
+    store
+        .migrate()
+        .map_err(|e| StartError::Migration(e.to_string()))?;
+    eprintln!(
+        "authd: store migrated in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(store)
 }
 
 /// Binds the listener with the edge limits of `config`.
@@ -246,7 +286,7 @@ fn answer(app: &App, mut request: tiny_http::Request) {
 /// Every `interval`, removes expired sessions and reset tokens from the
 /// store and stale entries from the throttles, until `stop` is set.
 fn spawn_janitor(
-    app: Arc<App>,
+    auth: Arc<Auth>,
     stop: Arc<AtomicBool>,
     interval: Duration,
 ) -> std::io::Result<JoinHandle<()>> {
@@ -262,15 +302,12 @@ fn spawn_janitor(
                     continue;
                 }
                 next = later();
-                if let Err(e) = app.limits.sweep() {
-                    eprintln!("authd: sweeping throttle entries failed: {e}");
-                }
-                match app.auth.sweep_expired() {
+                match auth.sweep_expired() {
                     Ok((0, 0)) => {}
-                    Ok((sessions, resets)) => eprintln!(
-                        "authd: removed {sessions} expired sessions and {resets} expired reset tokens"
+                    Ok((sessions, tokens)) => eprintln!(
+                        "authd: removed {sessions} expired sessions and {tokens} expired one-time tokens"
                     ),
-                    Err(e) => eprintln!("authd: sweeping expired tokens failed: {e}"),
+                    Err(e) => eprintln!("authd: sweeping expired sessions and tokens failed: {e}"),
                 }
             }
         })
@@ -293,8 +330,13 @@ impl Running {
     }
 
     /// The store, for inspection in tests and tools.
-    pub fn store(&self) -> &dyn UserStore {
-        &*self.store
+    pub fn store(&self) -> &dyn RequestStore {
+        self.app.auth.store()
+    }
+
+    /// The store as the admin commands see it, for inspection in tests.
+    pub fn any_store(&self) -> &AnyStore {
+        &self.store
     }
 
     /// Blocks until the stop flag is set and the server has stopped (or the

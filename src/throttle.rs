@@ -24,21 +24,25 @@ use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use crate::store::StoreError;
+/// The counts could not be read or kept (their database failed). Callers
+/// fail closed: an uncounted attempt is not let through.
+#[derive(Debug, thiserror::Error)]
+#[error("throttle counts unavailable: {0}")]
+pub struct ThrottleError(pub String);
 
-/// A throttle as the HTTP layer sees it, wherever its counts are kept.
+/// A throttle as the service sees it, wherever its counts are kept.
 ///
 /// Every method may fail when the counts live in a database; callers fail
 /// closed (503) rather than let an unthrottled attempt through.
 pub trait Limiter: Send + Sync {
     /// `Some(wait)` if an event for `key` must wait that long first.
-    fn check(&self, key: &str) -> Result<Option<Duration>, StoreError>;
+    fn check(&self, key: &str) -> Result<Option<Duration>, ThrottleError>;
     /// Counts an event for `key`.
-    fn record(&self, key: &str) -> Result<(), StoreError>;
+    fn record(&self, key: &str) -> Result<(), ThrottleError>;
     /// Forgets `key`.
-    fn clear(&self, key: &str) -> Result<(), StoreError>;
+    fn clear(&self, key: &str) -> Result<(), ThrottleError>;
     /// Drops every entry quiet for longer than the window.
-    fn sweep(&self) -> Result<(), StoreError>;
+    fn sweep(&self) -> Result<(), ThrottleError>;
 }
 
 /// The rules of one throttle.
@@ -212,21 +216,21 @@ impl Throttle {
 
 /// The in-memory throttle on the real clock.
 impl Limiter for Throttle {
-    fn check(&self, key: &str) -> Result<Option<Duration>, StoreError> {
+    fn check(&self, key: &str) -> Result<Option<Duration>, ThrottleError> {
         Ok(Throttle::check(self, key, Instant::now()).err())
     }
 
-    fn record(&self, key: &str) -> Result<(), StoreError> {
+    fn record(&self, key: &str) -> Result<(), ThrottleError> {
         Throttle::record(self, key, Instant::now());
         Ok(())
     }
 
-    fn clear(&self, key: &str) -> Result<(), StoreError> {
+    fn clear(&self, key: &str) -> Result<(), ThrottleError> {
         Throttle::clear(self, key);
         Ok(())
     }
 
-    fn sweep(&self) -> Result<(), StoreError> {
+    fn sweep(&self) -> Result<(), ThrottleError> {
         Throttle::sweep(self, Instant::now());
         Ok(())
     }

@@ -1,4 +1,4 @@
-//! Secret tokens (session and reset) and the hashes we store instead of them.
+//! Secret tokens (session and one-time) and the hashes we store instead of them.
 //!
 //! A token is 256 bits from the OS CSPRNG, written in URL-safe base64 without
 //! padding (43 characters). Only its SHA-256 ever reaches the store, so a copy
@@ -21,6 +21,11 @@ pub const TOKEN_CHARS: usize = 43;
 #[error("the operating system's random number generator failed: {0}")]
 pub struct RandomError(String);
 
+/// Fills `bytes` from the OS CSPRNG.
+pub fn fill_random(bytes: &mut [u8]) -> Result<(), RandomError> {
+    getrandom::fill(bytes).map_err(|e| RandomError(e.to_string()))
+}
+
 /// A freshly issued secret, handed to the client once and never stored.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Token(String);
@@ -29,7 +34,7 @@ impl Token {
     /// Draws a new token from the OS CSPRNG.
     pub fn generate() -> Result<Token, RandomError> {
         let mut bytes = [0u8; TOKEN_BYTES];
-        getrandom::fill(&mut bytes).map_err(|e| RandomError(e.to_string()))?;
+        fill_random(&mut bytes)?;
         Ok(Token(URL_SAFE_NO_PAD.encode(bytes)))
     }
 

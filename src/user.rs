@@ -7,8 +7,6 @@
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
-use crate::token::TokenHash;
-
 /// Longest address we accept, in bytes (RFC 5321 path limit less the brackets).
 pub const MAX_EMAIL_BYTES: usize = 254;
 /// Longest local part (before the `@`), in bytes (RFC 5321).
@@ -149,36 +147,14 @@ impl fmt::Debug for Password {
     }
 }
 
-/// The current login of a user: the hash of its token and when it started.
-///
-/// The reference model keeps one `session_id` per user; so do we, but only
-/// the SHA-256 of the token is stored, so a copy of the store opens nothing.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Session {
-    pub token_hash: TokenHash,
-    /// Unix milliseconds at login (the absolute lifetime counts from here).
-    pub created_at: u64,
-    /// Unix milliseconds of the last request that used the session (the
-    /// idle timeout counts from here).
-    pub last_seen: u64,
-}
-
-/// An outstanding password-reset grant: the hash of the token and its age.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ResetGrant {
-    pub token_hash: TokenHash,
-    /// Unix milliseconds when the token was issued.
-    pub created_at: u64,
-}
-
-/// A stored user, the reference's `User` row in idiomatic Rust.
+/// A stored user: identity and credentials only. Sessions and one-time
+/// tokens are records of their own ([`crate::session`],
+/// [`crate::one_time`]), which is what lets a user have several of them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct User {
     pub id: UserId,
     pub email: Email,
     pub hashed_password: String,
-    pub session: Option<Session>,
-    pub reset: Option<ResetGrant>,
 }
 
 #[cfg(test)]

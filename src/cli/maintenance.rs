@@ -1,4 +1,4 @@
-//! `authd check` and `authd backup`.
+//! `authd check`, `authd backup` and `authd migrate`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use clap::Args;
 
 use super::{CliError, StoreArgs};
-use crate::store::{AnyStore, UserStore as _};
+use crate::store::{AnyStore, Maintenance as _, Upgrade};
 
 #[derive(Debug, Args)]
 pub struct BackupArgs {
@@ -19,11 +19,14 @@ pub struct BackupArgs {
 /// Reports every inconsistency; exit 0 only for a clean store.
 pub fn check(args: StoreArgs) -> Result<ExitCode, CliError> {
     let store = args.open()?;
-    let problems = store.check()?;
-    let users = store.count_users()?;
+    let problems = store.maintenance().check()?;
+    let counts = store.maintenance().counts()?;
     let location = args.location();
     if problems.is_empty() {
-        println!("store {location} is consistent: {users} users");
+        println!(
+            "store {location} is consistent: {} users, {} sessions, {} one-time tokens",
+            counts.users, counts.sessions, counts.tokens
+        );
         return Ok(ExitCode::SUCCESS);
     }
     for problem in &problems {
@@ -69,9 +72,78 @@ pub fn backup(args: BackupArgs) -> Result<ExitCode, CliError> {
     }
     println!(
         "backed up {} users ({copied} entries) to {}; start authd with --data-dir {} to restore",
-        copy.count_users()?,
+        copy.counts()?.users,
         dest.display(),
         dest.display()
     );
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Debug, Args)]
+pub struct MigrateArgs {
+    /// Say which migrations the store needs, and change nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Where the backup of an embedded store goes before it is migrated
+    /// [default: DATA_DIR.before-migration-UNIXTIME beside it].
+    #[arg(long, value_name = "DIR")]
+    backup_dir: Option<PathBuf>,
+    #[command(flatten)]
+    store: StoreArgs,
+}
+
+/// Brings the store to this authd's format: an embedded store is backed up
+/// first (and the backup checked); a database migrates under its advisory
+/// lock. With `--dry-run`, only says what it would do.
+#[cfg_attr(not(feature = "postgres"), allow(irrefutable_let_patterns))]
+pub fn migrate(args: MigrateArgs) -> Result<ExitCode, CliError> {
+    let location = args.store.location();
+    let store = AnyStore::open(&location, Upgrade::Inspect)?;
+    let pending = store.pending_migrations()?;
+    if pending.is_empty() {
+        println!("store {location} is up to date; nothing to migrate");
+        return Ok(ExitCode::SUCCESS);
+    }
+    for migration in &pending {
+        println!(
+            "{} migration to format {}: {}",
+            if args.dry_run { "pending" } else { "applying" },
+            migration.version,
+            migration.description
+        );
+    }
+    if args.dry_run {
+        return Ok(ExitCode::SUCCESS);
+    }
+    if let AnyStore::Sled(sled) = &store {
+        let dest = args.backup_dir.unwrap_or_else(|| {
+            let mut name = args.store.data_dir.clone().into_os_string();
+            name.push(format!(
+                ".before-migration-{}",
+                crate::clock::unix_millis() / 1000
+            ));
+            PathBuf::from(name)
+        });
+        if dest.exists() {
+            return Err(CliError::Refused(format!(
+                "the backup directory {} exists already",
+                dest.display()
+            )));
+        }
+        let (_copy, entries) = sled.backup_to(&dest)?;
+        println!(
+            "backed up the store ({entries} entries) to {}",
+            dest.display()
+        );
+    }
+    store.migrate()?;
+    let problems = store.maintenance().check()?;
+    if !problems.is_empty() {
+        return Err(CliError::Refused(format!(
+            "the migrated store does not check clean: {}",
+            problems.join("; ")
+        )));
+    }
+    println!("store {location} migrated");
     Ok(ExitCode::SUCCESS)
 }

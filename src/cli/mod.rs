@@ -18,8 +18,9 @@ use clap::{Args, CommandFactory as _, Parser, Subcommand};
 
 pub use serve::ServeArgs;
 
+use crate::auth::AuthError;
 use crate::config::Config;
-use crate::store::{AnyStore, Location, OpenError, StoreError};
+use crate::store::{AnyStore, Location, OpenError, StoreError, Upgrade};
 
 /// authd: a user authentication service (register, log in with a session
 /// cookie, profile, log out, password reset) in one binary.
@@ -41,7 +42,8 @@ pub struct Cli {
 enum Command {
     /// Serve the HTTP API (what `authd` alone does).
     Serve(Box<ServeArgs>),
-    /// Manage users: add, list, show, delete, set-password, logout.
+    /// Manage users: add, list, show, find, delete, set-password,
+    /// sessions, logout.
     User(user::UserArgs),
     /// Write every user as a JSON line {"id", "email", "hashed_password"}.
     Export(transfer::ExportArgs),
@@ -51,6 +53,9 @@ enum Command {
     Check(StoreArgs),
     /// Copy the store to a new directory (a consistent backup).
     Backup(maintenance::BackupArgs),
+    /// Bring a store written by an older authd to this one's format (an
+    /// embedded store is backed up first). `serve` does it at start too.
+    Migrate(maintenance::MigrateArgs),
 }
 
 /// Where the store is; shared by every subcommand.
@@ -82,9 +87,10 @@ impl StoreArgs {
     }
 
     /// Opens the store: a sled directory fails at once if a server holds
-    /// it; a database is shared with any servers running on it.
+    /// it; a database is shared with any servers running on it. A store of
+    /// an older format is refused: `authd migrate` converts it.
     fn open(&self) -> Result<AnyStore, CliError> {
-        Ok(AnyStore::open(&self.location())?)
+        Ok(AnyStore::open(&self.location(), Upgrade::Refuse)?)
     }
 }
 
@@ -99,6 +105,8 @@ pub enum CliError {
     Signal(#[from] ctrlc::Error),
     #[error("{0}")]
     Store(#[from] StoreError),
+    #[error("{0}")]
+    Auth(#[from] AuthError),
     /// Not found, already exists, invalid input: the message says which.
     #[error("{0}")]
     Refused(String),
@@ -117,6 +125,7 @@ pub fn main() -> ExitCode {
         Some(Command::Import(args)) => transfer::import(args),
         Some(Command::Check(args)) => maintenance::check(args),
         Some(Command::Backup(args)) => maintenance::backup(args),
+        Some(Command::Migrate(args)) => maintenance::migrate(args),
     };
     match result {
         Ok(code) => code,

@@ -13,10 +13,10 @@ use clap::Args;
 
 use super::{system, CliError, StoreArgs};
 
+use crate::auth::limits::{self, LimitSettings};
 use crate::auth::Lifetimes;
 use crate::config::{self, Config, EdgeLimits, Profile};
 use crate::delivery::Channel;
-use crate::http::limits::{self, LimitSettings};
 use crate::policy::PasswordPolicy;
 use crate::server;
 
@@ -87,6 +87,14 @@ pub struct ServeArgs {
           default_value_t = Lifetimes::default().reset_token.as_secs(),
           value_parser = clap::value_parser!(u64).range(1..))]
     reset_token_ttl: u64,
+
+    /// Sessions a user may hold at once (one per device or browser); a new
+    /// login past this ends the user's oldest session. 1 gives the Flask
+    /// reference's behaviour: a login ends the previous session.
+    #[arg(long, env = "AUTHD_MAX_SESSIONS_PER_USER",
+          default_value_t = crate::auth::DEFAULT_MAX_SESSIONS,
+          value_parser = clap::value_parser!(u64).range(1..=10_000).map(|n| n as usize))]
+    max_sessions_per_user: usize,
 
     /// Failed logins per account before growing delays (1 s, doubling) start;
     /// per client IP the allowance is ten times this.
@@ -263,6 +271,7 @@ impl ServeArgs {
                 session_idle: secs(self.session_idle_ttl),
                 reset_token: secs(self.reset_token_ttl),
             },
+            max_sessions_per_user: self.max_sessions_per_user,
             limits: LimitSettings {
                 login_free_failures: self.login_free_failures,
                 lockout_failures: self.lockout_failures,

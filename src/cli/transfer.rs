@@ -19,7 +19,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
 
 use super::{CliError, StoreArgs};
-use crate::store::{Lookup, StoreError};
+use crate::store::StoreError;
 use crate::user::Email;
 
 /// Users written per transaction (and per progress step) during import.
@@ -74,7 +74,7 @@ pub fn export(args: ExportArgs) -> Result<ExitCode, CliError> {
     let mut out = BufWriter::new(sink);
     let mut count = 0u64;
     let mut failed = None;
-    store.each_user(&mut |user| {
+    store.maintenance().each_user(&mut |user| {
         let line = ExportLine {
             id: user.id.0,
             email: user.email.as_str(),
@@ -125,7 +125,7 @@ pub fn import(args: ImportArgs) -> Result<ExitCode, CliError> {
     let mut fresh = Vec::with_capacity(users.len());
     let mut existing = Vec::new();
     for (line, email, hash) in users {
-        match store.find_user_by(&Lookup::Email(email.clone())) {
+        match store.request().user_by_email(&email) {
             Ok(_) => existing.push((line, format!("email {email} is already registered"))),
             Err(StoreError::NotFound) => fresh.push((email, hash)),
             Err(e) => return Err(e.into()),
@@ -142,7 +142,7 @@ pub fn import(args: ImportArgs) -> Result<ExitCode, CliError> {
         progress.set_style(style);
     }
     for chunk in fresh.chunks(IMPORT_CHUNK) {
-        store.add_users(chunk)?;
+        store.maintenance().add_users(chunk)?;
         progress.inc(chunk.len() as u64);
     }
     progress.finish_and_clear();

@@ -1,7 +1,9 @@
-//! `authd user ...`: add, list, show, delete, set-password, logout.
+//! `authd user ...`: add, list, show, find, delete, set-password,
+//! sessions, logout.
 //!
-//! The same rules as the HTTP API: emails and passwords go through the same
-//! parsers, and a password change or a logout ends the user's session.
+//! Each command calls the service's own use case (`auth::admin`), so the
+//! rules and the audit lines are the API's: emails and passwords go
+//! through the same parsers, and a password change ends every session.
 
 use std::io::{IsTerminal as _, Read as _, Write as _};
 use std::ops::ControlFlow;
@@ -11,9 +13,13 @@ use clap::{Args, Subcommand};
 use serde_json::json;
 
 use super::{usage_error, CliError, StoreArgs};
+use crate::audit::Audit;
+use crate::auth::limits::{LimitSettings, Limits};
+use crate::auth::{Auth, AuthError, Caller, Rules};
 use crate::config::DEFAULT_BCRYPT_COST;
 use crate::hasher::Hasher;
-use crate::store::{Change, Lookup, Precondition, StoreError};
+use crate::session::Session;
+use crate::store::{keyword, AnyStore, StoreError};
 use crate::user::{Email, Password, User};
 
 #[derive(Debug, Args)]
@@ -63,13 +69,13 @@ enum UserCommand {
         #[command(flatten)]
         store: StoreArgs,
     },
-    /// Delete a user, its session and any reset token.
+    /// Delete a user, its sessions and any reset token.
     Delete {
         email: String,
         #[command(flatten)]
         store: StoreArgs,
     },
-    /// Set a user's password; ends the session and any pending reset.
+    /// Set a user's password; ends every session and any pending reset.
     SetPassword {
         email: String,
         #[command(flatten)]
@@ -77,15 +83,53 @@ enum UserCommand {
         #[command(flatten)]
         store: StoreArgs,
     },
-    /// End a user's session.
+    /// List a user's sessions, newest first (never their tokens).
+    Sessions {
+        email: String,
+        /// One JSON object per line instead of a table.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// End a user's sessions: all of them, or the one given.
     Logout {
         email: String,
+        /// The id of the session to end (from `authd user sessions`).
+        #[arg(long, value_name = "ID")]
+        session: Option<String>,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Find the user whose FIELD is VALUE (the reference's
+    /// `find_user_by`): id, email, session_id or reset_token.
+    Find {
+        /// FIELD=VALUE, e.g. email=ann@example.com or id=7.
+        query: String,
+        /// Print a JSON object instead of text.
+        #[arg(long)]
+        json: bool,
         #[command(flatten)]
         store: StoreArgs,
     },
 }
 
+/// The service on the store, for one admin command: the same use cases
+/// and audit lines as the API.
+fn service(store: &AnyStore, bcrypt_cost: u32) -> Result<Auth, CliError> {
+    let hasher = Hasher::start(1, 1, bcrypt_cost).map_err(|e| CliError::Io(e.to_string()))?;
+    let limits = Limits::new(LimitSettings::default());
+    Ok(Auth::for_admin(
+        store.request(),
+        hasher,
+        Rules::dev(),
+        limits,
+        Audit::new(true),
+    ))
+}
+
 pub fn run(args: UserArgs) -> Result<ExitCode, CliError> {
+    let admin = Caller::admin();
     match args.command {
         UserCommand::Add {
             email,
@@ -95,11 +139,9 @@ pub fn run(args: UserArgs) -> Result<ExitCode, CliError> {
             let email = parse_email(&email)?;
             let store = store.open()?;
             let secret = read_password(password.password_stdin)?;
-            if store.find_user_by(&Lookup::Email(email.clone())).is_ok() {
-                return Err(CliError::Refused("email already registered".to_owned()));
-            }
-            let hash = hash(&secret, password.bcrypt_cost)?;
-            let user = store.add_user(&email, &hash).map_err(refused)?;
+            let user = service(&store, password.bcrypt_cost)?
+                .add_user(&admin, &email, &secret)
+                .map_err(refused)?;
             println!("created user {} <{}>", user.id, user.email);
         }
         UserCommand::List { json, store } => {
@@ -107,19 +149,13 @@ pub fn run(args: UserArgs) -> Result<ExitCode, CliError> {
             let mut out = std::io::stdout().lock();
             let mut failed = None;
             if !json {
-                let _ = writeln!(out, "{:>8}  {:<7}  {:<5}  EMAIL", "ID", "SESSION", "RESET");
+                let _ = writeln!(out, "{:>8}  EMAIL", "ID");
             }
-            store.each_user(&mut |user| {
+            store.maintenance().each_user(&mut |user| {
                 let line = if json {
                     summary(&user).to_string()
                 } else {
-                    format!(
-                        "{:>8}  {:<7}  {:<5}  {}",
-                        user.id.0,
-                        yes_no(user.session.is_some()),
-                        yes_no(user.reset.is_some()),
-                        user.email
-                    )
+                    format!("{:>8}  {}", user.id.0, user.email)
                 };
                 match writeln!(out, "{line}") {
                     Ok(()) => ControlFlow::Continue(()),
@@ -134,24 +170,35 @@ pub fn run(args: UserArgs) -> Result<ExitCode, CliError> {
             }
         }
         UserCommand::Show { email, json, store } => {
-            let user = find(&*store.open()?, &email)?;
-            if json {
-                println!("{}", summary(&user));
-            } else {
-                println!("id:             {}", user.id);
-                println!("email:          {}", user.email);
-                println!(
-                    "bcrypt cost:    {}",
-                    cost_of(&user).map_or("?".to_owned(), |c| c.to_string())
-                );
-                println!("session:        {}", yes_no(user.session.is_some()));
-                println!("reset pending:  {}", yes_no(user.reset.is_some()));
-            }
+            let store = store.open()?;
+            let (user, sessions) = service(&store, DEFAULT_BCRYPT_COST)?
+                .sessions_of(&parse_email(&email)?)
+                .map_err(refused)?;
+            show(&user, sessions.len(), json);
+        }
+        UserCommand::Find { query, json, store } => {
+            let Some((field, value)) = query.split_once('=') else {
+                usage_error("the query is FIELD=VALUE, e.g. email=ann@example.com");
+            };
+            let store = store.open()?;
+            let user =
+                keyword::find_user_by(&*store.request(), field, value).map_err(|e| match e {
+                    StoreError::NotFound => {
+                        CliError::Refused(format!("no user with {field}={value}"))
+                    }
+                    StoreError::UnknownField(field) => {
+                        CliError::Refused(format!("users have no field {field:?}"))
+                    }
+                    other => other.into(),
+                })?;
+            let sessions = store.request().sessions_of(user.id)?.len();
+            show(&user, sessions, json);
         }
         UserCommand::Delete { email, store } => {
             let store = store.open()?;
-            let user = find(&*store, &email)?;
-            store.delete_user(user.id).map_err(refused)?;
+            let user = service(&store, DEFAULT_BCRYPT_COST)?
+                .delete_user(&admin, &parse_email(&email)?)
+                .map_err(refused)?;
             println!("deleted user {} <{}>", user.id, user.email);
         }
         UserCommand::SetPassword {
@@ -159,43 +206,81 @@ pub fn run(args: UserArgs) -> Result<ExitCode, CliError> {
             password,
             store,
         } => {
+            let email = parse_email(&email)?;
             let store = store.open()?;
-            let user = find(&*store, &email)?;
             let secret = read_password(password.password_stdin)?;
-            let hash = hash(&secret, password.bcrypt_cost)?;
-            store
-                .update_user(
-                    user.id,
-                    &Precondition::None,
-                    &[
-                        Change::HashedPassword(hash),
-                        Change::Session(None),
-                        Change::Reset(None),
-                    ],
-                )
+            let user = service(&store, password.bcrypt_cost)?
+                .set_password(&admin, &email, &secret)
                 .map_err(refused)?;
             println!(
-                "password set for user {} <{}>; session ended",
+                "password set for user {} <{}>; sessions ended",
                 user.id, user.email
             );
         }
-        UserCommand::Logout { email, store } => {
+        UserCommand::Sessions { email, json, store } => {
             let store = store.open()?;
-            let user = find(&*store, &email)?;
-            store
-                .update_user(user.id, &Precondition::None, &[Change::Session(None)])
+            let (_, sessions) = service(&store, DEFAULT_BCRYPT_COST)?
+                .sessions_of(&parse_email(&email)?)
                 .map_err(refused)?;
-            println!("session ended for user {} <{}>", user.id, user.email);
+            let mut out = std::io::stdout().lock();
+            let written = if json {
+                sessions
+                    .iter()
+                    .try_for_each(|s| writeln!(out, "{}", session_json(s)))
+            } else {
+                writeln!(
+                    out,
+                    "{:<22}  {:<20}  {:<20}  {:<15}  USER AGENT",
+                    "ID", "CREATED", "LAST SEEN", "IP"
+                )
+                .and_then(|()| {
+                    sessions.iter().try_for_each(|s| {
+                        writeln!(
+                            out,
+                            "{:<22}  {:<20}  {:<20}  {:<15}  {}",
+                            s.id.to_string(),
+                            rfc3339(s.created_at),
+                            rfc3339(s.last_seen),
+                            s.ip.as_deref().unwrap_or("-"),
+                            s.user_agent.as_deref().unwrap_or("-")
+                        )
+                    })
+                })
+            };
+            written.map_err(|e| CliError::Io(format!("cannot write the list: {e}")))?;
+        }
+        UserCommand::Logout {
+            email,
+            session,
+            store,
+        } => {
+            let store = store.open()?;
+            let (user, ended) = service(&store, DEFAULT_BCRYPT_COST)?
+                .log_out_user(&admin, &parse_email(&email)?, session.as_deref())
+                .map_err(refused)?;
+            println!(
+                "{ended} sessions ended for user {} <{}>",
+                user.id, user.email
+            );
         }
     }
     Ok(ExitCode::SUCCESS)
 }
 
-fn yes_no(b: bool) -> &'static str {
-    if b {
-        "yes"
+/// Prints one user: text, or a JSON object.
+fn show(user: &User, sessions: usize, json: bool) {
+    if json {
+        let mut value = summary(user);
+        value["sessions"] = sessions.into();
+        println!("{value}");
     } else {
-        "no"
+        println!("id:             {}", user.id);
+        println!("email:          {}", user.email);
+        println!(
+            "bcrypt cost:    {}",
+            cost_of(user).map_or("?".to_owned(), |c| c.to_string())
+        );
+        println!("sessions:       {sessions}");
     }
 }
 
@@ -212,38 +297,43 @@ fn summary(user: &User) -> serde_json::Value {
         "id": user.id.0,
         "email": user.email.as_str(),
         "bcrypt_cost": cost_of(user),
-        "session": user.session.is_some(),
-        "reset_pending": user.reset.is_some(),
     })
+}
+
+/// A session as `sessions --json` prints it: what `GET /sessions` shows.
+fn session_json(session: &Session) -> serde_json::Value {
+    json!({
+        "id": session.id.to_string(),
+        "created_at": rfc3339(session.created_at),
+        "last_seen_at": rfc3339(session.last_seen),
+        "ip": session.ip,
+        "user_agent": session.user_agent,
+    })
+}
+
+/// Unix milliseconds as RFC 3339 UTC, to the second.
+fn rfc3339(ms: u64) -> String {
+    i64::try_from(ms)
+        .ok()
+        .and_then(chrono::DateTime::from_timestamp_millis)
+        .unwrap_or(chrono::DateTime::<chrono::Utc>::MAX_UTC)
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
 fn parse_email(raw: &str) -> Result<Email, CliError> {
     Email::parse(raw).map_err(|e| CliError::Refused(format!("email {e}")))
 }
 
-fn find(store: &dyn crate::store::UserStore, raw: &str) -> Result<User, CliError> {
-    let email = parse_email(raw)?;
-    store
-        .find_user_by(&Lookup::Email(email.clone()))
-        .map_err(|e| match e {
-            StoreError::NotFound => CliError::Refused(format!("no user with email {email}")),
-            other => other.into(),
-        })
-}
-
-fn refused(e: StoreError) -> CliError {
+/// An admin use case's refusal as one line.
+fn refused(e: AuthError) -> CliError {
     match e {
-        StoreError::EmailTaken => CliError::Refused("email already registered".to_owned()),
-        StoreError::NotFound => CliError::Refused("no such user".to_owned()),
+        AuthError::EmailTaken => CliError::Refused("email already registered".to_owned()),
+        AuthError::UnknownEmail => CliError::Refused("no user with this email".to_owned()),
+        AuthError::SessionNotFound => {
+            CliError::Refused("the user has no session with this id".to_owned())
+        }
         other => other.into(),
     }
-}
-
-fn hash(password: &Password, cost: u32) -> Result<String, CliError> {
-    let hasher = Hasher::start(1, 1, cost).map_err(|e| CliError::Io(e.to_string()))?;
-    hasher
-        .hash(password)
-        .map_err(|e| CliError::Io(format!("cannot hash the password: {e}")))
 }
 
 /// Reads the new password: from stdin with `--password-stdin`, else from a

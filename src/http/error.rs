@@ -22,8 +22,8 @@ pub enum ApiError {
     Unauthorized,
     /// 403: no valid session, unknown email or invalid reset token.
     Forbidden(&'static str),
-    /// 404: no such route.
-    NotFound,
+    /// 404: no such route, or no such resource (the message says which).
+    NotFound(&'static str),
     /// 405: the route exists, the method does not; lists the allowed ones.
     MethodNotAllowed(&'static str),
     /// 413: the body is over the limit.
@@ -49,7 +49,7 @@ impl ApiError {
             ApiError::BadRequest(_) => 400,
             ApiError::Unauthorized => 401,
             ApiError::Forbidden(_) => 403,
-            ApiError::NotFound => 404,
+            ApiError::NotFound(_) => 404,
             ApiError::MethodNotAllowed(_) => 405,
             ApiError::PayloadTooLarge(_) => 413,
             ApiError::UnsupportedMediaType(_) => 415,
@@ -65,8 +65,9 @@ impl ApiError {
         match self {
             ApiError::BadRequest(m) | ApiError::UnsupportedMediaType(m) => m.clone(),
             ApiError::Unauthorized => "wrong email or password".to_owned(),
-            ApiError::Forbidden(m) | ApiError::Unavailable(m) => (*m).to_owned(),
-            ApiError::NotFound => "not found".to_owned(),
+            ApiError::Forbidden(m) | ApiError::Unavailable(m) | ApiError::NotFound(m) => {
+                (*m).to_owned()
+            }
             ApiError::MethodNotAllowed(allow) => format!("method not allowed (allowed: {allow})"),
             ApiError::PayloadTooLarge(limit) => {
                 format!("request body is larger than {limit} bytes")
@@ -126,10 +127,19 @@ impl From<AuthError> for ApiError {
             AuthError::EmailTaken => ApiError::BadRequest("email already registered".to_owned()),
             AuthError::InvalidCredentials => ApiError::Unauthorized,
             AuthError::InvalidSession => ApiError::Forbidden("no valid session"),
+            AuthError::SessionNotFound => ApiError::NotFound("session not found"),
             AuthError::UnknownEmail => ApiError::Forbidden("email not registered"),
             AuthError::InvalidResetToken => ApiError::Forbidden("invalid reset token"),
             AuthError::WeakPassword(reason) => ApiError::BadRequest(format!("password {reason}")),
+            AuthError::Throttled(wait) => ApiError::TooManyRequests(wait),
             AuthError::Busy => ApiError::Unavailable("server busy, retry shortly"),
+            AuthError::QueueFull => {
+                ApiError::Unavailable("too many reset requests queued, retry shortly")
+            }
+            AuthError::ThrottleUnavailable(detail) => {
+                eprintln!("authd: storage failure: {detail}");
+                ApiError::Unavailable("storage unavailable, retry shortly")
+            }
             AuthError::Store(StoreError::Backend(detail)) => {
                 eprintln!("authd: storage failure: {detail}");
                 ApiError::Unavailable("storage unavailable, retry shortly")

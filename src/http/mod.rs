@@ -5,29 +5,25 @@
 //! [`error`].
 
 pub mod body;
+pub mod client;
 pub mod cookie;
 pub mod csrf;
 pub mod edge;
 pub mod error;
 pub mod form_data;
 pub mod json;
-pub mod limits;
 pub mod routes;
 
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rouille::{Request, Response};
 
-use crate::audit::{Audit, Event};
-use crate::auth::{Auth, AuthError};
+use crate::auth::{Auth, Caller};
 use crate::config::Profile;
-use crate::delivery::Outbox;
-use crate::token::Token;
-use crate::user::{Email, User};
 use error::ApiError;
-use limits::{Client, Limits};
 
 /// Settings the HTTP layer needs beyond the service itself.
 #[derive(Debug, Clone)]
@@ -48,18 +44,15 @@ pub struct Settings {
     /// Origins allowed to make cookie-authenticated state changes
     /// (checked in production).
     pub allowed_origins: Vec<String>,
-    /// Queue to the reset-token delivery worker, when a channel is set.
-    pub outbox: Option<Outbox>,
     /// Whether the listener accepts connections, for the health check
     /// (`None` without a listener, as in handler tests).
     pub listener: Option<tiny_http::ListenerHealth>,
 }
 
-/// Everything a request handler needs.
+/// Everything a request handler needs: the service and the transport's
+/// settings.
 pub struct App {
-    pub auth: Auth,
-    pub limits: Limits,
-    pub audit: Audit,
+    pub auth: Arc<Auth>,
     pub settings: Settings,
 }
 
@@ -89,12 +82,12 @@ impl App {
     /// Answers one request: route, add common headers, log.
     pub fn handle(&self, request: &Request) -> Response {
         let started = Instant::now();
-        let client = self.client(request);
-        let ip = client.ip;
+        let caller = self.caller(request);
+        let ip = caller.ip;
         // Percent-decoded path without the query, computed once for both
         // routing and the log.
         let url = request.url();
-        let response = with_common_headers(match self.route(request, &url, client) {
+        let response = with_common_headers(match self.route(request, &url, &caller) {
             Ok(response) => response,
             Err(error) => error.into_response(),
         });
@@ -104,76 +97,48 @@ impl App {
         response
     }
 
-    fn route(&self, request: &Request, url: &str, client: Client) -> Result<Response, ApiError> {
-        match (normalize(url), request.method()) {
+    fn route(&self, request: &Request, url: &str, caller: &Caller) -> Result<Response, ApiError> {
+        let path = normalize(url);
+        if let Some(id) = path.strip_prefix("/sessions/") {
+            return match request.method() {
+                "DELETE" if !id.contains('/') => {
+                    routes::sessions::delete_one(self, request, caller, id)
+                }
+                "DELETE" => Err(ApiError::NotFound("not found")),
+                _ => Err(ApiError::MethodNotAllowed("DELETE")),
+            };
+        }
+        match (path, request.method()) {
             ("/", "GET") => routes::index::get(),
             ("/", _) => Err(ApiError::MethodNotAllowed("GET")),
-            ("/users", "POST") => routes::users::post(self, request, client),
+            ("/users", "POST") => routes::users::post(self, request, caller),
             ("/users", _) => Err(ApiError::MethodNotAllowed("POST")),
-            ("/sessions", "POST") => routes::sessions::post(self, request, client),
-            ("/sessions", "DELETE") => routes::sessions::delete(self, request, client),
-            ("/sessions", _) => Err(ApiError::MethodNotAllowed("POST, DELETE")),
+            ("/sessions", "POST") => routes::sessions::post(self, request, caller),
+            ("/sessions", "GET") => routes::sessions::list(self, request),
+            ("/sessions", "DELETE") => routes::sessions::delete(self, request, caller),
+            ("/sessions", _) => Err(ApiError::MethodNotAllowed("GET, POST, DELETE")),
             ("/profile", "GET") => routes::profile::get(self, request),
             ("/profile", _) => Err(ApiError::MethodNotAllowed("GET")),
-            ("/reset_password", "POST") => routes::reset_password::post(self, request, client),
-            ("/reset_password", "PUT") => routes::reset_password::put(self, request, client),
+            ("/reset_password", "POST") => routes::reset_password::post(self, request, caller),
+            ("/reset_password", "PUT") => routes::reset_password::put(self, request, caller),
             ("/reset_password", _) => Err(ApiError::MethodNotAllowed("POST, PUT")),
             ("/healthz", "GET") => routes::meta::healthz(self),
             ("/healthz", _) => Err(ApiError::MethodNotAllowed("GET")),
             ("/openapi.json", "GET") => routes::meta::openapi(),
             ("/openapi.json", _) => Err(ApiError::MethodNotAllowed("GET")),
-            _ => Err(ApiError::NotFound),
+            _ => Err(ApiError::NotFound("not found")),
         }
     }
 
-    /// Passes a throttle's verdict through, logging a refusal as a
-    /// `throttled` audit event for `route`.
-    pub fn throttled(
-        &self,
-        verdict: Result<(), ApiError>,
-        ip: IpAddr,
-        email: &str,
-        route: &str,
-    ) -> Result<(), ApiError> {
-        verdict.inspect_err(|_| {
-            self.audit
-                .record(Event::Throttled, ip, None, Some(email), Some(route));
-        })
-    }
-
-    /// Issues a reset token for `email` and logs the outcome
-    /// (`reset_requested` or `reset_refused`); used by the dev route and by
-    /// the production delivery worker alike.
-    pub fn issue_reset_token(&self, email: &Email, ip: IpAddr) -> Result<(User, Token), AuthError> {
-        match self.auth.get_reset_password_token(email) {
-            Ok((user, token)) => {
-                self.audit.record(
-                    Event::ResetRequested,
-                    ip,
-                    Some(user.id),
-                    Some(user.email.as_str()),
-                    None,
-                );
-                Ok((user, token))
-            }
-            Err(e) => {
-                if matches!(e, AuthError::UnknownEmail) {
-                    self.audit
-                        .record(Event::ResetRefused, ip, None, Some(email.as_str()), None);
-                }
-                Err(e)
-            }
-        }
-    }
-
-    /// The client address for throttling and the audit log, and whether
+    /// Who is asking: the client address for throttling and the audit
+    /// log, and whether
     /// the client is a developer's own machine: the dev profile, a loopback
     /// peer, no `--client-ip-header`, and no forwarding header (so a reverse
     /// proxy or tunnel on the same host does not lift the limits for the
     /// world; authd says so once on stderr when such headers reach a dev
     /// instance).
-    pub fn client(&self, request: &Request) -> Client {
-        let ip = limits::client_ip(request, self.settings.client_ip_header.as_deref());
+    pub fn caller(&self, request: &Request) -> Caller {
+        let ip = client::client_ip(request, self.settings.client_ip_header.as_deref());
         let local = self.settings.profile == Profile::Dev
             && self.settings.client_ip_header.is_none()
             && request.remote_addr().ip().is_loopback()
@@ -188,7 +153,13 @@ impl App {
                 }
                 forwarded
             });
-        Client { ip, local }
+        // The user agent matters to a login only (the session keeps it):
+        // that route adds it, and no other request pays for the copy.
+        Caller {
+            ip,
+            local,
+            user_agent: None,
+        }
     }
 }
 
@@ -268,14 +239,16 @@ mod broken_store_tests {
     //! A store that fails every call: the API must answer 503 (retry later)
     //! without panicking, and the health check must say so.
 
-    use std::ops::ControlFlow;
     use std::sync::Arc;
 
     use super::*;
-    use crate::auth::Lifetimes;
+    use crate::audit::Audit;
+    use crate::auth::limits::{LimitSettings, Limits};
+    use crate::auth::Rules;
     use crate::hasher::Hasher;
-    use crate::http::limits::{LimitSettings, Limits};
-    use crate::store::{Change, Lookup, Precondition, StoreError, UserStore};
+    use crate::one_time::{OneTimeToken, Purpose};
+    use crate::session::{Session, SessionId};
+    use crate::store::{SessionStore, StoreError, TokenStore, UserChange, UserStore};
     use crate::token::{Token, TokenHash};
     use crate::user::{Email, User, UserId};
 
@@ -289,61 +262,97 @@ mod broken_store_tests {
         fn add_user(&self, _: &Email, _: &str) -> Result<User, StoreError> {
             down()
         }
-        fn find_user_by(&self, _: &Lookup) -> Result<User, StoreError> {
+        fn user_by_id(&self, _: UserId) -> Result<User, StoreError> {
+            down()
+        }
+        fn user_by_email(&self, _: &Email) -> Result<User, StoreError> {
             down()
         }
         fn update_user(
             &self,
             _: UserId,
-            _: &Precondition,
-            _: &[Change],
+            _: Option<&str>,
+            _: &[UserChange],
+            _: bool,
         ) -> Result<User, StoreError> {
-            down()
-        }
-        fn touch_session(&self, _: UserId, _: &TokenHash, _: u64) -> Result<(), StoreError> {
-            down()
-        }
-        fn expire_sessions(&self, _: u64, _: u64) -> Result<usize, StoreError> {
-            down()
-        }
-        fn expire_resets(&self, _: u64) -> Result<usize, StoreError> {
             down()
         }
         fn delete_user(&self, _: UserId) -> Result<(), StoreError> {
             down()
         }
-        fn add_users(&self, _: &[(Email, String)]) -> Result<Vec<UserId>, StoreError> {
-            down()
-        }
-        fn each_user(&self, _: &mut dyn FnMut(User) -> ControlFlow<()>) -> Result<(), StoreError> {
-            down()
-        }
-        fn count_users(&self) -> Result<usize, StoreError> {
-            down()
-        }
         fn ping(&self) -> Result<(), StoreError> {
             down()
         }
-        fn check(&self) -> Result<Vec<String>, StoreError> {
+    }
+
+    impl SessionStore for Broken {
+        fn open_session(
+            &self,
+            _: &Session,
+            _: &str,
+            _: Option<&str>,
+            _: usize,
+        ) -> Result<(), StoreError> {
             down()
         }
-        fn token_counts(&self) -> Result<(usize, usize), StoreError> {
+        fn session(&self, _: &TokenHash) -> Result<Option<(Session, User)>, StoreError> {
+            down()
+        }
+        fn touch_session(&self, _: &TokenHash, _: u64) -> Result<(), StoreError> {
+            down()
+        }
+        fn sessions_of(&self, _: UserId) -> Result<Vec<Session>, StoreError> {
+            down()
+        }
+        fn end_session(&self, _: &TokenHash) -> Result<bool, StoreError> {
+            down()
+        }
+        fn end_session_by_id(&self, _: UserId, _: SessionId) -> Result<bool, StoreError> {
+            down()
+        }
+        fn end_sessions_of(&self, _: UserId, _: Option<&TokenHash>) -> Result<usize, StoreError> {
+            down()
+        }
+        fn expire_sessions(&self, _: u64, _: u64) -> Result<usize, StoreError> {
+            down()
+        }
+    }
+
+    impl TokenStore for Broken {
+        fn issue_token(&self, _: &OneTimeToken) -> Result<(), StoreError> {
+            down()
+        }
+        fn token(&self, _: &TokenHash) -> Result<Option<(OneTimeToken, User)>, StoreError> {
+            down()
+        }
+        fn drop_token(&self, _: &TokenHash) -> Result<bool, StoreError> {
+            down()
+        }
+        fn drop_token_of(&self, _: UserId, _: Purpose) -> Result<bool, StoreError> {
+            down()
+        }
+        fn redeem_reset(&self, _: &TokenHash, _: &str) -> Result<User, StoreError> {
+            down()
+        }
+        fn expire_tokens(&self, _: u64, _: u64) -> Result<usize, StoreError> {
             down()
         }
     }
 
     fn app() -> App {
         let hasher = Hasher::start(1, 4, 4).unwrap();
+        let limits = Limits::new(LimitSettings::default());
         App {
-            auth: Auth::new(
-                Arc::new(Broken),
-                hasher,
-                Lifetimes::default(),
-                crate::policy::PasswordPolicy::DEV,
-            )
-            .unwrap(),
-            limits: Limits::new(LimitSettings::default()),
-            audit: Audit::new(false),
+            auth: Arc::new(
+                Auth::new(
+                    Arc::new(Broken),
+                    hasher,
+                    Rules::dev(),
+                    limits,
+                    Audit::new(false),
+                )
+                .unwrap(),
+            ),
             settings: Settings {
                 max_body_bytes: 1024,
                 secure_cookies: false,
@@ -352,7 +361,6 @@ mod broken_store_tests {
                 profile: Profile::Dev,
                 cookie_name: "session_id",
                 allowed_origins: Vec::new(),
-                outbox: None,
                 listener: None,
             },
         }
@@ -385,6 +393,7 @@ mod broken_store_tests {
             form("POST", "/sessions", "email=a%40b.io&password=pw"),
             form("POST", "/reset_password", "email=a%40b.io"),
             Request::fake_http("GET", "/profile", cookie.clone(), vec![]),
+            Request::fake_http("GET", "/sessions", cookie.clone(), vec![]),
             Request::fake_http("DELETE", "/sessions", cookie, vec![]),
         ] {
             let response = app.handle(&request);

@@ -1,91 +1,143 @@
-//! `POST /sessions` (log in) and `DELETE /sessions` (log out).
+//! `/sessions`: log in (`POST`), log out (`DELETE`), a user's list of
+//! sessions (`GET`), and ending them (`DELETE /sessions/<id>`,
+//! `DELETE /sessions?scope=others|global`).
 
 use rouille::{Request, Response};
+use serde_json::json;
 
-use crate::audit::Event;
-use crate::auth::AuthError;
+use crate::auth::{Caller, Scope};
 use crate::config::Profile;
 use crate::http::body::read_fields;
 use crate::http::error::ApiError;
 use crate::http::json;
-use crate::http::limits::Client;
 use crate::http::{cookie, csrf, App};
-use crate::user::{Email, Password};
+use crate::session::Session;
+use crate::token::Token;
 
 /// Logs in: 200 `{"email", "message": "logged in"}` and a fresh session
 /// cookie, 401 for any wrong email/password pair, 429 (before any bcrypt
 /// work) while the account or the client IP is backing off.
-///
-/// As the reference looks up whatever it is given, an email that is
-/// missing or cannot be an address, or a password no account can have, is
-/// a wrong pair like any other: 401, after the same bcrypt work, counted
-/// against what was typed.
-pub fn post(app: &App, request: &Request, client: Client) -> Result<Response, ApiError> {
+pub fn post(app: &App, request: &Request, caller: &Caller) -> Result<Response, ApiError> {
     let fields = read_fields(request, app.settings.max_body_bytes)?;
-    let typed = fields.optional("email")?;
+    let typed = fields.optional("email")?.unwrap_or("");
     let password = fields.required("password")?;
-    let typed = typed.unwrap_or("");
-    app.throttled(
-        app.limits.check_login(client, typed),
-        client.ip,
-        typed,
-        "POST /sessions",
-    )?;
-    let outcome = match (Email::parse(typed), Password::parse(password)) {
-        (Ok(email), Ok(password)) => app.auth.log_in(&email, &password),
-        _ => app.auth.refuse_login(),
+    let caller = Caller {
+        user_agent: request.header("User-Agent").map(str::to_owned),
+        ..caller.clone()
     };
-    match outcome {
-        Ok((user, token)) => {
-            app.limits.account_recovered(typed);
-            app.audit.record(
-                Event::LoginSuccess,
-                client.ip,
-                Some(user.id),
-                Some(user.email.as_str()),
-                None,
-            );
-            let response =
-                json::fields(&[("email", user.email.as_str()), ("message", "logged in")]);
-            Ok(cookie::set_session(
-                response,
-                app.settings.cookie_name,
-                &token,
-                app.auth.lifetimes().session,
-                app.settings.secure_cookies,
-            ))
-        }
-        Err(e) => {
-            if matches!(e, AuthError::InvalidCredentials) {
-                app.limits.login_failed(client, typed)?;
-                app.audit
-                    .record(Event::LoginFailure, client.ip, None, Some(typed), None);
-            }
-            Err(e.into())
-        }
-    }
+    let (user, token) = app.auth.log_in(&caller, typed, password)?;
+    let response = json::fields(&[("email", user.email.as_str()), ("message", "logged in")]);
+    Ok(cookie::set_session(
+        response,
+        app.settings.cookie_name,
+        &token,
+        app.auth.lifetimes().session,
+        app.settings.secure_cookies,
+    ))
 }
 
-/// Logs out: ends the session on the server, clears the cookie and
-/// redirects (302) to `/`; 403 without a valid session, and in production
-/// 403 for a cross-site request.
-pub fn delete(app: &App, request: &Request, client: Client) -> Result<Response, ApiError> {
+/// The session cookie's token; 403 without one.
+fn token(app: &App, request: &Request) -> Result<Token, ApiError> {
+    cookie::session_token(request, app.settings.cookie_name)
+        .ok_or(ApiError::Forbidden("no valid session"))
+}
+
+/// A state change authenticated by the cookie: in production, a
+/// cross-site request is refused (403) first.
+fn state_change(app: &App, request: &Request) -> Result<Token, ApiError> {
     if app.settings.profile == Profile::Production {
         csrf::check(request, &app.settings.allowed_origins)?;
     }
-    let token = cookie::session_token(request, app.settings.cookie_name)
-        .ok_or(ApiError::Forbidden("no valid session"))?;
-    let user = app.auth.destroy_session(&token)?;
-    app.audit.record(
-        Event::Logout,
-        client.ip,
-        Some(user.id),
-        Some(user.email.as_str()),
-        None,
-    );
-    Ok(cookie::clear_session(
+    token(app, request)
+}
+
+/// The 302 to `/` that clears the cookie: the reference's logout answer.
+fn logged_out(app: &App) -> Response {
+    cookie::clear_session(
         Response::redirect_302("/"),
         app.settings.cookie_name,
         app.settings.secure_cookies,
-    ))
+    )
+}
+
+/// `DELETE /sessions`: without `scope`, logs out (the reference): ends this
+/// session, clears the cookie and redirects (302) to `/`. `scope=others`
+/// ends every other session of the caller's (204); `scope=global` ends all
+/// of them, answered like a logout. Another scope: 400. 403 without a
+/// valid session, and in production 403 for a cross-site request.
+pub fn delete(app: &App, request: &Request, caller: &Caller) -> Result<Response, ApiError> {
+    let token = state_change(app, request)?;
+    match request.get_param("scope").as_deref() {
+        None => {
+            app.auth.log_out(caller, &token)?;
+            Ok(logged_out(app))
+        }
+        Some("others") => {
+            app.auth.end_sessions(caller, &token, Scope::Others)?;
+            Ok(Response::empty_204())
+        }
+        Some("global") => {
+            app.auth.end_sessions(caller, &token, Scope::Global)?;
+            Ok(logged_out(app))
+        }
+        Some(_) => Err(ApiError::BadRequest(
+            "scope must be \"others\" or \"global\"".to_owned(),
+        )),
+    }
+}
+
+/// `DELETE /sessions/<id>`: ends that session of the caller's, 204 (its
+/// own current one: the cookie is cleared too); 404 `{"message": "session
+/// not found"}` for an unknown id or another user's.
+pub fn delete_one(
+    app: &App,
+    request: &Request,
+    caller: &Caller,
+    id: &str,
+) -> Result<Response, ApiError> {
+    let token = state_change(app, request)?;
+    let was_current = app.auth.end_session(caller, &token, id)?;
+    let response = Response::empty_204();
+    Ok(if was_current {
+        cookie::clear_session(
+            response,
+            app.settings.cookie_name,
+            app.settings.secure_cookies,
+        )
+    } else {
+        response
+    })
+}
+
+/// `GET /sessions`: 200 `{"sessions": [...]}`, the caller's sessions newest
+/// first, each `{"created_at", "current", "id", "ip", "last_seen_at",
+/// "user_agent"}`; 403 without a valid session.
+pub fn list(app: &App, request: &Request) -> Result<Response, ApiError> {
+    let token = token(app, request)?;
+    let (current, sessions) = app.auth.list_sessions(&token)?;
+    let sessions: Vec<_> = sessions
+        .iter()
+        .map(|session| describe(session, session.id == current))
+        .collect();
+    Ok(json::response(&json!({ "sessions": sessions })))
+}
+
+fn describe(session: &Session, current: bool) -> serde_json::Value {
+    json!({
+        "created_at": rfc3339(session.created_at),
+        "current": current,
+        "id": session.id.to_string(),
+        "ip": session.ip,
+        "last_seen_at": rfc3339(session.last_seen),
+        "user_agent": session.user_agent,
+    })
+}
+
+/// Unix milliseconds as RFC 3339 UTC, to the second.
+fn rfc3339(ms: u64) -> String {
+    i64::try_from(ms)
+        .ok()
+        .and_then(chrono::DateTime::from_timestamp_millis)
+        .unwrap_or(chrono::DateTime::<chrono::Utc>::MAX_UTC)
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }

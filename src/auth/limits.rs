@@ -1,5 +1,4 @@
-//! Brute-force and request-rate limits of the HTTP routes, and the client
-//! address they are keyed by.
+//! Brute-force and request-rate limits of the use cases.
 //!
 //! Logins are throttled on consecutive failures, per account and per client
 //! IP; registration and reset requests on their rate (token buckets), per
@@ -9,20 +8,16 @@
 //! Keys derived from what a client typed (an email, valid or not) are a
 //! keyed hash of the normalised input: bounded in size whatever arrives,
 //! and no address is kept in the clear. A developer's own machine in the
-//! dev profile ([`Client::local`]) skips the per-address and request-rate
+//! dev profile ([`Caller::local`]) skips the per-address and request-rate
 //! limits, never the per-account backoff that protects an account.
 
-use std::net::IpAddr;
 use std::time::Duration;
 
 use base64::Engine as _;
-use rouille::Request;
 use sha2::{Digest, Sha256};
 
-use super::error::ApiError;
-use crate::auth::AuthError;
-use crate::store::StoreError;
-use crate::throttle::{Limiter, Rule, Throttle};
+use super::{AuthError, Caller};
+use crate::throttle::{Limiter, Rule, Throttle, ThrottleError};
 
 /// The tunable numbers behind every throttle.
 #[derive(Debug, Clone, Copy)]
@@ -72,16 +67,6 @@ pub const DEV_REQUEST_REFILL: Duration = Duration::from_secs(1);
 /// an enumeration or mail-bombing run is slowed to a crawl.
 pub const PRODUCTION_REQUEST_REFILL: Duration = Duration::from_secs(60);
 
-/// Who is asking, as the throttles see it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Client {
-    /// The client address (the socket peer, or the proxy's header).
-    pub ip: IpAddr,
-    /// A developer's own machine: dev profile, a loopback peer, and no
-    /// proxy in between. Exempt from the per-address and request-rate
-    /// limits, never from the per-account backoff.
-    pub local: bool,
-}
 /// All the throttles of the API.
 pub struct Limits {
     /// Key of the hashes of typed input.
@@ -153,7 +138,7 @@ impl Limits {
     }
 
     /// Refuses a login attempt that must wait.
-    pub fn check_login(&self, client: Client, email: &str) -> Result<(), ApiError> {
+    pub fn check_login(&self, client: &Caller, email: &str) -> Result<(), AuthError> {
         let by_ip = if client.local {
             None
         } else {
@@ -171,7 +156,7 @@ impl Limits {
 
     /// Counts a failed login against the IP and the account. Fails (503)
     /// if the count cannot be kept: an uncounted guess is not allowed.
-    pub fn login_failed(&self, client: Client, email: &str) -> Result<(), ApiError> {
+    pub fn login_failed(&self, client: &Caller, email: &str) -> Result<(), AuthError> {
         if !client.local {
             self.login_ip
                 .record(&client.ip.to_string())
@@ -194,12 +179,12 @@ impl Limits {
     }
 
     /// Checks and counts a registration attempt.
-    pub fn register(&self, client: Client, email: &str) -> Result<(), ApiError> {
+    pub fn register(&self, client: &Caller, email: &str) -> Result<(), AuthError> {
         self.rate(&*self.register_ip, &*self.register_email, client, email)
     }
 
     /// Checks and counts a reset-token request.
-    pub fn reset_request(&self, client: Client, email: &str) -> Result<(), ApiError> {
+    pub fn reset_request(&self, client: &Caller, email: &str) -> Result<(), AuthError> {
         self.rate(&*self.reset_ip, &*self.reset_email, client, email)
     }
 
@@ -207,9 +192,9 @@ impl Limits {
         &self,
         by_ip: &dyn Limiter,
         by_email: &dyn Limiter,
-        client: Client,
+        client: &Caller,
         email: &str,
-    ) -> Result<(), ApiError> {
+    ) -> Result<(), AuthError> {
         if client.local {
             return Ok(());
         }
@@ -224,7 +209,7 @@ impl Limits {
     }
 
     /// Forgets entries past their window; run periodically.
-    pub fn sweep(&self) -> Result<(), StoreError> {
+    pub fn sweep(&self) -> Result<(), ThrottleError> {
         for throttle in [
             &self.login_ip,
             &self.login_account,
@@ -240,71 +225,32 @@ impl Limits {
 }
 
 /// Combines two checks: the longer wait wins.
-fn both(a: Option<Duration>, b: Option<Duration>) -> Result<(), ApiError> {
+fn both(a: Option<Duration>, b: Option<Duration>) -> Result<(), AuthError> {
     match a.max(b) {
-        Some(wait) => Err(ApiError::TooManyRequests(wait)),
+        Some(wait) => Err(AuthError::Throttled(wait)),
         None => Ok(()),
     }
 }
 
 /// Counts that cannot be read or kept refuse the request (503).
-fn unavailable(e: StoreError) -> ApiError {
-    AuthError::Store(e).into()
-}
-
-/// The client's address: the socket peer, or, behind a reverse proxy that
-/// is configured to set it, the last address in `header` (the one the proxy
-/// itself added; earlier ones are whatever the client claimed).
-pub fn client_ip(request: &Request, header: Option<&str>) -> IpAddr {
-    header
-        .and_then(|name| request.header(name))
-        .and_then(|value| value.rsplit(',').next())
-        .and_then(|last| last.trim().parse().ok())
-        .unwrap_or_else(|| request.remote_addr().ip())
+fn unavailable(e: ThrottleError) -> AuthError {
+    AuthError::ThrottleUnavailable(e.0)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::IpAddr;
 
-    fn request(headers: Vec<(String, String)>) -> Request {
-        Request::fake_http_from(
-            "10.0.0.1:4000".parse().unwrap(),
-            "GET",
-            "/",
-            headers,
-            vec![],
-        )
-    }
-
-    #[test]
-    fn client_ip_uses_the_configured_header_only() {
-        let xff = vec![(
-            "X-Forwarded-For".to_owned(),
-            "6.6.6.6, 192.0.2.7".to_owned(),
-        )];
-        assert_eq!(
-            client_ip(&request(xff.clone()), None),
-            "10.0.0.1".parse::<IpAddr>().unwrap()
-        );
-        assert_eq!(
-            client_ip(&request(xff), Some("X-Forwarded-For")),
-            "192.0.2.7".parse::<IpAddr>().unwrap()
-        );
-        let junk = vec![("X-Forwarded-For".to_owned(), "not an ip".to_owned())];
-        assert_eq!(
-            client_ip(&request(junk), Some("X-Forwarded-For")),
-            "10.0.0.1".parse::<IpAddr>().unwrap()
-        );
-    }
-
-    const REMOTE: Client = Client {
+    const REMOTE: &Caller = &Caller {
         ip: IpAddr::V4(std::net::Ipv4Addr::new(192, 0, 2, 1)),
         local: false,
+        user_agent: None,
     };
-    const LOCAL: Client = Client {
+    const LOCAL: &Caller = &Caller {
         ip: IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
         local: true,
+        user_agent: None,
     };
 
     #[test]
@@ -319,7 +265,7 @@ mod tests {
         }
         assert!(matches!(
             limits.check_login(REMOTE, "a@x.io"),
-            Err(ApiError::TooManyRequests(_))
+            Err(AuthError::Throttled(_))
         ));
         // The same account however it is typed; a local client too.
         assert!(limits.check_login(REMOTE, "  A@X.io").is_err());

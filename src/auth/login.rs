@@ -1,0 +1,197 @@
+//! Logging in: `POST /sessions`, and the reference's `valid_login` and
+//! `create_session`.
+
+use super::{Auth, AuthError, Caller};
+use crate::audit::Event;
+use crate::clock::unix_millis;
+use crate::session::{kept_user_agent, Session, SessionId};
+use crate::store::StoreError;
+use crate::token::Token;
+use crate::user::{Email, Password, User};
+
+impl Auth {
+    /// Logs `caller` in with what it typed: 429 (before any bcrypt work)
+    /// while the account or the address is backing off; otherwise one
+    /// bcrypt verification whatever was typed. As the reference looks up
+    /// whatever it is given, an email that cannot be an address or a
+    /// password no account can have is a wrong pair like any other,
+    /// counted against what was typed. Success opens a new session (the
+    /// user's oldest end past the per-user cap) and lifts the account's
+    /// backoff; both outcomes are audited.
+    pub fn log_in(
+        &self,
+        caller: &Caller,
+        typed_email: &str,
+        typed_password: &str,
+    ) -> Result<(User, Token), AuthError> {
+        self.throttled(
+            self.limits.check_login(caller, typed_email),
+            caller,
+            typed_email,
+            "POST /sessions",
+        )?;
+        let outcome = match (Email::parse(typed_email), Password::parse(typed_password)) {
+            (Ok(email), Ok(password)) => self.log_in_as(caller, &email, &password),
+            _ => self.refuse_login().map(|never| match never {}),
+        };
+        match outcome {
+            Ok((user, token)) => {
+                self.limits.account_recovered(typed_email);
+                self.record(
+                    Event::LoginSuccess,
+                    caller,
+                    Some(user.id),
+                    Some(user.email.as_str()),
+                );
+                Ok((user, token))
+            }
+            Err(e) => {
+                if matches!(e, AuthError::InvalidCredentials) {
+                    self.limits.login_failed(caller, typed_email)?;
+                    self.record(Event::LoginFailure, caller, None, Some(typed_email));
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Credentials in, session token out: `valid_login` then a new session.
+    ///
+    /// A stored hash of a lower cost than the configured one is replaced by
+    /// a fresh hash of the password just verified (rehash on login), in the
+    /// same write as the session. If the bcrypt queue is full at that
+    /// moment, the login still succeeds and the rehash waits for the next.
+    fn log_in_as(
+        &self,
+        caller: &Caller,
+        email: &Email,
+        password: &Password,
+    ) -> Result<(User, Token), AuthError> {
+        let user = self.valid_login(email, password)?;
+        let rehashed = if self.needs_rehash(&user.hashed_password) {
+            self.hasher.hash(password).ok()
+        } else {
+            None
+        };
+        let token = self.open_session(caller, &user, rehashed.as_deref())?;
+        Ok((user, token))
+    }
+
+    /// Checks credentials and returns the user they belong to (the
+    /// reference's `valid_login`).
+    ///
+    /// An unknown email is verified against the dummy hash, so both failure
+    /// cases cost one bcrypt verification and answer alike.
+    pub fn valid_login(&self, email: &Email, password: &Password) -> Result<User, AuthError> {
+        match self.store.user_by_email(email) {
+            Ok(user) => {
+                if self.hasher.verify(password, &user.hashed_password)? {
+                    Ok(user)
+                } else {
+                    Err(AuthError::InvalidCredentials)
+                }
+            }
+            Err(StoreError::NotFound) => {
+                self.hasher.verify(password, self.dummy_hash()?)?;
+                Err(AuthError::InvalidCredentials)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Refuses a login whose email or password cannot belong to any account
+    /// (malformed), after the same bcrypt work a real check costs, so the
+    /// answer and its time are those of an unknown address.
+    fn refuse_login(&self) -> Result<std::convert::Infallible, AuthError> {
+        let placeholder = Password::parse("not a password of anyone")
+            .map_err(|e| AuthError::Internal(e.to_string()))?;
+        self.hasher.verify(&placeholder, self.dummy_hash()?)?;
+        Err(AuthError::InvalidCredentials)
+    }
+
+    /// Starts a new session for `user` (the reference's `create_session`)
+    /// and returns the token for the cookie. Only its hash is stored.
+    pub fn create_session(&self, caller: &Caller, user: &User) -> Result<Token, AuthError> {
+        self.open_session(caller, user, None)
+    }
+
+    /// Writes a new session, and a rehashed password if given, only if the
+    /// password hash is still the one the caller checked: a login must not
+    /// outlive a password change that raced it.
+    fn open_session(
+        &self,
+        caller: &Caller,
+        user: &User,
+        rehashed: Option<&str>,
+    ) -> Result<Token, AuthError> {
+        let token = Token::generate()?;
+        let now = unix_millis();
+        let session = Session {
+            id: SessionId::generate()?,
+            token_hash: token.hash(),
+            user: user.id,
+            created_at: now,
+            last_seen: now,
+            user_agent: kept_user_agent(caller.user_agent.as_deref()),
+            ip: Some(caller.ip.to_string()),
+        };
+        self.store
+            .open_session(
+                &session,
+                &user.hashed_password,
+                rehashed,
+                self.rules.max_sessions_per_user,
+            )
+            .map_err(|e| match e {
+                StoreError::PreconditionFailed | StoreError::NotFound => {
+                    AuthError::InvalidCredentials
+                }
+                other => other.into(),
+            })?;
+        Ok(token)
+    }
+
+    /// Whether `hash` was made with a lower cost than the configured one.
+    fn needs_rehash(&self, hash: &str) -> bool {
+        hash.parse::<bcrypt::HashParts>()
+            .is_ok_and(|parts| parts.get_cost() < self.hasher.cost())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::auth::test_support::*;
+    use crate::auth::{AuthError, Rules};
+
+    #[test]
+    fn malformed_input_is_a_wrong_pair_after_one_verify() {
+        let (_dir, auth) = auth();
+        let verifies = auth.hasher().stats().verifies();
+        for (email, password) in [("not an email", "pw"), ("a@x.io", ""), ("", "")] {
+            assert!(matches!(
+                auth.log_in(&caller(), email, password),
+                Err(AuthError::InvalidCredentials)
+            ));
+        }
+        assert_eq!(auth.hasher().stats().verifies(), verifies + 3);
+    }
+
+    #[test]
+    fn the_oldest_session_ends_past_the_cap() {
+        let (_dir, auth) = auth_with(Rules {
+            max_sessions_per_user: 2,
+            ..Rules::dev()
+        });
+        auth.register_user(&email("a@x.io"), &password("pw"))
+            .unwrap();
+        let tokens: Vec<_> = (0..3)
+            .map(|_| auth.log_in(&caller(), "a@x.io", "pw").unwrap().1)
+            .collect();
+        assert!(matches!(
+            auth.get_user_from_session_id(&tokens[0]),
+            Err(AuthError::InvalidSession)
+        ));
+        assert!(auth.get_user_from_session_id(&tokens[1]).is_ok());
+        assert!(auth.get_user_from_session_id(&tokens[2]).is_ok());
+    }
+}

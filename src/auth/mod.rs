@@ -1,0 +1,376 @@
+//! The service: every use case of authd, whoever calls it.
+//!
+//! One file per use case: [`register`](Auth::register),
+//! [`log_in`](Auth::log_in), the session calls (check, list, end), the
+//! password reset (request, redeem) and the administrator's calls. Each
+//! takes the [`Caller`] and does the whole job: throttle, hash, store,
+//! audit and enqueue. The HTTP routes parse, call and respond; the admin
+//! commands call the same functions and leave the same audit lines.
+//! Nothing here knows about HTTP; `http::error` maps [`AuthError`] to
+//! statuses in one place.
+
+mod admin;
+pub mod limits;
+mod login;
+mod register;
+mod reset;
+mod sessions;
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use crate::audit::{Audit, Event};
+use crate::clock::millis;
+use crate::hasher::{HashError, Hasher};
+use crate::outbox::Outbox;
+use crate::policy::PasswordPolicy;
+use crate::session::Session;
+use crate::store::{RequestStore, StoreError};
+use crate::token::{RandomError, Token};
+use crate::user::{Email, Password, UserId};
+use limits::Limits;
+
+pub use reset::ResetAnswer;
+pub use sessions::Scope;
+
+/// Outcomes of the use cases that are not success.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    #[error("email already registered")]
+    EmailTaken,
+    /// Unknown email or wrong password: deliberately one case.
+    #[error("wrong email or password")]
+    InvalidCredentials,
+    /// No cookie, a malformed one, or a session that is not current.
+    #[error("no valid session")]
+    InvalidSession,
+    /// A session handle that names no session of the caller's.
+    #[error("session not found")]
+    SessionNotFound,
+    /// `POST /reset_password` for an email nobody registered.
+    #[error("email not registered")]
+    UnknownEmail,
+    /// A reset token that is malformed, unknown, used, replaced, or paired
+    /// with an email that does not own it.
+    #[error("invalid reset token")]
+    InvalidResetToken,
+    /// The new password does not meet the password policy; the text says
+    /// why, for the person choosing it.
+    #[error("password {0}")]
+    WeakPassword(String),
+    /// A throttle refuses the attempt until this much time has passed.
+    #[error("too many attempts")]
+    Throttled(Duration),
+    /// The bcrypt queue is full: try again shortly.
+    #[error("too many password operations in progress")]
+    Busy,
+    /// The delivery queue is full: try again shortly.
+    #[error("too many reset requests queued")]
+    QueueFull,
+    /// The throttle counts cannot be read or kept; an uncounted attempt
+    /// is not let through.
+    #[error("{0}")]
+    ThrottleUnavailable(String),
+    /// The store could not complete the operation.
+    #[error(transparent)]
+    Store(StoreError),
+    /// Anything else that is our fault (random source, worker pool).
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl From<StoreError> for AuthError {
+    fn from(e: StoreError) -> Self {
+        AuthError::Store(e)
+    }
+}
+
+impl From<HashError> for AuthError {
+    fn from(e: HashError) -> Self {
+        match e {
+            HashError::Busy => AuthError::Busy,
+            other => AuthError::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<RandomError> for AuthError {
+    fn from(e: RandomError) -> Self {
+        AuthError::Internal(e.to_string())
+    }
+}
+
+/// Who is asking: what the throttles key on, what the audit log and a new
+/// session record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    /// The client address (the socket peer, or the proxy's header).
+    pub ip: IpAddr,
+    /// A developer's own machine: dev profile, a loopback peer, and no
+    /// proxy in between. Exempt from the per-address and request-rate
+    /// limits, never from the per-account backoff.
+    pub local: bool,
+    /// The `User-Agent` header, kept with a new session.
+    pub user_agent: Option<String>,
+}
+
+impl Caller {
+    /// The administrator at the command line: not throttled, audited as
+    /// coming from this machine.
+    pub fn admin() -> Caller {
+        Caller {
+            ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            local: true,
+            user_agent: Some("authd admin command".to_owned()),
+        }
+    }
+}
+
+/// How long credentials live. Enforced on the server, whatever the client
+/// does with its cookie.
+#[derive(Debug, Clone, Copy)]
+pub struct Lifetimes {
+    /// Absolute lifetime of a session, from login.
+    pub session: Duration,
+    /// A session unused this long ends.
+    pub session_idle: Duration,
+    /// Lifetime of a reset token, from issue.
+    pub reset_token: Duration,
+}
+
+impl Default for Lifetimes {
+    /// 24 h absolute (Ory Kratos's default session lifespan), 30 min idle
+    /// (OWASP's bound for low-risk applications), 30 min reset tokens
+    /// (PocketBase, Rauthy).
+    fn default() -> Self {
+        Lifetimes {
+            session: Duration::from_secs(24 * 3600),
+            session_idle: Duration::from_secs(30 * 60),
+            reset_token: Duration::from_secs(30 * 60),
+        }
+    }
+}
+
+impl Lifetimes {
+    /// How stale `last_seen` may get before a request refreshes it: a tenth
+    /// of the idle timeout, at most a minute. Refreshing on every request
+    /// would turn every authenticated read into a write.
+    fn touch_interval(&self) -> u64 {
+        millis(self.session_idle / 10).min(60_000)
+    }
+
+    fn session_expired(&self, session: &Session, now: u64) -> bool {
+        now >= session.created_at.saturating_add(millis(self.session))
+            || now >= session.last_seen.saturating_add(millis(self.session_idle))
+    }
+}
+
+/// Where reset tokens go when asked for over HTTP.
+#[derive(Debug, Clone)]
+pub enum ResetDelivery {
+    /// In the response, as the reference does (dev); also to the delivery
+    /// worker when one is set.
+    InResponse(Option<Outbox>),
+    /// Only to the delivery worker; the answer is the same whether the
+    /// email is registered or not (production).
+    Queued(Outbox),
+}
+
+/// The rules the use cases follow, beyond lifetimes.
+#[derive(Debug, Clone)]
+pub struct Rules {
+    pub lifetimes: Lifetimes,
+    pub policy: PasswordPolicy,
+    /// Sessions a user may hold at once; a new login ends the oldest past
+    /// this (1 gives the reference's one session per user).
+    pub max_sessions_per_user: usize,
+    pub reset_delivery: ResetDelivery,
+}
+
+impl Rules {
+    /// The dev profile's rules with default lifetimes and no delivery.
+    pub fn dev() -> Rules {
+        Rules {
+            lifetimes: Lifetimes::default(),
+            policy: PasswordPolicy::DEV,
+            max_sessions_per_user: DEFAULT_MAX_SESSIONS,
+            reset_delivery: ResetDelivery::InResponse(None),
+        }
+    }
+}
+
+/// Sessions per user by default: enough for every device a person owns,
+/// few enough that a list of them stays readable and a leaked password
+/// cannot pile up sessions without bound.
+pub const DEFAULT_MAX_SESSIONS: usize = 100;
+
+/// The authentication service.
+pub struct Auth {
+    store: Arc<dyn RequestStore>,
+    hasher: Hasher,
+    rules: Rules,
+    limits: Limits,
+    audit: Audit,
+    /// A hash at the configured cost that matches no password, verified when
+    /// the email is unknown so that case costs the same as a wrong password.
+    /// Made at start for a server; on first need for an admin command,
+    /// which rarely needs it.
+    dummy_hash: OnceLock<String>,
+}
+
+impl Auth {
+    /// Builds the service; hashes one random password for the dummy hash.
+    pub fn new(
+        store: Arc<dyn RequestStore>,
+        hasher: Hasher,
+        rules: Rules,
+        limits: Limits,
+        audit: Audit,
+    ) -> Result<Auth, AuthError> {
+        let auth = Auth::for_admin(store, hasher, rules, limits, audit);
+        auth.dummy_hash()?;
+        Ok(auth)
+    }
+
+    /// [`Auth::new`] without making the dummy hash before it is needed
+    /// (the admin commands).
+    pub fn for_admin(
+        store: Arc<dyn RequestStore>,
+        hasher: Hasher,
+        rules: Rules,
+        limits: Limits,
+        audit: Audit,
+    ) -> Auth {
+        Auth {
+            store,
+            hasher,
+            rules,
+            limits,
+            audit,
+            dummy_hash: OnceLock::new(),
+        }
+    }
+
+    /// The dummy hash, made on first use.
+    fn dummy_hash(&self) -> Result<&str, AuthError> {
+        if let Some(hash) = self.dummy_hash.get() {
+            return Ok(hash);
+        }
+        let filler = Token::generate()?;
+        let filler = Password::parse(filler.as_str())
+            .map_err(|e| AuthError::Internal(format!("dummy password: {e}")))?;
+        let hash = self.hasher.hash(&filler)?;
+        Ok(self.dummy_hash.get_or_init(|| hash))
+    }
+
+    /// The bcrypt pool, for its counters.
+    pub fn hasher(&self) -> &Hasher {
+        &self.hasher
+    }
+
+    /// The store, for what is not a use case (health checks, shutdown).
+    pub fn store(&self) -> &dyn RequestStore {
+        &*self.store
+    }
+
+    /// Whether the store answers (for health checks).
+    pub fn ping(&self) -> Result<(), AuthError> {
+        Ok(self.store.ping()?)
+    }
+
+    /// The configured lifetimes.
+    pub fn lifetimes(&self) -> &Lifetimes {
+        &self.rules.lifetimes
+    }
+
+    /// The audit log the use cases write.
+    pub fn audit(&self) -> &Audit {
+        &self.audit
+    }
+
+    /// Writes one audit line for `caller`.
+    fn record(&self, event: Event, caller: &Caller, user: Option<UserId>, email: Option<&str>) {
+        self.audit.record(event, caller.ip, user, email, None);
+    }
+
+    /// Passes a throttle's verdict through, logging a refusal as a
+    /// `throttled` audit event for `route`.
+    fn throttled(
+        &self,
+        verdict: Result<(), AuthError>,
+        caller: &Caller,
+        email: &str,
+        route: &str,
+    ) -> Result<(), AuthError> {
+        verdict.inspect_err(|e| {
+            if matches!(e, AuthError::Throttled(_)) {
+                self.audit
+                    .record(Event::Throttled, caller.ip, None, Some(email), Some(route));
+            }
+        })
+    }
+
+    fn check_policy(&self, password: &Password, email: &Email) -> Result<(), AuthError> {
+        self.rules
+            .policy
+            .check(password.expose(), email.key())
+            .map_err(AuthError::WeakPassword)
+    }
+
+    /// Removes every expired session and one-time token, and forgets quiet
+    /// throttle entries; returns how many sessions and tokens went. Run
+    /// periodically so the stores stay proportional to live records even
+    /// for users who never come back.
+    pub fn sweep_expired(&self) -> Result<(usize, usize), AuthError> {
+        let now = crate::clock::unix_millis();
+        let lifetimes = &self.rules.lifetimes;
+        let sessions = self.store.expire_sessions(
+            now.saturating_sub(millis(lifetimes.session)),
+            now.saturating_sub(millis(lifetimes.session_idle)),
+        )?;
+        let tokens = self
+            .store
+            .expire_tokens(now, now.saturating_sub(millis(lifetimes.reset_token)))?;
+        self.limits
+            .sweep()
+            .map_err(|e| AuthError::ThrottleUnavailable(e.0))?;
+        Ok((sessions, tokens))
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod test_support {
+    use super::*;
+    use crate::store::SledStore;
+
+    /// A service on a fresh sled store with dev rules.
+    pub fn auth_with(rules: Rules) -> (tempfile::TempDir, Auth) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        let hasher = Hasher::start(2, 8, 4).unwrap();
+        let limits = Limits::new(limits::LimitSettings::default());
+        let auth = Auth::new(Arc::new(store), hasher, rules, limits, Audit::new(false)).unwrap();
+        (dir, auth)
+    }
+
+    pub fn auth() -> (tempfile::TempDir, Auth) {
+        auth_with(Rules::dev())
+    }
+
+    pub fn email(s: &str) -> Email {
+        Email::parse(s).unwrap()
+    }
+
+    pub fn password(s: &str) -> Password {
+        Password::parse(s).unwrap()
+    }
+
+    pub fn caller() -> Caller {
+        Caller {
+            ip: "192.0.2.1".parse().unwrap(),
+            local: false,
+            user_agent: Some("test".to_owned()),
+        }
+    }
+}

@@ -1,0 +1,269 @@
+//! Password reset: `POST /reset_password` (ask for a token) and
+//! `PUT /reset_password` (redeem it), with the reference's
+//! `get_reset_password_token` and `update_password`.
+
+use super::{Auth, AuthError, Caller, ResetDelivery};
+use crate::audit::Event;
+use crate::clock::{millis, unix_millis};
+use crate::one_time::{OneTimeToken, Purpose};
+use crate::outbox::Job;
+use crate::store::StoreError;
+use crate::token::Token;
+use crate::user::{Email, Password, User};
+
+/// What a reset request answers.
+#[derive(Debug)]
+pub enum ResetAnswer {
+    /// The token itself (dev, as the reference).
+    Token { email: String, token: Token },
+    /// Only that a token is on its way if the email is registered
+    /// (production): `shown` is the email as the client typed it.
+    Queued { shown: String },
+}
+
+impl Auth {
+    /// Answers a reset request for what `caller` typed, throttled per
+    /// address and per email.
+    ///
+    /// Dev: the token, or `UnknownEmail` for an email nobody registered
+    /// (an email that cannot be an address is answered as one); the token
+    /// also goes to the delivery worker if one is set. Production: the same
+    /// answer whether or not the email is registered, in the same time:
+    /// the request only enqueues, and the worker issues and sends the
+    /// token. `QueueFull` if the queue is.
+    pub fn request_reset(&self, caller: &Caller, typed: &str) -> Result<ResetAnswer, AuthError> {
+        self.throttled(
+            self.limits.reset_request(caller, typed),
+            caller,
+            typed,
+            "POST /reset_password",
+        )?;
+        let email = Email::parse(typed);
+        match &self.rules.reset_delivery {
+            ResetDelivery::Queued(outbox) => {
+                let shown = email
+                    .as_ref()
+                    .map_or(typed.trim(), |email| email.as_str())
+                    .to_owned();
+                match email {
+                    Ok(email) => outbox
+                        .send(Job::Issue {
+                            email,
+                            ip: caller.ip,
+                        })
+                        .map_err(|_| AuthError::QueueFull)?,
+                    Err(_) => self.record(Event::ResetRefused, caller, None, Some(typed)),
+                }
+                Ok(ResetAnswer::Queued { shown })
+            }
+            ResetDelivery::InResponse(outbox) => {
+                let Ok(email) = email else {
+                    self.record(Event::ResetRefused, caller, None, Some(typed));
+                    return Err(AuthError::UnknownEmail);
+                };
+                let (user, token) = self.issue_reset_token(caller, &email)?;
+                if let Some(outbox) = outbox {
+                    outbox
+                        .send(Job::Deliver {
+                            email: user.email.as_str().to_owned(),
+                            token: token.clone(),
+                            expires_at: self.reset_expires_at(),
+                        })
+                        .map_err(|_| AuthError::QueueFull)?;
+                }
+                Ok(ResetAnswer::Token {
+                    email: user.email.as_str().to_owned(),
+                    token,
+                })
+            }
+        }
+    }
+
+    /// Issues a reset token for `email` and audits the outcome
+    /// (`reset_requested` or `reset_refused`); the HTTP route and the
+    /// delivery worker alike come here.
+    pub fn issue_reset_token(
+        &self,
+        caller: &Caller,
+        email: &Email,
+    ) -> Result<(User, Token), AuthError> {
+        match self.get_reset_password_token(email) {
+            Ok((user, token)) => {
+                self.record(
+                    Event::ResetRequested,
+                    caller,
+                    Some(user.id),
+                    Some(user.email.as_str()),
+                );
+                Ok((user, token))
+            }
+            Err(e) => {
+                if matches!(e, AuthError::UnknownEmail) {
+                    self.record(Event::ResetRefused, caller, None, Some(email.as_str()));
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Issues a reset token for `email`, replacing any earlier one (the
+    /// reference's `get_reset_password_token`).
+    pub fn get_reset_password_token(&self, email: &Email) -> Result<(User, Token), AuthError> {
+        let user = match self.store.user_by_email(email) {
+            Ok(user) => user,
+            Err(StoreError::NotFound) => return Err(AuthError::UnknownEmail),
+            Err(e) => return Err(e.into()),
+        };
+        let token = Token::generate()?;
+        let now = unix_millis();
+        let grant = OneTimeToken {
+            token_hash: token.hash(),
+            user: user.id,
+            purpose: Purpose::Reset,
+            created_at: now,
+            expires_at: now.saturating_add(millis(self.rules.lifetimes.reset_token)),
+        };
+        self.store.issue_token(&grant).map_err(|e| match e {
+            StoreError::NotFound => AuthError::UnknownEmail,
+            other => other.into(),
+        })?;
+        Ok((user, token))
+    }
+
+    /// When a reset token issued now expires, as RFC 3339 (for deliveries).
+    pub fn reset_expires_at(&self) -> String {
+        let now = chrono::Utc::now();
+        // A lifetime too long for a date saturates at the latest date
+        // chrono has.
+        chrono::Duration::from_std(self.rules.lifetimes.reset_token)
+            .ok()
+            .and_then(|ttl| now.checked_add_signed(ttl))
+            .unwrap_or(chrono::DateTime::<chrono::Utc>::MAX_UTC)
+            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    }
+
+    /// Redeems what `caller` sent to `PUT /reset_password`. A missing or
+    /// malformed email, or a token not shaped like ours, can own no token:
+    /// refused like any other wrong pair, without hashing or a lookup.
+    /// Success lifts the account's login backoff; both outcomes are
+    /// audited.
+    pub fn redeem_reset(
+        &self,
+        caller: &Caller,
+        typed_email: &str,
+        typed_token: &str,
+        new_password: &Password,
+    ) -> Result<User, AuthError> {
+        let refused = || {
+            self.record(Event::ResetRefused, caller, None, Some(typed_email));
+            AuthError::InvalidResetToken
+        };
+        let (Ok(email), Some(token)) = (Email::parse(typed_email), Token::parse(typed_token))
+        else {
+            return Err(refused());
+        };
+        let user = self
+            .update_password(&email, &token, new_password)
+            .map_err(|e| match e {
+                AuthError::InvalidResetToken => refused(),
+                other => other,
+            })?;
+        self.limits.account_recovered(email.key());
+        self.record(
+            Event::PasswordChanged,
+            caller,
+            Some(user.id),
+            Some(user.email.as_str()),
+        );
+        Ok(user)
+    }
+
+    /// Sets a new password with a reset token (the reference's
+    /// `update_password`).
+    ///
+    /// The token must be the current, unexpired one of the user who owns
+    /// `email`. It is consumed atomically with the password change (so two
+    /// concurrent redemptions cannot both succeed), and every session of
+    /// the user ends. An expired token is removed.
+    pub fn update_password(
+        &self,
+        email: &Email,
+        reset_token: &Token,
+        new_password: &Password,
+    ) -> Result<User, AuthError> {
+        let hash = reset_token.hash();
+        let (grant, user) = match self.store.token(&hash)? {
+            Some((grant, user))
+                if grant.purpose == Purpose::Reset && user.email.key() == email.key() =>
+            {
+                (grant, user)
+            }
+            _ => return Err(AuthError::InvalidResetToken),
+        };
+        if grant.expired(unix_millis(), millis(self.rules.lifetimes.reset_token)) {
+            self.store.drop_token(&hash)?;
+            return Err(AuthError::InvalidResetToken);
+        }
+        self.check_policy(new_password, &user.email)?;
+        let hashed = self.hasher.hash(new_password)?;
+        self.store
+            .redeem_reset(&hash, &hashed)
+            .map_err(|e| match e {
+                StoreError::PreconditionFailed | StoreError::NotFound => {
+                    AuthError::InvalidResetToken
+                }
+                other => other.into(),
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::auth::test_support::*;
+    use crate::auth::AuthError;
+
+    #[test]
+    fn reset_tokens_are_bound_single_use_and_replaced() {
+        let (_dir, auth) = auth();
+        auth.register_user(&email("a@x.io"), &password("old"))
+            .unwrap();
+        auth.register_user(&email("b@x.io"), &password("b"))
+            .unwrap();
+        assert!(matches!(
+            auth.get_reset_password_token(&email("c@x.io")),
+            Err(AuthError::UnknownEmail)
+        ));
+        let (_, older) = auth.get_reset_password_token(&email("a@x.io")).unwrap();
+        let (_, token) = auth.get_reset_password_token(&email("a@x.io")).unwrap();
+        let new = password("new");
+        assert!(matches!(
+            auth.update_password(&email("a@x.io"), &older, &new),
+            Err(AuthError::InvalidResetToken)
+        ));
+        // Another user's email with this token: refused, token kept.
+        assert!(matches!(
+            auth.update_password(&email("b@x.io"), &token, &new),
+            Err(AuthError::InvalidResetToken)
+        ));
+        let (_, phone) = auth.log_in(&caller(), "a@x.io", "old").unwrap();
+        let (_, laptop) = auth.log_in(&caller(), "a@x.io", "old").unwrap();
+        auth.update_password(&email("A@x.io"), &token, &new)
+            .unwrap();
+        assert!(matches!(
+            auth.update_password(&email("a@x.io"), &token, &password("again")),
+            Err(AuthError::InvalidResetToken)
+        ));
+        // A reset ends every session.
+        for session in [&phone, &laptop] {
+            assert!(matches!(
+                auth.get_user_from_session_id(session),
+                Err(AuthError::InvalidSession)
+            ));
+        }
+        assert!(auth.valid_login(&email("a@x.io"), &new).is_ok());
+        assert!(auth
+            .valid_login(&email("a@x.io"), &password("old"))
+            .is_err());
+        assert!(auth.valid_login(&email("b@x.io"), &password("b")).is_ok());
+    }
+}

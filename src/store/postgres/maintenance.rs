@@ -1,0 +1,146 @@
+//! [`Maintenance`] on PostgreSQL: bulk import, scans, counts and checks.
+
+use std::ops::ControlFlow;
+
+use postgres::Row;
+
+use super::rows::{self, violation};
+use super::schema::{schema_version, APPLIED_VERSION};
+use super::PgStore;
+use crate::store::{Counts, Maintenance, StoreError};
+use crate::user::{Email, UserId};
+
+impl PgStore {
+    /// Calls `visit` with every user row (`id, email, hashed_password,
+    /// email_key`) in id order, a thousand rows per query, until it returns
+    /// `Break`.
+    fn each_row(
+        &self,
+        visit: &mut dyn FnMut(&Row) -> Result<ControlFlow<()>, StoreError>,
+    ) -> Result<(), StoreError> {
+        const PAGE: usize = 1000;
+        let sql = format!(
+            "SELECT u.id, u.email, u.hashed_password, u.email_key FROM authd_users u
+             WHERE u.id > $1 ORDER BY u.id LIMIT {PAGE}"
+        );
+        let mut conn = self.conn()?;
+        let mut after = 0i64;
+        loop {
+            let rows = conn.query(&sql, &[&after])?;
+            for row in &rows {
+                after = row.try_get(0)?;
+                if visit(row)?.is_break() {
+                    return Ok(());
+                }
+            }
+            if rows.len() < PAGE {
+                return Ok(());
+            }
+        }
+    }
+}
+
+impl Maintenance for PgStore {
+    /// One multi-row insert in one transaction; the ids come back matched
+    /// to their emails, so the order of `RETURNING` does not matter.
+    fn add_users(&self, users: &[(Email, String)]) -> Result<Vec<UserId>, StoreError> {
+        if users.is_empty() {
+            return Ok(Vec::new());
+        }
+        let emails: Vec<&str> = users.iter().map(|(e, _)| e.as_str()).collect();
+        let keys: Vec<&str> = users.iter().map(|(e, _)| e.key()).collect();
+        let hashes: Vec<&str> = users.iter().map(|(_, h)| h.as_str()).collect();
+        let rows = self
+            .conn()?
+            .query(
+                "INSERT INTO authd_users (email, email_key, hashed_password)
+                 SELECT * FROM unnest($1::text[], $2::text[], $3::text[])
+                 RETURNING id, email_key",
+                &[&emails, &keys, &hashes],
+            )
+            .map_err(violation)?;
+        let mut ids = std::collections::HashMap::with_capacity(rows.len());
+        for row in &rows {
+            let id: i64 = row.try_get(0)?;
+            ids.insert(row.try_get::<_, String>(1)?, UserId(id as u64));
+        }
+        keys.iter()
+            .map(|key| {
+                ids.get(*key)
+                    .copied()
+                    .ok_or_else(|| StoreError::Corrupt(format!("no id returned for {key}")))
+            })
+            .collect()
+    }
+
+    fn each_user(
+        &self,
+        visit: &mut dyn FnMut(crate::user::User) -> ControlFlow<()>,
+    ) -> Result<(), StoreError> {
+        self.each_row(&mut |row| Ok(visit(rows::user(row, 0)?)))
+    }
+
+    fn counts(&self) -> Result<Counts, StoreError> {
+        let row = self.conn()?.query_one(
+            "SELECT (SELECT count(*) FROM authd_users), (SELECT count(*) FROM authd_sessions),
+                    (SELECT count(*) FROM authd_tokens)",
+            &[],
+        )?;
+        let (users, sessions, tokens): (i64, i64, i64) =
+            (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
+        Ok(Counts {
+            users: users as usize,
+            sessions: sessions as usize,
+            tokens: tokens as usize,
+        })
+    }
+
+    /// The schema is at this authd's version, and every row decodes, with
+    /// its email key matching its email. (The database itself enforces
+    /// the uniqueness and the foreign keys that the sled store's `check`
+    /// verifies by hand.)
+    fn check(&self) -> Result<Vec<String>, StoreError> {
+        let mut problems = Vec::new();
+        let version: i32 = self.conn()?.query_one(APPLIED_VERSION, &[])?.try_get(0)?;
+        let known = schema_version();
+        if version != known {
+            problems.push(format!(
+                "schema version {version}, this authd expects {known}"
+            ));
+        }
+        self.each_row(&mut |row| {
+            let id: i64 = row.try_get(0)?;
+            match rows::user(row, 0) {
+                Err(e) => problems.push(format!("user {id}: {e}")),
+                Ok(user) => {
+                    let key: String = row.try_get(3)?;
+                    if user.email.key() != key {
+                        problems.push(format!(
+                            "user {id}: email key {key:?} does not match email {:?}",
+                            user.email.as_str()
+                        ));
+                    }
+                    if !user.hashed_password.starts_with("$2") {
+                        problems.push(format!("user {id}: password is not a bcrypt hash"));
+                    }
+                }
+            }
+            Ok(ControlFlow::Continue(()))
+        })?;
+        let mut conn = self.conn()?;
+        for row in conn.query(
+            &format!("SELECT {} FROM authd_sessions s", rows::SESSION),
+            &[],
+        )? {
+            if let Err(e) = rows::session(&row, 0) {
+                problems.push(format!("sessions: {e}"));
+            }
+        }
+        for row in conn.query(&format!("SELECT {} FROM authd_tokens t", rows::TOKEN), &[])? {
+            if let Err(e) = rows::token(&row, 0) {
+                problems.push(format!("tokens: {e}"));
+            }
+        }
+        Ok(problems)
+    }
+}

@@ -1,0 +1,217 @@
+//! The PostgreSQL stores: the same traits on a shared database, so several
+//! authd instances can serve one set of users.
+//!
+//! Users, sessions and one-time tokens are tables of their own
+//! (`authd_users`, `authd_sessions`, `authd_tokens`), the latter two with
+//! foreign keys `ON DELETE CASCADE`. The guarantees the sled store gets
+//! from its index trees come from the database here: a unique index on
+//! the case-folded email (concurrent registrations from any number of
+//! instances yield one account), primary keys on the SHA-256 of the
+//! tokens (lookups by hash, never by the token), and row locks for
+//! writes under a precondition, which makes a reset token single-use
+//! across instances. Every write is a committed transaction before the
+//! call returns; with PostgreSQL's default `synchronous_commit = on` that
+//! means it is on disk.
+//!
+//! Throttle counts live in `authd_throttle` ([`PgLimiter`]), so failed
+//! logins are counted across instances, on the database's clock.
+//!
+//! The files split by concern: [`schema`] (the migration chain), `pool`,
+//! `rows` (decoding), `users`, `sessions`, `tokens`, `maintenance` and
+//! `throttle`. Every table name starts with `authd_`, so the database can
+//! be shared with the application.
+
+mod maintenance;
+mod pool;
+mod rows;
+pub mod schema;
+mod sessions;
+mod throttle;
+mod tokens;
+mod users;
+
+use std::str::FromStr as _;
+use std::time::Duration;
+
+use postgres::NoTls;
+
+pub use pool::Connection;
+use pool::{Conn, Manager, Pool};
+pub use throttle::PgLimiter;
+
+use crate::store::{OpenError, StoreError, Upgrade};
+use crate::throttle::Rule;
+
+/// How long opening a connection may take, unless the URL says
+/// (`connect_timeout=`).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long a request waits for a free connection before a 503.
+const CHECKOUT_TIMEOUT: Duration = Duration::from_secs(5);
+
+const SECRET_OFFER: &str =
+    "INSERT INTO authd_secrets (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING";
+const SECRET_READ: &str = "SELECT value FROM authd_secrets WHERE name = $1";
+
+/// The PostgreSQL-backed store. Cheap to clone: clones share the pool.
+#[derive(Clone)]
+pub struct PgStore {
+    pool: Pool,
+}
+
+impl std::fmt::Debug for PgStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgStore")
+            .field("connections", &self.pool.state().connections)
+            .finish()
+    }
+}
+
+impl From<postgres::Error> for StoreError {
+    fn from(e: postgres::Error) -> Self {
+        StoreError::Backend(format!("PostgreSQL: {}", describe(&e)))
+    }
+}
+
+/// One line saying what went wrong: the server's own message for an error
+/// it reported (the crate's `Display` says only "db error"), else the
+/// client's.
+fn describe(e: &postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("{} (SQLSTATE {})", db.message(), db.code().code()),
+        None => match std::error::Error::source(e) {
+            Some(cause) => format!("{e}: {cause}"),
+            None => e.to_string(),
+        },
+    }
+}
+
+impl From<r2d2::Error> for StoreError {
+    fn from(e: r2d2::Error) -> Self {
+        StoreError::Backend(format!("no PostgreSQL connection available: {e}"))
+    }
+}
+
+/// A database URL with any password replaced, for messages and logs.
+pub fn redact(url: &str) -> String {
+    match postgres::Config::from_str(url) {
+        Ok(config) => {
+            let hosts: Vec<String> = config
+                .get_hosts()
+                .iter()
+                .map(|h| match h {
+                    postgres::config::Host::Tcp(name) => name.clone(),
+                    postgres::config::Host::Unix(path) => path.display().to_string(),
+                })
+                .collect();
+            format!(
+                "PostgreSQL database {:?} on {} as {:?}",
+                config.get_dbname().unwrap_or("(default)"),
+                if hosts.is_empty() {
+                    "the default host".to_owned()
+                } else {
+                    hosts.join(",")
+                },
+                config.get_user().unwrap_or("(default user)"),
+            )
+        }
+        Err(_) => "PostgreSQL database (unparsable URL)".to_owned(),
+    }
+}
+
+impl PgStore {
+    /// Connects to the database at `url` with a pool of at most
+    /// `pool_size` connections and brings its schema up to date.
+    ///
+    /// Fails if the database cannot be reached, or holds a schema newer
+    /// than this authd knows (a newer authd migrated it: run that one).
+    pub fn connect(url: &str, pool_size: u32, upgrade: Upgrade) -> Result<PgStore, OpenError> {
+        let failed = |reason: String| OpenError::Database {
+            target: redact(url),
+            reason,
+        };
+        let mut config = postgres::Config::from_str(url).map_err(|e| failed(e.to_string()))?;
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(CONNECT_TIMEOUT);
+        }
+        // One connection first, for a clear error (the pool reports only
+        // that it timed out) and to migrate on.
+        let mut first = config.connect(NoTls).map_err(|e| failed(describe(&e)))?;
+        let applied = schema::applied(&mut first).map_err(|e| failed(e.to_string()))?;
+        schema::refuse_newer(applied).map_err(|e| failed(e.to_string()))?;
+        if applied < schema::schema_version() {
+            match upgrade {
+                Upgrade::Apply => {
+                    schema::migrate_to(&mut first, schema::schema_version())
+                        .map_err(|e| failed(e.to_string()))?;
+                }
+                Upgrade::Refuse if applied > 0 => {
+                    return Err(OpenError::Outdated {
+                        target: redact(url),
+                        found: applied as u32,
+                        current: schema::schema_version() as u32,
+                    })
+                }
+                // A database without any authd table is new, not old:
+                // an admin command creates the schema rather than refuse.
+                Upgrade::Refuse => {
+                    schema::migrate_to(&mut first, schema::schema_version())
+                        .map_err(|e| failed(e.to_string()))?;
+                }
+                Upgrade::Inspect => {}
+            }
+        }
+        drop(first);
+        let pool = r2d2::Pool::builder()
+            .max_size(pool_size.max(1))
+            .min_idle(Some(pool_size.clamp(1, 2)))
+            .connection_timeout(CHECKOUT_TIMEOUT)
+            // A health query on every checkout would double the round trips
+            // of a session check; a broken connection is dropped when it is
+            // returned, and the request that met it answers 503.
+            .test_on_check_out(false)
+            // r2d2 would otherwise log connection errors through `log`,
+            // which authd does not use; they reach the caller anyway.
+            .error_handler(Box::new(r2d2::NopErrorHandler))
+            .build(Manager { config })
+            .map_err(|e| failed(e.to_string()))?;
+        Ok(PgStore { pool })
+    }
+
+    fn conn(&self) -> Result<Conn, StoreError> {
+        Ok(self.pool.get()?)
+    }
+
+    /// The secret named `name`, the same for every instance on this
+    /// database: made by the first instance that asks, from the OS random
+    /// generator.
+    pub fn shared_secret(&self, name: &str) -> Result<[u8; 32], StoreError> {
+        let mut fresh = [0u8; 32];
+        getrandom::fill(&mut fresh).map_err(|e| StoreError::Backend(e.to_string()))?;
+        let mut conn = self.pool.get()?;
+        conn.execute(SECRET_OFFER, &[&name, &&fresh[..]])?;
+        let row = conn
+            .query_opt(SECRET_READ, &[&name])?
+            .ok_or_else(|| StoreError::Backend(format!("secret {name} vanished")))?;
+        let value: Vec<u8> = row.try_get(0)?;
+        value
+            .try_into()
+            .map_err(|_| StoreError::Backend(format!("secret {name} is not 32 bytes")))
+    }
+
+    /// The throttle named `scope` with `rule`, its counts kept in the
+    /// database for every instance to see.
+    pub fn limiter(&self, scope: &'static str, rule: Rule) -> PgLimiter {
+        PgLimiter::new(self.pool.clone(), scope, rule)
+    }
+}
+
+/// Milliseconds as stored (BIGINT).
+fn ms(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+/// A user id as stored; `None` for one no row can have.
+fn key(id: crate::user::UserId) -> Option<i64> {
+    i64::try_from(id.0).ok()
+}

@@ -1,0 +1,101 @@
+//! Rows into records: every column checked, a bad value a `Corrupt` error
+//! rather than a panic.
+
+use postgres::error::SqlState;
+use postgres::Row;
+
+use crate::one_time::{OneTimeToken, Purpose};
+use crate::session::{Session, SessionId};
+use crate::store::StoreError;
+use crate::token::TokenHash;
+use crate::user::{Email, User, UserId};
+
+/// The columns [`session`] reads, from its first column on.
+pub const SESSION: &str = "s.token_hash, s.handle, s.user_id, s.created_at, s.last_seen, \
+                           s.user_agent, s.ip";
+/// The columns [`token`] reads, from its first column on.
+pub const TOKEN: &str = "t.token_hash, t.user_id, t.purpose, t.created_at, t.expires_at";
+/// Columns in [`SESSION`] (a user's follow them in a join).
+pub const SESSION_COLUMNS: usize = 7;
+
+fn id_of(value: i64) -> Result<UserId, StoreError> {
+    u64::try_from(value)
+        .map(UserId)
+        .map_err(|_| StoreError::Corrupt(format!("user id {value}")))
+}
+
+fn hash_of(bytes: Vec<u8>, column: &str) -> Result<TokenHash, StoreError> {
+    <[u8; 32]>::try_from(bytes.as_slice())
+        .map(TokenHash)
+        .map_err(|_| StoreError::Corrupt(format!("{column} is not 32 bytes")))
+}
+
+fn millis(value: i64, column: &str) -> Result<u64, StoreError> {
+    u64::try_from(value).map_err(|_| StoreError::Corrupt(format!("{column} is negative")))
+}
+
+/// A user from `id, email, hashed_password` at column `at`.
+pub fn user(row: &Row, at: usize) -> Result<User, StoreError> {
+    let id = id_of(row.try_get(at)?)?;
+    let email: String = row.try_get(at + 1)?;
+    let email = Email::parse(&email)
+        .map_err(|e| StoreError::Corrupt(format!("user {id}: email {email:?} {e}")))?;
+    Ok(User {
+        id,
+        email,
+        hashed_password: row.try_get(at + 2)?,
+    })
+}
+
+/// A session from [`SESSION`] at column `at`.
+pub fn session(row: &Row, at: usize) -> Result<Session, StoreError> {
+    let handle: Vec<u8> = row.try_get(at + 1)?;
+    Ok(Session {
+        token_hash: hash_of(row.try_get(at)?, "token_hash")?,
+        id: SessionId(
+            handle
+                .try_into()
+                .map_err(|_| StoreError::Corrupt("session handle is not 16 bytes".to_owned()))?,
+        ),
+        user: id_of(row.try_get(at + 2)?)?,
+        created_at: millis(row.try_get(at + 3)?, "created_at")?,
+        last_seen: millis(row.try_get(at + 4)?, "last_seen")?,
+        user_agent: row.try_get(at + 5)?,
+        ip: row.try_get(at + 6)?,
+    })
+}
+
+/// A one-time token from [`TOKEN`] at column `at`.
+pub fn token(row: &Row, at: usize) -> Result<OneTimeToken, StoreError> {
+    let purpose: String = row.try_get(at + 2)?;
+    Ok(OneTimeToken {
+        token_hash: hash_of(row.try_get(at)?, "token_hash")?,
+        user: id_of(row.try_get(at + 1)?)?,
+        purpose: Purpose::from_name(&purpose)
+            .ok_or_else(|| StoreError::Corrupt(format!("unknown token purpose {purpose:?}")))?,
+        created_at: millis(row.try_get(at + 3)?, "created_at")?,
+        expires_at: millis(row.try_get(at + 4)?, "expires_at")?,
+    })
+}
+
+/// A constraint violation as the sled store reports it: `EmailTaken` on
+/// the email key, an invalid token on a token hash held already, `NotFound`
+/// for a row whose user is gone; any other error as it is.
+pub fn violation(e: postgres::Error) -> StoreError {
+    match e.code() {
+        Some(code) if *code == SqlState::FOREIGN_KEY_VIOLATION => StoreError::NotFound,
+        Some(code) if *code == SqlState::UNIQUE_VIOLATION => {
+            match e.as_db_error().and_then(|db| db.constraint()) {
+                Some("authd_users_email_key") => StoreError::EmailTaken,
+                Some("authd_sessions_pkey" | "authd_tokens_pkey" | "authd_sessions_handle_key") => {
+                    StoreError::InvalidValue {
+                        field: "token",
+                        reason: "already held by another user".to_owned(),
+                    }
+                }
+                _ => e.into(),
+            }
+        }
+        _ => e.into(),
+    }
+}

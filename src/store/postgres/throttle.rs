@@ -1,0 +1,135 @@
+//! [`PgLimiter`]: throttle counts as rows of `authd_throttle`, shared by
+//! every instance, on the database's clock.
+
+use std::time::Duration;
+
+use super::pool::{read, Pool};
+use crate::throttle::{Limiter, Rule, ThrottleError};
+
+/// The database's clock in Unix milliseconds: throttle times are taken from
+/// it so that instances with slightly different clocks agree.
+macro_rules! now_ms {
+    () => {
+        "(extract(epoch from clock_timestamp()) * 1000)::bigint"
+    };
+}
+
+const THROTTLE_CHECK: &str = concat!(
+    "SELECT count, ",
+    now_ms!(),
+    " - last_at FROM authd_throttle WHERE scope = $1 AND key = $2"
+);
+const THROTTLE_RECORD: &str = concat!(
+    "INSERT INTO authd_throttle AS t (scope, key, count, last_at) VALUES ($1, $2, 1, ",
+    now_ms!(),
+    ") ON CONFLICT (scope, key) DO UPDATE SET count = CASE WHEN ",
+    now_ms!(),
+    " - t.last_at > $3 THEN 1 ELSE least(t.count, 2147483646) + 1 END, last_at = ",
+    now_ms!()
+);
+/// A token bucket's upsert (rules with a refill, $3 its milliseconds): the
+/// whole refills since the last event come back, and the last event's time
+/// moves by them, so no part of a refill is lost. `EXCLUDED.last_at` is
+/// this statement's one reading of the clock.
+const THROTTLE_TAKE: &str = concat!(
+    "INSERT INTO authd_throttle AS t (scope, key, count, last_at) VALUES ($1, $2, 1, ",
+    now_ms!(),
+    ") ON CONFLICT (scope, key) DO UPDATE SET ",
+    "count = CASE WHEN (EXCLUDED.last_at - t.last_at) / $3 >= t.count THEN 1 ",
+    "ELSE t.count - (EXCLUDED.last_at - t.last_at) / $3 + 1 END, ",
+    "last_at = CASE WHEN (EXCLUDED.last_at - t.last_at) / $3 >= t.count THEN EXCLUDED.last_at ",
+    "ELSE t.last_at + ((EXCLUDED.last_at - t.last_at) / $3) * $3 END"
+);
+const THROTTLE_CLEAR: &str = "DELETE FROM authd_throttle WHERE scope = $1 AND key = $2";
+const THROTTLE_SWEEP: &str = concat!(
+    "DELETE FROM authd_throttle WHERE scope = $1 AND last_at < ",
+    now_ms!(),
+    " - $2"
+);
+
+/// A throttle whose counts are rows of `authd_throttle`, shared by every
+/// instance on the database. Times come from the database's clock.
+///
+/// Unlike the in-memory throttle, the number of keys is not capped: the
+/// table is swept like the in-memory maps, and a row is a few dozen bytes.
+pub struct PgLimiter {
+    pool: Pool,
+    scope: &'static str,
+    rule: Rule,
+}
+
+impl PgLimiter {
+    pub(super) fn new(pool: Pool, scope: &'static str, rule: Rule) -> PgLimiter {
+        PgLimiter { pool, scope, rule }
+    }
+
+    fn window_ms(&self) -> i64 {
+        i64::try_from(self.rule.window.as_millis()).unwrap_or(i64::MAX)
+    }
+}
+
+impl Limiter for PgLimiter {
+    fn check(&self, key: &str) -> Result<Option<Duration>, ThrottleError> {
+        let row = read(&self.pool, |conn| {
+            conn.query_opt(THROTTLE_CHECK, &[&self.scope, &key])
+        })
+        .map_err(failed)?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let count: i32 = row.try_get(0).map_err(pg)?;
+        let since: i64 = row.try_get(1).map_err(pg)?;
+        let since = Duration::from_millis(u64::try_from(since).unwrap_or(0));
+        Ok(self
+            .rule
+            .verdict(u32::try_from(count).unwrap_or(0), since)
+            .err())
+    }
+
+    /// One upsert: the count restarts at 1 when the last event is older
+    /// than the window, so concurrent instances never lose a count.
+    fn record(&self, key: &str) -> Result<(), ThrottleError> {
+        let mut conn = self.pool.get().map_err(pool_failed)?;
+        match self.rule.refill {
+            Some(refill) => {
+                let refill_ms = i64::try_from(refill.as_millis()).unwrap_or(i64::MAX).max(1);
+                conn.execute(THROTTLE_TAKE, &[&self.scope, &key, &refill_ms])
+                    .map_err(pg)?
+            }
+            None => conn
+                .execute(THROTTLE_RECORD, &[&self.scope, &key, &self.window_ms()])
+                .map_err(pg)?,
+        };
+        Ok(())
+    }
+
+    fn clear(&self, key: &str) -> Result<(), ThrottleError> {
+        self.pool
+            .get()
+            .map_err(pool_failed)?
+            .execute(THROTTLE_CLEAR, &[&self.scope, &key])
+            .map_err(pg)?;
+        Ok(())
+    }
+
+    fn sweep(&self) -> Result<(), ThrottleError> {
+        self.pool
+            .get()
+            .map_err(pool_failed)?
+            .execute(THROTTLE_SWEEP, &[&self.scope, &self.window_ms()])
+            .map_err(pg)?;
+        Ok(())
+    }
+}
+
+fn failed(e: crate::store::StoreError) -> ThrottleError {
+    ThrottleError(e.to_string())
+}
+
+fn pg(e: postgres::Error) -> ThrottleError {
+    failed(e.into())
+}
+
+fn pool_failed(e: r2d2::Error) -> ThrottleError {
+    failed(e.into())
+}

@@ -1,0 +1,112 @@
+//! [`TokenStore`] on PostgreSQL: `authd_tokens`.
+
+use super::rows::{self, violation};
+use super::{key, ms, PgStore};
+use crate::one_time::{OneTimeToken, Purpose};
+use crate::store::{StoreError, TokenStore};
+use crate::token::TokenHash;
+use crate::user::{User, UserId};
+
+const TOKEN_AND_USER: &str = "SELECT t.token_hash, t.user_id, t.purpose, t.created_at, \
+     t.expires_at, u.id, u.email, u.hashed_password \
+     FROM authd_tokens t JOIN authd_users u ON u.id = t.user_id WHERE t.token_hash = $1";
+
+/// Columns of a token row before its user's.
+const TOKEN_COLUMNS: usize = 5;
+
+impl TokenStore for PgStore {
+    /// One upsert: the user's token of this purpose is replaced in place.
+    fn issue_token(&self, token: &OneTimeToken) -> Result<(), StoreError> {
+        let Some(user) = key(token.user) else {
+            return Err(StoreError::NotFound);
+        };
+        self.conn()?
+            .execute(
+                "INSERT INTO authd_tokens (token_hash, user_id, purpose, created_at, expires_at)
+                 VALUES ($1, $2, $3, $4, $5)
+                 ON CONFLICT ON CONSTRAINT authd_tokens_one_per_purpose DO UPDATE SET
+                    token_hash = EXCLUDED.token_hash, created_at = EXCLUDED.created_at,
+                    expires_at = EXCLUDED.expires_at",
+                &[
+                    &token.token_hash.as_bytes().as_slice(),
+                    &user,
+                    &token.purpose.name(),
+                    &ms(token.created_at),
+                    &ms(token.expires_at),
+                ],
+            )
+            .map_err(violation)?;
+        Ok(())
+    }
+
+    fn token(&self, token_hash: &TokenHash) -> Result<Option<(OneTimeToken, User)>, StoreError> {
+        let row = super::pool::read(&self.pool, |conn| {
+            conn.query_opt(TOKEN_AND_USER, &[&token_hash.as_bytes().as_slice()])
+        })?;
+        match row {
+            Some(row) => Ok(Some((
+                rows::token(&row, 0)?,
+                rows::user(&row, TOKEN_COLUMNS)?,
+            ))),
+            None => Ok(None),
+        }
+    }
+
+    fn drop_token(&self, token_hash: &TokenHash) -> Result<bool, StoreError> {
+        let n = self.conn()?.execute(
+            "DELETE FROM authd_tokens WHERE token_hash = $1",
+            &[&token_hash.as_bytes().as_slice()],
+        )?;
+        Ok(n > 0)
+    }
+
+    fn drop_token_of(&self, user: UserId, purpose: Purpose) -> Result<bool, StoreError> {
+        let Some(user) = key(user) else {
+            return Ok(false);
+        };
+        let n = self.conn()?.execute(
+            "DELETE FROM authd_tokens WHERE user_id = $1 AND purpose = $2",
+            &[&user, &purpose.name()],
+        )?;
+        Ok(n > 0)
+    }
+
+    /// The token's row is deleted first: of two redemptions racing, the
+    /// second waits on that row and then finds it gone.
+    fn redeem_reset(
+        &self,
+        token_hash: &TokenHash,
+        hashed_password: &str,
+    ) -> Result<User, StoreError> {
+        let mut conn = self.conn()?;
+        let mut tx = conn.transaction()?;
+        let row = tx.query_opt(
+            "DELETE FROM authd_tokens WHERE token_hash = $1 AND purpose = 'reset' RETURNING user_id",
+            &[&token_hash.as_bytes().as_slice()],
+        )?;
+        let Some(row) = row else {
+            return Err(StoreError::PreconditionFailed);
+        };
+        let user: i64 = row.try_get(0)?;
+        let row = tx.query_opt(
+            "UPDATE authd_users u SET hashed_password = $2 WHERE u.id = $1
+             RETURNING u.id, u.email, u.hashed_password",
+            &[&user, &hashed_password],
+        )?;
+        let Some(row) = row else {
+            return Err(StoreError::NotFound);
+        };
+        let updated = rows::user(&row, 0)?;
+        tx.execute("DELETE FROM authd_sessions WHERE user_id = $1", &[&user])?;
+        tx.commit()?;
+        Ok(updated)
+    }
+
+    fn expire_tokens(&self, now: u64, issued_before: u64) -> Result<usize, StoreError> {
+        let n = self.conn()?.execute(
+            "DELETE FROM authd_tokens WHERE expires_at <= $1 OR created_at < $2",
+            &[&ms(now), &ms(issued_before)],
+        )?;
+        Ok(n as usize)
+    }
+}

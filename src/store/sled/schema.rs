@@ -1,0 +1,311 @@
+//! The sled store's format and its migration chain.
+//!
+//! `meta["format"]` says which layout a directory holds
+//! (`authd-store-N`). Each migration brings format N to N + 1; they run in
+//! order at start (`serve`) or by `authd migrate`. A migration first
+//! writes the new marker and a `migrating` key, so an older authd refuses
+//! a half-converted store; it then converts records in batches, each one
+//! transaction and one flush, skipping records already converted, so a
+//! crash at any point resumes where it stopped; the `migrating` key goes
+//! last.
+
+use std::path::Path;
+
+use sled::Transactional;
+
+use super::{flatten, owned_in, put_owned, tx, SledStore};
+use crate::codec::{
+    decode_id, decode_user_v1, encode_id, encode_session, encode_token, encode_user,
+    is_current_user,
+};
+use crate::one_time::{OneTimeToken, Purpose};
+use crate::session::{Session, SessionId};
+use crate::store::{Migration, OpenError, StoreError, Upgrade};
+
+/// Key in `meta` that marks a directory as an authd store, and its format.
+const MARKER_KEY: &[u8] = b"format";
+/// Prefix of the marker; the format number follows.
+const MARKER_PREFIX: &str = "authd-store-";
+/// Key in `meta` present while a migration runs: the format it started
+/// from.
+const MIGRATING_KEY: &[u8] = b"migrating";
+/// Key in `meta` that health checks write, to prove the store can write.
+pub(super) const HEARTBEAT_KEY: &[u8] = b"heartbeat";
+/// Key in `meta` holding the next user id to hand out.
+pub(super) const NEXT_ID_KEY: &[u8] = b"next_id";
+
+/// The format this authd writes.
+pub const CURRENT_FORMAT: u32 = 2;
+
+/// Users converted per transaction: small enough that a transaction stays
+/// cheap, large enough that a million users take a few thousand flushes.
+const BATCH: usize = 256;
+
+/// Lifetime given to a reset grant of format 1, which kept only its issue
+/// time: the default lifetime. (The configured lifetime bounds it too when
+/// it is redeemed.)
+const V1_RESET_LIFETIME_MS: u64 = 30 * 60 * 1000;
+
+/// The chain: the migration to format `version` from the one before.
+const MIGRATIONS: &[Migration] = &[Migration {
+    version: 2,
+    description: "sessions and reset tokens move out of the user records into trees of their own",
+}];
+
+fn marker(format: u32) -> String {
+    format!("{MARKER_PREFIX}{format}")
+}
+
+/// The format a marker names, if it is an authd marker.
+fn format_of(value: &[u8]) -> Option<u32> {
+    std::str::from_utf8(value)
+        .ok()?
+        .strip_prefix(MARKER_PREFIX)?
+        .parse()
+        .ok()
+}
+
+/// What state a directory's store is in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum State {
+    /// Current: nothing to do.
+    Current,
+    /// Of an older format, or in the middle of a migration from `from`.
+    Behind { from: u32 },
+}
+
+/// Reads the store's state from its marker.
+fn state(store: &SledStore, path: &Path) -> Result<Option<State>, OpenError> {
+    let unusable = |e: sled::Error| OpenError::Unusable {
+        path: path.to_owned(),
+        reason: e.to_string(),
+    };
+    let Some(value) = store.meta.get(MARKER_KEY).map_err(unusable)? else {
+        return Ok(None);
+    };
+    let Some(format) = format_of(&value) else {
+        return Err(OpenError::Foreign {
+            path: path.to_owned(),
+            reason: format!(
+                "unknown format marker {:?}",
+                String::from_utf8_lossy(&value)
+            ),
+        });
+    };
+    if format > CURRENT_FORMAT {
+        return Err(OpenError::TooNew {
+            target: path.display().to_string(),
+            found: format,
+            current: CURRENT_FORMAT,
+        });
+    }
+    if let Some(from) = store.meta.get(MIGRATING_KEY).map_err(unusable)? {
+        let from = decode_id(&from).map(|id| id.0 as u32).unwrap_or(1);
+        return Ok(Some(State::Behind { from }));
+    }
+    Ok(Some(if format == CURRENT_FORMAT {
+        State::Current
+    } else {
+        State::Behind { from: format }
+    }))
+}
+
+/// Checks (or, for a new directory, writes) the marker, and migrates as
+/// `upgrade` says.
+pub(super) fn prepare(
+    store: &SledStore,
+    path: &Path,
+    had_files: bool,
+    upgrade: Upgrade,
+) -> Result<(), OpenError> {
+    let unusable = |e: StoreError| OpenError::Unusable {
+        path: path.to_owned(),
+        reason: e.to_string(),
+    };
+    match state(store, path)? {
+        Some(State::Current) => Ok(()),
+        Some(State::Behind { from }) => match upgrade {
+            Upgrade::Apply => store.migrate().map(|_| ()).map_err(unusable),
+            Upgrade::Inspect => Ok(()),
+            Upgrade::Refuse => Err(OpenError::Outdated {
+                target: path.display().to_string(),
+                found: from,
+                current: CURRENT_FORMAT,
+            }),
+        },
+        None if !store.users.is_empty() => Err(OpenError::Foreign {
+            path: path.to_owned(),
+            reason: "it holds users but no authd format marker".to_owned(),
+        }),
+        // Existing store files that hold no marker: another program's
+        // sled database, or a damaged one that recovered to nothing.
+        // Starting afresh there would silently hide the loss.
+        None if had_files => Err(OpenError::Foreign {
+            path: path.to_owned(),
+            reason: "its store files hold no authd data (damaged, or written by another \
+                     program); restore a backup, or point --data-dir at a new directory"
+                .to_owned(),
+        }),
+        None => {
+            store
+                .meta
+                .insert(MARKER_KEY, marker(CURRENT_FORMAT).as_bytes())
+                .map_err(|e| unusable(e.into()))?;
+            store.flush().map_err(unusable)
+        }
+    }
+}
+
+impl SledStore {
+    /// The migrations this store still needs, oldest first.
+    pub fn pending_migrations(&self) -> Result<Vec<Migration>, StoreError> {
+        let from = match state(self, Path::new("store")) {
+            Ok(Some(State::Behind { from })) => from,
+            Ok(_) => return Ok(Vec::new()),
+            Err(e) => return Err(StoreError::Corrupt(e.to_string())),
+        };
+        Ok(MIGRATIONS
+            .iter()
+            .filter(|m| m.version > from)
+            .cloned()
+            .collect())
+    }
+
+    /// Applies every pending migration, resuming one a crash interrupted;
+    /// returns those applied.
+    pub fn migrate(&self) -> Result<Vec<Migration>, StoreError> {
+        let pending = self.pending_migrations()?;
+        for migration in &pending {
+            match migration.version {
+                2 => self.to_format_2(usize::MAX)?,
+                other => {
+                    return Err(StoreError::Corrupt(format!(
+                        "no migration to format {other}"
+                    )))
+                }
+            };
+        }
+        Ok(pending)
+    }
+
+    /// Converts a format-1 store, at most `batches` batches of users (a
+    /// test stops it early to stand for a crash); returns whether it
+    /// finished.
+    pub fn to_format_2(&self, batches: usize) -> Result<bool, StoreError> {
+        if self.meta.get(MIGRATING_KEY)?.is_none() {
+            self.meta
+                .insert(MIGRATING_KEY, encode_id(crate::user::UserId(1)).as_slice())?;
+            self.meta.insert(MARKER_KEY, marker(2).as_bytes())?;
+            self.flush()?;
+        }
+        let mut after: Option<sled::IVec> = None;
+        for _ in 0..batches {
+            let keys: Vec<sled::IVec> = match &after {
+                Some(last) => self.users.range::<&[u8], _>((
+                    std::ops::Bound::Excluded(last.as_ref()),
+                    std::ops::Bound::Unbounded,
+                )),
+                None => self.users.iter(),
+            }
+            .filter_map(|entry| match entry {
+                Ok((key, value)) if !is_current_user(&value) => Some(Ok(key)),
+                Ok(_) => None,
+                Err(e) => Some(Err(e)),
+            })
+            .take(BATCH)
+            .collect::<Result<_, _>>()?;
+            let Some(last) = keys.last().cloned() else {
+                return self.finish_format_2().map(|()| true);
+            };
+            // Handles are drawn before the transaction, whose closure may
+            // run more than once.
+            let handles = keys
+                .iter()
+                .map(|_| SessionId::generate())
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| StoreError::Backend(e.to_string()))?;
+            self.convert_batch(&keys, &handles)?;
+            self.flush()?;
+            after = Some(last);
+        }
+        Ok(false)
+    }
+
+    /// Converts the format-1 records under `keys` in one transaction.
+    fn convert_batch(&self, keys: &[sled::IVec], handles: &[SessionId]) -> Result<(), StoreError> {
+        (&self.users, &self.sessions, &self.tokens, &self.owned)
+            .transaction(|(users, sessions, tokens, owned)| {
+                for (key, handle) in keys.iter().zip(handles) {
+                    let Some(bytes) = users.get(key)? else {
+                        continue;
+                    };
+                    if is_current_user(&bytes) {
+                        continue;
+                    }
+                    let id = tx(decode_id(key))?;
+                    let (user, session, reset) = tx(decode_user_v1(id, &bytes))?;
+                    let mut list = owned_in(owned, id)?;
+                    if let Some(old) = session {
+                        let session = Session {
+                            id: *handle,
+                            token_hash: old.token_hash,
+                            user: id,
+                            created_at: old.created_at,
+                            last_seen: old.last_seen,
+                            user_agent: None,
+                            ip: None,
+                        };
+                        sessions.insert(
+                            old.token_hash.as_bytes().as_slice(),
+                            tx(encode_session(&session))?,
+                        )?;
+                        list.sessions.push((old.token_hash, handle.0));
+                    }
+                    if let Some(grant) = reset {
+                        let token = OneTimeToken {
+                            token_hash: grant.token_hash,
+                            user: id,
+                            purpose: Purpose::Reset,
+                            created_at: grant.created_at,
+                            expires_at: grant.created_at.saturating_add(V1_RESET_LIFETIME_MS),
+                        };
+                        tokens.insert(
+                            grant.token_hash.as_bytes().as_slice(),
+                            tx(encode_token(&token))?,
+                        )?;
+                        list.tokens.push((Purpose::Reset.code(), grant.token_hash));
+                    }
+                    put_owned(owned, id, &list)?;
+                    users.insert(key, tx(encode_user(&user))?)?;
+                }
+                Ok(())
+            })
+            .map_err(flatten)
+    }
+
+    /// Drops format 1's token indexes and ends the migration.
+    fn finish_format_2(&self) -> Result<(), StoreError> {
+        for name in ["by_session", "by_reset"] {
+            self.db.drop_tree(name)?;
+        }
+        self.meta.remove(MIGRATING_KEY)?;
+        self.flush()
+    }
+
+    /// Reads the marker, then writes and flushes a heartbeat: a store that
+    /// can no longer write (disk full, I/O errors) is not healthy, even if
+    /// it still answers reads.
+    pub(super) fn heartbeat(&self) -> Result<(), StoreError> {
+        match self.meta.get(MARKER_KEY)?.as_deref().and_then(format_of) {
+            Some(CURRENT_FORMAT) => {}
+            _ => {
+                return Err(StoreError::Corrupt(
+                    "the store marker is missing or changed".to_owned(),
+                ))
+            }
+        }
+        self.meta
+            .insert(HEARTBEAT_KEY, &crate::clock::unix_millis().to_be_bytes())?;
+        self.flush()
+    }
+}

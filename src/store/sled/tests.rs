@@ -1,0 +1,504 @@
+//! The sled store's own tests: records, indexes, the consistency check,
+//! opening refusals and the migration from format 1.
+
+use std::path::Path;
+
+use super::test_support::{open_when_free, store, wait_released};
+use super::*;
+use crate::codec::{encode_user_v1, LegacyGrant, LegacySession};
+use crate::one_time::{OneTimeToken, Purpose};
+use crate::session::{Session, SessionId};
+use crate::store::{keyword, Maintenance, SessionStore, TokenStore, UserStore};
+use crate::token::Token;
+use crate::user::Email;
+
+fn email(s: &str) -> Email {
+    Email::parse(s).unwrap()
+}
+
+fn session(user: UserId, token: &Token, at: u64) -> Session {
+    Session {
+        id: SessionId::generate().unwrap(),
+        token_hash: token.hash(),
+        user,
+        created_at: at,
+        last_seen: at,
+        user_agent: None,
+        ip: Some("192.0.2.1".to_owned()),
+    }
+}
+
+fn grant(user: UserId, token: &Token) -> OneTimeToken {
+    OneTimeToken {
+        token_hash: token.hash(),
+        user,
+        purpose: Purpose::Reset,
+        created_at: 10,
+        expires_at: 20,
+    }
+}
+
+fn assert_consistent(store: &SledStore) {
+    assert_eq!(store.check().unwrap(), Vec::<String>::new());
+}
+
+#[test]
+fn ids_are_sequential_and_emails_unique_in_any_case() {
+    let (_dir, store) = store();
+    let a = store.add_user(&email("a@x.io"), "$2b$h").unwrap();
+    let b = store.add_user(&email("b@x.io"), "$2b$h").unwrap();
+    assert_eq!((a.id, b.id), (UserId(1), UserId(2)));
+    assert!(matches!(
+        store.add_user(&email("A@X.IO"), "$2b$h"),
+        Err(StoreError::EmailTaken)
+    ));
+    assert_eq!(store.counts().unwrap().users, 2);
+    assert_eq!(store.user_by_email(&email("B@x.IO")).unwrap(), b);
+    assert_eq!(store.user_by_id(UserId(1)).unwrap(), a);
+    assert_consistent(&store);
+}
+
+#[test]
+fn keyword_api_distinguishes_no_user_from_no_field() {
+    let (_dir, store) = store();
+    let user = store.add_user(&email("a@x.io"), "$2b$h").unwrap();
+    let find = |f: &str, v: &str| keyword::find_user_by(&store, f, v);
+    assert_eq!(find("email", "A@x.io").unwrap(), user);
+    assert_eq!(find("id", "1").unwrap(), user);
+    assert!(matches!(find("email", "b@x.io"), Err(StoreError::NotFound)));
+    assert!(matches!(find("id", "99"), Err(StoreError::NotFound)));
+    assert!(matches!(
+        find("session_id", "not-a-token"),
+        Err(StoreError::NotFound)
+    ));
+    assert!(matches!(
+        find("password", "x"),
+        Err(StoreError::UnknownField(f)) if f == "password"
+    ));
+    assert!(matches!(
+        find("id", "one"),
+        Err(StoreError::InvalidValue { field: "id", .. })
+    ));
+    // An unknown field anywhere in an update changes nothing at all.
+    assert!(matches!(
+        keyword::update_user(
+            &store,
+            user.id,
+            &[("hashed_password", Some("$2b$new")), ("colour", Some("red"))]
+        ),
+        Err(StoreError::UnknownField(f)) if f == "colour"
+    ));
+    assert_eq!(store.user_by_id(user.id).unwrap(), user);
+    assert!(matches!(
+        keyword::update_user(&store, UserId(99), &[("hashed_password", Some("$2b$x"))]),
+        Err(StoreError::NotFound)
+    ));
+}
+
+#[test]
+fn keyword_session_id_finds_and_none_ends_every_session() {
+    let (_dir, store) = store();
+    let user = store.add_user(&email("a@x.io"), "$2b$h").unwrap();
+    let (t1, t2) = (Token::generate().unwrap(), Token::generate().unwrap());
+    for token in [&t1, &t2] {
+        store
+            .open_session(&session(user.id, token, 10), "$2b$h", None, 100)
+            .unwrap();
+    }
+    assert_eq!(
+        keyword::find_user_by(&store, "session_id", t1.as_str())
+            .unwrap()
+            .id,
+        user.id
+    );
+    // A session cannot be set by keyword: it is opened by logging in.
+    assert!(matches!(
+        keyword::update_user(&store, user.id, &[("session_id", Some(t1.as_str()))]),
+        Err(StoreError::InvalidValue {
+            field: "session_id",
+            ..
+        })
+    ));
+    keyword::update_user(&store, user.id, &[("session_id", None)]).unwrap();
+    for token in [&t1, &t2] {
+        assert!(matches!(
+            keyword::find_user_by(&store, "session_id", token.as_str()),
+            Err(StoreError::NotFound)
+        ));
+    }
+    // A reset token set by keyword is found by keyword, and cleared.
+    let reset = Token::generate().unwrap();
+    keyword::update_user(&store, user.id, &[("reset_token", Some(reset.as_str()))]).unwrap();
+    assert_eq!(
+        keyword::find_user_by(&store, "reset_token", reset.as_str())
+            .unwrap()
+            .id,
+        user.id
+    );
+    keyword::update_user(&store, user.id, &[("reset_token", None)]).unwrap();
+    assert!(keyword::find_user_by(&store, "reset_token", reset.as_str()).is_err());
+    assert_consistent(&store);
+}
+
+#[test]
+fn sessions_and_tokens_are_records_kept_in_step() {
+    let (_dir, store) = store();
+    let user = store.add_user(&email("a@x.io"), "$2b$h").unwrap();
+    let other = store.add_user(&email("b@x.io"), "$2b$h").unwrap();
+    let tokens: Vec<Token> = (0..3).map(|_| Token::generate().unwrap()).collect();
+    for (n, token) in tokens.iter().enumerate() {
+        store
+            .open_session(&session(user.id, token, 10 + n as u64), "$2b$h", None, 2)
+            .unwrap();
+    }
+    // The cap of two ended the oldest.
+    assert!(store.session(&tokens[0].hash()).unwrap().is_none());
+    let listed = store.sessions_of(user.id).unwrap();
+    assert_eq!(listed.len(), 2);
+    assert_eq!(listed[0].token_hash, tokens[2].hash());
+    assert_consistent(&store);
+
+    // A password that changed refuses the login.
+    let late = Token::generate().unwrap();
+    assert!(matches!(
+        store.open_session(&session(user.id, &late, 50), "$2b$old", None, 2),
+        Err(StoreError::PreconditionFailed)
+    ));
+
+    // One-time tokens: a newer one of a purpose replaces the older.
+    let (r1, r2) = (Token::generate().unwrap(), Token::generate().unwrap());
+    store.issue_token(&grant(user.id, &r1)).unwrap();
+    store.issue_token(&grant(user.id, &r2)).unwrap();
+    assert!(store.token(&r1.hash()).unwrap().is_none());
+    assert_eq!(store.token(&r2.hash()).unwrap().unwrap().1.id, user.id);
+    // Another user cannot take a hash held already.
+    assert!(matches!(
+        store.issue_token(&grant(other.id, &r2)),
+        Err(StoreError::InvalidValue { .. })
+    ));
+    assert_consistent(&store);
+
+    // Redeeming sets the password, consumes the token, ends the sessions.
+    let after = store.redeem_reset(&r2.hash(), "$2b$new").unwrap();
+    assert_eq!(after.hashed_password, "$2b$new");
+    assert!(store.sessions_of(user.id).unwrap().is_empty());
+    assert!(matches!(
+        store.redeem_reset(&r2.hash(), "$2b$again"),
+        Err(StoreError::PreconditionFailed)
+    ));
+    assert_consistent(&store);
+
+    // Deleting a user takes its sessions and tokens along.
+    let t = Token::generate().unwrap();
+    store
+        .open_session(&session(other.id, &t, 60), "$2b$h", None, 2)
+        .unwrap();
+    store.issue_token(&grant(other.id, &r1)).unwrap();
+    store.delete_user(other.id).unwrap();
+    assert!(store.session(&t.hash()).unwrap().is_none());
+    assert!(store.token(&r1.hash()).unwrap().is_none());
+    assert_consistent(&store);
+}
+
+#[test]
+fn expiry_sweeps_sessions_and_tokens() {
+    let (_dir, store) = store();
+    let user = store.add_user(&email("a@x.io"), "$2b$h").unwrap();
+    let (old, new) = (Token::generate().unwrap(), Token::generate().unwrap());
+    store
+        .open_session(&session(user.id, &old, 10), "$2b$h", None, 9)
+        .unwrap();
+    store
+        .open_session(&session(user.id, &new, 1000), "$2b$h", None, 9)
+        .unwrap();
+    store.touch_session(&old.hash(), 500).unwrap();
+    assert_eq!(store.expire_sessions(0, 400).unwrap(), 0);
+    assert_eq!(store.expire_sessions(0, 600).unwrap(), 1);
+    assert!(store.session(&new.hash()).unwrap().is_some());
+    store.issue_token(&grant(user.id, &old)).unwrap();
+    assert_eq!(store.expire_tokens(19, 0).unwrap(), 0);
+    assert_eq!(store.expire_tokens(20, 0).unwrap(), 1);
+    assert_consistent(&store);
+}
+
+#[test]
+fn only_token_hashes_reach_the_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = Token::generate().unwrap();
+    let reset = Token::generate().unwrap();
+    {
+        let store = SledStore::open(dir.path()).unwrap();
+        let user = store.add_user(&email("a@x.io"), "$2b$h").unwrap();
+        store
+            .open_session(&session(user.id, &token, 10), "$2b$h", None, 9)
+            .unwrap();
+        store.issue_token(&grant(user.id, &reset)).unwrap();
+    }
+    for entry in walk(dir.path()) {
+        let bytes = std::fs::read(&entry).unwrap();
+        for secret in [token.as_str(), reset.as_str()] {
+            let s = secret.as_bytes();
+            assert!(!bytes.windows(s.len()).any(|w| w == s), "{entry:?}");
+        }
+    }
+}
+
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            files.extend(walk(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
+}
+
+#[test]
+fn data_survives_reopening() {
+    let dir = tempfile::tempdir().unwrap();
+    let user = {
+        let store = SledStore::open(dir.path()).unwrap();
+        store.add_user(&email("a@x.io"), "$2b$h").unwrap()
+    };
+    let store = open_when_free(dir.path(), Upgrade::Refuse).unwrap();
+    assert_eq!(store.user_by_email(&email("a@x.io")).unwrap(), user);
+    // Ids keep counting where they were.
+    assert_eq!(
+        store.add_user(&email("b@x.io"), "$2b$h").unwrap().id,
+        UserId(2)
+    );
+}
+
+#[test]
+fn check_reports_planted_damage() {
+    let (_dir, store) = store();
+    let user = store.add_user(&email("a@x.io"), "$2b$h").unwrap();
+    let token = Token::generate().unwrap();
+    store
+        .open_session(&session(user.id, &token, 10), "$2b$h", None, 9)
+        .unwrap();
+    store
+        .by_email
+        .insert("ghost@x.io", &encode_id(UserId(42)))
+        .unwrap();
+    store
+        .users
+        .insert(encode_id(UserId(3)), &[9u8, 1, 2][..])
+        .unwrap();
+    // A session whose user's list does not name it.
+    let stray = session(user.id, &Token::generate().unwrap(), 5);
+    store
+        .sessions
+        .insert(
+            stray.token_hash.as_bytes(),
+            crate::codec::encode_session(&stray).unwrap(),
+        )
+        .unwrap();
+    let problems = store.check().unwrap();
+    for expected in ["missing user 42", "user 3", "missing from its list"] {
+        assert!(
+            problems.iter().any(|p| p.contains(expected)),
+            "{expected}: {problems:?}"
+        );
+    }
+    store.by_email.remove(user.email.key()).unwrap();
+    store.sessions.remove(token.hash().as_bytes()).unwrap();
+    let problems = store.check().unwrap();
+    for expected in ["missing from by_email", "lists a session that is gone"] {
+        assert!(
+            problems.iter().any(|p| p.contains(expected)),
+            "{expected}: {problems:?}"
+        );
+    }
+}
+
+#[test]
+fn a_store_in_use_is_refused_at_once() {
+    let (dir, _store) = store();
+    // sled's lock is per process and file; a second open in this process
+    // is what a second server would hit too.
+    match SledStore::open(dir.path()) {
+        Err(OpenError::InUse(_)) => {}
+        Err(other) => panic!("expected InUse, got {other}"),
+        Ok(_) => panic!("a second open must fail"),
+    }
+}
+
+#[test]
+fn a_foreign_sled_store_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let db = sled::open(dir.path()).unwrap();
+        db.open_tree("users").unwrap().insert("k", "v").unwrap();
+        db.flush().unwrap();
+    }
+    assert!(matches!(
+        open_when_free(dir.path(), Upgrade::Apply),
+        Err(OpenError::Foreign { .. })
+    ));
+}
+
+/// A store whose files were overwritten must be refused, not silently
+/// replaced by an empty one.
+#[test]
+fn a_damaged_store_is_refused_with_a_clear_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = SledStore::open(dir.path()).unwrap();
+        store.add_user(&email("a@x.io"), "$2b$04$h").unwrap();
+    }
+    wait_released(dir.path());
+    let garbage: Vec<u8> = (0..5000u32).map(|i| (i * 7919 % 251) as u8).collect();
+    std::fs::write(dir.path().join("db"), garbage).unwrap();
+    match open_when_free(dir.path(), Upgrade::Apply) {
+        Err(OpenError::Foreign { reason, .. }) => assert!(reason.contains("damaged"), "{reason}"),
+        Err(OpenError::Unusable { reason, .. }) => assert!(!reason.is_empty()),
+        Err(other) => panic!("unexpected {other}"),
+        Ok(_) => panic!("a damaged store opened as if empty"),
+    }
+}
+
+/// Writes a store as format 1 wrote it: the marker, version-1 user records
+/// holding their session and reset grant, and the two token indexes.
+/// Returns each user's session token and reset token.
+fn write_format_1(path: &Path, users: usize) -> Vec<(Email, Token, Token)> {
+    let db = sled::open(path).unwrap();
+    let tree = |name: &str| db.open_tree(name).unwrap();
+    let (records, by_email, by_session, by_reset, meta) = (
+        tree("users"),
+        tree("by_email"),
+        tree("by_session"),
+        tree("by_reset"),
+        tree("meta"),
+    );
+    let mut made = Vec::new();
+    for n in 1..=users as u64 {
+        let user = User {
+            id: UserId(n),
+            email: email(&format!("u{n}@x.io")),
+            hashed_password: "$2b$04$hash".to_owned(),
+        };
+        let (s, r) = (Token::generate().unwrap(), Token::generate().unwrap());
+        let record = encode_user_v1(
+            &user,
+            Some(LegacySession {
+                token_hash: s.hash(),
+                created_at: 100,
+                last_seen: 200,
+            }),
+            Some(LegacyGrant {
+                token_hash: r.hash(),
+                created_at: 300,
+            }),
+        )
+        .unwrap();
+        records.insert(encode_id(user.id), record).unwrap();
+        by_email
+            .insert(user.email.key(), &encode_id(user.id))
+            .unwrap();
+        by_session
+            .insert(s.hash().as_bytes(), &encode_id(user.id))
+            .unwrap();
+        by_reset
+            .insert(r.hash().as_bytes(), &encode_id(user.id))
+            .unwrap();
+        made.push((user.email, s, r));
+    }
+    meta.insert("format", "authd-store-1").unwrap();
+    meta.insert("next_id", &encode_id(UserId(users as u64 + 1)))
+        .unwrap();
+    db.flush().unwrap();
+    made
+}
+
+#[test]
+fn format_1_is_refused_inspected_or_migrated_as_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let made = write_format_1(dir.path(), 3);
+    wait_released(dir.path());
+    assert!(matches!(
+        open_when_free(dir.path(), Upgrade::Refuse),
+        Err(OpenError::Outdated {
+            found: 1,
+            current: 2,
+            ..
+        })
+    ));
+    let store = open_when_free(dir.path(), Upgrade::Inspect).unwrap();
+    let pending = store.pending_migrations().unwrap();
+    assert_eq!(pending.iter().map(|m| m.version).collect::<Vec<_>>(), [2]);
+    store.migrate().unwrap();
+    assert!(store.pending_migrations().unwrap().is_empty());
+    assert_consistent(&store);
+    for (email, session, reset) in &made {
+        let user = store.user_by_email(email).unwrap();
+        let (found, owner) = store.session(&session.hash()).unwrap().unwrap();
+        assert_eq!(
+            (owner.id, found.created_at, found.last_seen),
+            (user.id, 100, 200)
+        );
+        let (grant, owner) = store.token(&reset.hash()).unwrap().unwrap();
+        assert_eq!(
+            (owner.id, grant.purpose, grant.created_at),
+            (user.id, Purpose::Reset, 300)
+        );
+    }
+    assert!(!store
+        .db
+        .tree_names()
+        .iter()
+        .any(|n| n.as_ref() == b"by_session"));
+}
+
+#[test]
+fn an_interrupted_migration_resumes_and_an_old_reader_is_kept_out() {
+    let dir = tempfile::tempdir().unwrap();
+    // More users than one batch, so stopping after one leaves work.
+    let made = write_format_1(dir.path(), 600);
+    wait_released(dir.path());
+    {
+        let store = open_when_free(dir.path(), Upgrade::Inspect).unwrap();
+        assert!(!store.to_format_2(1).unwrap());
+        // What an older authd reads: a marker it does not know.
+        assert_eq!(
+            store.meta.get("format").unwrap().as_deref(),
+            Some(&b"authd-store-2"[..])
+        );
+    }
+    wait_released(dir.path());
+    // Half done is still behind: refused, not served half-converted.
+    assert!(matches!(
+        open_when_free(dir.path(), Upgrade::Refuse),
+        Err(OpenError::Outdated { .. })
+    ));
+    let store = open_when_free(dir.path(), Upgrade::Apply).unwrap();
+    assert!(store.pending_migrations().unwrap().is_empty());
+    assert_consistent(&store);
+    assert_eq!(store.counts().unwrap().sessions, 600);
+    for (email, session, reset) in made.iter().step_by(97) {
+        let user = store.user_by_email(email).unwrap();
+        assert_eq!(
+            store.session(&session.hash()).unwrap().unwrap().1.id,
+            user.id
+        );
+        assert_eq!(store.token(&reset.hash()).unwrap().unwrap().1.id, user.id);
+    }
+}
+
+#[test]
+fn a_newer_format_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = SledStore::open(dir.path()).unwrap();
+        store.meta.insert("format", "authd-store-9").unwrap();
+        store.flush().unwrap();
+    }
+    wait_released(dir.path());
+    assert!(matches!(
+        open_when_free(dir.path(), Upgrade::Apply),
+        Err(OpenError::TooNew { found: 9, .. })
+    ));
+}

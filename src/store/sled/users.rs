@@ -1,0 +1,133 @@
+//! [`UserStore`] on sled: `users`, `by_email`, and `owned` when a change
+//! ends the user's sessions.
+
+use sled::Transactional;
+
+use super::schema::NEXT_ID_KEY;
+use super::{abort, flatten, owned_in, put_owned, tx, SledStore};
+use crate::codec::{decode_id, decode_user, encode_id, encode_user};
+use crate::store::{StoreError, UserChange, UserStore};
+use crate::user::{Email, User, UserId};
+
+impl UserStore for SledStore {
+    fn add_user(&self, email: &Email, hashed_password: &str) -> Result<User, StoreError> {
+        let template = User {
+            id: UserId(0),
+            email: email.clone(),
+            hashed_password: hashed_password.to_owned(),
+        };
+        // The record body does not contain the id, so encode it once,
+        // outside the transaction closure (which may run several times).
+        let record = encode_user(&template)?;
+        let id = (&self.users, &self.by_email, &self.meta)
+            .transaction(|(users, by_email, meta)| {
+                if by_email.get(email.key())?.is_some() {
+                    return abort(StoreError::EmailTaken);
+                }
+                let id = match meta.get(NEXT_ID_KEY)? {
+                    Some(v) => tx(decode_id(&v))?,
+                    None => UserId(1),
+                };
+                meta.insert(NEXT_ID_KEY, encode_id(UserId(id.0 + 1)).as_slice())?;
+                users.insert(encode_id(id).as_slice(), record.as_slice())?;
+                by_email.insert(email.key(), encode_id(id).as_slice())?;
+                Ok(id)
+            })
+            .map_err(flatten)?;
+        self.flush()?;
+        Ok(User { id, ..template })
+    }
+
+    fn user_by_id(&self, id: UserId) -> Result<User, StoreError> {
+        self.get(id)?.ok_or(StoreError::NotFound)
+    }
+
+    fn user_by_email(&self, email: &Email) -> Result<User, StoreError> {
+        match self.get_by_email(email.key())? {
+            // The index read and the record read are two steps: a user
+            // whose email changed in between is simply not found.
+            Some(user) if user.email.key() == email.key() => Ok(user),
+            _ => Err(StoreError::NotFound),
+        }
+    }
+
+    fn update_user(
+        &self,
+        id: UserId,
+        password_is: Option<&str>,
+        changes: &[UserChange],
+        end_sessions: bool,
+    ) -> Result<User, StoreError> {
+        let key = encode_id(id);
+        let user = (&self.users, &self.by_email, &self.sessions, &self.owned)
+            .transaction(|(users, by_email, sessions, owned)| {
+                let Some(bytes) = users.get(key)? else {
+                    return abort(StoreError::NotFound);
+                };
+                let old = tx(decode_user(id, &bytes))?;
+                if password_is.is_some_and(|hash| hash != old.hashed_password) {
+                    return abort(StoreError::PreconditionFailed);
+                }
+                let mut new = old.clone();
+                for change in changes {
+                    change.apply_to(&mut new);
+                }
+                if new.email.key() != old.email.key() {
+                    if by_email.get(new.email.key())?.is_some() {
+                        return abort(StoreError::EmailTaken);
+                    }
+                    by_email.remove(old.email.key())?;
+                    by_email.insert(new.email.key(), key.as_slice())?;
+                }
+                if end_sessions {
+                    let mut list = owned_in(owned, id)?;
+                    for (hash, _) in list.sessions.drain(..) {
+                        sessions.remove(hash.as_bytes().as_slice())?;
+                    }
+                    put_owned(owned, id, &list)?;
+                }
+                users.insert(key.as_slice(), tx(encode_user(&new))?)?;
+                Ok(new)
+            })
+            .map_err(flatten)?;
+        self.flush()?;
+        Ok(user)
+    }
+
+    fn delete_user(&self, id: UserId) -> Result<(), StoreError> {
+        let key = encode_id(id);
+        (
+            &self.users,
+            &self.by_email,
+            &self.sessions,
+            &self.tokens,
+            &self.owned,
+        )
+            .transaction(|(users, by_email, sessions, tokens, owned)| {
+                let Some(bytes) = users.remove(key.as_slice())? else {
+                    return abort(StoreError::NotFound);
+                };
+                let user = tx(decode_user(id, &bytes))?;
+                by_email.remove(user.email.key())?;
+                let list = owned_in(owned, id)?;
+                for (hash, _) in &list.sessions {
+                    sessions.remove(hash.as_bytes().as_slice())?;
+                }
+                for (_, hash) in &list.tokens {
+                    tokens.remove(hash.as_bytes().as_slice())?;
+                }
+                owned.remove(key.as_slice())?;
+                Ok(())
+            })
+            .map_err(flatten)?;
+        self.flush()
+    }
+
+    fn ping(&self) -> Result<(), StoreError> {
+        self.heartbeat()
+    }
+
+    fn flush(&self) -> Result<(), StoreError> {
+        SledStore::flush(self)
+    }
+}

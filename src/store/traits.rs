@@ -1,0 +1,177 @@
+//! The storage traits, by purpose: what a request needs ([`UserStore`],
+//! [`SessionStore`], [`TokenStore`]) apart from what the admin commands
+//! need ([`Maintenance`]).
+
+use std::ops::ControlFlow;
+
+use super::StoreError;
+use crate::one_time::{OneTimeToken, Purpose};
+use crate::session::{Session, SessionId};
+use crate::token::TokenHash;
+use crate::user::{Email, User, UserId};
+
+/// One field update of a user.
+#[derive(Debug, Clone)]
+pub enum UserChange {
+    Email(Email),
+    HashedPassword(String),
+}
+
+impl UserChange {
+    /// Makes this change to `user` in memory; the store writes the result
+    /// and keeps its email index in step.
+    pub fn apply_to(&self, user: &mut User) {
+        match self {
+            UserChange::Email(email) => user.email = email.clone(),
+            UserChange::HashedPassword(hash) => user.hashed_password = hash.clone(),
+        }
+    }
+}
+
+/// Users: identity and credentials.
+pub trait UserStore: Send + Sync {
+    /// Creates a user; `EmailTaken` if the email exists in any letter case.
+    fn add_user(&self, email: &Email, hashed_password: &str) -> Result<User, StoreError>;
+
+    /// User `id`; `NotFound` if none.
+    fn user_by_id(&self, id: UserId) -> Result<User, StoreError>;
+
+    /// The user with this email in any letter case; `NotFound` if none.
+    fn user_by_email(&self, email: &Email) -> Result<User, StoreError>;
+
+    /// Applies `changes` to user `id`, if its password hash is still
+    /// `password_is` (when given), atomically with the email index; with
+    /// `end_sessions`, every session of the user ends in the same
+    /// transaction (a password set by an administrator must not leave an
+    /// attacker's session alive).
+    fn update_user(
+        &self,
+        id: UserId,
+        password_is: Option<&str>,
+        changes: &[UserChange],
+        end_sessions: bool,
+    ) -> Result<User, StoreError>;
+
+    /// Removes user `id` with its sessions and tokens, atomically.
+    fn delete_user(&self, id: UserId) -> Result<(), StoreError>;
+
+    /// Reads and writes the store, proving it answers (health checks).
+    fn ping(&self) -> Result<(), StoreError>;
+
+    /// Makes durable what was written without waiting for the disk
+    /// (session activity); called once at shutdown.
+    fn flush(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+}
+
+/// Sessions: any number per user, each found by its token's hash.
+pub trait SessionStore: Send + Sync {
+    /// Stores `session`, if its user's password hash is still
+    /// `password_is` (a login must not outlive a password change that
+    /// raced it), replacing the hash with `rehashed` when given, in one
+    /// transaction. The user's oldest sessions end so that at most
+    /// `max_per_user` remain. `PreconditionFailed` if the password
+    /// changed, `NotFound` if the user is gone.
+    fn open_session(
+        &self,
+        session: &Session,
+        password_is: &str,
+        rehashed: Option<&str>,
+        max_per_user: usize,
+    ) -> Result<(), StoreError>;
+
+    /// The session with this token hash and its user: the whole of a
+    /// session check, at most two reads.
+    fn session(&self, token_hash: &TokenHash) -> Result<Option<(Session, User)>, StoreError>;
+
+    /// Records activity on a session (for the idle timeout). Not flushed:
+    /// losing it in a crash only shortens one idle window, and flushing on
+    /// every authenticated read would cost far more. Does nothing if the
+    /// session has ended.
+    fn touch_session(&self, token_hash: &TokenHash, last_seen: u64) -> Result<(), StoreError>;
+
+    /// Every session of `user`, newest first.
+    fn sessions_of(&self, user: UserId) -> Result<Vec<Session>, StoreError>;
+
+    /// Ends the session with this token hash; `false` if it had ended.
+    fn end_session(&self, token_hash: &TokenHash) -> Result<bool, StoreError>;
+
+    /// Ends the session of `user` with handle `id`; `false` if the user
+    /// has no such session.
+    fn end_session_by_id(&self, user: UserId, id: SessionId) -> Result<bool, StoreError>;
+
+    /// Ends every session of `user` but the one with hash `keep`, if
+    /// given; returns how many ended.
+    fn end_sessions_of(&self, user: UserId, keep: Option<&TokenHash>) -> Result<usize, StoreError>;
+
+    /// Ends every session created before `created_before` or last used
+    /// before `seen_before` (Unix ms); returns how many. Its cost follows
+    /// the number of sessions, not of users.
+    fn expire_sessions(&self, created_before: u64, seen_before: u64) -> Result<usize, StoreError>;
+}
+
+/// One-time tokens: at most one per user and purpose.
+pub trait TokenStore: Send + Sync {
+    /// Stores `token`, replacing the user's earlier token of its purpose;
+    /// `NotFound` if the user is gone.
+    fn issue_token(&self, token: &OneTimeToken) -> Result<(), StoreError>;
+
+    /// The token with this hash and its user.
+    fn token(&self, token_hash: &TokenHash) -> Result<Option<(OneTimeToken, User)>, StoreError>;
+
+    /// Drops the token with this hash; `false` if it was gone.
+    fn drop_token(&self, token_hash: &TokenHash) -> Result<bool, StoreError>;
+
+    /// Drops `user`'s token of `purpose`; `false` if there was none.
+    fn drop_token_of(&self, user: UserId, purpose: Purpose) -> Result<bool, StoreError>;
+
+    /// Redeems a reset token in one transaction: if the token with this
+    /// hash still exists, sets its user's password hash to
+    /// `hashed_password`, consumes the token and ends every session of
+    /// the user. `PreconditionFailed` if the token is gone (used,
+    /// replaced or expired meanwhile), so two redemptions racing cannot
+    /// both succeed.
+    fn redeem_reset(
+        &self,
+        token_hash: &TokenHash,
+        hashed_password: &str,
+    ) -> Result<User, StoreError>;
+
+    /// Drops every token that expired by `now` or was issued before
+    /// `issued_before` (Unix ms); returns how many.
+    fn expire_tokens(&self, now: u64, issued_before: u64) -> Result<usize, StoreError>;
+}
+
+/// What a request needs of a store: the three request-path traits.
+pub trait RequestStore: UserStore + SessionStore + TokenStore {}
+
+impl<T: UserStore + SessionStore + TokenStore> RequestStore for T {}
+
+/// Numbers of records, for `authd check` and the operator.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counts {
+    pub users: usize,
+    pub sessions: usize,
+    pub tokens: usize,
+}
+
+/// What the admin commands need beyond the request path: scans, bulk
+/// writes and checks.
+pub trait Maintenance: Send + Sync {
+    /// Creates many users in as few durable writes as possible (bulk
+    /// import), in order, returning their ids. All or nothing per call:
+    /// `EmailTaken` if any email exists already or twice in `users`.
+    fn add_users(&self, users: &[(Email, String)]) -> Result<Vec<UserId>, StoreError>;
+
+    /// Calls `visit` with every user in id order, without loading them all
+    /// into memory; stops early when `visit` returns `Break`.
+    fn each_user(&self, visit: &mut dyn FnMut(User) -> ControlFlow<()>) -> Result<(), StoreError>;
+
+    /// Numbers of users, sessions and one-time tokens.
+    fn counts(&self) -> Result<Counts, StoreError>;
+
+    /// Walks every record (and index, where the store keeps its own) and
+    /// lists each inconsistency in words; empty means consistent.
+    fn check(&self) -> Result<Vec<String>, StoreError>;
+}
