@@ -72,6 +72,8 @@ pub struct Config {
     pub db_pool_size: u32,
     /// What the HTTP edge allows each client.
     pub edge: EdgeLimits,
+    /// The server key from a file instead of the store.
+    pub secret_key_file: Option<PathBuf>,
 }
 
 /// Connection caps and timeouts of the HTTP edge: what a slow, idle or
@@ -165,6 +167,7 @@ impl Config {
             database_url: None,
             db_pool_size: DEFAULT_DB_POOL_SIZE,
             edge: EdgeLimits::default(),
+            secret_key_file: None,
         }
     }
 

@@ -30,6 +30,7 @@ pub mod outbox;
 pub mod permits;
 pub mod policy;
 pub mod server;
+pub mod server_key;
 pub mod session;
 pub mod store;
 pub mod throttle;

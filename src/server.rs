@@ -20,6 +20,7 @@ use crate::http::error::ApiError;
 use crate::http::{edge, App, Settings, MAX_HEAD_BYTES};
 use crate::outbox;
 use crate::permits::Permits;
+use crate::server_key::ServerKey;
 use crate::store::{AnyStore, Migration, OpenError, RequestStore, StoreError, Upgrade};
 
 /// How often the serving thread and the janitor look at the stop flag.
@@ -41,8 +42,8 @@ pub enum StartError {
     Auth(#[from] AuthError),
     #[error("{0}")]
     Config(String),
-    #[error("cannot read the throttle key from the store: {0}")]
-    ThrottleKey(StoreError),
+    #[error("cannot read the server key from the store: {0}")]
+    ServerKey(StoreError),
     #[error("cannot migrate the store: {0}")]
     Migration(String),
 }
@@ -79,11 +80,13 @@ pub fn start(config: &Config) -> Result<Running, StartError> {
         max_sessions_per_user: config.max_sessions_per_user,
         reset_delivery,
     };
-    let limits = Limits::with(
-        config.limits,
-        store.throttle_secret().map_err(StartError::ThrottleKey)?,
-        &|scope, rule| store.limiter(scope, rule),
-    );
+    let key = match &config.secret_key_file {
+        Some(path) => ServerKey::from_file(path).map_err(|e| StartError::Config(e.to_string()))?,
+        None => store.server_key().map_err(StartError::ServerKey)?,
+    };
+    let limits = Limits::with(config.limits, key.derive("throttle"), &|scope, rule| {
+        store.limiter(scope, rule)
+    });
     let auth = Arc::new(Auth::new(
         store.request(),
         hasher,

@@ -147,3 +147,36 @@ pub fn migrate(args: MigrateArgs) -> Result<ExitCode, CliError> {
     println!("store {location} migrated");
     Ok(ExitCode::SUCCESS)
 }
+
+#[derive(Debug, Args)]
+pub struct KeyArgs {
+    #[command(subcommand)]
+    command: KeyCommand,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum KeyCommand {
+    /// Make a new server key in the store; the current one stays accepted
+    /// as the previous one until the next rotation. Servers pick the new
+    /// key up when they restart.
+    Rotate {
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+}
+
+/// `authd key rotate`: never prints a key.
+pub fn key(args: KeyArgs) -> Result<ExitCode, CliError> {
+    match args.command {
+        KeyCommand::Rotate { store: args } => {
+            let store = args.open()?;
+            store.rotate_server_key()?;
+            println!(
+                "a new server key is in the store {}; the previous one is still accepted. \
+                 Restart the servers to use it.",
+                args.location()
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -56,6 +56,8 @@ enum Command {
     /// Bring a store written by an older authd to this one's format (an
     /// embedded store is backed up first). `serve` does it at start too.
     Migrate(maintenance::MigrateArgs),
+    /// The server key, from which authd derives its keyed hashes: `rotate`.
+    Key(maintenance::KeyArgs),
 }
 
 /// Where the store is; shared by every subcommand.
@@ -126,6 +128,7 @@ pub fn main() -> ExitCode {
         Some(Command::Check(args)) => maintenance::check(args),
         Some(Command::Backup(args)) => maintenance::backup(args),
         Some(Command::Migrate(args)) => maintenance::migrate(args),
+        Some(Command::Key(args)) => maintenance::key(args),
     };
     match result {
         Ok(code) => code,

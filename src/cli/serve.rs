@@ -181,6 +181,13 @@ pub struct ServeArgs {
     )]
     allowed_origins: Vec<String>,
 
+    /// Read the server key from this file (64 hex digits, e.g. from
+    /// `openssl rand -hex 32`; a second line holds the previous key during
+    /// a rotation) instead of keeping it in the store. Every instance on
+    /// one database must be given the same file.
+    #[arg(long, env = "AUTHD_SECRET_KEY_FILE", value_name = "PATH")]
+    secret_key_file: Option<std::path::PathBuf>,
+
     /// Size of the store's page cache in MiB. Lookups of users not in the
     /// cache read the disk; the cache is most of authd's memory.
     #[arg(long, env = "AUTHD_CACHE_MB", value_name = "MIB", default_value_t = 128,
@@ -314,6 +321,7 @@ impl ServeArgs {
                 .map(|o| o.trim().trim_end_matches('/').to_owned())
                 .filter(|o| !o.is_empty())
                 .collect(),
+            secret_key_file: self.secret_key_file,
         };
         config.validate()?;
         Ok(config)

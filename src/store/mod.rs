@@ -235,19 +235,23 @@ impl AnyStore {
         }
     }
 
-    /// The key of the throttles' keyed hashes: random for each process on
-    /// the embedded store (whose throttle counts live in memory), shared by
-    /// every instance on PostgreSQL (whose counts are shared).
-    pub fn throttle_secret(&self) -> Result<[u8; 32], StoreError> {
+    /// The server key kept in the store (made on first use): in sled's
+    /// `meta` tree, or shared by every instance on PostgreSQL.
+    pub fn server_key(&self) -> Result<crate::server_key::ServerKey, StoreError> {
         match self {
-            AnyStore::Sled(_) => {
-                let mut secret = [0u8; 32];
-                crate::token::fill_random(&mut secret)
-                    .map_err(|e| StoreError::Backend(e.to_string()))?;
-                Ok(secret)
-            }
+            AnyStore::Sled(store) => store.server_key(),
             #[cfg(feature = "postgres")]
-            AnyStore::Postgres(store) => store.shared_secret("throttle"),
+            AnyStore::Postgres(store) => store.server_key(),
+        }
+    }
+
+    /// Replaces the stored server key; the current one stays accepted as
+    /// the previous one.
+    pub fn rotate_server_key(&self) -> Result<crate::server_key::ServerKey, StoreError> {
+        match self {
+            AnyStore::Sled(store) => store.rotate_server_key(),
+            #[cfg(feature = "postgres")]
+            AnyStore::Postgres(store) => store.rotate_server_key(),
         }
     }
 

@@ -39,6 +39,7 @@ pub use pool::Connection;
 use pool::{Conn, Manager, Pool};
 pub use throttle::PgLimiter;
 
+use crate::server_key::ServerKey;
 use crate::store::{OpenError, StoreError, Upgrade};
 use crate::throttle::Rule;
 
@@ -52,6 +53,9 @@ const CHECKOUT_TIMEOUT: Duration = Duration::from_secs(5);
 const SECRET_OFFER: &str =
     "INSERT INTO authd_secrets (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING";
 const SECRET_READ: &str = "SELECT value FROM authd_secrets WHERE name = $1";
+/// Names of the server key and the previous one in `authd_secrets`.
+const SERVER_KEY: &str = "server_key";
+const PREVIOUS_SERVER_KEY: &str = "server_key_previous";
 
 /// The PostgreSQL-backed store. Cheap to clone: clones share the pool.
 #[derive(Clone)]
@@ -197,6 +201,52 @@ impl PgStore {
         value
             .try_into()
             .map_err(|_| StoreError::Backend(format!("secret {name} is not 32 bytes")))
+    }
+
+    /// The server key, shared by every instance: made by the first that
+    /// asks; with the previous one during a rotation.
+    pub fn server_key(&self) -> Result<ServerKey, StoreError> {
+        let current = self.shared_secret(SERVER_KEY)?;
+        let previous = self
+            .conn()?
+            .query_opt(SECRET_READ, &[&PREVIOUS_SERVER_KEY])?
+            .map(|row| row.try_get::<_, Vec<u8>>(0))
+            .transpose()?
+            .map(|value| {
+                <[u8; 32]>::try_from(value.as_slice())
+                    .map_err(|_| StoreError::Corrupt("the previous server key is not 32 bytes".into()))
+            })
+            .transpose()?;
+        Ok(ServerKey::new(current, previous))
+    }
+
+    /// Makes a new server key in one transaction: the current one becomes
+    /// the previous one, and the one before is dropped. Instances pick the
+    /// new key up when they restart.
+    pub fn rotate_server_key(&self) -> Result<ServerKey, StoreError> {
+        self.shared_secret(SERVER_KEY)?;
+        let mut fresh = [0u8; 32];
+        crate::token::fill_random(&mut fresh).map_err(|e| StoreError::Backend(e.to_string()))?;
+        let mut conn = self.conn()?;
+        let mut tx = conn.transaction()?;
+        let row = tx.query_one(
+            "SELECT value FROM authd_secrets WHERE name = $1 FOR UPDATE",
+            &[&SERVER_KEY],
+        )?;
+        let previous: Vec<u8> = row.try_get(0)?;
+        tx.execute(
+            "INSERT INTO authd_secrets (name, value) VALUES ($1, $2)
+             ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value",
+            &[&PREVIOUS_SERVER_KEY, &previous],
+        )?;
+        tx.execute(
+            "UPDATE authd_secrets SET value = $2 WHERE name = $1",
+            &[&SERVER_KEY, &&fresh[..]],
+        )?;
+        tx.commit()?;
+        let previous = <[u8; 32]>::try_from(previous.as_slice())
+            .map_err(|_| StoreError::Corrupt("the server key is not 32 bytes".into()))?;
+        Ok(ServerKey::new(fresh, Some(previous)))
     }
 
     /// The throttle named `scope` with `rule`, its counts kept in the

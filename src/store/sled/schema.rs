@@ -20,7 +20,15 @@ use crate::codec::{
 };
 use crate::one_time::{OneTimeToken, Purpose};
 use crate::session::{Session, SessionId};
+use crate::server_key::ServerKey;
 use crate::store::{Migration, OpenError, StoreError, Upgrade};
+
+/// 32 bytes from the OS random source.
+pub(crate) fn random_key() -> Result<[u8; 32], StoreError> {
+    let mut key = [0u8; 32];
+    crate::token::fill_random(&mut key).map_err(|e| StoreError::Backend(e.to_string()))?;
+    Ok(key)
+}
 
 /// Key in `meta` that marks a directory as an authd store, and its format.
 const MARKER_KEY: &[u8] = b"format";
@@ -33,6 +41,10 @@ const MIGRATING_KEY: &[u8] = b"migrating";
 pub(super) const HEARTBEAT_KEY: &[u8] = b"heartbeat";
 /// Key in `meta` holding the next user id to hand out.
 pub(super) const NEXT_ID_KEY: &[u8] = b"next_id";
+/// Keys in `meta` holding the server key and, during a rotation, the
+/// previous one.
+const SERVER_KEY: &[u8] = b"server_key";
+const PREVIOUS_SERVER_KEY: &[u8] = b"server_key_previous";
 
 /// The format this authd writes.
 pub const CURRENT_FORMAT: u32 = 2;
@@ -290,6 +302,48 @@ impl SledStore {
         }
         self.meta.remove(MIGRATING_KEY)?;
         self.flush()
+    }
+
+    /// The server key, made (and flushed) on first use.
+    pub fn server_key(&self) -> Result<ServerKey, StoreError> {
+        let fresh = random_key()?;
+        self.meta
+            .compare_and_swap(SERVER_KEY, None as Option<&[u8]>, Some(&fresh[..]))?
+            .ok();
+        let current = self.key_at(SERVER_KEY)?.ok_or_else(|| {
+            StoreError::Corrupt("the server key vanished from the store".to_owned())
+        })?;
+        self.flush()?;
+        Ok(ServerKey::new(current, self.key_at(PREVIOUS_SERVER_KEY)?))
+    }
+
+    /// Makes a new server key; the current one becomes the previous one
+    /// (still accepted), and the one before is dropped.
+    pub fn rotate_server_key(&self) -> Result<ServerKey, StoreError> {
+        // Made first if this store never had one.
+        self.server_key()?;
+        let fresh = random_key()?;
+        let Some(previous) = self.key_at(SERVER_KEY)? else {
+            return Err(StoreError::Corrupt("no server key to rotate".to_owned()));
+        };
+        self.meta
+            .transaction(|meta| -> super::TxResult<()> {
+                meta.insert(PREVIOUS_SERVER_KEY, &previous[..])?;
+                meta.insert(SERVER_KEY, &fresh[..])?;
+                Ok(())
+            })
+            .map_err(flatten)?;
+        self.flush()?;
+        Ok(ServerKey::new(fresh, Some(previous)))
+    }
+
+    fn key_at(&self, name: &[u8]) -> Result<Option<[u8; 32]>, StoreError> {
+        match self.meta.get(name)? {
+            Some(bytes) => <[u8; 32]>::try_from(bytes.as_ref())
+                .map(Some)
+                .map_err(|_| StoreError::Corrupt("the server key is not 32 bytes".to_owned())),
+            None => Ok(None),
+        }
     }
 
     /// Reads the marker, then writes and flushes a heartbeat: a store that

@@ -502,3 +502,24 @@ fn a_newer_format_is_refused() {
         Err(OpenError::TooNew { found: 9, .. })
     ));
 }
+
+#[test]
+fn the_server_key_is_made_once_kept_and_rotated() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = {
+        let store = SledStore::open(dir.path()).unwrap();
+        let key = store.server_key().unwrap();
+        assert_eq!(store.server_key().unwrap(), key);
+        assert!(!key.rotating());
+        key
+    };
+    let store = open_when_free(dir.path(), Upgrade::Refuse).unwrap();
+    assert_eq!(store.server_key().unwrap(), first);
+    let rotated = store.rotate_server_key().unwrap();
+    assert_eq!(rotated.derive_all("x")[1], first.derive("x"));
+    assert_eq!(store.server_key().unwrap(), rotated);
+    // A backup carries it.
+    let copy_dir = tempfile::tempdir().unwrap();
+    let (copy, _) = store.backup_to(&copy_dir.path().join("copy")).unwrap();
+    assert_eq!(copy.server_key().unwrap(), rotated);
+}
