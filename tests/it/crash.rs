@@ -9,10 +9,8 @@
 //! - `authd check` finds every index in step with the records.
 //!
 //! `AUTHD_CRASH_ROUNDS` sets the number of rounds (default 3; run hundreds
-//! with `AUTHD_CRASH_ROUNDS=300 cargo test --release --test crash`), and
+//! with `AUTHD_CRASH_ROUNDS=300 cargo test --release --test it crash::`), and
 //! `AUTHD_CRASH_SEED` replays one seed.
-
-mod common;
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -20,7 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use common::process::{enc, run, Client, Proc};
+use crate::common::process::{enc, run, Client, Proc};
 
 const WORKERS: usize = 4;
 
@@ -190,7 +188,7 @@ fn round(dir: &Path, seed: u64) {
     let handles: Vec<_> = (0..WORKERS)
         .map(|w| {
             let dead = Arc::clone(&dead);
-            let view = common::process::Client { base: base.clone() };
+            let view = crate::common::process::Client { base: base.clone() };
             thread::spawn(move || client(&view, w, seed, &dead))
         })
         .collect();
@@ -249,7 +247,7 @@ fn round(dir: &Path, seed: u64) {
     assert!(checked > 0, "seed {seed}: the round acknowledged nothing");
     drop(server);
     let mut check = vec!["check".to_owned()];
-    check.extend(common::stores::store_args(dir));
+    check.extend(crate::common::stores::store_args(dir));
     let check: Vec<&str> = check.iter().map(String::as_str).collect();
     let (code, out, err) = run(&check);
     assert_eq!(code, 0, "seed {seed}: {out}{err}");

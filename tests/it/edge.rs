@@ -26,8 +26,6 @@
 //! time, every thread is scoped, and every server is killed when its test
 //! ends.
 
-mod common;
-
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
@@ -35,8 +33,8 @@ use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use common::process::{Proc, BIN};
-use common::raw::{addr_of, connect_with, get, post_form, Answer, Raw, FORM};
+use crate::common::process::{Proc, BIN};
+use crate::common::raw::{addr_of, connect_with, get, post_form, Answer, Raw, FORM};
 
 /// Timeouts short enough for a fast suite.
 const FAST: [&str; 8] = [

@@ -6,15 +6,13 @@
 //! password they admit is accepted) and, on ASCII, exactly those rules.
 //! `tests/schemathesis.sh` fuzzes a running server against the document.
 
-mod common;
-
 use std::collections::BTreeSet;
 use std::sync::LazyLock;
 use std::time::Duration;
 
+use crate::common::raw::exchange;
+use crate::common::{encode, Format, Reply, TestApp};
 use authd::user::{Email, Password};
-use common::raw::exchange;
-use common::{encode, Format, Reply, TestApp};
 use proptest::prelude::*;
 use serde_json::Value;
 

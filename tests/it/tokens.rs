@@ -1,9 +1,7 @@
 //! Sessions and reset tokens against the real server: replacement, logout,
 //! binding to the owner's email, single use, and what a reset ends.
 
-mod common;
-
-use common::TestApp;
+use crate::common::TestApp;
 
 fn reset_token(app: &TestApp, email: &str) -> String {
     let reply = app.reset_token(email);

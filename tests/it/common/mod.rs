@@ -2,8 +2,6 @@
 //! store, plus one method per endpoint (in the spirit of zero2prod's
 //! `spawn_app`).
 
-#![allow(dead_code)]
-
 pub mod process;
 pub mod raw;
 pub mod stores;

@@ -1,8 +1,8 @@
 //! A raw HTTP/1.1 client on `TcpStream`, for the tests that must control
-//! or see the bytes on the wire: attacks on the HTTP edge (`tests/edge.rs`),
-//! byte-exact answers (`tests/compat.rs`), the edge's own answers checked
-//! against the OpenAPI document (`tests/openapi.rs`), and malformed requests
-//! (`tests/hostile.rs`). Tests that only need an answer use [`TestApp`]
+//! or see the bytes on the wire: attacks on the HTTP edge (`edge`),
+//! byte-exact answers (`compat`), the edge's own answers checked
+//! against the OpenAPI document (`openapi`), and malformed requests
+//! (`hostile`). Tests that only need an answer use [`TestApp`]
 //! (ureq) instead.
 //!
 //! What is read is parsed strictly: a status line of HTTP/1.1, every header
@@ -11,9 +11,6 @@
 //! of the connection. Failures are `Err(String)` with what was read, so a
 //! test may tell a refusal from a cut-off connection; errors from a
 //! connection the server ended start with `"closed"`.
-//!
-//! Like the rest of `common`, items unused by some test binary are covered
-//! by the `#![allow(dead_code)]` of `common/mod.rs`.
 //!
 //! [`TestApp`]: super::TestApp
 

@@ -1,14 +1,12 @@
 //! Malformed HTTP and slow clients thrown at the real server: never a 5xx,
 //! never a crash, the server keeps serving, nothing stored changes.
 
-mod common;
-
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::time::Duration;
 
-use common::raw::Raw;
-use common::TestApp;
+use crate::common::raw::Raw;
+use crate::common::TestApp;
 
 /// Sends `bytes` on a fresh connection, closes the sending side, and returns
 /// the status code of the first response, if any came.
@@ -116,7 +114,7 @@ fn idle_and_slow_connections_do_not_block_other_clients() {
     let addr = app.running.addr();
     // Slowloris: many connections that send half a request and wait (from
     // the same address as the client below, so fewer than the per-address
-    // cap of 256; tests/edge.rs shows what happens past it).
+    // cap of 256; the `edge` tests show what happens past it).
     let mut idle = Vec::new();
     for i in 0..200 {
         let mut stream = TcpStream::connect(addr).unwrap();

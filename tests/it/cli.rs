@@ -1,13 +1,11 @@
 //! The real `authd` binary: start-up, port 0, the store lock, signals,
 //! durability across kill -9, and start-up errors.
 
-mod common;
-
 use std::net::TcpListener;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::process::{run, Proc, BIN};
+use crate::common::process::{run, Proc, BIN};
 
 fn port_zero_prints_the_bound_address_and_serves() {
     let tmp = tempfile::tempdir().unwrap();

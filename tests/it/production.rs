@@ -3,17 +3,15 @@
 //! the password policy, the `__Host-` cookie, cross-site refusal, and the
 //! start-up rules. The dev profile keeps the reference behaviour.
 
-mod common;
-
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::common::process::{run, Proc, BIN};
+use crate::common::{Format, Reply, TestApp};
 use authd::config::{Config, Profile};
 use authd::delivery::Channel;
 use authd::policy::PasswordPolicy;
-use common::process::{run, Proc, BIN};
-use common::{Format, Reply, TestApp};
 use serde_json::Value;
 
 const STRONG: &str = "correct horse battery staple";
@@ -287,7 +285,10 @@ fn the_log_channel_writes_the_token_to_the_audit_log() {
     );
     let (status, _) = server.post(
         "/users",
-        &format!("email=ann%40x.io&password={}", common::urlencode(STRONG)),
+        &format!(
+            "email=ann%40x.io&password={}",
+            crate::common::urlencode(STRONG)
+        ),
     );
     assert_eq!(status, 200);
     let (status, body) = server.post("/reset_password", "email=ann%40x.io");
@@ -327,7 +328,10 @@ fn an_unreachable_mailer_is_logged() {
     );
     let (status, _) = server.post(
         "/users",
-        &format!("email=ann%40x.io&password={}", common::urlencode(STRONG)),
+        &format!(
+            "email=ann%40x.io&password={}",
+            crate::common::urlencode(STRONG)
+        ),
     );
     assert_eq!(status, 200);
     assert_eq!(server.post("/reset_password", "email=ann%40x.io").0, 200);

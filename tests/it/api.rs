@@ -1,9 +1,7 @@
 //! The reference API against the real server: the reference client's flow,
 //! every body format, and every class of bad input.
 
-mod common;
-
-use common::{encode, Format, TestApp, FORMATS};
+use crate::common::{encode, Format, TestApp, FORMATS};
 use serde_json::json;
 
 const EMAIL: &str = "guillaume@holberton.io";

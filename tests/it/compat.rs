@@ -18,15 +18,13 @@
 //! the bytes checked are the bytes sent. Every loop is bounded; the only
 //! timing assertions are generous ones about the refill of a bucket.
 
-mod common;
-
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use common::process::Proc;
-use common::raw::{self, addr_of, Answer, Raw, FORM};
-use common::{urlencode, TestApp};
+use crate::common::process::Proc;
+use crate::common::raw::{self, addr_of, Answer, Raw, FORM};
+use crate::common::{urlencode, TestApp};
 use serde_json::{json, Value};
 
 /// Longest a test waits for any one answer.

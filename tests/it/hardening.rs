@@ -1,12 +1,10 @@
 //! The credential lifecycle rules against the real server, with short
 //! lifetimes and low limits: expiry, throttling, lockout, rehash, limits.
 
-mod common;
-
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
-use common::TestApp;
+use crate::common::TestApp;
 
 fn secs(s: u64) -> Duration {
     Duration::from_secs(s)

@@ -3,15 +3,13 @@
 //! database side of start-up (migrations, refusals) and of moving from the
 //! embedded store. The rest of the suite runs on both stores already.
 
-mod common;
-
 use std::path::Path;
 use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::Duration;
 
-use common::process::{enc, run, run_with_stdin, Client, Proc};
-use common::stores::{admin, run_authd as authd, sql, store_args};
+use crate::common::process::{enc, run, run_with_stdin, Client, Proc};
+use crate::common::stores::{admin, run_authd as authd, sql, store_args};
 
 /// `n` servers on the schema standing for `dir`.
 fn instances(dir: &Path, n: usize, extra: &[&str]) -> Vec<Proc> {
@@ -142,7 +140,7 @@ fn instances_starting_together_migrate_once() {
         .map(|_| {
             let (args, gate) = (args.clone(), Arc::clone(&gate));
             thread::spawn(move || {
-                let mut command = std::process::Command::new(common::process::BIN);
+                let mut command = std::process::Command::new(crate::common::process::BIN);
                 command
                     .env("AUTHD_BCRYPT_COST", "4")
                     .args(["serve", "--addr", "127.0.0.1:0"])
@@ -205,7 +203,10 @@ fn an_unreachable_database_is_one_clear_line_without_its_password() {
     // The server's own reason, not only "db error".
     let missing = format!(
         "{}/authd_no_such_database",
-        common::stores::test_database().rsplit_once('/').unwrap().0
+        crate::common::stores::test_database()
+            .rsplit_once('/')
+            .unwrap()
+            .0
     );
     let (code, _, stderr) = run(&["--addr", "127.0.0.1:0", "--database", &missing]);
     assert_eq!(code, 1);
@@ -282,8 +283,8 @@ fn check_reports_rows_that_disagree_and_backup_points_elsewhere() {
 fn the_database_url_may_come_from_the_environment() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("env");
-    let url = common::stores::database_url(&dir).unwrap();
-    let mut command = std::process::Command::new(common::process::BIN);
+    let url = crate::common::stores::database_url(&dir).unwrap();
+    let mut command = std::process::Command::new(crate::common::process::BIN);
     command
         .env("AUTHD_DATABASE_URL", &url)
         .env("AUTHD_BCRYPT_COST", "4")
@@ -337,7 +338,7 @@ fn cut_database_connections_are_replaced_unnoticed() {
     assert_eq!(register(&server, "c@x.io", "pw"), 200);
     let session = server.log_in("c@x.io", "pw").unwrap();
     assert_eq!(server.profile(&session), 200);
-    let schema = common::stores::schema_name(&dir);
+    let schema = crate::common::stores::schema_name(&dir);
     // What a database restart or failover does to open connections.
     admin(&format!(
         "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = '{schema}'"

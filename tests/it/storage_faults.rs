@@ -3,13 +3,11 @@
 //! and nothing acknowledged is lost. Needs to mount a small tmpfs (root on
 //! Linux, as in CI); elsewhere it says so and skips.
 
-mod common;
-
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::process::{run, Proc};
+use crate::common::process::{run, Proc};
 
 /// A tmpfs mounted for the test, unmounted when dropped.
 struct Mount(PathBuf);
