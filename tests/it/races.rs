@@ -1,11 +1,9 @@
 //! Concurrent requests that must not break uniqueness or single use.
 
-mod common;
-
 use std::sync::{Arc, Barrier};
 use std::thread;
 
-use common::TestApp;
+use crate::common::TestApp;
 
 /// Runs `n` copies of `f` released at the same moment; returns their
 /// results in thread order.

@@ -6,15 +6,13 @@
 //! password they admit is accepted) and, on ASCII, exactly those rules.
 //! `tests/schemathesis.sh` fuzzes a running server against the document.
 
-mod common;
-
 use std::collections::BTreeSet;
 use std::sync::LazyLock;
 use std::time::Duration;
 
+use crate::common::raw::{exchange, Answer, IO_LIMIT};
+use crate::common::{encode, Format, TestApp};
 use authd::user::{Email, Password};
-use common::raw::exchange;
-use common::{encode, Format, Reply, TestApp};
 use proptest::prelude::*;
 use serde_json::Value;
 
@@ -28,8 +26,8 @@ impl Spec {
         let reply = app.request("GET", "/openapi.json", None, b"", None);
         assert_eq!(reply.status, 200);
         assert_eq!(reply.header("Content-Type"), Some("application/json"));
-        oas3::from_json(&reply.body).expect("a valid OpenAPI 3.1 document");
-        let doc: Value = serde_json::from_str(&reply.body).unwrap();
+        oas3::from_json(reply.text()).expect("a valid OpenAPI 3.1 document");
+        let doc: Value = serde_json::from_str(reply.text()).unwrap();
         assert_eq!(doc["openapi"], "3.1.0");
         assert_eq!(doc["info"]["version"], env!("CARGO_PKG_VERSION"));
         Spec {
@@ -50,13 +48,13 @@ impl Spec {
     }
 
     /// Asserts `reply` is what the document says `method path` may answer.
-    fn check(&mut self, method: &str, path: &str, reply: &Reply) {
+    fn check(&mut self, method: &str, path: &str, reply: &Answer) {
         let item = &self.doc["paths"][path];
         assert!(item.is_object(), "{path} is not documented");
         let op = &item[method.to_lowercase()];
         if !op.is_object() {
             // An undocumented method: 405, naming exactly the documented ones.
-            assert_eq!(reply.status, 405, "{method} {path}: {}", reply.body);
+            assert_eq!(reply.status, 405, "{method} {path}: {}", reply.text());
             let mut allowed: Vec<String> = item
                 .as_object()
                 .unwrap()
@@ -83,7 +81,8 @@ impl Spec {
             .unwrap_or_else(|| {
                 panic!(
                     "{method} {path} answered {} which is not documented: {}",
-                    reply.status, reply.body
+                    reply.status,
+                    reply.text()
                 )
             });
         let response = self.resolve(documented).clone();
@@ -93,7 +92,7 @@ impl Spec {
     }
 
     /// The documented headers are present and the body matches the schema.
-    fn check_body(&self, method: &str, path: &str, reply: &Reply, response: &Value) {
+    fn check_body(&self, method: &str, path: &str, reply: &Answer, response: &Value) {
         if let Some(headers) = response.get("headers").and_then(Value::as_object) {
             for name in headers.keys() {
                 assert!(
@@ -110,7 +109,7 @@ impl Spec {
                 "{method} {path} {}",
                 reply.status
             );
-            let body: Value = serde_json::from_str(&reply.body).unwrap();
+            let body: Value = serde_json::from_str(reply.text()).unwrap();
             let mut wrapped = schema.clone();
             // Let local references resolve inside the wrapped schema.
             wrapped["components"] = self.doc["components"].clone();
@@ -118,7 +117,8 @@ impl Spec {
             if let Err(error) = validator.validate(&body) {
                 panic!(
                     "{method} {path} {}: {} does not match: {error}",
-                    reply.status, reply.body
+                    reply.status,
+                    reply.text()
                 );
             }
         }
@@ -128,14 +128,8 @@ impl Spec {
 /// Sends `request` as it is on a new connection and reads the answer up to
 /// the close: how the answers of the HTTP edge itself (which closes the
 /// connection after each) are seen.
-fn raw(app: &TestApp, request: &[u8]) -> Reply {
-    let answer = exchange(app.running.addr(), request, Duration::from_secs(30))
-        .unwrap_or_else(|e| panic!("{e}"));
-    Reply {
-        status: answer.status,
-        body: answer.text().to_owned(),
-        headers: answer.headers,
-    }
+fn raw(app: &TestApp, request: &[u8]) -> Answer {
+    exchange(app.running.addr(), request, IO_LIMIT).unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn the_document_matches_the_live_server() {
@@ -149,7 +143,7 @@ fn the_document_matches_the_live_server() {
     let form = |method: &str, path: &str, fields: &[(&str, &str)]| {
         app.send(method, path, Format::Form, fields)
     };
-    let mut hit = |method: &str, path: &str, reply: Reply| {
+    let mut hit = |method: &str, path: &str, reply: Answer| {
         spec.check(method, path, &reply);
         reply
     };
@@ -228,7 +222,7 @@ fn the_document_matches_the_live_server() {
         &[("email", "e@b.io"), ("password", "")][..],
     ] {
         let reply = hit("POST", "/sessions", form("POST", "/sessions", fields));
-        assert_eq!(reply.status, 401, "{fields:?}: {}", reply.body);
+        assert_eq!(reply.status, 401, "{fields:?}: {}", reply.text());
     }
     let session = hit("POST", "/sessions", form("POST", "/sessions", &creds)).session();
     hit("GET", "/profile", app.profile(Some(&session)));
@@ -257,7 +251,7 @@ fn the_document_matches_the_live_server() {
         "/reset_password",
         form("POST", "/reset_password", &[("email", "not an email")]),
     );
-    assert_eq!(reply.status, 403, "{}", reply.body);
+    assert_eq!(reply.status, 403, "{}", reply.text());
     let update = [
         ("email", "a@b.io"),
         ("reset_token", token.as_str()),
@@ -290,7 +284,7 @@ fn the_document_matches_the_live_server() {
             "/reset_password",
             form("PUT", "/reset_password", &fields),
         );
-        assert_eq!(reply.status, 403, "{fields:?}: {}", reply.body);
+        assert_eq!(reply.status, 403, "{fields:?}: {}", reply.text());
     }
     hit(
         "PATCH",
@@ -458,14 +452,8 @@ fn the_document_matches_the_production_profile_too() {
     }
     let reply = app.send("POST", "/sessions", Format::Form, &strong);
     spec.check("POST", "/sessions", &reply);
-    let cookie = reply
-        .headers
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case("set-cookie"))
-        .map(|(_, v)| v.split(';').next().unwrap().to_owned())
-        .unwrap();
     let forged = [
-        ("Cookie", cookie),
+        app.cookie(&app.session_of(&reply)),
         ("Origin", "https://evil.example".to_owned()),
     ];
     let reply = app.request_with("DELETE", "/sessions", &forged, b"");

@@ -1,30 +1,34 @@
 //! Malformed HTTP and slow clients thrown at the real server: never a 5xx,
 //! never a crash, the server keeps serving, nothing stored changes.
 
-mod common;
-
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::time::Duration;
 
-use common::raw::Raw;
-use common::TestApp;
+use authd::config::Profile;
 
-/// Sends `bytes` on a fresh connection, closes the sending side, and returns
-/// the status code of the first response, if any came.
+use crate::common::raw::{session_cookie, Answer, Raw};
+use crate::common::TestApp;
+
+/// Sends `bytes` on a fresh connection, closes the sending side, and reads
+/// until the server closes the connection (within 10 s); returns the
+/// status of the first answer, or `None` if the server closed without one.
+/// What it sends must be whole answers.
 fn raw(addr: SocketAddr, bytes: &[u8]) -> Option<u16> {
-    let mut stream = TcpStream::connect(addr).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
+    let mut raw = Raw::connect(addr);
     // The server may close early (e.g. on a huge header); that is fine.
-    let _ = stream.write_all(bytes);
-    let _ = stream.shutdown(Shutdown::Write);
-    let mut answer = Vec::new();
-    let _ = stream.read_to_end(&mut answer);
-    let text = String::from_utf8_lossy(&answer);
-    let status_line = text.lines().next()?;
-    status_line.split(' ').nth(1)?.parse().ok()
+    let _ = raw.send(bytes);
+    let _ = raw.stream.shutdown(Shutdown::Write);
+    let read = raw
+        .until_closed(Duration::from_secs(10))
+        .unwrap_or_else(|e| panic!("{e}"));
+    if read.is_empty() {
+        return None;
+    }
+    let answer = Answer::parse(&read, true)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap_or_else(|| panic!("not a whole answer: {:?}", String::from_utf8_lossy(&read)));
+    Some(answer.status)
 }
 
 fn post(path: &str, content_type: &str, body: &[u8]) -> Vec<u8> {
@@ -48,8 +52,8 @@ fn malformed_requests_never_get_a_5xx_and_change_nothing() {
         "a".repeat(200_000)
     );
     let huge_cookie = format!(
-        "GET /profile HTTP/1.1\r\nHost: x\r\nCookie: session_id={}\r\n\r\n",
-        "a".repeat(100_000)
+        "GET /profile HTTP/1.1\r\nHost: x\r\nCookie: {}\r\n\r\n",
+        session_cookie(Profile::Dev, &"a".repeat(100_000))
     );
     let many_headers: String = (0..2000).map(|i| format!("X-{i}: v\r\n")).collect();
     let many_headers = format!("GET / HTTP/1.1\r\nHost: x\r\n{many_headers}\r\n");
@@ -116,7 +120,7 @@ fn idle_and_slow_connections_do_not_block_other_clients() {
     let addr = app.running.addr();
     // Slowloris: many connections that send half a request and wait (from
     // the same address as the client below, so fewer than the per-address
-    // cap of 256; tests/edge.rs shows what happens past it).
+    // cap of 256; the `edge` tests show what happens past it).
     let mut idle = Vec::new();
     for i in 0..200 {
         let mut stream = TcpStream::connect(addr).unwrap();

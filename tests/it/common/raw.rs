@@ -1,9 +1,10 @@
-//! A raw HTTP/1.1 client on `TcpStream`, for the tests that must control
-//! or see the bytes on the wire: attacks on the HTTP edge (`tests/edge.rs`),
-//! byte-exact answers (`tests/compat.rs`), the edge's own answers checked
-//! against the OpenAPI document (`tests/openapi.rs`), and malformed requests
-//! (`tests/hostile.rs`). Tests that only need an answer use [`TestApp`]
-//! (ureq) instead.
+//! The suite's one HTTP/1.1 client, raw on `TcpStream`, and its one answer
+//! type, [`Answer`]: [`TestApp`] and [`Client`] (a server process) send
+//! their requests through [`call`], and the tests that must control or see
+//! the bytes on the wire use the same pieces directly: attacks on the HTTP
+//! edge (`edge`), byte-exact answers (`compat`), the edge's own answers
+//! checked against the OpenAPI document (`openapi`), and malformed requests
+//! (`hostile`).
 //!
 //! What is read is parsed strictly: a status line of HTTP/1.1, every header
 //! line with a colon, a UTF-8 head, a body framed by `Transfer-Encoding:
@@ -12,8 +13,8 @@
 //! test may tell a refusal from a cut-off connection; errors from a
 //! connection the server ended start with `"closed"`.
 //!
-//! Like the rest of `common`, items unused by some test binary are covered
-//! by the `#![allow(dead_code)]` of `common/mod.rs`.
+//! The session cookie is read and written here only, under the name of the
+//! server's profile ([`session_cookie_name`]).
 //!
 //! [`TestApp`]: super::TestApp
 
@@ -22,9 +23,30 @@ use std::io::{self, ErrorKind, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use super::process::Client;
+use authd::config::Profile;
 
 pub const FORM: &str = "application/x-www-form-urlencoded";
+
+/// Longest [`Client`] (and so [`TestApp`](super::TestApp)) waits for an
+/// answer.
+pub const IO_LIMIT: Duration = Duration::from_secs(30);
+
+/// The session cookie's name in `profile`: `session_id` (the reference's)
+/// in dev, `__Host-session_id` in production, as `Config::cookie_name`
+/// (src/config.rs) names it. Written out here, so that a renamed cookie
+/// fails the tests.
+pub fn session_cookie_name(profile: Profile) -> &'static str {
+    match profile {
+        Profile::Dev => "session_id",
+        Profile::Production => "__Host-session_id",
+    }
+}
+
+/// The value of a `Cookie` header that carries the session `token` to a
+/// server of `profile`.
+pub fn session_cookie(profile: Profile, token: &str) -> String {
+    format!("{}={token}", session_cookie_name(profile))
+}
 
 /// One complete answer, as it came off the wire.
 pub struct Answer {
@@ -99,14 +121,42 @@ impl Answer {
         })
     }
 
+    /// The `message` of a JSON error body (fails the test without one).
+    pub fn message(&self) -> String {
+        self.json()["message"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no message in {self:?}"))
+            .to_owned()
+    }
+
+    /// The whole first `Set-Cookie` header that sets the cookie `name`,
+    /// attributes included: the one place `Set-Cookie` is parsed.
+    pub fn set_cookie(&self, name: &str) -> Option<&str> {
+        self.all("Set-Cookie").into_iter().find(|v| {
+            v.strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with('='))
+        })
+    }
+
     /// The value of the cookie `name` that a `Set-Cookie` sets, without
     /// its attributes.
     pub fn cookie(&self, name: &str) -> Option<String> {
-        let prefix = format!("{name}=");
-        self.all("Set-Cookie")
-            .into_iter()
-            .find_map(|v| v.strip_prefix(prefix.as_str()))
-            .map(|rest| rest.split(';').next().unwrap().to_owned())
+        let header = self.set_cookie(name)?;
+        let value = &header[name.len() + 1..];
+        Some(value.split(';').next().unwrap().to_owned())
+    }
+
+    /// The session token this answer sets, under the session cookie's name
+    /// in `profile`.
+    pub fn session_in(&self, profile: Profile) -> Option<String> {
+        self.cookie(session_cookie_name(profile))
+    }
+
+    /// The session token this answer of a dev-profile server sets (fails
+    /// the test without one).
+    pub fn session(&self) -> String {
+        self.session_in(Profile::Dev)
+            .unwrap_or_else(|| panic!("no session_id cookie: {self:?}"))
     }
 
     /// Parses one answer at the start of `bytes`: `Ok(None)` while it is
@@ -384,6 +434,120 @@ pub fn exchange(addr: SocketAddr, request: &[u8], limit: Duration) -> Result<Ans
     raw.sole_answer(limit)
 }
 
+/// `method path` with `headers` and `body` on a connection of its own,
+/// with `Host`, `Connection: close` and (when there is a body, and always
+/// for POST and PUT) `Content-Length` added; reads until the server closes
+/// the connection ([`exchange`]). How [`Client`] and
+/// [`TestApp`](super::TestApp) send every request.
+pub fn call(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+    limit: Duration,
+) -> Result<Answer, String> {
+    let length = body.len().to_string();
+    let mut all = vec![("Host", "localhost"), ("Connection", "close")];
+    all.extend_from_slice(headers);
+    if !body.is_empty() || matches!(method, "POST" | "PUT") {
+        all.push(("Content-Length", &length));
+    }
+    exchange(addr, &request(method, path, &all, body), limit)
+}
+
+/// An HTTP client for a server at `base` (`http://127.0.0.1:PORT`) of
+/// `profile`; a [`Proc`](super::process::Proc) is one too.
+#[derive(Debug, Clone)]
+pub struct Client {
+    pub base: String,
+    /// The server's profile, for the name of its session cookie.
+    pub server_profile: Profile,
+}
+
+impl Client {
+    /// The server's socket address.
+    pub fn addr(&self) -> SocketAddr {
+        self.base
+            .strip_prefix("http://")
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| panic!("not http://IP:PORT: {}", self.base))
+    }
+
+    /// `method path` with exactly `headers` besides those [`call`] adds,
+    /// and `body`; an error when no whole answer came (the server died).
+    pub fn try_request(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Result<Answer, String> {
+        call(self.addr(), method, path, headers, body, IO_LIMIT)
+    }
+
+    /// Like [`Client::try_request`], failing the test without an answer.
+    pub fn request(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Answer {
+        self.try_request(method, path, headers, body)
+            .unwrap_or_else(|e| panic!("{method} {path}: {e}"))
+    }
+
+    /// Sends the url-encoded `form`, with the session cookie carrying
+    /// `session` if given; an error when no whole answer came (the server
+    /// died).
+    pub fn try_send(
+        &self,
+        method: &str,
+        path: &str,
+        form: &str,
+        session: Option<&str>,
+    ) -> Result<Answer, String> {
+        let cookie = session.map(|token| session_cookie(self.server_profile, token));
+        let mut headers = vec![("Content-Type", FORM)];
+        if let Some(cookie) = &cookie {
+            headers.push(("Cookie", cookie));
+        }
+        self.try_request(method, path, &headers, form.as_bytes())
+    }
+
+    /// Like [`Client::try_send`], failing the test without an answer.
+    pub fn send(&self, method: &str, path: &str, form: &str, session: Option<&str>) -> Answer {
+        self.try_send(method, path, form, session)
+            .unwrap_or_else(|e| panic!("{method} {path}: {e}"))
+    }
+
+    /// POSTs a form; returns (status, body).
+    pub fn post(&self, path: &str, form: &str) -> (u16, String) {
+        let answer = self.send("POST", path, form, None);
+        (answer.status, answer.text().to_owned())
+    }
+
+    /// Logs in; returns the session token, or the status on failure.
+    pub fn log_in(&self, email: &str, password: &str) -> Result<String, u16> {
+        let form = format!(
+            "email={}&password={}",
+            super::urlencode(email),
+            super::urlencode(password)
+        );
+        let answer = self.send("POST", "/sessions", &form, None);
+        match answer.session_in(self.server_profile) {
+            Some(token) if answer.status == 200 => Ok(token),
+            _ => Err(answer.status),
+        }
+    }
+
+    /// `GET /profile` with `session`; returns the status.
+    pub fn profile(&self, session: &str) -> u16 {
+        self.send("GET", "/profile", "", Some(session)).status
+    }
+}
+
 /// `GET path` (`Host: x`, `Connection: close`) on a connection of its own;
 /// reads the one answer.
 pub fn get(addr: SocketAddr, path: &str, limit: Duration) -> Result<Answer, String> {
@@ -421,12 +585,7 @@ pub fn post_form(
 
 /// The socket address of a server process, for raw connections.
 pub fn addr_of(server: &Client) -> SocketAddr {
-    server
-        .base
-        .strip_prefix("http://")
-        .unwrap()
-        .parse()
-        .unwrap()
+    server.addr()
 }
 
 /// A TCP connection to `to` from the address `from` (any 127.0.0.x works on

@@ -1,13 +1,11 @@
 //! The real `authd` binary: start-up, port 0, the store lock, signals,
 //! durability across kill -9, and start-up errors.
 
-mod common;
-
 use std::net::TcpListener;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::process::{run, Proc, BIN};
+use crate::common::process::{run, Proc, BIN};
 
 fn port_zero_prints_the_bound_address_and_serves() {
     let tmp = tempfile::tempdir().unwrap();
@@ -51,7 +49,7 @@ fn acknowledged_writes_survive_kill_9() {
     let token: serde_json::Value = serde_json::from_str(&body).unwrap();
     let token = token["reset_token"].as_str().unwrap().to_owned();
     let form = format!("email=durable%40b.io&reset_token={token}&new_password=pw2");
-    assert_eq!(proc.send("PUT", "/reset_password", &form, None).0, 200);
+    assert_eq!(proc.send("PUT", "/reset_password", &form, None).status, 200);
     // SIGKILL right after the 2xx: no chance to flush anything more.
     proc.child.kill().unwrap();
     proc.child.wait().unwrap();
@@ -205,15 +203,15 @@ fn the_audit_log_records_every_event_and_no_secret() {
         proc.send(method, path, form, cookie)
     };
     assert_eq!(
-        send("POST", "/users", "email=a%40b.io&password=Secret-1", None).0,
+        send("POST", "/users", "email=a%40b.io&password=Secret-1", None).status,
         200
     );
     assert_eq!(
-        send("POST", "/users", "email=a%40b.io&password=Secret-1", None).0,
+        send("POST", "/users", "email=a%40b.io&password=Secret-1", None).status,
         400
     );
     assert_eq!(
-        send("POST", "/sessions", "email=a%40b.io&password=Wrong-2", None).0,
+        send("POST", "/sessions", "email=a%40b.io&password=Wrong-2", None).status,
         401
     );
     assert_eq!(
@@ -223,30 +221,26 @@ fn the_audit_log_records_every_event_and_no_secret() {
             "email=a%40b.io&password=Secret-1",
             None
         )
-        .0,
+        .status,
         429
     );
     std::thread::sleep(Duration::from_millis(1100));
-    let (status, _, cookie) = send(
+    let reply = send(
         "POST",
         "/sessions",
         "email=a%40b.io&password=Secret-1",
         None,
     );
-    assert_eq!(status, 200);
-    let session = cookie.unwrap()["session_id=".len()..]
-        .split(';')
-        .next()
-        .unwrap()
-        .to_owned();
-    assert_eq!(send("DELETE", "/sessions", "", Some(&session)).0, 302);
-    let (status, body, _) = send("POST", "/reset_password", "email=a%40b.io", None);
-    assert_eq!(status, 200);
-    let token: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(reply.status, 200);
+    let session = reply.session();
+    assert_eq!(send("DELETE", "/sessions", "", Some(&session)).status, 302);
+    let reply = send("POST", "/reset_password", "email=a%40b.io", None);
+    assert_eq!(reply.status, 200);
+    let token = reply.json();
     let token = token["reset_token"].as_str().unwrap().to_owned();
     let form = format!("email=a%40b.io&reset_token={token}&new_password=Secret-3");
-    assert_eq!(send("PUT", "/reset_password", &form, None).0, 200);
-    assert_eq!(send("PUT", "/reset_password", &form, None).0, 403);
+    assert_eq!(send("PUT", "/reset_password", &form, None).status, 200);
+    assert_eq!(send("PUT", "/reset_password", &form, None).status, 403);
     proc.signal("TERM");
     assert!(proc.wait(Duration::from_secs(15)).success());
 

@@ -1,8 +1,7 @@
 //! `TestApp`: the real server, in-process, on a free port with a fresh
 //! store, plus one method per endpoint (in the spirit of zero2prod's
-//! `spawn_app`).
-
-#![allow(dead_code)]
+//! `spawn_app`), sent through the raw client's [`Client`] and answered
+//! with its [`Answer`].
 
 pub mod process;
 pub mod raw;
@@ -12,62 +11,14 @@ use std::time::Duration;
 
 use authd::config::Config;
 use authd::server::{self, Running};
-use ureq::http;
+
+use raw::{Answer, Client};
 
 /// A running server and a client for it.
 pub struct TestApp {
     pub running: Running,
-    pub base: String,
-    agent: ureq::Agent,
+    client: Client,
     _dir: tempfile::TempDir,
-}
-
-/// One answer, with everything read.
-#[derive(Debug)]
-pub struct Reply {
-    pub status: u16,
-    pub headers: Vec<(String, String)>,
-    pub body: String,
-}
-
-impl Reply {
-    /// The body as JSON (panics with the body if it is not).
-    pub fn json(&self) -> serde_json::Value {
-        serde_json::from_str(&self.body)
-            .unwrap_or_else(|e| panic!("body is not JSON ({e}): {:?}", self.body))
-    }
-
-    /// The `message` of a JSON error body.
-    pub fn message(&self) -> String {
-        self.json()["message"]
-            .as_str()
-            .unwrap_or_else(|| panic!("no message in {:?}", self.body))
-            .to_owned()
-    }
-
-    /// First value of header `name`.
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-
-    /// The whole `Set-Cookie` header for `session_id`.
-    pub fn set_cookie(&self) -> Option<&str> {
-        self.headers
-            .iter()
-            .filter(|(k, _)| k.eq_ignore_ascii_case("set-cookie"))
-            .map(|(_, v)| v.as_str())
-            .find(|v| v.starts_with("session_id="))
-    }
-
-    /// The session token the reply sets.
-    pub fn session(&self) -> String {
-        let header = self.set_cookie().expect("a session_id cookie");
-        let value = header["session_id=".len()..].split(';').next().unwrap();
-        value.to_owned()
-    }
 }
 
 /// How a body is encoded.
@@ -157,17 +108,17 @@ impl TestApp {
         let mut config = test_config(dir.path());
         adjust(&mut config);
         let running = server::start(&config).expect("server starts");
-        let base = format!("http://{}", running.addr());
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .max_redirects(0)
-            .timeout_global(Some(Duration::from_secs(30)))
-            .build()
-            .into();
+        TestApp::new(running, &config, dir)
+    }
+
+    fn new(running: Running, config: &Config, dir: tempfile::TempDir) -> TestApp {
+        let client = Client {
+            base: format!("http://{}", running.addr()),
+            server_profile: config.profile,
+        };
         TestApp {
             running,
-            base,
-            agent,
+            client,
             _dir: dir,
         }
     }
@@ -175,12 +126,7 @@ impl TestApp {
     /// Stops this server and starts a new one on the same store, with the
     /// test configuration changed by `adjust`.
     pub fn restart_with(self, adjust: impl FnOnce(&mut Config)) -> TestApp {
-        let TestApp {
-            running,
-            agent,
-            _dir,
-            ..
-        } = self;
+        let TestApp { running, _dir, .. } = self;
         running.stop().expect("clean stop");
         let mut config = test_config(_dir.path());
         adjust(&mut config);
@@ -198,13 +144,24 @@ impl TestApp {
                 other => break other.expect("server restarts"),
             }
         };
-        let base = format!("http://{}", running.addr());
-        TestApp {
-            running,
-            base,
-            agent,
-            _dir,
-        }
+        TestApp::new(running, &config, _dir)
+    }
+
+    /// The `Cookie` header that carries the session `token` to this
+    /// server (under its profile's cookie name).
+    pub fn cookie(&self, token: &str) -> (&'static str, String) {
+        (
+            "Cookie",
+            raw::session_cookie(self.client.server_profile, token),
+        )
+    }
+
+    /// The session token `reply` sets, under this server's cookie name
+    /// (fails the test without one).
+    pub fn session_of(&self, reply: &Answer) -> String {
+        reply
+            .session_in(self.client.server_profile)
+            .unwrap_or_else(|| panic!("no session cookie: {reply:?}"))
     }
 
     /// Sends any request; `cookie` is the session token, if any.
@@ -215,58 +172,46 @@ impl TestApp {
         content_type: Option<&str>,
         body: &[u8],
         cookie: Option<&str>,
-    ) -> Reply {
+    ) -> Answer {
         let mut headers = Vec::new();
         if let Some(ct) = content_type {
             headers.push(("Content-Type", ct.to_owned()));
         }
         if let Some(token) = cookie {
-            headers.push(("Cookie", format!("session_id={token}")));
+            headers.push(self.cookie(token));
         }
         self.request_with(method, path, &headers, body)
     }
 
-    /// Sends any request with exactly these headers.
+    /// Sends any request with these headers (and those [`raw::call`]
+    /// adds).
     pub fn request_with(
         &self,
         method: &str,
         path: &str,
         headers: &[(&str, String)],
         body: &[u8],
-    ) -> Reply {
-        let mut builder = http::Request::builder()
-            .method(method)
-            .uri(format!("{}{}", self.base, path));
-        for (name, value) in headers {
-            builder = builder.header(*name, value);
-        }
-        let result = if body.is_empty() {
-            self.agent.run(builder.body(()).unwrap())
-        } else {
-            self.agent.run(builder.body(body).unwrap())
-        };
-        let mut response = result.unwrap_or_else(|e| panic!("{method} {path}: {e}"));
-        let status = response.status().as_u16();
-        let headers = response
-            .headers()
+    ) -> Answer {
+        let headers: Vec<(&str, &str)> = headers
             .iter()
-            .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_owned()))
+            .map(|(name, value)| (*name, value.as_str()))
             .collect();
-        let body = response.body_mut().read_to_string().unwrap_or_default();
-        Reply {
-            status,
-            headers,
-            body,
-        }
+        self.client.request(method, path, &headers, body)
     }
 
     /// Sends `fields` encoded as `format`.
-    pub fn send(&self, method: &str, path: &str, format: Format, fields: &[(&str, &str)]) -> Reply {
+    pub fn send(
+        &self,
+        method: &str,
+        path: &str,
+        format: Format,
+        fields: &[(&str, &str)],
+    ) -> Answer {
         let (content_type, body) = encode(format, fields);
         self.request(method, path, Some(&content_type), &body, None)
     }
 
-    pub fn register(&self, email: &str, password: &str) -> Reply {
+    pub fn register(&self, email: &str, password: &str) -> Answer {
         self.send(
             "POST",
             "/users",
@@ -275,7 +220,7 @@ impl TestApp {
         )
     }
 
-    pub fn log_in(&self, email: &str, password: &str) -> Reply {
+    pub fn log_in(&self, email: &str, password: &str) -> Answer {
         self.send(
             "POST",
             "/sessions",
@@ -284,19 +229,19 @@ impl TestApp {
         )
     }
 
-    pub fn profile(&self, session: Option<&str>) -> Reply {
+    pub fn profile(&self, session: Option<&str>) -> Answer {
         self.request("GET", "/profile", None, b"", session)
     }
 
-    pub fn log_out(&self, session: Option<&str>) -> Reply {
+    pub fn log_out(&self, session: Option<&str>) -> Answer {
         self.request("DELETE", "/sessions", None, b"", session)
     }
 
-    pub fn reset_token(&self, email: &str) -> Reply {
+    pub fn reset_token(&self, email: &str) -> Answer {
         self.send("POST", "/reset_password", Format::Form, &[("email", email)])
     }
 
-    pub fn update_password(&self, email: &str, token: &str, new_password: &str) -> Reply {
+    pub fn update_password(&self, email: &str, token: &str, new_password: &str) -> Answer {
         self.send(
             "PUT",
             "/reset_password",
@@ -314,7 +259,7 @@ impl TestApp {
         assert_eq!(self.register(email, password).status, 200);
         let reply = self.log_in(email, password);
         assert_eq!(reply.status, 200, "{reply:?}");
-        reply.session()
+        self.session_of(&reply)
     }
 
     /// Stored users, straight from the store.

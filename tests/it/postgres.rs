@@ -3,15 +3,14 @@
 //! database side of start-up (migrations, refusals) and of moving from the
 //! embedded store. The rest of the suite runs on both stores already.
 
-mod common;
-
 use std::path::Path;
 use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::Duration;
 
-use common::process::{enc, run, run_with_stdin, Client, Proc};
-use common::stores::{admin, run_authd as authd, sql, store_args};
+use crate::common::process::{enc, run, run_with_stdin, Proc};
+use crate::common::raw::Client;
+use crate::common::stores::{admin, run_authd as authd, sql, store_args};
 
 /// `n` servers on the schema standing for `dir`.
 fn instances(dir: &Path, n: usize, extra: &[&str]) -> Vec<Proc> {
@@ -39,7 +38,9 @@ fn spread_load_behaves_as_one_server() {
         sessions.push(session);
     }
     for (i, session) in sessions.iter().enumerate() {
-        let (status, _, _) = servers[i % 3].send("DELETE", "/sessions", "", Some(session));
+        let status = servers[i % 3]
+            .send("DELETE", "/sessions", "", Some(session))
+            .status;
         assert_eq!(status, 302);
         for server in &servers {
             assert_eq!(
@@ -58,11 +59,15 @@ fn spread_load_behaves_as_one_server() {
         token["reset_token"].as_str().unwrap()
     );
     assert_eq!(
-        servers[1].send("PUT", "/reset_password", &form, None).0,
+        servers[1]
+            .send("PUT", "/reset_password", &form, None)
+            .status,
         200
     );
     assert_eq!(
-        servers[2].send("PUT", "/reset_password", &form, None).0,
+        servers[2]
+            .send("PUT", "/reset_password", &form, None)
+            .status,
         403
     );
     assert!(servers[2].log_in("user7@x.io", "new").is_ok());
@@ -142,7 +147,7 @@ fn instances_starting_together_migrate_once() {
         .map(|_| {
             let (args, gate) = (args.clone(), Arc::clone(&gate));
             thread::spawn(move || {
-                let mut command = std::process::Command::new(common::process::BIN);
+                let mut command = std::process::Command::new(crate::common::process::BIN);
                 command
                     .env("AUTHD_BCRYPT_COST", "4")
                     .args(["serve", "--addr", "127.0.0.1:0"])
@@ -205,7 +210,10 @@ fn an_unreachable_database_is_one_clear_line_without_its_password() {
     // The server's own reason, not only "db error".
     let missing = format!(
         "{}/authd_no_such_database",
-        common::stores::test_database().rsplit_once('/').unwrap().0
+        crate::common::stores::test_database()
+            .rsplit_once('/')
+            .unwrap()
+            .0
     );
     let (code, _, stderr) = run(&["--addr", "127.0.0.1:0", "--database", &missing]);
     assert_eq!(code, 1);
@@ -282,8 +290,8 @@ fn check_reports_rows_that_disagree_and_backup_points_elsewhere() {
 fn the_database_url_may_come_from_the_environment() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("env");
-    let url = common::stores::database_url(&dir).unwrap();
-    let mut command = std::process::Command::new(common::process::BIN);
+    let url = crate::common::stores::database_url(&dir).unwrap();
+    let mut command = std::process::Command::new(crate::common::process::BIN);
     command
         .env("AUTHD_DATABASE_URL", &url)
         .env("AUTHD_BCRYPT_COST", "4")
@@ -337,7 +345,7 @@ fn cut_database_connections_are_replaced_unnoticed() {
     assert_eq!(register(&server, "c@x.io", "pw"), 200);
     let session = server.log_in("c@x.io", "pw").unwrap();
     assert_eq!(server.profile(&session), 200);
-    let schema = common::stores::schema_name(&dir);
+    let schema = crate::common::stores::schema_name(&dir);
     // What a database restart or failover does to open connections.
     admin(&format!(
         "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = '{schema}'"

@@ -8,15 +8,13 @@
 //! case. Its ids may skip numbers (a refused insert still takes a sequence
 //! value), so there the model checks that ids only grow.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::ops::ControlFlow;
 
+use crate::common::stores::Schema;
 use authd::store::{Change, Lookup, Precondition, SledStore, StoreError, UserStore};
 use authd::token::{Token, TokenHash};
 use authd::user::{Email, ResetGrant, Session, UserId};
-use common::stores::Schema;
 use proptest::prelude::*;
 
 /// Small pools, so collisions (taken emails, reused tokens) happen often.

@@ -5,6 +5,10 @@ use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
+use authd::config::Profile;
+
+use super::raw::Client;
+
 pub const BIN: &str = env!("CARGO_BIN_EXE_authd");
 
 /// A server process, its address, and where its stderr goes.
@@ -12,12 +16,6 @@ pub struct Proc {
     pub child: Child,
     client: Client,
     stderr: std::path::PathBuf,
-}
-
-/// An HTTP client for a server at `base`; a [`Proc`] is one too.
-#[derive(Debug, Clone)]
-pub struct Client {
-    pub base: String,
 }
 
 impl std::ops::Deref for Proc {
@@ -49,6 +47,7 @@ impl Proc {
     /// Runs `command` (an authd server) and waits for its address, with its
     /// stderr going to the file `stderr`.
     pub fn spawn(mut command: Command, stderr: &Path) -> Proc {
+        let server_profile = profile_of(&command);
         let stderr = stderr.to_owned();
         let mut child = command
             .stdout(Stdio::piped())
@@ -71,7 +70,10 @@ impl Proc {
             .to_owned();
         Proc {
             child,
-            client: Client { base },
+            client: Client {
+                base,
+                server_profile,
+            },
             stderr,
         }
     }
@@ -106,77 +108,22 @@ impl Proc {
     }
 }
 
-impl Client {
-    /// Sends a form-encoded request; returns (status, body, Set-Cookie).
-    pub fn send(
-        &self,
-        method: &str,
-        path: &str,
-        form: &str,
-        cookie: Option<&str>,
-    ) -> (u16, String, Option<String>) {
-        self.try_send(method, path, form, cookie)
-            .unwrap_or_else(|e| panic!("{method} {path}: {e}"))
-    }
-
-    /// Like [`Proc::send`], but a transport failure (the server died) is an
-    /// error instead of a panic.
-    pub fn try_send(
-        &self,
-        method: &str,
-        path: &str,
-        form: &str,
-        cookie: Option<&str>,
-    ) -> Result<(u16, String, Option<String>), String> {
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .max_redirects(0)
-            .build()
-            .into();
-        let mut request = ureq::http::Request::builder()
-            .method(method)
-            .uri(format!("{}{path}", self.base))
-            .header("Content-Type", "application/x-www-form-urlencoded");
-        if let Some(token) = cookie {
-            request = request.header("Cookie", format!("session_id={token}"));
+/// The profile `command` starts authd in (`--profile`, or `AUTHD_PROFILE`).
+fn profile_of(command: &Command) -> Profile {
+    let args: Vec<&std::ffi::OsStr> = command.get_args().collect();
+    let flag = args.iter().enumerate().find_map(|(i, arg)| {
+        match arg.to_str()?.strip_prefix("--profile")? {
+            "" => args.get(i + 1)?.to_str(),
+            rest => rest.strip_prefix('='),
         }
-        let mut response = agent
-            .run(request.body(form.to_owned()).unwrap())
-            .map_err(|e| e.to_string())?;
-        let set_cookie = response
-            .headers()
-            .get("set-cookie")
-            .map(|v| v.to_str().unwrap().to_owned());
-        let status = response.status().as_u16();
-        let body = response
-            .body_mut()
-            .read_to_string()
-            .map_err(|e| e.to_string())?;
-        Ok((status, body, set_cookie))
-    }
-
-    /// POSTs a form; returns (status, body).
-    pub fn post(&self, path: &str, form: &str) -> (u16, String) {
-        let (status, body, _) = self.send("POST", path, form, None);
-        (status, body)
-    }
-
-    /// Logs in; returns the session token, or the status on failure.
-    pub fn log_in(&self, email: &str, password: &str) -> Result<String, u16> {
-        let form = format!("email={}&password={}", enc(email), enc(password));
-        match self.send("POST", "/sessions", &form, None) {
-            (200, _, Some(cookie)) => Ok(cookie["session_id=".len()..]
-                .split(';')
-                .next()
-                .unwrap()
-                .to_owned()),
-            (status, _, _) => Err(status),
-        }
-    }
-
-    /// `GET /profile` with `session`; returns the status.
-    pub fn profile(&self, session: &str) -> u16 {
-        self.send("GET", "/profile", "", Some(session)).0
+    });
+    let env = command
+        .get_envs()
+        .find(|(k, _)| *k == "AUTHD_PROFILE")
+        .and_then(|(_, v)| v?.to_str());
+    match flag.or(env) {
+        Some("production") => Profile::Production,
+        _ => Profile::Dev,
     }
 }
 

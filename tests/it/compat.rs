@@ -18,15 +18,15 @@
 //! the bytes checked are the bytes sent. Every loop is bounded; the only
 //! timing assertions are generous ones about the refill of a bucket.
 
-mod common;
-
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use common::process::Proc;
-use common::raw::{self, addr_of, Answer, Raw, FORM};
-use common::{urlencode, TestApp};
+use crate::common::process::Proc;
+use authd::config::Profile;
+
+use crate::common::raw::{self, addr_of, session_cookie, Answer, Raw, FORM};
+use crate::common::{urlencode, TestApp};
 use serde_json::{json, Value};
 
 /// Longest a test waits for any one answer.
@@ -62,7 +62,8 @@ fn exchange(addr: SocketAddr, request: &[u8]) -> Answer {
     raw::exchange(addr, request, IO_LIMIT).unwrap_or_else(|e| panic!("{e}"))
 }
 
-/// `method path` with `headers` and `body`, `Connection: close`.
+/// `method path` with `headers` and `body`, `Connection: close`
+/// ([`raw::call`]).
 fn call(
     addr: SocketAddr,
     method: &str,
@@ -70,13 +71,7 @@ fn call(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> Answer {
-    let length = body.len().to_string();
-    let mut all = vec![("Host", "localhost"), ("Connection", "close")];
-    all.extend_from_slice(headers);
-    if !body.is_empty() || matches!(method, "POST" | "PUT") {
-        all.push(("Content-Length", &length));
-    }
-    exchange(addr, &raw::request(method, path, &all, body))
+    raw::call(addr, method, path, headers, body, IO_LIMIT).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// `method path` with `fields` form-encoded, and `headers` besides.
@@ -352,10 +347,10 @@ fn every_route_answers_what_jsonify_sends() {
         200,
         &format!(r#"{{"email":"{JOSE_JSON}","message":"logged in"}}"#),
     );
-    let session = reply.cookie("session_id").expect("a session cookie");
+    let session = reply.session();
 
     // The profile.
-    let cookie = format!("session_id={session}");
+    let cookie = session_cookie(Profile::Dev, &session);
     assert_json(
         &call(addr, "GET", "/profile", &[("Cookie", &cookie)], b""),
         200,
@@ -371,7 +366,7 @@ fn every_route_answers_what_jsonify_sends() {
             addr,
             "GET",
             "/profile",
-            &[("Cookie", "session_id=nope")],
+            &[("Cookie", &session_cookie(Profile::Dev, "nope"))],
             b"",
         ),
         403,
@@ -462,7 +457,7 @@ fn every_route_answers_what_jsonify_sends() {
         200,
         &format!(r#"{{"email":"{GRIN_JSON}","message":"logged in"}}"#),
     );
-    let cookie = format!("session_id={}", reply.cookie("session_id").unwrap());
+    let cookie = session_cookie(Profile::Dev, &reply.session());
     assert_json(
         &call(addr, "GET", "/profile", &[("Cookie", &cookie)], b""),
         200,
@@ -691,10 +686,8 @@ fn a_seed_script_on_this_machine_is_never_throttled() {
                         );
                         let login = log_in(addr, &email, "pw");
                         note(format!("log in {email}"), &login);
-                        let cookie = format!(
-                            "session_id={}",
-                            login.cookie("session_id").unwrap_or_default()
-                        );
+                        let session = login.session_in(Profile::Dev).unwrap_or_default();
+                        let cookie = session_cookie(Profile::Dev, &session);
                         note(
                             format!("profile {email}"),
                             &call(addr, "GET", "/profile", &[("Cookie", &cookie)], b""),

@@ -3,17 +3,16 @@
 //! the password policy, the `__Host-` cookie, cross-site refusal, and the
 //! start-up rules. The dev profile keeps the reference behaviour.
 
-mod common;
-
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::common::process::{run, Proc, BIN};
+use crate::common::raw::{session_cookie, session_cookie_name, Answer};
+use crate::common::{Format, TestApp};
 use authd::config::{Config, Profile};
 use authd::delivery::Channel;
 use authd::policy::PasswordPolicy;
-use common::process::{run, Proc, BIN};
-use common::{Format, Reply, TestApp};
 use serde_json::Value;
 
 const STRONG: &str = "correct horse battery staple";
@@ -79,26 +78,8 @@ fn production(c: &mut Config, channel: Channel) {
     c.allowed_origins = vec!["https://app.example.com".to_owned()];
 }
 
-fn form(app: &TestApp, method: &str, path: &str, fields: &[(&str, &str)]) -> Reply {
+fn form(app: &TestApp, method: &str, path: &str, fields: &[(&str, &str)]) -> Answer {
     app.send(method, path, Format::Form, fields)
-}
-
-fn host_cookie(token: &str) -> (&'static str, String) {
-    ("Cookie", format!("__Host-session_id={token}"))
-}
-
-fn session_of(reply: &Reply) -> String {
-    let header = reply
-        .headers
-        .iter()
-        .find(|(k, v)| k.eq_ignore_ascii_case("set-cookie") && v.starts_with("__Host-session_id="))
-        .map(|(_, v)| v.clone())
-        .expect("a __Host-session_id cookie");
-    header["__Host-session_id=".len()..]
-        .split(';')
-        .next()
-        .unwrap()
-        .to_owned()
 }
 
 fn reset_tokens_go_to_the_webhook_and_never_into_a_response() {
@@ -110,8 +91,11 @@ fn reset_tokens_go_to_the_webhook_and_never_into_a_response() {
     let unknown = form(&app, "POST", "/reset_password", &[("email", "nobody@x.io")]);
     assert_eq!((known.status, unknown.status), (200, 200));
     // The same answer either way, but for the email echoed back.
-    assert_eq!(known.body, unknown.body.replace("nobody@x.io", "ann@x.io"));
-    assert!(!known.body.contains("reset_token"), "{}", known.body);
+    assert_eq!(
+        known.text(),
+        unknown.text().replace("nobody@x.io", "ann@x.io")
+    );
+    assert!(!known.text().contains("reset_token"), "{known:?}");
 
     let delivered = mailer.wait_for(1);
     assert_eq!(delivered[0]["email"], "ann@x.io");
@@ -131,9 +115,9 @@ fn reset_tokens_go_to_the_webhook_and_never_into_a_response() {
         ("new_password", "another strong passphrase"),
     ];
     let reply = form(&app, "PUT", "/reset_password", &update);
-    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(reply.status, 200, "{reply:?}");
     for reply in [&known, &unknown, &reply] {
-        assert!(!reply.body.contains(&token));
+        assert!(!reply.text().contains(&token));
         assert!(reply.headers.iter().all(|(_, v)| !v.contains(&token)));
     }
     assert_eq!(form(&app, "PUT", "/reset_password", &update).status, 403);
@@ -211,30 +195,34 @@ fn the_session_cookie_is_host_prefixed_and_secure() {
     assert_eq!(app.register("ann@x.io", STRONG).status, 200);
     let reply = app.log_in("ann@x.io", STRONG);
     assert_eq!(reply.status, 200);
+    // The prefixed name, and not the dev profile's.
     let header = reply
-        .headers
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case("set-cookie"))
-        .map(|(_, v)| v.clone())
-        .unwrap();
-    assert!(header.starts_with("__Host-session_id="), "{header}");
+        .set_cookie(session_cookie_name(Profile::Production))
+        .unwrap_or_else(|| panic!("no __Host-session_id cookie: {reply:?}"));
+    assert!(
+        reply
+            .set_cookie(session_cookie_name(Profile::Dev))
+            .is_none(),
+        "{reply:?}"
+    );
     for attribute in ["; Secure", "; HttpOnly", "; SameSite=Lax", "; Path=/"] {
         assert!(header.contains(attribute), "{header} lacks {attribute}");
     }
     assert!(!header.contains("Domain"), "{header}");
-    let token = session_of(&reply);
-    let profile = app.request_with("GET", "/profile", &[host_cookie(&token)], b"");
-    assert_eq!(profile.status, 200);
+    let token = app.session_of(&reply);
+    assert_eq!(app.profile(Some(&token)).status, 200);
     // The unprefixed name is not read in production.
-    assert_eq!(app.profile(Some(&token)).status, 403);
+    let unprefixed = ("Cookie", session_cookie(Profile::Dev, &token));
+    let profile = app.request_with("GET", "/profile", &[unprefixed], b"");
+    assert_eq!(profile.status, 403);
 }
 
 fn cross_site_logouts_are_refused() {
     let app = TestApp::spawn_with(|c| production(c, Channel::Log));
     assert_eq!(app.register("ann@x.io", STRONG).status, 200);
-    let token = session_of(&app.log_in("ann@x.io", STRONG));
+    let token = app.session_of(&app.log_in("ann@x.io", STRONG));
     let logout = |extra: Option<(&'static str, &str)>| {
-        let mut headers = vec![host_cookie(&token)];
+        let mut headers = vec![app.cookie(&token)];
         if let Some((k, v)) = extra {
             headers.push((k, v.to_owned()));
         }
@@ -250,21 +238,17 @@ fn cross_site_logouts_are_refused() {
         assert_eq!(reply.message(), "cross-site request refused");
     }
     // The session survived the forged requests.
-    assert_eq!(
-        app.request_with("GET", "/profile", &[host_cookie(&token)], b"")
-            .status,
-        200
-    );
+    assert_eq!(app.profile(Some(&token)).status, 200);
     assert_eq!(
         logout(Some(("Origin", "https://app.example.com"))).status,
         302
     );
-    let token = session_of(&app.log_in("ann@x.io", STRONG));
+    let token = app.session_of(&app.log_in("ann@x.io", STRONG));
     let plain = app.request_with(
         "DELETE",
         "/sessions",
         &[
-            host_cookie(&token),
+            app.cookie(&token),
             ("Sec-Fetch-Site", "same-origin".to_owned()),
         ],
         b"",
@@ -287,7 +271,10 @@ fn the_log_channel_writes_the_token_to_the_audit_log() {
     );
     let (status, _) = server.post(
         "/users",
-        &format!("email=ann%40x.io&password={}", common::urlencode(STRONG)),
+        &format!(
+            "email=ann%40x.io&password={}",
+            crate::common::urlencode(STRONG)
+        ),
     );
     assert_eq!(status, 200);
     let (status, body) = server.post("/reset_password", "email=ann%40x.io");
@@ -306,7 +293,10 @@ fn the_log_channel_writes_the_token_to_the_audit_log() {
     let token = line["reset_token"].as_str().unwrap();
     let form =
         format!("email=ann%40x.io&reset_token={token}&new_password=another%20strong%20passphrase");
-    assert_eq!(server.send("PUT", "/reset_password", &form, None).0, 200);
+    assert_eq!(
+        server.send("PUT", "/reset_password", &form, None).status,
+        200
+    );
     server.signal("TERM");
     assert!(server.wait(Duration::from_secs(15)).success());
 }
@@ -327,7 +317,10 @@ fn an_unreachable_mailer_is_logged() {
     );
     let (status, _) = server.post(
         "/users",
-        &format!("email=ann%40x.io&password={}", common::urlencode(STRONG)),
+        &format!(
+            "email=ann%40x.io&password={}",
+            crate::common::urlencode(STRONG)
+        ),
     );
     assert_eq!(status, 200);
     assert_eq!(server.post("/reset_password", "email=ann%40x.io").0, 200);

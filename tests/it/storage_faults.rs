@@ -3,13 +3,11 @@
 //! and nothing acknowledged is lost. Needs to mount a small tmpfs (root on
 //! Linux, as in CI); elsewhere it says so and skips.
 
-mod common;
-
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::process::{run, Proc};
+use crate::common::process::{run, Proc};
 
 /// A tmpfs mounted for the test, unmounted when dropped.
 struct Mount(PathBuf);
@@ -64,13 +62,14 @@ fn a_full_disk_fails_writes_with_503_and_loses_nothing_acknowledged() {
     let mut refused = None;
     for i in 0..5000 {
         let email = format!("u{i}@x.io");
-        let (status, body, _) = server.send(
+        let answer = server.send(
             "POST",
             "/users",
             &format!("email={email}&password=pw"),
             None,
         );
-        match status {
+        let body = answer.text().to_owned();
+        match answer.status {
             200 => acknowledged.push(email),
             503 => {
                 refused = Some(body);
@@ -83,10 +82,10 @@ fn a_full_disk_fails_writes_with_503_and_loses_nothing_acknowledged() {
     assert!(body.contains("storage unavailable"), "{body}");
     // Reads still work; the health check reports the broken store.
     assert_eq!(server.profile(&session), 200);
-    assert_eq!(server.send("GET", "/", "", None).0, 200);
-    let (status, health, _) = server.send("GET", "/healthz", "", None);
-    assert_eq!(status, 503, "{health}");
-    assert!(health.contains("unavailable"));
+    assert_eq!(server.send("GET", "/", "", None).status, 200);
+    let health = server.send("GET", "/healthz", "", None);
+    assert_eq!(health.status, 503, "{health:?}");
+    assert!(health.text().contains("unavailable"), "{health:?}");
     let stderr = server.stderr();
     assert!(stderr.contains("storage failure"), "{stderr}");
     assert!(stderr.contains("No space left on device"), "{stderr}");

@@ -1,12 +1,13 @@
 //! The credential lifecycle rules against the real server, with short
 //! lifetimes and low limits: expiry, throttling, lockout, rehash, limits.
 
-mod common;
-
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
-use common::TestApp;
+use authd::config::Profile;
+
+use crate::common::raw::session_cookie_name;
+use crate::common::TestApp;
 
 fn secs(s: u64) -> Duration {
     Duration::from_secs(s)
@@ -38,7 +39,8 @@ fn a_session_dies_at_its_absolute_lifetime_despite_activity() {
     assert_eq!(app.register("a@b.io", "pw").status, 200);
     let reply = app.log_in("a@b.io", "pw");
     let started = Instant::now();
-    assert!(reply.set_cookie().unwrap().contains("Max-Age=2;"));
+    let cookie = reply.set_cookie(session_cookie_name(Profile::Dev)).unwrap();
+    assert!(cookie.contains("Max-Age=2;"), "{cookie}");
     let session = reply.session();
     // Active every 400 ms: the idle timeout never strikes...
     while started.elapsed() < ms(1700) {

@@ -9,10 +9,8 @@
 //! - `authd check` finds every index in step with the records.
 //!
 //! `AUTHD_CRASH_ROUNDS` sets the number of rounds (default 3; run hundreds
-//! with `AUTHD_CRASH_ROUNDS=300 cargo test --release --test crash`), and
+//! with `AUTHD_CRASH_ROUNDS=300 cargo test --release --test it crash::`), and
 //! `AUTHD_CRASH_SEED` replays one seed.
-
-mod common;
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -20,7 +18,8 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use common::process::{enc, run, Client, Proc};
+use crate::common::process::{enc, run, Proc};
+use crate::common::raw::Client;
 
 const WORKERS: usize = 4;
 
@@ -94,8 +93,8 @@ fn client(proc: &Client, worker: usize, seed: u64, dead: &AtomicBool) -> Vec<Acc
                     ..Account::default()
                 };
                 match proc.try_send("POST", "/users", &form, None) {
-                    Ok((200, _, _)) => account.registered = true,
-                    Ok((status, body, _)) => panic!("register: {status} {body}"),
+                    Ok(reply) if reply.status == 200 => account.registered = true,
+                    Ok(reply) => panic!("register: {reply:?}"),
                     Err(_) => account.maybe_registered = true,
                 }
                 let stop = account.maybe_registered;
@@ -110,17 +109,13 @@ fn client(proc: &Client, worker: usize, seed: u64, dead: &AtomicBool) -> Vec<Acc
                 let a = &accounts[i];
                 let form = format!("email={}&password={}", enc(&a.email), enc(&a.password));
                 match proc.try_send("POST", "/sessions", &form, None) {
-                    Ok((200, _, Some(cookie))) => {
-                        let token = cookie["session_id=".len()..]
-                            .split(';')
-                            .next()
-                            .unwrap()
-                            .to_owned();
+                    Ok(reply) if reply.status == 200 => {
+                        let token = reply.session();
                         if let Some(old) = sessions[i].replace(token) {
                             accounts[i].ended_sessions.push(old);
                         }
                     }
-                    Ok((status, body, _)) => panic!("login: {status} {body}"),
+                    Ok(reply) => panic!("login: {reply:?}"),
                     Err(_) => break,
                 }
             }
@@ -130,11 +125,11 @@ fn client(proc: &Client, worker: usize, seed: u64, dead: &AtomicBool) -> Vec<Acc
                     continue;
                 };
                 match proc.try_send("DELETE", "/sessions", "", Some(&token)) {
-                    Ok((302, _, _)) => {
+                    Ok(reply) if reply.status == 302 => {
                         sessions[i] = None;
                         accounts[i].ended_sessions.push(token);
                     }
-                    Ok((status, body, _)) => panic!("logout: {status} {body}"),
+                    Ok(reply) => panic!("logout: {reply:?}"),
                     Err(_) => break,
                 }
             }
@@ -147,11 +142,10 @@ fn client(proc: &Client, worker: usize, seed: u64, dead: &AtomicBool) -> Vec<Acc
                     &format!("email={}", enc(&email)),
                     None,
                 ) {
-                    Ok((200, body, _)) => {
-                        let body: serde_json::Value = serde_json::from_str(&body).unwrap();
-                        body["reset_token"].as_str().unwrap().to_owned()
+                    Ok(reply) if reply.status == 200 => {
+                        reply.json()["reset_token"].as_str().unwrap().to_owned()
                     }
-                    Ok((status, body, _)) => panic!("reset request: {status} {body}"),
+                    Ok(reply) => panic!("reset request: {reply:?}"),
                     Err(_) => break,
                 };
                 counter += 1;
@@ -162,7 +156,7 @@ fn client(proc: &Client, worker: usize, seed: u64, dead: &AtomicBool) -> Vec<Acc
                     enc(&new_password)
                 );
                 match proc.try_send("PUT", "/reset_password", &form, None) {
-                    Ok((200, _, _)) => {
+                    Ok(reply) if reply.status == 200 => {
                         let a = &mut accounts[i];
                         a.password = new_password;
                         a.consumed_tokens.push(token);
@@ -170,7 +164,7 @@ fn client(proc: &Client, worker: usize, seed: u64, dead: &AtomicBool) -> Vec<Acc
                             a.ended_sessions.push(old);
                         }
                     }
-                    Ok((status, body, _)) => panic!("reset: {status} {body}"),
+                    Ok(reply) => panic!("reset: {reply:?}"),
                     Err(_) => {
                         accounts[i].maybe_password = Some(new_password);
                         break;
@@ -186,11 +180,11 @@ fn round(dir: &Path, seed: u64) {
     let mut rng = Rng(seed);
     let proc = Arc::new(Mutex::new(Proc::start(dir, &SERVER_FLAGS)));
     let dead = Arc::new(AtomicBool::new(false));
-    let base = proc.lock().unwrap().base.clone();
+    let target: Client = (**proc.lock().unwrap()).clone();
     let handles: Vec<_> = (0..WORKERS)
         .map(|w| {
             let dead = Arc::clone(&dead);
-            let view = common::process::Client { base: base.clone() };
+            let view = target.clone();
             thread::spawn(move || client(&view, w, seed, &dead))
         })
         .collect();
@@ -238,7 +232,7 @@ fn round(dir: &Path, seed: u64) {
                 "email={}&reset_token={token}&new_password=again",
                 enc(&a.email)
             );
-            let (status, _, _) = server.send("PUT", "/reset_password", &form, None);
+            let status = server.send("PUT", "/reset_password", &form, None).status;
             assert_eq!(
                 status, 403,
                 "seed {seed}: consumed token of {} works again",
@@ -249,7 +243,7 @@ fn round(dir: &Path, seed: u64) {
     assert!(checked > 0, "seed {seed}: the round acknowledged nothing");
     drop(server);
     let mut check = vec!["check".to_owned()];
-    check.extend(common::stores::store_args(dir));
+    check.extend(crate::common::stores::store_args(dir));
     let check: Vec<&str> = check.iter().map(String::as_str).collect();
     let (code, out, err) = run(&check);
     assert_eq!(code, 0, "seed {seed}: {out}{err}");

@@ -1,14 +1,12 @@
 //! The operator's commands, run as the real binary: users, export/import,
 //! check, backup, and their refusals.
 
-mod common;
-
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use crate::common::process::{run, Proc};
+use crate::common::stores::run_authd as authd;
 use authd::store::{SledStore, UserStore as _};
-use common::process::{run, Proc};
-use common::stores::run_authd as authd;
 
 /// Hashes made by another bcrypt implementation: libxcrypt (Openwall's
 /// crypt_blowfish, Debian's libc `crypt`), through Python's `crypt` module.

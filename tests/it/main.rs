@@ -1,0 +1,42 @@
+//! authd's integration tests, as one test binary (one link instead of one
+//! per file): `cargo test --test it`, or one behaviour with its module
+//! path, e.g. `cargo test --test it edge::` or `cargo test --test it
+//! api::on_sled::`.
+//!
+//! Every module below shares this process, so none changes process-wide
+//! state (umask, rlimits, environment variables, signal handlers): limits
+//! are put on the `authd` processes a test starts (`prlimit`, `setpriv`),
+//! and signals are sent to them, never to the test process.
+
+mod common;
+
+/// The operator's commands: users, export/import, check, backup.
+mod admin;
+/// The reference API: the reference client's flow, body formats, bad input.
+mod api;
+/// The real binary: start-up, port 0, the store lock, signals, kill -9.
+mod cli;
+/// A drop-in for the reference: byte-exact answers, throttling rules.
+mod compat;
+/// SIGKILL at a random moment, then everything acknowledged still holds.
+mod crash;
+/// Attacks on the HTTP edge, each against the real binary.
+mod edge;
+/// Credential lifecycle rules: expiry, throttling, lockout, rehash.
+mod hardening;
+/// Malformed HTTP and slow clients.
+mod hostile;
+/// `/openapi.json` is valid and tells the truth about the live server.
+mod openapi;
+/// What only the PostgreSQL store can do: several instances on one database.
+mod postgres;
+/// The production profile: delivery channels, password policy, cookies.
+mod production;
+/// Concurrent requests that must not break uniqueness or single use.
+mod races;
+/// A full disk under a running server.
+mod storage_faults;
+/// Both stores against an in-memory model (proptest).
+mod store_model;
+/// Sessions and reset tokens: replacement, logout, single use.
+mod tokens;
