@@ -141,7 +141,7 @@ pub fn run(args: UserArgs) -> Result<ExitCode, CliError> {
             let secret = read_password(password.password_stdin)?;
             let user = service(&store, password.bcrypt_cost)?
                 .add_user(&admin, &email, &secret)
-                .map_err(refused)?;
+                .map_err(refused(&email))?;
             println!("created user {} <{}>", user.id, user.email);
         }
         UserCommand::List { json, store } => {
@@ -170,10 +170,11 @@ pub fn run(args: UserArgs) -> Result<ExitCode, CliError> {
             }
         }
         UserCommand::Show { email, json, store } => {
+            let email = parse_email(&email)?;
             let store = store.open()?;
             let (user, sessions) = service(&store, DEFAULT_BCRYPT_COST)?
-                .sessions_of(&parse_email(&email)?)
-                .map_err(refused)?;
+                .sessions_of(&email)
+                .map_err(refused(&email))?;
             show(&user, sessions.len(), json);
         }
         UserCommand::Find { query, json, store } => {
@@ -195,10 +196,11 @@ pub fn run(args: UserArgs) -> Result<ExitCode, CliError> {
             show(&user, sessions, json);
         }
         UserCommand::Delete { email, store } => {
+            let email = parse_email(&email)?;
             let store = store.open()?;
             let user = service(&store, DEFAULT_BCRYPT_COST)?
-                .delete_user(&admin, &parse_email(&email)?)
-                .map_err(refused)?;
+                .delete_user(&admin, &email)
+                .map_err(refused(&email))?;
             println!("deleted user {} <{}>", user.id, user.email);
         }
         UserCommand::SetPassword {
@@ -211,17 +213,18 @@ pub fn run(args: UserArgs) -> Result<ExitCode, CliError> {
             let secret = read_password(password.password_stdin)?;
             let user = service(&store, password.bcrypt_cost)?
                 .set_password(&admin, &email, &secret)
-                .map_err(refused)?;
+                .map_err(refused(&email))?;
             println!(
                 "password set for user {} <{}>; sessions ended",
                 user.id, user.email
             );
         }
         UserCommand::Sessions { email, json, store } => {
+            let email = parse_email(&email)?;
             let store = store.open()?;
             let (_, sessions) = service(&store, DEFAULT_BCRYPT_COST)?
-                .sessions_of(&parse_email(&email)?)
-                .map_err(refused)?;
+                .sessions_of(&email)
+                .map_err(refused(&email))?;
             let mut out = std::io::stdout().lock();
             let written = if json {
                 sessions
@@ -254,10 +257,11 @@ pub fn run(args: UserArgs) -> Result<ExitCode, CliError> {
             session,
             store,
         } => {
+            let email = parse_email(&email)?;
             let store = store.open()?;
             let (user, ended) = service(&store, DEFAULT_BCRYPT_COST)?
-                .log_out_user(&admin, &parse_email(&email)?, session.as_deref())
-                .map_err(refused)?;
+                .log_out_user(&admin, &email, session.as_deref())
+                .map_err(refused(&email))?;
             println!(
                 "{ended} sessions ended for user {} <{}>",
                 user.id, user.email
@@ -324,13 +328,13 @@ fn parse_email(raw: &str) -> Result<Email, CliError> {
     Email::parse(raw).map_err(|e| CliError::Refused(format!("email {e}")))
 }
 
-/// An admin use case's refusal as one line.
-fn refused(e: AuthError) -> CliError {
-    match e {
+/// An admin use case's refusal about `email`, as one line.
+fn refused(email: &Email) -> impl Fn(AuthError) -> CliError + '_ {
+    move |e| match e {
         AuthError::EmailTaken => CliError::Refused("email already registered".to_owned()),
-        AuthError::UnknownEmail => CliError::Refused("no user with this email".to_owned()),
+        AuthError::UnknownEmail => CliError::Refused(format!("no user with email {email}")),
         AuthError::SessionNotFound => {
-            CliError::Refused("the user has no session with this id".to_owned())
+            CliError::Refused(format!("{email} has no session with this id"))
         }
         other => other.into(),
     }

@@ -85,7 +85,7 @@ pub enum OpenError {
     /// The store is of an older format and this open may not convert it
     /// (admin commands other than `migrate`).
     #[error(
-        "the store {target} is of format {found}, older than this authd's ({current}): \
+        "the store {target} is of format {found}, older than this authd's ({current}){note}: \
          run `authd migrate` (it writes a backup of an embedded store first), \
          or start `authd serve`, which migrates at start"
     )]
@@ -93,6 +93,8 @@ pub enum OpenError {
         target: String,
         found: u32,
         current: u32,
+        /// Says so when a migration was interrupted half-way.
+        note: String,
     },
     /// The store was written by a newer authd.
     #[error(

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use crate::common::process::{run, Proc};
 use crate::common::stores::run_authd as authd;
-use authd::store::{SledStore, UserStore as _};
+use authd::store::SledStore;
 
 /// Hashes made by another bcrypt implementation: libxcrypt (Openwall's
 /// crypt_blowfish, Debian's libc `crypt`), through Python's `crypt` module.
@@ -98,7 +98,7 @@ fn user_add_list_show_delete() {
     assert_eq!(code, 0);
     let shown: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
     assert_eq!(shown["id"], 1);
-    assert_eq!(shown["session"], false);
+    assert_eq!(shown["sessions"], 0);
     let (code, out, _) = authd(&dir, &["user", "show", "bob@x.io"], None);
     assert_eq!(code, 0);
     assert!(out.contains("email:") && out.contains("bob@x.io"), "{out}");
@@ -381,8 +381,9 @@ fn backup_copies_a_store_that_serves_as_is() {
     assert!(err.contains("not empty"), "{err}");
     // The copy is a store: check it and serve from it.
     let store = SledStore::open(&copy).unwrap();
+    use authd::store::Maintenance as _;
     assert!(store.check().unwrap().is_empty());
-    assert_eq!(store.count_users().unwrap(), 2);
+    assert_eq!(store.counts().unwrap().users, 2);
     drop(store);
     wait_released(&copy);
     let server = Proc::start(&copy, &[]);

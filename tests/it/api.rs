@@ -156,7 +156,8 @@ fn unknown_routes_and_wrong_methods_are_json() {
     let cases = [
         ("POST", "/", "GET"),
         ("GET", "/users", "POST"),
-        ("PUT", "/sessions", "POST, DELETE"),
+        ("PUT", "/sessions", "GET, POST, DELETE"),
+        ("GET", "/sessions/abc", "DELETE"),
         ("POST", "/profile", "GET"),
         ("DELETE", "/reset_password", "POST, PUT"),
         ("PATCH", "/users", "POST"),

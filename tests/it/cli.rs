@@ -187,8 +187,7 @@ fn environment_variables_configure_the_server() {
     );
     // The stored hash has the cost from AUTHD_BCRYPT_COST.
     let db = authd::store::SledStore::open(&store).unwrap();
-    use authd::store::UserStore as _;
-    let user = db.find_user_by_keyword("email", "e@b.io").unwrap();
+    let user = authd::store::keyword::find_user_by(&db, "email", "e@b.io").unwrap();
     assert!(
         user.hashed_password.starts_with("$2b$05$"),
         "{}",

@@ -57,7 +57,11 @@ struct Account {
     consumed_tokens: Vec<String>,
 }
 
-const SERVER_FLAGS: [&str; 6] = [
+/// One session per user (the reference's behaviour), which the model of
+/// this test follows: a login ends the account's previous session.
+const SERVER_FLAGS: [&str; 8] = [
+    "--max-sessions-per-user",
+    "1",
     "--login-free-failures",
     "100",
     "--lockout-failures",

@@ -219,9 +219,7 @@ fn a_low_cost_hash_is_upgraded_at_login() {
     let app = TestApp::spawn();
     assert_eq!(app.register("a@b.io", "pw").status, 200);
     let stored = |app: &TestApp| {
-        app.running
-            .store()
-            .find_user_by_keyword("email", "a@b.io")
+        authd::store::keyword::find_user_by(app.running.store(), "email", "a@b.io")
             .unwrap()
             .hashed_password
     };

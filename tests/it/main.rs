@@ -34,9 +34,13 @@ mod postgres;
 mod production;
 /// Concurrent requests that must not break uniqueness or single use.
 mod races;
+/// Several sessions per user: the list, ending one, others or all.
+mod sessions;
 /// A full disk under a running server.
 mod storage_faults;
 /// Both stores against an in-memory model (proptest).
 mod store_model;
 /// Sessions and reset tokens: replacement, logout, single use.
 mod tokens;
+/// A store written by the previous release opens and keeps working.
+mod upgrade;

@@ -89,8 +89,16 @@ fn a_reset_token_is_redeemed_once_under_concurrency() {
     assert!(app.store_problems().is_empty());
 }
 
+/// With one session per user (the reference's behaviour), concurrent
+/// logins leave exactly one; with a cap of three, exactly three.
 fn concurrent_logins_leave_exactly_one_live_session() {
-    let app = Arc::new(TestApp::spawn());
+    for cap in [1, 3] {
+        concurrent_logins_keep_to_the_cap(cap);
+    }
+}
+
+fn concurrent_logins_keep_to_the_cap(cap: usize) {
+    let app = Arc::new(TestApp::spawn_with(|c| c.max_sessions_per_user = cap));
     assert_eq!(app.register("a@b.io", "pw").status, 200);
     let client = Arc::clone(&app);
     let sessions = all_at_once(8, move |_| client.log_in("a@b.io", "pw").session());
@@ -98,7 +106,8 @@ fn concurrent_logins_leave_exactly_one_live_session() {
         .iter()
         .filter(|s| app.profile(Some(s)).status == 200)
         .count();
-    assert_eq!(live, 1);
+    assert_eq!(live, cap);
+    assert_eq!(app.token_counts().0, cap);
     assert!(app.store_problems().is_empty());
 }
 

@@ -9,8 +9,24 @@ fn reset_token(app: &TestApp, email: &str) -> String {
     reply.json()["reset_token"].as_str().unwrap().to_owned()
 }
 
-fn a_new_login_replaces_the_session() {
+fn a_new_login_keeps_the_other_sessions() {
     let app = TestApp::spawn();
+    let first = app.signed_in("a@b.io", "pw");
+    let second = app.log_in("a@b.io", "pw").session();
+    assert_ne!(first, second);
+    assert_eq!(app.profile(Some(&first)).status, 200);
+    assert_eq!(app.profile(Some(&second)).status, 200);
+    // Logging out of one leaves the other.
+    assert_eq!(app.log_out(Some(&first)).status, 302);
+    assert_eq!(app.profile(Some(&first)).status, 403);
+    assert_eq!(app.profile(Some(&second)).status, 200);
+    assert!(app.store_problems().is_empty());
+}
+
+/// `--max-sessions-per-user 1` is the reference's behaviour: a login ends
+/// the previous session.
+fn with_one_session_per_user_a_new_login_replaces_the_session() {
+    let app = TestApp::spawn_with(|c| c.max_sessions_per_user = 1);
     let first = app.signed_in("a@b.io", "pw");
     let second = app.log_in("a@b.io", "pw").session();
     assert_ne!(first, second);
@@ -19,6 +35,20 @@ fn a_new_login_replaces_the_session() {
     // Logging out with the replaced token fails and leaves the new one.
     assert_eq!(app.log_out(Some(&first)).status, 403);
     assert_eq!(app.profile(Some(&second)).status, 200);
+}
+
+/// Past the cap, the oldest session ends first.
+fn past_the_cap_the_oldest_session_ends() {
+    let app = TestApp::spawn_with(|c| c.max_sessions_per_user = 3);
+    let first = app.signed_in("a@b.io", "pw");
+    let rest: Vec<String> = (0..3)
+        .map(|_| app.log_in("a@b.io", "pw").session())
+        .collect();
+    assert_eq!(app.profile(Some(&first)).status, 403);
+    for session in &rest {
+        assert_eq!(app.profile(Some(session)).status, 200);
+    }
+    assert_eq!(app.token_counts().0, 3);
 }
 
 fn logout_ends_the_session_on_the_server() {
@@ -141,7 +171,9 @@ fn unknown_email_and_wrong_password_cost_the_same_bcrypt_work() {
 }
 
 crate::on_every_store!(
-    a_new_login_replaces_the_session,
+    a_new_login_keeps_the_other_sessions,
+    with_one_session_per_user_a_new_login_replaces_the_session,
+    past_the_cap_the_oldest_session_ends,
     logout_ends_the_session_on_the_server,
     forged_and_malformed_cookies_are_403,
     reset_for_an_unknown_email_is_403,

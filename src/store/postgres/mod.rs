@@ -154,6 +154,7 @@ impl PgStore {
                         target: redact(url),
                         found: applied as u32,
                         current: schema::schema_version() as u32,
+                        note: String::new(),
                     })
                 }
                 // A database without any authd table is new, not old:

@@ -82,8 +82,9 @@ fn format_of(value: &[u8]) -> Option<u32> {
 pub(super) enum State {
     /// Current: nothing to do.
     Current,
-    /// Of an older format, or in the middle of a migration from `from`.
-    Behind { from: u32 },
+    /// Of an older format, or (`interrupted`) in the middle of a
+    /// migration from `from`.
+    Behind { from: u32, interrupted: bool },
 }
 
 /// Reads the store's state from its marker.
@@ -113,12 +114,18 @@ fn state(store: &SledStore, path: &Path) -> Result<Option<State>, OpenError> {
     }
     if let Some(from) = store.meta.get(MIGRATING_KEY).map_err(unusable)? {
         let from = decode_id(&from).map(|id| id.0 as u32).unwrap_or(1);
-        return Ok(Some(State::Behind { from }));
+        return Ok(Some(State::Behind {
+            from,
+            interrupted: true,
+        }));
     }
     Ok(Some(if format == CURRENT_FORMAT {
         State::Current
     } else {
-        State::Behind { from: format }
+        State::Behind {
+            from: format,
+            interrupted: false,
+        }
     }))
 }
 
@@ -136,13 +143,18 @@ pub(super) fn prepare(
     };
     match state(store, path)? {
         Some(State::Current) => Ok(()),
-        Some(State::Behind { from }) => match upgrade {
+        Some(State::Behind { from, interrupted }) => match upgrade {
             Upgrade::Apply => store.migrate().map(|_| ()).map_err(unusable),
             Upgrade::Inspect => Ok(()),
             Upgrade::Refuse => Err(OpenError::Outdated {
                 target: path.display().to_string(),
                 found: from,
                 current: CURRENT_FORMAT,
+                note: if interrupted {
+                    format!("; a migration to format {} was interrupted", from + 1)
+                } else {
+                    String::new()
+                },
             }),
         },
         None if !store.users.is_empty() => Err(OpenError::Foreign {
@@ -172,7 +184,7 @@ impl SledStore {
     /// The migrations this store still needs, oldest first.
     pub fn pending_migrations(&self) -> Result<Vec<Migration>, StoreError> {
         let from = match state(self, Path::new("store")) {
-            Ok(Some(State::Behind { from })) => from,
+            Ok(Some(State::Behind { from, .. })) => from,
             Ok(_) => return Ok(Vec::new()),
             Err(e) => return Err(StoreError::Corrupt(e.to_string())),
         };

@@ -264,16 +264,17 @@ impl TestApp {
 
     /// Stored users, straight from the store.
     pub fn user_count(&self) -> usize {
-        self.running.store().count_users().unwrap()
+        self.running.any_store().maintenance().counts().unwrap().users
     }
 
-    /// Live (or not yet swept) session and reset tokens in the store.
+    /// Live (or not yet swept) sessions and one-time tokens in the store.
     pub fn token_counts(&self) -> (usize, usize) {
-        self.running.store().token_counts().unwrap()
+        let counts = self.running.any_store().maintenance().counts().unwrap();
+        (counts.sessions, counts.tokens)
     }
 
     /// Index problems found in the store (empty when consistent).
     pub fn store_problems(&self) -> Vec<String> {
-        self.running.store().check().unwrap()
+        self.running.any_store().maintenance().check().unwrap()
     }
 }
