@@ -19,3 +19,24 @@ pub fn unix_millis() -> u64 {
 pub fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
+
+/// Unix milliseconds as RFC 3339 UTC to the second
+/// (`2026-11-25T23:39:11Z`), as the API and the admin commands show times;
+/// a time past what a date can hold shows as the latest date.
+pub fn rfc3339(ms: u64) -> String {
+    i64::try_from(ms)
+        .ok()
+        .and_then(chrono::DateTime::from_timestamp_millis)
+        .unwrap_or(chrono::DateTime::<chrono::Utc>::MAX_UTC)
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn times_show_as_rfc3339_utc_seconds() {
+        assert_eq!(super::rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(super::rfc3339(86_401_999), "1970-01-02T00:00:01Z");
+        assert!(super::rfc3339(u64::MAX).starts_with('+'));
+    }
+}

@@ -242,8 +242,8 @@ pub fn run(args: UserArgs) -> Result<ExitCode, CliError> {
                             out,
                             "{:<22}  {:<20}  {:<20}  {:<15}  {}",
                             s.id.to_string(),
-                            rfc3339(s.created_at),
-                            rfc3339(s.last_seen),
+                            crate::clock::rfc3339(s.created_at),
+                            crate::clock::rfc3339(s.last_seen),
                             s.ip.as_deref().unwrap_or("-"),
                             s.user_agent.as_deref().unwrap_or("-")
                         )
@@ -308,20 +308,11 @@ fn summary(user: &User) -> serde_json::Value {
 fn session_json(session: &Session) -> serde_json::Value {
     json!({
         "id": session.id.to_string(),
-        "created_at": rfc3339(session.created_at),
-        "last_seen_at": rfc3339(session.last_seen),
+        "created_at": crate::clock::rfc3339(session.created_at),
+        "last_seen_at": crate::clock::rfc3339(session.last_seen),
         "ip": session.ip,
         "user_agent": session.user_agent,
     })
-}
-
-/// Unix milliseconds as RFC 3339 UTC, to the second.
-fn rfc3339(ms: u64) -> String {
-    i64::try_from(ms)
-        .ok()
-        .and_then(chrono::DateTime::from_timestamp_millis)
-        .unwrap_or(chrono::DateTime::<chrono::Utc>::MAX_UTC)
-        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
 fn parse_email(raw: &str) -> Result<Email, CliError> {

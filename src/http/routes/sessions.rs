@@ -124,20 +124,11 @@ pub fn list(app: &App, request: &Request) -> Result<Response, ApiError> {
 
 fn describe(session: &Session, current: bool) -> serde_json::Value {
     json!({
-        "created_at": rfc3339(session.created_at),
+        "created_at": crate::clock::rfc3339(session.created_at),
         "current": current,
         "id": session.id.to_string(),
         "ip": session.ip,
-        "last_seen_at": rfc3339(session.last_seen),
+        "last_seen_at": crate::clock::rfc3339(session.last_seen),
         "user_agent": session.user_agent,
     })
-}
-
-/// Unix milliseconds as RFC 3339 UTC, to the second.
-fn rfc3339(ms: u64) -> String {
-    i64::try_from(ms)
-        .ok()
-        .and_then(chrono::DateTime::from_timestamp_millis)
-        .unwrap_or(chrono::DateTime::<chrono::Utc>::MAX_UTC)
-        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
