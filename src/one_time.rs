@@ -16,6 +16,9 @@ pub enum Purpose {
 }
 
 impl Purpose {
+    /// Every purpose this authd knows.
+    pub const ALL: [Purpose; 1] = [Purpose::Reset];
+
     /// The stored code (a byte on sled).
     pub fn code(self) -> u8 {
         match self {
@@ -76,7 +79,7 @@ mod tests {
 
     #[test]
     fn purposes_round_trip() {
-        for purpose in [Purpose::Reset] {
+        for purpose in Purpose::ALL {
             assert_eq!(Purpose::from_code(purpose.code()), Some(purpose));
             assert_eq!(Purpose::from_name(purpose.name()), Some(purpose));
         }
