@@ -172,7 +172,7 @@ pub struct ServeArgs {
 
     /// Origins (scheme://host[:port], comma-separated) whose pages may log
     /// users out; in production other cross-site requests to DELETE
-    /// /sessions are refused.
+    /// /sessions and DELETE /sessions/ID are refused.
     #[arg(
         long,
         env = "AUTHD_ALLOWED_ORIGINS",

@@ -227,6 +227,36 @@ fn the_document_matches_the_live_server() {
     let session = hit("POST", "/sessions", form("POST", "/sessions", &creds)).session();
     hit("GET", "/profile", app.profile(Some(&session)));
     hit("GET", "/profile", app.profile(None));
+    // The session list, and ending sessions by id and by scope.
+    let other = hit("POST", "/sessions", form("POST", "/sessions", &creds)).session();
+    let list = hit(
+        "GET",
+        "/sessions",
+        app.request("GET", "/sessions", None, b"", Some(&session)),
+    );
+    hit("GET", "/sessions", app.request("GET", "/sessions", None, b"", None));
+    let other_id = list.json()["sessions"][0]["id"].as_str().unwrap().to_owned();
+    let by_id = |token: Option<&str>, id: &str| {
+        app.request("DELETE", &format!("/sessions/{id}"), None, b"", token)
+    };
+    hit("DELETE", "/sessions/{id}", by_id(Some(&session), &other_id));
+    hit("DELETE", "/sessions/{id}", by_id(Some(&session), &other_id));
+    hit("DELETE", "/sessions/{id}", by_id(None, &other_id));
+    assert_eq!(app.profile(Some(&other)).status, 403);
+    let scoped = |scope: &str, token: &str| {
+        app.request("DELETE", &format!("/sessions?scope={scope}"), None, b"", Some(token))
+    };
+    hit("DELETE", "/sessions", scoped("sideways", &session));
+    hit("DELETE", "/sessions", scoped("others", &session));
+    let third = hit("POST", "/sessions", form("POST", "/sessions", &creds)).session();
+    hit("DELETE", "/sessions", scoped("global", &third));
+    let session = hit("POST", "/sessions", form("POST", "/sessions", &creds)).session();
+    let own = app.request("GET", "/sessions", None, b"", Some(&session)).json()["sessions"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    hit("DELETE", "/sessions/{id}", by_id(Some(&session), &own));
+    let session = hit("POST", "/sessions", form("POST", "/sessions", &creds)).session();
     hit("DELETE", "/sessions", app.log_out(Some(&session)));
     hit("DELETE", "/sessions", app.log_out(Some(&session)));
 
@@ -387,6 +417,13 @@ fn the_document_matches_the_live_server() {
         ("/sessions", "POST", 429),
         ("/sessions", "DELETE", 302),
         ("/sessions", "DELETE", 403),
+        ("/sessions", "DELETE", 204),
+        ("/sessions", "DELETE", 400),
+        ("/sessions", "GET", 200),
+        ("/sessions", "GET", 403),
+        ("/sessions/{id}", "DELETE", 204),
+        ("/sessions/{id}", "DELETE", 404),
+        ("/sessions/{id}", "DELETE", 403),
         ("/profile", "GET", 200),
         ("/profile", "GET", 403),
         ("/profile", "GET", 431),

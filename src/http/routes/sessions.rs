@@ -7,7 +7,7 @@ use serde_json::json;
 
 use crate::auth::{Caller, Scope};
 use crate::config::Profile;
-use crate::http::body::read_fields;
+use crate::http::body::{self, read_fields};
 use crate::http::error::ApiError;
 use crate::http::json;
 use crate::http::{cookie, csrf, App};
@@ -67,22 +67,37 @@ fn logged_out(app: &App) -> Response {
 /// valid session, and in production 403 for a cross-site request.
 pub fn delete(app: &App, request: &Request, caller: &Caller) -> Result<Response, ApiError> {
     let token = state_change(app, request)?;
-    match request.get_param("scope").as_deref() {
+    // The query is read as strictly as a form body: a `scope` given twice
+    // or an undecodable one is a 400, not a guess.
+    let query = body::decode(
+        "application/x-www-form-urlencoded",
+        request.raw_query_string().as_bytes(),
+    )?;
+    let scope = match query.optional("scope")? {
+        None => None,
+        Some("others") => Some(Scope::Others),
+        Some("global") => Some(Scope::Global),
+        Some(_) => {
+            // Who asks is settled first: without a live session, 403.
+            app.auth.authenticate(&token)?;
+            return Err(ApiError::BadRequest(
+                "scope must be \"others\" or \"global\"".to_owned(),
+            ));
+        }
+    };
+    match scope {
         None => {
             app.auth.log_out(caller, &token)?;
             Ok(logged_out(app))
         }
-        Some("others") => {
+        Some(Scope::Others) => {
             app.auth.end_sessions(caller, &token, Scope::Others)?;
             Ok(Response::empty_204())
         }
-        Some("global") => {
+        Some(Scope::Global) => {
             app.auth.end_sessions(caller, &token, Scope::Global)?;
             Ok(logged_out(app))
         }
-        Some(_) => Err(ApiError::BadRequest(
-            "scope must be \"others\" or \"global\"".to_owned(),
-        )),
     }
 }
 
