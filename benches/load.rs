@@ -20,6 +20,10 @@
 //!    harness may create a schema `authd_bench` in): `GET /profile` and
 //!    logins on the PostgreSQL store with one and with two instances, beside
 //!    the sled store in the same run.
+//! 6. the upgrade of a store of the previous format (format 1: sessions and
+//!    reset grants inside the user records) with 1,000,000 users, half of
+//!    them with a session and a tenth with a reset token: `authd migrate`
+//!    (backup included) and `authd serve`'s migration at start.
 //!
 //! `AUTHD_BENCH_SECS` sets the length of each load (default 10 s);
 //! `AUTHD_BENCH_ONLY=1,3` runs only those parts; `AUTHD_BENCH_ROUNDS`
@@ -238,6 +242,109 @@ fn main() {
             _ => println!("5. PostgreSQL: skipped (set AUTHD_BENCH_DATABASE_URL=postgres://...)"),
         }
     }
+
+    if wanted("6") {
+        upgrade_part(work.path(), 1_000_000);
+    }
+}
+
+/// Part 6: a format-1 store of `users` users, migrated by `authd migrate`
+/// (which writes a backup first) and, on a second copy, by `authd serve`
+/// at start (until it answers).
+fn upgrade_part(work: &Path, users: u64) {
+    println!("6. upgrade of a format-1 store");
+    let (first, second) = (work.join("v1-a"), work.join("v1-b"));
+    let started = Instant::now();
+    write_format_1(&first, users);
+    let written = started.elapsed();
+    let status = Command::new("cp")
+        .args(["-r", first.to_str().unwrap(), second.to_str().unwrap()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let before = dir_size(&first);
+    let started = Instant::now();
+    let output = Command::new(authd())
+        .args(["migrate", "--data-dir", first.to_str().unwrap()])
+        .args(["--backup-dir", work.join("v1-backup").to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let migrate = started.elapsed();
+    let (server, startup) = Server::authd_timed(&second, &["--bcrypt-cost", "4"]);
+    drop(server);
+    println!(
+        "   {users} users ({} with a session, {} with a reset token; written in {:.1} s, {:.0} MiB): \
+         authd migrate {:.1} s (backup included), serve ready after {:.1} s; {:.0} MiB after",
+        users / 2,
+        users / 10,
+        written.as_secs_f64(),
+        before as f64 / 1048576.0,
+        migrate.as_secs_f64(),
+        startup.as_secs_f64(),
+        dir_size(&first) as f64 / 1048576.0
+    );
+    println!();
+}
+
+/// Writes a store as format 1 laid it out: the marker, version-1 user
+/// records holding their session and reset grant, and the token indexes.
+fn write_format_1(dir: &Path, users: u64) {
+    use authd::codec::{encode_id, encode_user_v1, LegacyGrant, LegacySession};
+    use authd::token::TokenHash;
+    use authd::user::{Email, User, UserId};
+    let db = sled::Config::new()
+        .path(dir)
+        .cache_capacity(128 * 1024 * 1024)
+        .open()
+        .unwrap();
+    let tree = |name: &str| db.open_tree(name).unwrap();
+    let trees = [
+        tree("users"),
+        tree("by_email"),
+        tree("by_session"),
+        tree("by_reset"),
+    ];
+    let hash = bcrypt::hash(PASSWORD, 4).unwrap();
+    for chunk in (1..=users).collect::<Vec<_>>().chunks(10_000) {
+        let mut batches = [(); 4].map(|()| sled::Batch::default());
+        for &n in chunk {
+            let user = User {
+                id: UserId(n),
+                email: Email::parse(&format!("u{n}@scale.io")).unwrap(),
+                hashed_password: hash.clone(),
+            };
+            let mut s = [0u8; 32];
+            s[..8].copy_from_slice(&n.to_be_bytes());
+            let mut r = s;
+            r[31] = 1;
+            let session = (n % 2 == 0).then_some(LegacySession {
+                token_hash: TokenHash(s),
+                created_at: 1,
+                last_seen: 2,
+            });
+            let reset = (n % 10 == 0).then_some(LegacyGrant {
+                token_hash: TokenHash(r),
+                created_at: 3,
+            });
+            let record = encode_user_v1(&user, session, reset).unwrap();
+            batches[0].insert(&encode_id(user.id), record);
+            batches[1].insert(user.email.key(), &encode_id(user.id));
+            if session.is_some() {
+                batches[2].insert(&s, &encode_id(user.id));
+            }
+            if reset.is_some() {
+                batches[3].insert(&r, &encode_id(user.id));
+            }
+        }
+        for (tree, batch) in trees.iter().zip(batches) {
+            tree.apply_batch(batch).unwrap();
+        }
+    }
+    let meta = tree("meta");
+    meta.insert("format", "authd-store-1").unwrap();
+    meta.insert("next_id", &encode_id(UserId(users + 1))).unwrap();
+    db.flush().unwrap();
 }
 
 /// Part 5: the same session checks and logins on the PostgreSQL store,

@@ -29,6 +29,9 @@ use super::{OpenError, StoreError, Upgrade};
 use crate::codec::{self, decode_id, decode_owned, decode_user, encode_id, encode_owned, Owned};
 use crate::user::{User, UserId};
 
+/// Entries copied per batch by a backup.
+const BACKUP_BATCH: usize = 10_000;
+
 /// Page cache of a store opened without a size: 128 MiB.
 pub const DEFAULT_CACHE_BYTES: u64 = 128 * 1024 * 1024;
 
@@ -152,11 +155,21 @@ impl SledStore {
         for name in self.db.tree_names() {
             let source = self.db.open_tree(&name).map_err(failed)?;
             let target = copy.open_tree(&name).map_err(failed)?;
+            // Batches of a bounded size: one batch of a whole tree made a
+            // backup of a million users take minutes.
             let mut batch = sled::Batch::default();
+            let mut in_batch = 0;
             for entry in source.iter() {
                 let (key, value) = entry.map_err(failed)?;
                 batch.insert(key, value);
                 entries += 1;
+                in_batch += 1;
+                if in_batch == BACKUP_BATCH {
+                    target
+                        .apply_batch(std::mem::take(&mut batch))
+                        .map_err(failed)?;
+                    in_batch = 0;
+                }
             }
             target.apply_batch(batch).map_err(failed)?;
         }
