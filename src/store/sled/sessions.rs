@@ -43,6 +43,14 @@ impl SessionStore for SledStore {
         let record = encode_session(session)?;
         (&self.users, &self.sessions, &self.owned)
             .transaction(|(users, sessions, owned)| {
+                // A hash in use is refused, as PostgreSQL's key refuses it
+                // (a fresh 256-bit token never meets one).
+                if sessions.get(session.token_hash.as_bytes())?.is_some() {
+                    return abort(StoreError::InvalidValue {
+                        field: "token",
+                        reason: "already held by a session".to_owned(),
+                    });
+                }
                 let Some(bytes) = users.get(key)? else {
                     return abort(StoreError::NotFound);
                 };

@@ -523,3 +523,23 @@ fn the_server_key_is_made_once_kept_and_rotated() {
     let (copy, _) = store.backup_to(&copy_dir.path().join("copy")).unwrap();
     assert_eq!(copy.server_key().unwrap(), rotated);
 }
+
+#[test]
+fn a_session_hash_in_use_is_refused() {
+    let (_dir, store) = store();
+    let a = store.add_user(&email("a@x.io"), "$2b$h").unwrap();
+    let b = store.add_user(&email("b@x.io"), "$2b$h").unwrap();
+    let token = Token::generate().unwrap();
+    store
+        .open_session(&session(a.id, &token, 10), "$2b$h", None, 9)
+        .unwrap();
+    for user in [a.id, b.id] {
+        assert!(matches!(
+            store.open_session(&session(user, &token, 11), "$2b$h", None, 9),
+            Err(StoreError::InvalidValue { .. })
+        ));
+    }
+    assert_eq!(store.sessions_of(a.id).unwrap().len(), 1);
+    assert!(store.sessions_of(b.id).unwrap().is_empty());
+    assert_consistent(&store);
+}

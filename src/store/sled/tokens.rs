@@ -34,6 +34,17 @@ impl TokenStore for SledStore {
         let code = token.purpose.code();
         (&self.users, &self.tokens, &self.owned)
             .transaction(|(users, tokens, owned)| {
+                // A hash held by another user is refused first, as on
+                // PostgreSQL (whose insert meets the hash's key before the
+                // user's foreign key).
+                if let Some(other) = tokens.get(token.token_hash.as_bytes())? {
+                    if tx(decode_token(token.token_hash, &other))?.user != token.user {
+                        return abort(StoreError::InvalidValue {
+                            field: "token",
+                            reason: "already held by another user".to_owned(),
+                        });
+                    }
+                }
                 if users.get(encode_id(token.user))?.is_none() {
                     return abort(StoreError::NotFound);
                 }
@@ -43,14 +54,6 @@ impl TokenStore for SledStore {
                     tokens.remove(old.as_bytes().as_slice())?;
                 }
                 list.tokens.retain(|(p, _)| *p != code);
-                if let Some(other) = tokens.get(token.token_hash.as_bytes())? {
-                    if tx(decode_token(token.token_hash, &other))?.user != token.user {
-                        return abort(StoreError::InvalidValue {
-                            field: "token",
-                            reason: "already held by another user".to_owned(),
-                        });
-                    }
-                }
                 list.tokens.push((code, token.token_hash));
                 tokens.insert(token.token_hash.as_bytes().as_slice(), record.as_slice())?;
                 put_owned(owned, token.user, &list)?;
