@@ -325,17 +325,20 @@ fn tokens_are_stored_only_as_their_sha256() {
     };
     let stored = sql(
         &dir,
-        "SELECT encode(session_hash, 'hex') || ' ' || encode(reset_hash, 'hex') FROM authd_users",
+        "SELECT (SELECT encode(token_hash, 'hex') FROM authd_sessions) || ' ' || \
+         (SELECT encode(token_hash, 'hex') FROM authd_tokens)",
     )
     .unwrap();
     assert_eq!(stored, format!("{} {}", hex(&session), hex(reset)));
     // No column of any authd table holds a token in clear.
-    let dump = sql(
-        &dir,
-        "SELECT string_agg(t::text, ' ') FROM (SELECT * FROM authd_users) t",
-    )
-    .unwrap();
-    assert!(!dump.contains(&session) && !dump.contains(reset), "{dump}");
+    for table in ["authd_users", "authd_sessions", "authd_tokens"] {
+        let dump = sql(
+            &dir,
+            &format!("SELECT string_agg(t::text, ' ') FROM (SELECT * FROM {table}) t"),
+        )
+        .unwrap();
+        assert!(!dump.contains(&session) && !dump.contains(reset), "{dump}");
+    }
 }
 
 fn cut_database_connections_are_replaced_unnoticed() {

@@ -92,8 +92,10 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
             SELECT session_hash, decode(replace(gen_random_uuid()::text, '-', ''), 'hex'),
                    id, session_created_at, session_last_seen
             FROM authd_users WHERE session_hash IS NOT NULL ORDER BY session_created_at;
+        -- A grant kept only its issue time: no expiry of its own (the
+        -- largest BIGINT), so the configured lifetime decides, as before.
         INSERT INTO authd_tokens (token_hash, user_id, purpose, created_at, expires_at)
-            SELECT reset_hash, id, 'reset', reset_created_at, reset_created_at + 1800000
+            SELECT reset_hash, id, 'reset', reset_created_at, 9223372036854775807
             FROM authd_users WHERE reset_hash IS NOT NULL;
         ALTER TABLE authd_users
             DROP COLUMN session_hash, DROP COLUMN session_created_at,

@@ -19,8 +19,8 @@ use crate::codec::{
     is_current_user,
 };
 use crate::one_time::{OneTimeToken, Purpose};
-use crate::session::{Session, SessionId};
 use crate::server_key::ServerKey;
+use crate::session::{Session, SessionId};
 use crate::store::{Migration, OpenError, StoreError, Upgrade};
 
 /// 32 bytes from the OS random source.
@@ -53,10 +53,10 @@ pub const CURRENT_FORMAT: u32 = 2;
 /// cheap, large enough that a million users take a few thousand flushes.
 const BATCH: usize = 256;
 
-/// Lifetime given to a reset grant of format 1, which kept only its issue
-/// time: the default lifetime. (The configured lifetime bounds it too when
-/// it is redeemed.)
-const V1_RESET_LIFETIME_MS: u64 = 30 * 60 * 1000;
+/// Expiry given to a reset grant of format 1, which kept only its issue
+/// time: none of its own, so the configured lifetime from its issue time
+/// decides, exactly as it did before the migration.
+const V1_RESET_EXPIRY: u64 = u64::MAX;
 
 /// The chain: the migration to format `version` from the one before.
 const MIGRATIONS: &[Migration] = &[Migration {
@@ -291,7 +291,7 @@ impl SledStore {
                             user: id,
                             purpose: Purpose::Reset,
                             created_at: grant.created_at,
-                            expires_at: grant.created_at.saturating_add(V1_RESET_LIFETIME_MS),
+                            expires_at: V1_RESET_EXPIRY,
                         };
                         tokens.insert(
                             grant.token_hash.as_bytes().as_slice(),
