@@ -343,7 +343,8 @@ fn write_format_1(dir: &Path, users: u64) {
     }
     let meta = tree("meta");
     meta.insert("format", "authd-store-1").unwrap();
-    meta.insert("next_id", &encode_id(UserId(users + 1))).unwrap();
+    meta.insert("next_id", &encode_id(UserId(users + 1)))
+        .unwrap();
     db.flush().unwrap();
 }
 

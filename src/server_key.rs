@@ -138,13 +138,19 @@ mod tests {
         let path = dir.path().join("key");
         let hex = "ab".repeat(32);
         std::fs::write(&path, format!("{hex}\n")).unwrap();
-        assert_eq!(ServerKey::from_file(&path).unwrap(), ServerKey::new([0xab; 32], None));
+        assert_eq!(
+            ServerKey::from_file(&path).unwrap(),
+            ServerKey::new([0xab; 32], None)
+        );
         std::fs::write(&path, format!("{hex}\n{}\n", "01".repeat(32))).unwrap();
         assert!(ServerKey::from_file(&path).unwrap().rotating());
         for bad in ["", "abc", &"zz".repeat(32), &format!("{hex}\n{hex}\n{hex}")] {
             std::fs::write(&path, bad).unwrap();
             assert!(
-                matches!(ServerKey::from_file(&path), Err(KeyFileError::Malformed { .. })),
+                matches!(
+                    ServerKey::from_file(&path),
+                    Err(KeyFileError::Malformed { .. })
+                ),
                 "{bad:?}"
             );
         }

@@ -234,8 +234,15 @@ fn the_document_matches_the_live_server() {
         "/sessions",
         app.request("GET", "/sessions", None, b"", Some(&session)),
     );
-    hit("GET", "/sessions", app.request("GET", "/sessions", None, b"", None));
-    let other_id = list.json()["sessions"][0]["id"].as_str().unwrap().to_owned();
+    hit(
+        "GET",
+        "/sessions",
+        app.request("GET", "/sessions", None, b"", None),
+    );
+    let other_id = list.json()["sessions"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let by_id = |token: Option<&str>, id: &str| {
         app.request("DELETE", &format!("/sessions/{id}"), None, b"", token)
     };
@@ -244,14 +251,22 @@ fn the_document_matches_the_live_server() {
     hit("DELETE", "/sessions/{id}", by_id(None, &other_id));
     assert_eq!(app.profile(Some(&other)).status, 403);
     let scoped = |scope: &str, token: &str| {
-        app.request("DELETE", &format!("/sessions?scope={scope}"), None, b"", Some(token))
+        app.request(
+            "DELETE",
+            &format!("/sessions?scope={scope}"),
+            None,
+            b"",
+            Some(token),
+        )
     };
     hit("DELETE", "/sessions", scoped("sideways", &session));
     hit("DELETE", "/sessions", scoped("others", &session));
     let third = hit("POST", "/sessions", form("POST", "/sessions", &creds)).session();
     hit("DELETE", "/sessions", scoped("global", &third));
     let session = hit("POST", "/sessions", form("POST", "/sessions", &creds)).session();
-    let own = app.request("GET", "/sessions", None, b"", Some(&session)).json()["sessions"][0]["id"]
+    let own = app
+        .request("GET", "/sessions", None, b"", Some(&session))
+        .json()["sessions"][0]["id"]
         .as_str()
         .unwrap()
         .to_owned();

@@ -37,10 +37,22 @@ fn the_list_shows_each_device_newest_first() {
     let bare = log_in_as(&app, "a@b.io", "pw", None);
     let list = sessions(&app, &phone);
     assert_eq!(list.len(), 3, "{list:?}");
-    let keys: Vec<&str> = list[0].as_object().unwrap().keys().map(|k| k.as_str()).collect();
+    let keys: Vec<&str> = list[0]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(|k| k.as_str())
+        .collect();
     assert_eq!(
         keys,
-        ["created_at", "current", "id", "ip", "last_seen_at", "user_agent"]
+        [
+            "created_at",
+            "current",
+            "id",
+            "ip",
+            "last_seen_at",
+            "user_agent"
+        ]
     );
     // Newest first: the one without an agent, the phone, the laptop.
     assert_eq!(list[0]["user_agent"], serde_json::Value::Null);
@@ -50,7 +62,10 @@ fn the_list_shows_each_device_newest_first() {
         "cut at 256 characters"
     );
     assert_eq!(list[2]["user_agent"], "laptop/1");
-    let current: Vec<bool> = list.iter().map(|s| s["current"].as_bool().unwrap()).collect();
+    let current: Vec<bool> = list
+        .iter()
+        .map(|s| s["current"].as_bool().unwrap())
+        .collect();
     assert_eq!(current, [false, true, false]);
     for session in &list {
         assert_eq!(session["ip"], "127.0.0.1");
@@ -81,25 +96,57 @@ fn a_session_ends_by_its_id_and_only_its_owners() {
     let first_id = list[1]["id"].as_str().unwrap().to_owned();
     assert_eq!(list[1]["current"], false);
     // Another user cannot end it, nor learn it exists.
-    let reply = app.request("DELETE", &format!("/sessions/{first_id}"), None, b"", Some(&other));
+    let reply = app.request(
+        "DELETE",
+        &format!("/sessions/{first_id}"),
+        None,
+        b"",
+        Some(&other),
+    );
     assert_eq!(reply.status, 404);
     assert_eq!(reply.message(), "session not found");
     assert_eq!(app.profile(Some(&first)).status, 200);
     // Its owner can, from another device; the cookie of this one stays.
-    let reply = app.request("DELETE", &format!("/sessions/{first_id}"), None, b"", Some(&second));
+    let reply = app.request(
+        "DELETE",
+        &format!("/sessions/{first_id}"),
+        None,
+        b"",
+        Some(&second),
+    );
     assert_eq!(reply.status, 204, "{reply:?}");
     assert!(reply.text().is_empty());
     assert!(reply.header("Set-Cookie").is_none(), "{reply:?}");
     assert_eq!(app.profile(Some(&first)).status, 403);
     assert_eq!(app.profile(Some(&second)).status, 200);
     // Again, or an id of no session at all: 404.
-    for id in [first_id.as_str(), "AAAAAAAAAAAAAAAAAAAAAA", "not-an-id", "%00"] {
-        let reply = app.request("DELETE", &format!("/sessions/{id}"), None, b"", Some(&second));
+    for id in [
+        first_id.as_str(),
+        "AAAAAAAAAAAAAAAAAAAAAA",
+        "not-an-id",
+        "%00",
+    ] {
+        let reply = app.request(
+            "DELETE",
+            &format!("/sessions/{id}"),
+            None,
+            b"",
+            Some(&second),
+        );
         assert_eq!(reply.status, 404, "{id}: {reply:?}");
     }
     // Its own current session: ended, and the cookie cleared.
-    let own = sessions(&app, &second)[0]["id"].as_str().unwrap().to_owned();
-    let reply = app.request("DELETE", &format!("/sessions/{own}/"), None, b"", Some(&second));
+    let own = sessions(&app, &second)[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let reply = app.request(
+        "DELETE",
+        &format!("/sessions/{own}/"),
+        None,
+        b"",
+        Some(&second),
+    );
     assert_eq!(reply.status, 204, "{reply:?}");
     let cleared = reply.header("Set-Cookie").unwrap();
     assert!(cleared.contains("Max-Age=0"), "{cleared}");
@@ -115,12 +162,24 @@ fn scopes_end_the_others_or_all() {
     let tokens: Vec<String> = std::iter::once(app.signed_in("a@b.io", "pw"))
         .chain((0..3).map(|_| app.log_in("a@b.io", "pw").session()))
         .collect();
-    let reply = app.request("DELETE", "/sessions?scope=sideways", None, b"", Some(&tokens[3]));
+    let reply = app.request(
+        "DELETE",
+        "/sessions?scope=sideways",
+        None,
+        b"",
+        Some(&tokens[3]),
+    );
     assert_eq!(reply.status, 400);
     assert_eq!(reply.message(), "scope must be \"others\" or \"global\"");
     assert_eq!(app.token_counts().0, 4, "a refused scope ends nothing");
 
-    let reply = app.request("DELETE", "/sessions?scope=others", None, b"", Some(&tokens[3]));
+    let reply = app.request(
+        "DELETE",
+        "/sessions?scope=others",
+        None,
+        b"",
+        Some(&tokens[3]),
+    );
     assert_eq!(reply.status, 204, "{reply:?}");
     assert!(reply.header("Set-Cookie").is_none());
     for token in &tokens[..3] {

@@ -107,7 +107,11 @@ fn serve_migrates_at_start_and_everything_live_stays_live() {
         let again = server.send("PUT", "/reset_password", &form, None);
         assert_eq!(again.status, 403, "{email}: used twice");
         if let Some(session) = session {
-            assert_eq!(server.profile(session), 403, "{email}: session outlived the reset");
+            assert_eq!(
+                server.profile(session),
+                403,
+                "{email}: session outlived the reset"
+            );
         }
         assert!(server.log_in(email, &format!("after-{email}")).is_ok());
     }
@@ -125,7 +129,11 @@ fn serve_migrates_at_start_and_everything_live_stays_live() {
     assert!(out.contains("5 users"), "{out}");
     // A second start has nothing to migrate.
     let server = Proc::start(&dir, &LONG_LIVED);
-    assert!(!server.stderr().contains("migrating"), "{}", server.stderr());
+    assert!(
+        !server.stderr().contains("migrating"),
+        "{}",
+        server.stderr()
+    );
 }
 
 #[test]
@@ -180,7 +188,8 @@ fn write_format_1(dir: &Path, users: u64) {
         let user = User {
             id: UserId(n),
             email: Email::parse(&format!("u{n}@x.io")).unwrap(),
-            hashed_password: "$2b$04$AAAAAAAAAAAAAAAAAAAAAOAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA".to_owned(),
+            hashed_password: "$2b$04$AAAAAAAAAAAAAAAAAAAAAOAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
+                .to_owned(),
         };
         let mut s = [0u8; 32];
         s[..8].copy_from_slice(&n.to_be_bytes());
@@ -259,12 +268,12 @@ fn a_migration_killed_half_way_resumes() {
     let (code, out, err) = run_authd(&dir, &["check"], None);
     assert_eq!(code, 0, "{out}{err}");
     assert!(
-        out.contains(&format!("{USERS} users, {USERS} sessions, {USERS} one-time tokens")),
+        out.contains(&format!(
+            "{USERS} users, {USERS} sessions, {USERS} one-time tokens"
+        )),
         "{out}"
     );
-    eprintln!(
-        "full migration of {USERS} users took {took:?}; killed half-way: {interrupted}"
-    );
+    eprintln!("full migration of {USERS} users took {took:?}; killed half-way: {interrupted}");
     assert!(
         interrupted,
         "no kill landed during the migration (it took {took:?})"
@@ -282,7 +291,9 @@ fn a_schema_at_migration_1_is_brought_up_to_date() {
     let url = crate::common::stores::database_url(&dir).unwrap();
     let mut client = postgres::Client::connect(&url, postgres::NoTls).unwrap();
     authd::store::postgres::schema::migrate_to(&mut client, 1).unwrap();
-    let hash = bcrypt::hash_with_result("pw-ann", 4).unwrap().format_for_version(bcrypt::Version::TwoB);
+    let hash = bcrypt::hash_with_result("pw-ann", 4)
+        .unwrap()
+        .format_for_version(bcrypt::Version::TwoB);
     let (session, reset) = (Token::generate().unwrap(), Token::generate().unwrap());
     let now = authd::clock::unix_millis() as i64;
     client
@@ -302,7 +313,10 @@ fn a_schema_at_migration_1_is_brought_up_to_date() {
 
     let (code, _, err) = run_authd(&dir, &["user", "list"], None);
     assert_eq!(code, 1);
-    assert!(err.contains("of format 1, older than this authd's (3)"), "{err}");
+    assert!(
+        err.contains("of format 1, older than this authd's (3)"),
+        "{err}"
+    );
     let (code, out, err) = run_authd(&dir, &["migrate", "--dry-run"], None);
     assert_eq!(code, 0, "{out}{err}");
     assert!(
@@ -311,7 +325,11 @@ fn a_schema_at_migration_1_is_brought_up_to_date() {
     );
 
     let server = Proc::start(&dir, &[]);
-    assert!(server.stderr().contains("migrating the store"), "{}", server.stderr());
+    assert!(
+        server.stderr().contains("migrating the store"),
+        "{}",
+        server.stderr()
+    );
     let answer = server.send("GET", "/profile", "", Some(session.as_str()));
     assert_eq!(answer.status, 200, "{answer:?}");
     assert_eq!(answer.json()["email"], "Ann@example.com");
@@ -319,8 +337,14 @@ fn a_schema_at_migration_1_is_brought_up_to_date() {
         "email=ann%40example.com&reset_token={}&new_password=pw-new",
         reset.as_str()
     );
-    assert_eq!(server.send("PUT", "/reset_password", &form, None).status, 200);
-    assert_eq!(server.send("PUT", "/reset_password", &form, None).status, 403);
+    assert_eq!(
+        server.send("PUT", "/reset_password", &form, None).status,
+        200
+    );
+    assert_eq!(
+        server.send("PUT", "/reset_password", &form, None).status,
+        403
+    );
     assert_eq!(server.profile(session.as_str()), 403);
     assert!(server.log_in("ann@example.com", "pw-new").is_ok());
     drop(server);

@@ -214,8 +214,9 @@ impl PgStore {
             .map(|row| row.try_get::<_, Vec<u8>>(0))
             .transpose()?
             .map(|value| {
-                <[u8; 32]>::try_from(value.as_slice())
-                    .map_err(|_| StoreError::Corrupt("the previous server key is not 32 bytes".into()))
+                <[u8; 32]>::try_from(value.as_slice()).map_err(|_| {
+                    StoreError::Corrupt("the previous server key is not 32 bytes".into())
+                })
             })
             .transpose()?;
         Ok(ServerKey::new(current, previous))

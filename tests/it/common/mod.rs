@@ -264,7 +264,12 @@ impl TestApp {
 
     /// Stored users, straight from the store.
     pub fn user_count(&self) -> usize {
-        self.running.any_store().maintenance().counts().unwrap().users
+        self.running
+            .any_store()
+            .maintenance()
+            .counts()
+            .unwrap()
+            .users
     }
 
     /// Live (or not yet swept) sessions and one-time tokens in the store.
