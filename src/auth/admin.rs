@@ -5,9 +5,8 @@
 
 use super::{Auth, AuthError, Caller};
 use crate::audit::Event;
-use crate::one_time::Purpose;
 use crate::session::{Session, SessionId};
-use crate::store::{StoreError, UserChange};
+use crate::store::{Ends, StoreError, UserChange};
 use crate::user::{Email, Password, User};
 
 impl Auth {
@@ -55,10 +54,15 @@ impl Auth {
     ) -> Result<User, AuthError> {
         let user = self.find_user(email)?;
         let hashed = self.hasher.hash(password)?;
+        // One write: the new password, the end of every session and of a
+        // pending reset token (which would otherwise undo it).
+        let ends = Ends {
+            sessions: true,
+            reset_token: true,
+        };
         let user =
             self.store
-                .update_user(user.id, None, &[UserChange::HashedPassword(hashed)], true)?;
-        self.store.drop_token_of(user.id, Purpose::Reset)?;
+                .update_user(user.id, None, &[UserChange::HashedPassword(hashed)], ends)?;
         self.limits.account_recovered(user.email.key());
         self.record(
             Event::PasswordChanged,
@@ -133,7 +137,7 @@ mod tests {
         let (_dir, auth) = auth();
         auth.register_user(&email("a@x.io"), &password("old"))
             .unwrap();
-        let (_, session) = auth.log_in(&caller(), "a@x.io", "old").unwrap();
+        let (_, session) = auth.log_in(&caller(), "a@x.io", "old", None).unwrap();
         let (_, reset) = auth.get_reset_password_token(&email("a@x.io")).unwrap();
         auth.set_password(&Caller::admin(), &email("a@x.io"), &password("new"))
             .unwrap();
@@ -150,8 +154,8 @@ mod tests {
         let (_dir, auth) = auth();
         auth.register_user(&email("a@x.io"), &password("pw"))
             .unwrap();
-        let (_, one) = auth.log_in(&caller(), "a@x.io", "pw").unwrap();
-        let (_, two) = auth.log_in(&caller(), "a@x.io", "pw").unwrap();
+        let (_, one) = auth.log_in(&caller(), "a@x.io", "pw", None).unwrap();
+        let (_, two) = auth.log_in(&caller(), "a@x.io", "pw", None).unwrap();
         let (_, sessions) = auth.sessions_of(&email("a@x.io")).unwrap();
         assert_eq!(sessions.len(), 2);
         let admin = Caller::admin();

@@ -7,7 +7,7 @@ use crate::audit::Event;
 use crate::clock::{millis, unix_millis};
 use crate::one_time::{OneTimeToken, Purpose};
 use crate::outbox::Job;
-use crate::store::StoreError;
+use crate::store::{Redemption, StoreError};
 use crate::token::Token;
 use crate::user::{Email, Password, User};
 
@@ -192,6 +192,8 @@ impl Auth {
         new_password: &Password,
     ) -> Result<User, AuthError> {
         let hash = reset_token.hash();
+        let now = unix_millis();
+        let lifetime = millis(self.rules.lifetimes.reset_token);
         let (grant, user) = match self.store.token(&hash)? {
             Some((grant, user))
                 if grant.purpose == Purpose::Reset && user.email.key() == email.key() =>
@@ -200,20 +202,26 @@ impl Auth {
             }
             _ => return Err(AuthError::InvalidResetToken),
         };
-        if grant.expired(unix_millis(), millis(self.rules.lifetimes.reset_token)) {
+        if grant.expired(now, lifetime) {
             self.store.drop_token(&hash)?;
             return Err(AuthError::InvalidResetToken);
         }
         self.check_policy(new_password, &user.email)?;
         let hashed = self.hasher.hash(new_password)?;
-        self.store
-            .redeem_reset(&hash, &hashed)
-            .map_err(|e| match e {
-                StoreError::PreconditionFailed | StoreError::NotFound => {
-                    AuthError::InvalidResetToken
-                }
-                other => other.into(),
-            })
+        // Checked again when it writes, a hash's time later: still this
+        // user's, still unexpired at the time it was checked above.
+        let redemption = Redemption {
+            token_hash: &hash,
+            user: user.id,
+            now,
+            // Valid while created_at + lifetime > now.
+            issued_from: now.checked_sub(lifetime).map_or(0, |t| t.saturating_add(1)),
+            hashed_password: &hashed,
+        };
+        self.store.redeem_reset(&redemption).map_err(|e| match e {
+            StoreError::PreconditionFailed | StoreError::NotFound => AuthError::InvalidResetToken,
+            other => other.into(),
+        })
     }
 }
 
@@ -245,8 +253,8 @@ mod tests {
             auth.update_password(&email("b@x.io"), &token, &new),
             Err(AuthError::InvalidResetToken)
         ));
-        let (_, phone) = auth.log_in(&caller(), "a@x.io", "old").unwrap();
-        let (_, laptop) = auth.log_in(&caller(), "a@x.io", "old").unwrap();
+        let (_, phone) = auth.log_in(&caller(), "a@x.io", "old", None).unwrap();
+        let (_, laptop) = auth.log_in(&caller(), "a@x.io", "old", None).unwrap();
         auth.update_password(&email("A@x.io"), &token, &new)
             .unwrap();
         assert!(matches!(

@@ -248,7 +248,9 @@ mod broken_store_tests {
     use crate::hasher::Hasher;
     use crate::one_time::{OneTimeToken, Purpose};
     use crate::session::{Session, SessionId};
-    use crate::store::{SessionStore, StoreError, TokenStore, UserChange, UserStore};
+    use crate::store::{
+        Ends, Redemption, SessionStore, StoreError, TokenStore, UserChange, UserStore,
+    };
     use crate::token::{Token, TokenHash};
     use crate::user::{Email, User, UserId};
 
@@ -273,7 +275,7 @@ mod broken_store_tests {
             _: UserId,
             _: Option<&str>,
             _: &[UserChange],
-            _: bool,
+            _: Ends,
         ) -> Result<User, StoreError> {
             down()
         }
@@ -331,7 +333,7 @@ mod broken_store_tests {
         fn drop_token_of(&self, _: UserId, _: Purpose) -> Result<bool, StoreError> {
             down()
         }
-        fn redeem_reset(&self, _: &TokenHash, _: &str) -> Result<User, StoreError> {
+        fn redeem_reset(&self, _: &Redemption<'_>) -> Result<User, StoreError> {
             down()
         }
         fn expire_tokens(&self, _: u64, _: u64) -> Result<usize, StoreError> {

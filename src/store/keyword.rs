@@ -10,7 +10,7 @@
 //! user's sessions; a session cannot be set by keyword (it is opened by
 //! logging in).
 
-use super::{RequestStore, StoreError, UserChange};
+use super::{Ends, RequestStore, StoreError, UserChange};
 use crate::clock::unix_millis;
 use crate::one_time::{OneTimeToken, Purpose};
 use crate::token::Token;
@@ -110,8 +110,8 @@ fn parse(id: UserId, field: &str, value: Option<&str>) -> Result<Update, StoreEr
 
 /// `update_user(id, field=value, ...)`: every field is checked before
 /// anything is written, so an unknown field anywhere changes nothing. The
-/// user's own fields are written in one transaction; ending sessions and
-/// setting a token follow it.
+/// user's own fields, ending its sessions and dropping its reset token are
+/// one transaction; setting a reset token follows it.
 pub fn update_user(
     store: &dyn RequestStore,
     id: UserId,
@@ -128,15 +128,14 @@ pub fn update_user(
             _ => None,
         })
         .collect();
-    let end_sessions = updates.iter().any(|u| matches!(u, Update::EndSessions));
-    let user = store.update_user(id, None, &changes, end_sessions)?;
+    let ends = Ends {
+        sessions: updates.iter().any(|u| matches!(u, Update::EndSessions)),
+        reset_token: updates.iter().any(|u| matches!(u, Update::DropReset)),
+    };
+    let user = store.update_user(id, None, &changes, ends)?;
     for update in &updates {
-        match update {
-            Update::DropReset => {
-                store.drop_token_of(id, Purpose::Reset)?;
-            }
-            Update::SetReset(token) => store.issue_token(token)?,
-            Update::User(_) | Update::EndSessions => {}
+        if let Update::SetReset(token) = update {
+            store.issue_token(token)?;
         }
     }
     Ok(user)

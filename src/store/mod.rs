@@ -19,7 +19,8 @@ mod traits;
 
 pub use self::sled::{SledStore, DEFAULT_CACHE_BYTES};
 pub use traits::{
-    Counts, Maintenance, RequestStore, SessionStore, TokenStore, UserChange, UserStore,
+    Counts, Ends, Maintenance, Redemption, RequestStore, SessionStore, TokenStore, UserChange,
+    UserStore,
 };
 
 use std::path::{Path, PathBuf};

@@ -28,6 +28,29 @@ impl UserChange {
     }
 }
 
+/// What else a user update ends, in its own transaction.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Ends {
+    /// Every session of the user (a password set by an administrator must
+    /// not leave an attacker's session alive).
+    pub sessions: bool,
+    /// The user's pending reset token (asked for before the change, it must
+    /// not undo it).
+    pub reset_token: bool,
+}
+
+/// A reset redemption, with what must still hold when it writes: the
+/// token is the user's, not expired at `now`, and issued at or after
+/// `issued_from` (the configured lifetime, counted back from `now`).
+#[derive(Debug, Clone, Copy)]
+pub struct Redemption<'a> {
+    pub token_hash: &'a TokenHash,
+    pub user: UserId,
+    pub now: u64,
+    pub issued_from: u64,
+    pub hashed_password: &'a str,
+}
+
 /// Users: identity and credentials.
 pub trait UserStore: Send + Sync {
     /// Creates a user; `EmailTaken` if the email exists in any letter case.
@@ -40,16 +63,14 @@ pub trait UserStore: Send + Sync {
     fn user_by_email(&self, email: &Email) -> Result<User, StoreError>;
 
     /// Applies `changes` to user `id`, if its password hash is still
-    /// `password_is` (when given), atomically with the email index; with
-    /// `end_sessions`, every session of the user ends in the same
-    /// transaction (a password set by an administrator must not leave an
-    /// attacker's session alive).
+    /// `password_is` (when given), atomically with the email index and with
+    /// what `ends` names.
     fn update_user(
         &self,
         id: UserId,
         password_is: Option<&str>,
         changes: &[UserChange],
-        end_sessions: bool,
+        ends: Ends,
     ) -> Result<User, StoreError>;
 
     /// Removes user `id` with its sessions and tokens, atomically.
@@ -126,17 +147,12 @@ pub trait TokenStore: Send + Sync {
     /// Drops `user`'s token of `purpose`; `false` if there was none.
     fn drop_token_of(&self, user: UserId, purpose: Purpose) -> Result<bool, StoreError>;
 
-    /// Redeems a reset token in one transaction: if the token with this
-    /// hash still exists, sets its user's password hash to
-    /// `hashed_password`, consumes the token and ends every session of
-    /// the user. `PreconditionFailed` if the token is gone (used,
-    /// replaced or expired meanwhile), so two redemptions racing cannot
-    /// both succeed.
-    fn redeem_reset(
-        &self,
-        token_hash: &TokenHash,
-        hashed_password: &str,
-    ) -> Result<User, StoreError>;
+    /// Redeems a reset token in one transaction: if the token still exists
+    /// and is as `redemption` requires (its user's, unexpired), sets the
+    /// user's password hash, consumes the token and ends every session of
+    /// the user. `PreconditionFailed` otherwise (used, replaced or expired
+    /// meanwhile), so two redemptions racing cannot both succeed.
+    fn redeem_reset(&self, redemption: &Redemption<'_>) -> Result<User, StoreError>;
 
     /// Drops every token that expired by `now` or was issued before
     /// `issued_before` (Unix ms); returns how many.

@@ -43,7 +43,9 @@ use std::ops::ControlFlow;
 use crate::common::stores::Schema;
 use authd::one_time::{OneTimeToken, Purpose};
 use authd::session::{Session, SessionId};
-use authd::store::{Counts, Maintenance, RequestStore, SledStore, StoreError, Upgrade, UserChange};
+use authd::store::{
+    Counts, Ends, Maintenance, Redemption, RequestStore, SledStore, StoreError, Upgrade, UserChange,
+};
 use authd::token::{Token, TokenHash};
 use authd::user::{Email, User, UserId};
 use proptest::prelude::*;
@@ -587,12 +589,14 @@ fn step(store: &dyn Store, model: &mut Model, ids: Ids, op: Op) {
                 Guess::Current => current.clone().unwrap_or_else(|| hash(0)),
                 Guess::Hash(p) => hash(p),
             });
-            let result = outcome(store.update_user(
-                UserId(id),
-                password_is.as_deref(),
-                &changes,
-                end_sessions,
-            ));
+            // A password change that ends the sessions drops the pending
+            // reset token too (what an administrator's change does).
+            let ends = Ends {
+                sessions: end_sessions,
+                reset_token: end_sessions && password.is_some(),
+            };
+            let result =
+                outcome(store.update_user(UserId(id), password_is.as_deref(), &changes, ends));
             let expected = match &current {
                 None => Err(Refused::NotFound),
                 Some(now) if password_is.as_ref().is_some_and(|p| p != now) => {
@@ -613,8 +617,13 @@ fn step(store: &dyn Store, model: &mut Model, ids: Ids, op: Op) {
                     if let Some(p) = password {
                         user.hash = hash(p);
                     }
-                    if end_sessions {
+                    if ends.sessions {
                         model.end_sessions(|s| s.user.0 == id);
+                    }
+                    if ends.reset_token {
+                        model
+                            .tokens
+                            .retain(|t| !(t.user.0 == id && t.purpose == Purpose::Reset));
                     }
                     Ok(model.user(id).unwrap())
                 }
@@ -794,9 +803,19 @@ fn step(store: &dyn Store, model: &mut Model, ids: Ids, op: Op) {
         }
         Op::Redeem { token, password } => {
             let hash_of_token = model.pick_token(token);
-            let result = outcome(store.redeem_reset(&hash_of_token, &hash(password)));
+            // Redeemed as the service does: for the token's own user (or
+            // user 1 for a token nobody holds), at the model's time.
+            let owner = model.token(&hash_of_token).map_or(UserId(1), |t| t.user);
+            let hashed = hash(password);
+            let result = outcome(store.redeem_reset(&Redemption {
+                token_hash: &hash_of_token,
+                user: owner,
+                now: model.now,
+                issued_from: 0,
+                hashed_password: &hashed,
+            }));
             let expected = match model.token(&hash_of_token).copied() {
-                Some(t) if t.purpose == Purpose::Reset => {
+                Some(t) if t.purpose == Purpose::Reset && model.now < t.expires_at => {
                     let id = t.user.0;
                     model.users.get_mut(&id).unwrap().hash = hash(password);
                     model.tokens.retain(|t| t.token_hash != hash_of_token);

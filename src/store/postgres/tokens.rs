@@ -3,7 +3,7 @@
 use super::rows::{self, violation};
 use super::{key, ms, PgStore};
 use crate::one_time::{OneTimeToken, Purpose};
-use crate::store::{StoreError, TokenStore};
+use crate::store::{Redemption, StoreError, TokenStore};
 use crate::token::TokenHash;
 use crate::user::{User, UserId};
 
@@ -73,16 +73,23 @@ impl TokenStore for PgStore {
 
     /// The token's row is deleted first: of two redemptions racing, the
     /// second waits on that row and then finds it gone.
-    fn redeem_reset(
-        &self,
-        token_hash: &TokenHash,
-        hashed_password: &str,
-    ) -> Result<User, StoreError> {
+    fn redeem_reset(&self, redemption: &Redemption<'_>) -> Result<User, StoreError> {
+        let Some(user) = key(redemption.user) else {
+            return Err(StoreError::PreconditionFailed);
+        };
+        let hashed_password = redemption.hashed_password;
         let mut conn = self.conn()?;
         let mut tx = conn.transaction()?;
         let row = tx.query_opt(
-            "DELETE FROM authd_tokens WHERE token_hash = $1 AND purpose = 'reset' RETURNING user_id",
-            &[&token_hash.as_bytes().as_slice()],
+            "DELETE FROM authd_tokens WHERE token_hash = $1 AND purpose = 'reset'
+                AND user_id = $2 AND expires_at > $3 AND created_at >= $4
+             RETURNING user_id",
+            &[
+                &redemption.token_hash.as_bytes().as_slice(),
+                &user,
+                &ms(redemption.now),
+                &ms(redemption.issued_from),
+            ],
         )?;
         let Some(row) = row else {
             return Err(StoreError::PreconditionFailed);

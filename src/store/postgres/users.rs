@@ -2,7 +2,7 @@
 
 use super::rows::{self, violation};
 use super::{key, PgStore};
-use crate::store::{StoreError, UserChange, UserStore};
+use crate::store::{Ends, StoreError, UserChange, UserStore};
 use crate::user::{Email, User, UserId};
 
 const BY_ID: &str = "SELECT u.id, u.email, u.hashed_password FROM authd_users u WHERE u.id = $1";
@@ -58,7 +58,7 @@ impl UserStore for PgStore {
         id: UserId,
         password_is: Option<&str>,
         changes: &[UserChange],
-        end_sessions: bool,
+        ends: Ends,
     ) -> Result<User, StoreError> {
         let Some(id_key) = key(id) else {
             return Err(StoreError::NotFound);
@@ -90,8 +90,14 @@ impl UserStore for PgStore {
             ],
         )
         .map_err(violation)?;
-        if end_sessions {
+        if ends.sessions {
             tx.execute("DELETE FROM authd_sessions WHERE user_id = $1", &[&id_key])?;
+        }
+        if ends.reset_token {
+            tx.execute(
+                "DELETE FROM authd_tokens WHERE user_id = $1 AND purpose = 'reset'",
+                &[&id_key],
+            )?;
         }
         tx.commit()?;
         Ok(new)

@@ -8,7 +8,7 @@ use super::*;
 use crate::codec::{encode_user_v1, LegacyGrant, LegacySession};
 use crate::one_time::{OneTimeToken, Purpose};
 use crate::session::{Session, SessionId};
-use crate::store::{keyword, Maintenance, SessionStore, TokenStore, UserStore};
+use crate::store::{keyword, Maintenance, Redemption, SessionStore, TokenStore, UserStore};
 use crate::token::Token;
 use crate::user::Email;
 
@@ -178,12 +178,34 @@ fn sessions_and_tokens_are_records_kept_in_step() {
     ));
     assert_consistent(&store);
 
+    // Redeeming checks again, when it writes, that the token is the
+    // user's and unexpired.
+    let hash = r2.hash();
+    let redeem = |user: UserId, now: u64, issued_from: u64, password: &'static str| {
+        store.redeem_reset(&Redemption {
+            token_hash: &hash,
+            user,
+            now,
+            issued_from,
+            hashed_password: password,
+        })
+    };
+    for (who, now, from) in [(other.id, 15, 0), (user.id, 20, 0), (user.id, 15, 11)] {
+        assert!(
+            matches!(
+                redeem(who, now, from, "$2b$x"),
+                Err(StoreError::PreconditionFailed)
+            ),
+            "{who:?} at {now} from {from}"
+        );
+    }
+    assert_eq!(store.user_by_id(user.id).unwrap().hashed_password, "$2b$h");
     // Redeeming sets the password, consumes the token, ends the sessions.
-    let after = store.redeem_reset(&r2.hash(), "$2b$new").unwrap();
+    let after = redeem(user.id, 15, 10, "$2b$new").unwrap();
     assert_eq!(after.hashed_password, "$2b$new");
     assert!(store.sessions_of(user.id).unwrap().is_empty());
     assert!(matches!(
-        store.redeem_reset(&r2.hash(), "$2b$again"),
+        redeem(user.id, 15, 10, "$2b$again"),
         Err(StoreError::PreconditionFailed)
     ));
     assert_consistent(&store);
@@ -541,5 +563,25 @@ fn a_session_hash_in_use_is_refused() {
     }
     assert_eq!(store.sessions_of(a.id).unwrap().len(), 1);
     assert!(store.sessions_of(b.id).unwrap().is_empty());
+    assert_consistent(&store);
+}
+
+#[test]
+fn the_largest_session_cap_fits_a_record() {
+    let (_dir, store) = store();
+    let user = store.add_user(&email("a@x.io"), "$2b$h").unwrap();
+    let cap = crate::auth::MAX_SESSIONS_LIMIT;
+    store
+        .issue_token(&grant(user.id, &Token::generate().unwrap()))
+        .unwrap();
+    let tokens: Vec<Token> = (0..cap + 3).map(|_| Token::generate().unwrap()).collect();
+    for (n, token) in tokens.iter().enumerate() {
+        store
+            .open_session(&session(user.id, token, n as u64), "$2b$h", None, cap)
+            .unwrap();
+    }
+    assert_eq!(store.sessions_of(user.id).unwrap().len(), cap);
+    assert!(store.session(&tokens[2].hash()).unwrap().is_none());
+    assert_eq!(store.end_sessions_of(user.id, None).unwrap(), cap);
     assert_consistent(&store);
 }

@@ -7,7 +7,7 @@ use sled::Transactional;
 use super::{abort, flatten, owned_in, put_owned, tx, SledStore};
 use crate::codec::{decode_hash, decode_token, decode_user, encode_id, encode_token, encode_user};
 use crate::one_time::{OneTimeToken, Purpose};
-use crate::store::{StoreError, TokenStore};
+use crate::store::{Redemption, StoreError, TokenStore};
 use crate::token::TokenHash;
 use crate::user::{User, UserId};
 
@@ -98,18 +98,20 @@ impl TokenStore for SledStore {
         Ok(dropped)
     }
 
-    fn redeem_reset(
-        &self,
-        token_hash: &TokenHash,
-        hashed_password: &str,
-    ) -> Result<User, StoreError> {
+    fn redeem_reset(&self, redemption: &Redemption<'_>) -> Result<User, StoreError> {
+        let token_hash = redemption.token_hash;
+        let hashed_password = redemption.hashed_password;
         let user = (&self.users, &self.sessions, &self.tokens, &self.owned)
             .transaction(|(users, sessions, tokens, owned)| {
                 let Some(bytes) = tokens.get(token_hash.as_bytes())? else {
                     return abort(StoreError::PreconditionFailed);
                 };
                 let token = tx(decode_token(*token_hash, &bytes))?;
-                if token.purpose != Purpose::Reset {
+                if token.purpose != Purpose::Reset
+                    || token.user != redemption.user
+                    || redemption.now >= token.expires_at
+                    || token.created_at < redemption.issued_from
+                {
                     return abort(StoreError::PreconditionFailed);
                 }
                 let key = encode_id(token.user);

@@ -6,7 +6,8 @@ use sled::Transactional;
 use super::schema::NEXT_ID_KEY;
 use super::{abort, flatten, owned_in, put_owned, tx, SledStore};
 use crate::codec::{decode_id, decode_user, encode_id, encode_user};
-use crate::store::{StoreError, UserChange, UserStore};
+use crate::one_time::Purpose;
+use crate::store::{Ends, StoreError, UserChange, UserStore};
 use crate::user::{Email, User, UserId};
 
 impl UserStore for SledStore {
@@ -56,11 +57,17 @@ impl UserStore for SledStore {
         id: UserId,
         password_is: Option<&str>,
         changes: &[UserChange],
-        end_sessions: bool,
+        ends: Ends,
     ) -> Result<User, StoreError> {
         let key = encode_id(id);
-        let user = (&self.users, &self.by_email, &self.sessions, &self.owned)
-            .transaction(|(users, by_email, sessions, owned)| {
+        let user = (
+            &self.users,
+            &self.by_email,
+            &self.sessions,
+            &self.tokens,
+            &self.owned,
+        )
+            .transaction(|(users, by_email, sessions, tokens, owned)| {
                 let Some(bytes) = users.get(key)? else {
                     return abort(StoreError::NotFound);
                 };
@@ -79,10 +86,19 @@ impl UserStore for SledStore {
                     by_email.remove(old.email.key())?;
                     by_email.insert(new.email.key(), key.as_slice())?;
                 }
-                if end_sessions {
+                if ends.sessions || ends.reset_token {
                     let mut list = owned_in(owned, id)?;
-                    for (hash, _) in list.sessions.drain(..) {
-                        sessions.remove(hash.as_bytes().as_slice())?;
+                    if ends.sessions {
+                        for (hash, _) in list.sessions.drain(..) {
+                            sessions.remove(hash.as_bytes().as_slice())?;
+                        }
+                    }
+                    if ends.reset_token {
+                        let reset = Purpose::Reset.code();
+                        for (_, hash) in list.tokens.iter().filter(|(p, _)| *p == reset) {
+                            tokens.remove(hash.as_bytes().as_slice())?;
+                        }
+                        list.tokens.retain(|(p, _)| *p != reset);
                     }
                     put_owned(owned, id, &list)?;
                 }
