@@ -14,7 +14,8 @@
 use std::time::Duration;
 
 use base64::Engine as _;
-use sha2::{Digest, Sha256};
+use hmac::{Hmac, KeyInit as _, Mac as _};
+use sha2::Sha256;
 
 use super::{AuthError, Caller};
 use crate::throttle::{Limiter, Rule, Throttle, ThrottleError};
@@ -131,10 +132,15 @@ impl Limits {
     /// trimmed and case-folded (a valid address's own key is the same
     /// folding), 22 characters whatever arrived.
     fn account(&self, typed: &str) -> String {
-        let mut hash = Sha256::new();
-        hash.update(self.secret);
-        hash.update(typed.trim().to_lowercase().as_bytes());
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&hash.finalize()[..16])
+        // HMAC takes a key of any length: `new_from_slice` cannot fail.
+        let digest = match Hmac::<Sha256>::new_from_slice(&self.secret) {
+            Ok(mut mac) => {
+                mac.update(typed.trim().to_lowercase().as_bytes());
+                mac.finalize().into_bytes()
+            }
+            Err(_) => Default::default(),
+        };
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&digest[..16])
     }
 
     /// Refuses a login attempt that must wait.

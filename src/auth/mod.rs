@@ -205,6 +205,11 @@ impl Rules {
 /// cannot pile up sessions without bound.
 pub const DEFAULT_MAX_SESSIONS: usize = 100;
 
+/// The most `--max-sessions-per-user` allows: the embedded store keeps a
+/// user's session list in one record of at most 16 KiB (48 bytes a
+/// session), read and rewritten by every login and logout of the user.
+pub const MAX_SESSIONS_LIMIT: usize = 256;
+
 /// The authentication service.
 pub struct Auth {
     store: Arc<dyn RequestStore>,
@@ -325,16 +330,18 @@ impl Auth {
     pub fn sweep_expired(&self) -> Result<(usize, usize), AuthError> {
         let now = crate::clock::unix_millis();
         let lifetimes = &self.rules.lifetimes;
+        // Each sweep runs whatever another one met: a damaged record in one
+        // must not stop the others.
         let sessions = self.store.expire_sessions(
             now.saturating_sub(millis(lifetimes.session)),
             now.saturating_sub(millis(lifetimes.session_idle)),
-        )?;
+        );
         let tokens = self
             .store
-            .expire_tokens(now, now.saturating_sub(millis(lifetimes.reset_token)))?;
-        self.limits
-            .sweep()
-            .map_err(|e| AuthError::ThrottleUnavailable(e.0))?;
+            .expire_tokens(now, now.saturating_sub(millis(lifetimes.reset_token)));
+        let throttles = self.limits.sweep();
+        let (sessions, tokens) = (sessions?, tokens?);
+        throttles.map_err(|e| AuthError::ThrottleUnavailable(e.0))?;
         Ok((sessions, tokens))
     }
 }

@@ -90,10 +90,13 @@ pub struct ServeArgs {
 
     /// Sessions a user may hold at once (one per device or browser); a new
     /// login past this ends the user's oldest session. 1 gives the Flask
-    /// reference's behaviour: a login ends the previous session.
+    /// reference's behaviour: a login ends the previous session. At most
+    /// 256.
     #[arg(long, env = "AUTHD_MAX_SESSIONS_PER_USER",
           default_value_t = crate::auth::DEFAULT_MAX_SESSIONS,
-          value_parser = clap::value_parser!(u64).range(1..=10_000).map(|n| n as usize))]
+          value_parser = clap::value_parser!(u64)
+              .range(1..=crate::auth::MAX_SESSIONS_LIMIT as u64)
+              .map(|n| n as usize))]
     max_sessions_per_user: usize,
 
     /// Failed logins per account before growing delays (1 s, doubling) start;

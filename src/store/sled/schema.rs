@@ -216,12 +216,21 @@ impl SledStore {
     /// test stops it early to stand for a crash); returns whether it
     /// finished.
     pub fn to_format_2(&self, batches: usize) -> Result<bool, StoreError> {
-        if self.meta.get(MIGRATING_KEY)?.is_none() {
-            self.meta
-                .insert(MIGRATING_KEY, encode_id(crate::user::UserId(1)).as_slice())?;
-            self.meta.insert(MARKER_KEY, marker(2).as_bytes())?;
-            self.flush()?;
-        }
+        // The marker and the `migrating` key in one write, and the marker
+        // again on a resume: a crash can never leave a half-converted store
+        // that an older authd would take for its own.
+        let from = encode_id(crate::user::UserId(1));
+        let new_marker = marker(2);
+        self.meta
+            .transaction(|meta| -> super::TxResult<()> {
+                if meta.get(MIGRATING_KEY)?.is_none() {
+                    meta.insert(MIGRATING_KEY, from.as_slice())?;
+                }
+                meta.insert(MARKER_KEY, new_marker.as_bytes())?;
+                Ok(())
+            })
+            .map_err(flatten)?;
+        self.flush()?;
         let mut after: Option<sled::IVec> = None;
         for _ in 0..batches {
             let keys: Vec<sled::IVec> = match &after {
