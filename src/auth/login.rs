@@ -16,13 +16,16 @@ impl Auth {
     /// whatever it is given, an email that cannot be an address or a
     /// password no account can have is a wrong pair like any other,
     /// counted against what was typed. Success opens a new session (the
-    /// user's oldest end past the per-user cap) and lifts the account's
-    /// backoff; both outcomes are audited.
+    /// user's oldest end past the per-user cap), ends the session the
+    /// client presented with its login (`replacing`: its cookie is about to
+    /// be overwritten, so nothing would ever end it otherwise) and lifts
+    /// the account's backoff; both outcomes are audited.
     pub fn log_in(
         &self,
         caller: &Caller,
         typed_email: &str,
         typed_password: &str,
+        replacing: Option<&Token>,
     ) -> Result<(User, Token), AuthError> {
         self.throttled(
             self.limits.check_login(caller, typed_email),
@@ -36,6 +39,12 @@ impl Auth {
         };
         match outcome {
             Ok((user, token)) => {
+                if let Some(old) = replacing {
+                    // Best effort: the login itself has succeeded.
+                    if let Err(e) = self.store.end_session(&old.hash()) {
+                        eprintln!("authd: could not end the session a login replaced: {e}");
+                    }
+                }
                 self.limits.account_recovered(typed_email);
                 self.record(
                     Event::LoginSuccess,
@@ -169,7 +178,7 @@ mod tests {
         let verifies = auth.hasher().stats().verifies();
         for (email, password) in [("not an email", "pw"), ("a@x.io", ""), ("", "")] {
             assert!(matches!(
-                auth.log_in(&caller(), email, password),
+                auth.log_in(&caller(), email, password, None),
                 Err(AuthError::InvalidCredentials)
             ));
         }
@@ -185,7 +194,7 @@ mod tests {
         auth.register_user(&email("a@x.io"), &password("pw"))
             .unwrap();
         let tokens: Vec<_> = (0..3)
-            .map(|_| auth.log_in(&caller(), "a@x.io", "pw").unwrap().1)
+            .map(|_| auth.log_in(&caller(), "a@x.io", "pw", None).unwrap().1)
             .collect();
         assert!(matches!(
             auth.get_user_from_session_id(&tokens[0]),

@@ -148,8 +148,8 @@ mod tests {
         let (_dir, auth) = auth();
         auth.register_user(&email("a@x.io"), &password("pw"))
             .unwrap();
-        let (_, first) = auth.log_in(&caller(), "a@x.io", "pw").unwrap();
-        let (_, second) = auth.log_in(&caller(), "a@x.io", "pw").unwrap();
+        let (_, first) = auth.log_in(&caller(), "a@x.io", "pw", None).unwrap();
+        let (_, second) = auth.log_in(&caller(), "a@x.io", "pw", None).unwrap();
         // Logging in on a second device keeps the first.
         assert!(auth.get_user_from_session_id(&first).is_ok());
         let (current, list) = auth.list_sessions(&second).unwrap();
@@ -182,8 +182,8 @@ mod tests {
         for who in ["a@x.io", "b@x.io"] {
             auth.register_user(&email(who), &password("pw")).unwrap();
         }
-        let (_, a) = auth.log_in(&caller(), "a@x.io", "pw").unwrap();
-        let (_, b) = auth.log_in(&caller(), "b@x.io", "pw").unwrap();
+        let (_, a) = auth.log_in(&caller(), "a@x.io", "pw", None).unwrap();
+        let (_, b) = auth.log_in(&caller(), "b@x.io", "pw", None).unwrap();
         let (b_id, _) = auth.list_sessions(&b).unwrap();
         assert!(matches!(
             auth.end_session(&caller(), &a, &b_id.to_string()),
@@ -198,7 +198,7 @@ mod tests {
         auth.register_user(&email("a@x.io"), &password("pw"))
             .unwrap();
         let tokens: Vec<_> = (0..3)
-            .map(|_| auth.log_in(&caller(), "a@x.io", "pw").unwrap().1)
+            .map(|_| auth.log_in(&caller(), "a@x.io", "pw", None).unwrap().1)
             .collect();
         assert_eq!(
             auth.end_sessions(&caller(), &tokens[2], Scope::Others)

@@ -245,7 +245,7 @@ pub fn run(args: UserArgs) -> Result<ExitCode, CliError> {
                             crate::clock::rfc3339(s.created_at),
                             crate::clock::rfc3339(s.last_seen),
                             s.ip.as_deref().unwrap_or("-"),
-                            s.user_agent.as_deref().unwrap_or("-")
+                            s.user_agent.as_deref().map_or("-".into(), printable)
                         )
                     })
                 })
@@ -269,6 +269,22 @@ pub fn run(args: UserArgs) -> Result<ExitCode, CliError> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `text` with control characters escaped: a user agent is whatever a
+/// client sent, and must not reach the operator's terminal as escape
+/// sequences.
+fn printable(text: &str) -> String {
+    text.chars()
+        .flat_map(|c| {
+            let escaped: Vec<char> = if c.is_control() {
+                c.escape_default().collect()
+            } else {
+                vec![c]
+            };
+            escaped
+        })
+        .collect()
 }
 
 /// Prints one user: text, or a JSON object.

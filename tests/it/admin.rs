@@ -442,6 +442,7 @@ fn every_subcommand_documents_its_flags() {
 }
 
 crate::on_every_store!(
+    the_server_key_rotates_and_a_key_file_is_checked,
     user_add_list_show_delete,
     user_add_applies_the_api_rules,
     set_password_and_logout_end_the_session,
@@ -450,3 +451,46 @@ crate::on_every_store!(
     import_reports_every_bad_line_and_writes_nothing,
     import_refuses_or_skips_existing_emails,
 );
+
+/// The server key: `authd key rotate` replaces it in the store without
+/// printing it; `--secret-key-file` is read strictly and refused with a
+/// clear line when malformed; neither key reaches a log line.
+fn the_server_key_rotates_and_a_key_file_is_checked() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("store");
+    add(&dir, "a@x.io", "pw");
+    let (code, out, err) = authd(&dir, &["key", "rotate"], None);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("new server key"), "{out}");
+    // Nothing as long as a key (64 hex digits, 43 base64 characters) is
+    // printed.
+    assert!(
+        !out.split_whitespace().any(|w| w.len() >= 43),
+        "a key was printed: {out}"
+    );
+
+    let key_file = tmp.path().join("key");
+    std::fs::write(&key_file, "not a key\n").unwrap();
+    let (code, out, err) = authd(
+        &dir,
+        &[
+            "serve",
+            "--addr",
+            "127.0.0.1:0",
+            "--secret-key-file",
+            key_file.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(err.contains("64 hex digits"), "{err}");
+
+    let key = "0123456789abcdef".repeat(4);
+    std::fs::write(&key_file, format!("{key}\n")).unwrap();
+    let server = Proc::start(&dir, &["--secret-key-file", key_file.to_str().unwrap()]);
+    assert!(server.log_in("a@x.io", "pw").is_ok());
+    assert!(server.log_in("a@x.io", "wrong").is_err());
+    drop(server);
+    let stderr = std::fs::read_to_string(dir.with_extension("stderr")).unwrap();
+    assert!(!stderr.contains(&key), "the key reached the log: {stderr}");
+}

@@ -217,7 +217,52 @@ fn a_reset_ends_every_session_and_logout_only_its_own() {
 
 crate::on_every_store!(
     the_list_shows_each_device_newest_first,
+    a_login_ends_the_session_its_client_presents,
     a_session_ends_by_its_id_and_only_its_owners,
     scopes_end_the_others_or_all,
     a_reset_ends_every_session_and_logout_only_its_own,
 );
+
+/// A login from a client that presents a session ends that session: its
+/// cookie is about to be overwritten, so nothing would end it otherwise.
+fn a_login_ends_the_session_its_client_presents() {
+    let app = TestApp::spawn();
+    let first = app.signed_in("a@b.io", "pw");
+    let laptop = app.log_in("a@b.io", "pw").session();
+    assert_eq!(app.register("c@d.io", "pw").status, 200);
+    // The same browser logs in again, then as another user.
+    let headers = [
+        (
+            "Content-Type",
+            "application/x-www-form-urlencoded".to_owned(),
+        ),
+        app.cookie(&first),
+    ];
+    let reply = app.request_with("POST", "/sessions", &headers, b"email=a%40b.io&password=pw");
+    let second = app.session_of(&reply);
+    assert_eq!(app.profile(Some(&first)).status, 403);
+    let headers = [
+        (
+            "Content-Type",
+            "application/x-www-form-urlencoded".to_owned(),
+        ),
+        app.cookie(&second),
+    ];
+    let reply = app.request_with("POST", "/sessions", &headers, b"email=c%40d.io&password=pw");
+    assert_eq!(reply.status, 200);
+    assert_eq!(app.profile(Some(&second)).status, 403);
+    // The other device was not presented: it lives on.
+    assert_eq!(app.profile(Some(&laptop)).status, 200);
+    // A failed login ends nothing.
+    let headers = [
+        (
+            "Content-Type",
+            "application/x-www-form-urlencoded".to_owned(),
+        ),
+        app.cookie(&laptop),
+    ];
+    let reply = app.request_with("POST", "/sessions", &headers, b"email=a%40b.io&password=no");
+    assert_eq!(reply.status, 401);
+    assert_eq!(app.profile(Some(&laptop)).status, 200);
+    assert!(app.store_problems().is_empty());
+}

@@ -7,7 +7,7 @@ use serde_json::json;
 
 use crate::auth::{Caller, Scope};
 use crate::config::Profile;
-use crate::http::body::{self, read_fields};
+use crate::http::body::read_fields;
 use crate::http::error::ApiError;
 use crate::http::json;
 use crate::http::{cookie, csrf, App};
@@ -25,7 +25,12 @@ pub fn post(app: &App, request: &Request, caller: &Caller) -> Result<Response, A
         user_agent: request.header("User-Agent").map(str::to_owned),
         ..caller.clone()
     };
-    let (user, token) = app.auth.log_in(&caller, typed, password)?;
+    // The session this client presents, if any, ends with the login that
+    // overwrites its cookie.
+    let replacing = cookie::session_token(request, app.settings.cookie_name);
+    let (user, token) = app
+        .auth
+        .log_in(&caller, typed, password, replacing.as_ref())?;
     let response = json::fields(&[("email", user.email.as_str()), ("message", "logged in")]);
     Ok(cookie::set_session(
         response,
@@ -67,17 +72,11 @@ fn logged_out(app: &App) -> Response {
 /// valid session, and in production 403 for a cross-site request.
 pub fn delete(app: &App, request: &Request, caller: &Caller) -> Result<Response, ApiError> {
     let token = state_change(app, request)?;
-    // The query is read as strictly as a form body: a `scope` given twice
-    // or an undecodable one is a 400, not a guess.
-    let query = body::decode(
-        "application/x-www-form-urlencoded",
-        request.raw_query_string().as_bytes(),
-    )?;
-    let scope = match query.optional("scope")? {
-        None => None,
-        Some("others") => Some(Scope::Others),
-        Some("global") => Some(Scope::Global),
-        Some(_) => {
+    let scope = match scope(request.raw_query_string()) {
+        Ok(None) => None,
+        Ok(Some("others")) => Some(Scope::Others),
+        Ok(Some("global")) => Some(Scope::Global),
+        _ => {
             // Who asks is settled first: without a live session, 403.
             app.auth.authenticate(&token)?;
             return Err(ApiError::BadRequest(
@@ -99,6 +98,31 @@ pub fn delete(app: &App, request: &Request, caller: &Caller) -> Result<Response,
             Ok(logged_out(app))
         }
     }
+}
+
+/// The `scope` of a query string, percent-decoded; other parameters are
+/// ignored, as the reference ignores the query. `Err` for a `scope` given
+/// twice or that does not decode.
+fn scope(query: &str) -> Result<Option<&'static str>, ()> {
+    let mut found = None;
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        if name != "scope" {
+            continue;
+        }
+        if found.is_some() {
+            return Err(());
+        }
+        let value = percent_encoding::percent_decode_str(value)
+            .decode_utf8()
+            .map_err(|_| ())?;
+        found = Some(match value.as_ref() {
+            "others" => "others",
+            "global" => "global",
+            _ => "",
+        });
+    }
+    Ok(found)
 }
 
 /// `DELETE /sessions/<id>`: ends that session of the caller's, 204 (its
@@ -146,4 +170,22 @@ fn describe(session: &Session, current: bool) -> serde_json::Value {
         "last_seen_at": crate::clock::rfc3339(session.last_seen),
         "user_agent": session.user_agent,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::scope;
+
+    #[test]
+    fn the_scope_is_read_alone_and_once() {
+        assert_eq!(scope(""), Ok(None));
+        assert_eq!(scope("x=1&y=2&x=3"), Ok(None));
+        assert_eq!(scope("scope=others"), Ok(Some("others")));
+        assert_eq!(scope("a=1&scope=%67lobal"), Ok(Some("global")));
+        assert_eq!(scope("scope=sideways"), Ok(Some("")));
+        assert_eq!(scope("scope=others=x"), Ok(Some("")));
+        assert_eq!(scope("scope="), Ok(Some("")));
+        assert_eq!(scope("scope=others&scope=others"), Err(()));
+        assert_eq!(scope("scope=%ff"), Err(()));
+    }
 }
