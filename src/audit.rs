@@ -117,6 +117,12 @@ struct Line<'a> {
     user_id: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     email: Option<&'a str>,
+    /// In place of `email` when what was typed is not a registered
+    /// address: a keyed hash of it, so a password typed into the email
+    /// field never reaches the log, while lines about the same typed text
+    /// still match each other.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    email_hmac: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     route: Option<&'a str>,
 }
@@ -147,6 +153,11 @@ impl Audit {
         Audit { enabled }
     }
 
+    /// Whether lines are written (so callers skip work for nothing).
+    pub fn enabled(&self) -> bool {
+        self.enabled
+    }
+
     /// Writes a reset token to the log: the `log` delivery channel, for a
     /// single operator who hands tokens over by hand. The one audit line
     /// that carries a secret, and only when that channel is chosen.
@@ -160,6 +171,32 @@ impl Audit {
         });
         // Written even with the audit log off: it is a delivery channel.
         write_line(line.to_string());
+    }
+
+    /// Records `event` about typed text that is not a registered address,
+    /// by its keyed hash `email_hmac` only.
+    pub fn record_unregistered(
+        &self,
+        event: Event,
+        ip: IpAddr,
+        email_hmac: &str,
+        route: Option<&str>,
+    ) {
+        if !self.enabled {
+            return;
+        }
+        let line = Line {
+            time: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            audit: event,
+            ip,
+            user_id: None,
+            email: None,
+            email_hmac: Some(email_hmac),
+            route,
+        };
+        if let Ok(json) = serde_json::to_string(&line) {
+            write_line(json);
+        }
     }
 
     /// Records `event`. `route` names the throttled route for `Throttled`.
@@ -182,6 +219,7 @@ impl Audit {
             // What a client typed where an address belongs can be anything
             // up to the body limit: the log keeps what an address can be.
             email: email.map(|e| cut(e, MAX_LOGGED_EMAIL)),
+            email_hmac: None,
             route,
         };
         if let Ok(json) = serde_json::to_string(&line) {

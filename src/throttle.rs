@@ -39,6 +39,14 @@ pub trait Limiter: Send + Sync {
     fn check(&self, key: &str) -> Result<Option<Duration>, ThrottleError>;
     /// Counts an event for `key`.
     fn record(&self, key: &str) -> Result<(), ThrottleError>;
+    /// Reserves an event for `key`: `Some(wait)` (and nothing counted) if
+    /// it must wait, else it is counted at once, in one step, so attempts
+    /// still in flight count against the ones that follow (reserve, then
+    /// work).
+    fn take(&self, key: &str) -> Result<Option<Duration>, ThrottleError>;
+    /// Gives back one event taken for `key` (an attempt that turned out
+    /// not to count, such as a successful login against its address).
+    fn release(&self, key: &str) -> Result<(), ThrottleError>;
     /// Forgets `key`.
     fn clear(&self, key: &str) -> Result<(), ThrottleError>;
     /// Drops every entry quiet for longer than the window.
@@ -165,6 +173,30 @@ impl Throttle {
     /// Counts an event for `key` at `now`.
     pub fn record(&self, key: &str, now: Instant) {
         let mut entries = self.entries();
+        self.count(&mut entries, key, now);
+    }
+
+    /// Reserves an event for `key` at `now`: `Err(wait)` with nothing
+    /// counted if it must wait, else counted, under one lock.
+    pub fn take(&self, key: &str, now: Instant) -> Result<(), Duration> {
+        let mut entries = self.entries();
+        if let Some(entry) = entries.get(key) {
+            self.rule
+                .verdict(entry.count, now.saturating_duration_since(entry.last))?;
+        }
+        self.count(&mut entries, key, now);
+        Ok(())
+    }
+
+    /// Gives back one event of `key`.
+    pub fn release(&self, key: &str) {
+        if let Some(entry) = self.entries().get_mut(key) {
+            entry.count = entry.count.saturating_sub(1);
+        }
+    }
+
+    /// Counts an event for `key` at `now` in `entries` (locked).
+    fn count(&self, entries: &mut HashMap<String, Entry>, key: &str, now: Instant) {
         if !entries.contains_key(key) && entries.len() >= self.rule.max_entries {
             let window = self.rule.window;
             entries.retain(|_, e| now.saturating_duration_since(e.last) <= window);
@@ -222,6 +254,15 @@ impl Limiter for Throttle {
 
     fn record(&self, key: &str) -> Result<(), ThrottleError> {
         Throttle::record(self, key, Instant::now());
+        Ok(())
+    }
+
+    fn take(&self, key: &str) -> Result<Option<Duration>, ThrottleError> {
+        Ok(Throttle::take(self, key, Instant::now()).err())
+    }
+
+    fn release(&self, key: &str) -> Result<(), ThrottleError> {
+        Throttle::release(self, key);
         Ok(())
     }
 

@@ -143,34 +143,59 @@ impl Limits {
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&digest[..16])
     }
 
-    /// Refuses a login attempt that must wait.
-    pub fn check_login(&self, client: &Caller, email: &str) -> Result<(), AuthError> {
-        let by_ip = if client.local {
-            None
-        } else {
-            self.login_ip
-                .check(&client.ip.to_string())
-                .map_err(unavailable)?
-        };
-        both(
-            by_ip,
-            self.login_account
-                .check(&self.account(email))
-                .map_err(unavailable)?,
-        )
+    /// The keyed hash of what a client typed as an email, as the audit
+    /// log shows text that is not a registered address.
+    pub fn email_hmac(&self, typed: &str) -> String {
+        self.account(typed)
     }
 
-    /// Counts a failed login against the IP and the account. Fails (503)
-    /// if the count cannot be kept: an uncounted guess is not allowed.
-    pub fn login_failed(&self, client: &Caller, email: &str) -> Result<(), AuthError> {
+    /// Reserves a login attempt before any bcrypt work: it counts against
+    /// the client's address and the account at once, as a failure, so
+    /// attempts in flight count against those that follow (40 parallel
+    /// guesses get no more verifications than 40 serial ones). Refused
+    /// (429), it counts nowhere. Fails (503) if the counts cannot be kept:
+    /// an uncounted guess is not allowed.
+    pub fn reserve_login(&self, client: &Caller, email: &str) -> Result<(), AuthError> {
+        let ip = client.ip.to_string();
         if !client.local {
-            self.login_ip
-                .record(&client.ip.to_string())
-                .map_err(unavailable)?;
+            if let Some(wait) = self.login_ip.take(&ip).map_err(unavailable)? {
+                return Err(AuthError::Throttled(wait));
+            }
         }
-        self.login_account
-            .record(&self.account(email))
-            .map_err(unavailable)
+        match self.login_account.take(&self.account(email)) {
+            Ok(None) => Ok(()),
+            refused => {
+                // Not attempted after all: the address gets its slot back.
+                if !client.local {
+                    let _ = self.login_ip.release(&ip);
+                }
+                match refused {
+                    Ok(Some(wait)) => Err(AuthError::Throttled(wait)),
+                    Err(e) => Err(unavailable(e)),
+                    Ok(None) => Ok(()),
+                }
+            }
+        }
+    }
+
+    /// A successful login: the attempt reserved against the client's
+    /// address does not count (the account's count is cleared by
+    /// [`Limits::account_recovered`]).
+    pub fn login_succeeded(&self, client: &Caller) {
+        if !client.local {
+            if let Err(e) = self.login_ip.release(&client.ip.to_string()) {
+                eprintln!("authd: cannot give back a login attempt of an address: {e}");
+            }
+        }
+    }
+
+    /// A login that was reserved but not decided (the bcrypt queue was
+    /// full, the store failed): it counts nowhere.
+    pub fn login_not_attempted(&self, client: &Caller, email: &str) {
+        self.login_succeeded(client);
+        if let Err(e) = self.login_account.release(&self.account(email)) {
+            eprintln!("authd: cannot give back a login attempt of an account: {e}");
+        }
     }
 
     /// A successful login or password reset ends the account's backoff.
@@ -206,12 +231,13 @@ impl Limits {
         }
         let ip = client.ip.to_string();
         let email = self.account(email);
-        both(
-            by_ip.check(&ip).map_err(unavailable)?,
-            by_email.check(&email).map_err(unavailable)?,
-        )?;
-        by_ip.record(&ip).map_err(unavailable)?;
-        by_email.record(&email).map_err(unavailable)
+        if let Some(wait) = by_ip.take(&ip).map_err(unavailable)? {
+            return Err(AuthError::Throttled(wait));
+        }
+        match by_email.take(&email).map_err(unavailable)? {
+            Some(wait) => Err(AuthError::Throttled(wait)),
+            None => Ok(()),
+        }
     }
 
     /// Forgets entries past their window; run periodically.
@@ -227,14 +253,6 @@ impl Limits {
             throttle.sweep()?;
         }
         Ok(())
-    }
-}
-
-/// Combines two checks: the longer wait wins.
-fn both(a: Option<Duration>, b: Option<Duration>) -> Result<(), AuthError> {
-    match a.max(b) {
-        Some(wait) => Err(AuthError::Throttled(wait)),
-        None => Ok(()),
     }
 }
 
@@ -265,21 +283,49 @@ mod tests {
             login_free_failures: 2,
             ..LimitSettings::default()
         });
+        // Two reserved attempts, not yet decided, already count.
         for _ in 0..2 {
-            assert!(limits.check_login(REMOTE, "a@x.io").is_ok());
-            limits.login_failed(REMOTE, "a@x.io").unwrap();
+            assert!(limits.reserve_login(REMOTE, "a@x.io").is_ok());
         }
         assert!(matches!(
-            limits.check_login(REMOTE, "a@x.io"),
+            limits.reserve_login(REMOTE, "a@x.io"),
             Err(AuthError::Throttled(_))
         ));
         // The same account however it is typed; a local client too.
-        assert!(limits.check_login(REMOTE, "  A@X.io").is_err());
-        assert!(limits.check_login(LOCAL, "a@x.io").is_err());
+        assert!(limits.reserve_login(REMOTE, "  A@X.io").is_err());
+        assert!(limits.reserve_login(LOCAL, "a@x.io").is_err());
         // Another account from the same IP is not blocked (the IP allows 20).
-        assert!(limits.check_login(REMOTE, "b@x.io").is_ok());
+        assert!(limits.reserve_login(REMOTE, "b@x.io").is_ok());
         limits.account_recovered("a@x.io");
-        assert!(limits.check_login(REMOTE, "a@x.io").is_ok());
+        assert!(limits.reserve_login(REMOTE, "a@x.io").is_ok());
+    }
+
+    #[test]
+    fn attempts_that_are_refused_or_not_decided_count_nowhere() {
+        let limits = Limits::new(LimitSettings {
+            login_free_failures: 1,
+            ..LimitSettings::default()
+        });
+        // The address allows ten; refusals by the account give the
+        // address its slot back, so it never fills.
+        assert!(limits.reserve_login(REMOTE, "a@x.io").is_ok());
+        for _ in 0..30 {
+            assert!(limits.reserve_login(REMOTE, "a@x.io").is_err());
+        }
+        for n in 0..9 {
+            assert!(
+                limits.reserve_login(REMOTE, &format!("{n}@x.io")).is_ok(),
+                "{n}"
+            );
+        }
+        // An attempt not decided (queue full) is given back in full.
+        let fresh = Limits::new(LimitSettings {
+            login_free_failures: 1,
+            ..LimitSettings::default()
+        });
+        assert!(fresh.reserve_login(REMOTE, "c@x.io").is_ok());
+        fresh.login_not_attempted(REMOTE, "c@x.io");
+        assert!(fresh.reserve_login(REMOTE, "c@x.io").is_ok());
     }
 
     #[test]

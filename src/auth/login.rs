@@ -1,6 +1,9 @@
 //! Logging in: `POST /sessions`, and the reference's `valid_login` and
 //! `create_session`.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
 use super::{Auth, AuthError, Caller};
 use crate::audit::Event;
 use crate::clock::unix_millis;
@@ -28,7 +31,7 @@ impl Auth {
         replacing: Option<&Token>,
     ) -> Result<(User, Token), AuthError> {
         self.throttled(
-            self.limits.check_login(caller, typed_email),
+            self.limits.reserve_login(caller, typed_email),
             caller,
             typed_email,
             "POST /sessions",
@@ -45,6 +48,7 @@ impl Auth {
                         eprintln!("authd: could not end the session a login replaced: {e}");
                     }
                 }
+                self.limits.login_succeeded(caller);
                 self.limits.account_recovered(typed_email);
                 self.record(
                     Event::LoginSuccess,
@@ -56,8 +60,10 @@ impl Auth {
             }
             Err(e) => {
                 if matches!(e, AuthError::InvalidCredentials) {
-                    self.limits.login_failed(caller, typed_email)?;
-                    self.record(Event::LoginFailure, caller, None, Some(typed_email));
+                    // Counted already, when the attempt was reserved.
+                    self.record_typed(Event::LoginFailure, caller, typed_email, None);
+                } else {
+                    self.limits.login_not_attempted(caller, typed_email);
                 }
                 Err(e)
             }
@@ -94,14 +100,29 @@ impl Auth {
     pub fn valid_login(&self, email: &Email, password: &Password) -> Result<User, AuthError> {
         match self.store.user_by_email(email) {
             Ok(user) => {
+                let started = Instant::now();
                 if self.hasher.verify(password, &user.hashed_password)? {
-                    Ok(user)
-                } else {
-                    Err(AuthError::InvalidCredentials)
+                    return Ok(user);
                 }
+                match cost_of(&user.hashed_password) {
+                    Some(cost) if cost == self.hasher.cost() => {
+                        self.verify_time.observe(started.elapsed())
+                    }
+                    // A hash made at a lower cost (before the cost was
+                    // raised, or imported) answers sooner: pad the failure
+                    // to a verification at the configured cost, so the
+                    // time does not tell such accounts apart.
+                    Some(cost) if cost < self.hasher.cost() => {
+                        self.verify_time.pad(started.elapsed())
+                    }
+                    _ => {}
+                }
+                Err(AuthError::InvalidCredentials)
             }
             Err(StoreError::NotFound) => {
+                let started = Instant::now();
                 self.hasher.verify(password, self.dummy_hash()?)?;
+                self.verify_time.observe(started.elapsed());
                 Err(AuthError::InvalidCredentials)
             }
             Err(e) => Err(e.into()),
@@ -162,8 +183,47 @@ impl Auth {
 
     /// Whether `hash` was made with a lower cost than the configured one.
     fn needs_rehash(&self, hash: &str) -> bool {
-        hash.parse::<bcrypt::HashParts>()
-            .is_ok_and(|parts| parts.get_cost() < self.hasher.cost())
+        cost_of(hash).is_some_and(|cost| cost < self.hasher.cost())
+    }
+}
+
+/// The bcrypt cost a hash was made with.
+fn cost_of(hash: &str) -> Option<u32> {
+    hash.parse::<bcrypt::HashParts>()
+        .ok()
+        .map(|parts| parts.get_cost())
+}
+
+/// How long a failed verification at the configured cost takes, as last
+/// seen: what a failure against a cheaper hash is padded to.
+#[derive(Debug, Default)]
+pub(super) struct VerifyTime {
+    /// Nanoseconds, a moving average (0 until the first is seen).
+    nanos: AtomicU64,
+}
+
+impl VerifyTime {
+    /// Takes in one more verification at the configured cost (a queue wait
+    /// included: what a client sees is what must match).
+    pub(super) fn observe(&self, took: Duration) {
+        let took = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
+        let old = self.nanos.load(Ordering::Relaxed);
+        // An average over the last few, so one slow moment moves it little.
+        let new = if old == 0 {
+            took
+        } else {
+            old - old / 4 + took / 4
+        };
+        self.nanos.store(new, Ordering::Relaxed);
+    }
+
+    /// Sleeps until a verification that took `took` has taken as long as
+    /// one at the configured cost.
+    pub(super) fn pad(&self, took: Duration) {
+        let target = Duration::from_nanos(self.nanos.load(Ordering::Relaxed));
+        if let Some(rest) = target.checked_sub(took) {
+            std::thread::sleep(rest);
+        }
     }
 }
 

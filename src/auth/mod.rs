@@ -222,6 +222,8 @@ pub struct Auth {
     /// Made at start for a server; on first need for an admin command,
     /// which rarely needs it.
     dummy_hash: OnceLock<String>,
+    /// How long a failed verification at the configured cost takes.
+    verify_time: login::VerifyTime,
 }
 
 impl Auth {
@@ -235,6 +237,15 @@ impl Auth {
     ) -> Result<Auth, AuthError> {
         let auth = Auth::for_admin(store, hasher, rules, limits, audit);
         auth.dummy_hash()?;
+        // A first measure of a verification at the configured cost, so
+        // that padding holds from the first failed login on.
+        if let Some(hash) = auth.dummy_hash.get() {
+            let started = std::time::Instant::now();
+            let filler = Password::parse("measures a verification")
+                .map_err(|e| AuthError::Internal(e.to_string()))?;
+            auth.hasher.verify(&filler, hash)?;
+            auth.verify_time.observe(started.elapsed());
+        }
         Ok(auth)
     }
 
@@ -254,6 +265,7 @@ impl Auth {
             limits,
             audit,
             dummy_hash: OnceLock::new(),
+            verify_time: login::VerifyTime::default(),
         }
     }
 
@@ -299,6 +311,33 @@ impl Auth {
         self.audit.record(event, caller.ip, user, email, None);
     }
 
+    /// Writes one audit line about what `caller` typed as an email: the
+    /// address and its user when it is registered, else only its keyed
+    /// hash (a password typed into the email field stays out of the log).
+    fn record_typed(&self, event: Event, caller: &Caller, typed: &str, route: Option<&str>) {
+        if !self.audit.enabled() {
+            return;
+        }
+        let user = Email::parse(typed)
+            .ok()
+            .and_then(|email| self.store.user_by_email(&email).ok());
+        match user {
+            Some(user) => self.audit.record(
+                event,
+                caller.ip,
+                Some(user.id),
+                Some(user.email.as_str()),
+                route,
+            ),
+            None => self.audit.record_unregistered(
+                event,
+                caller.ip,
+                &self.limits.email_hmac(typed),
+                route,
+            ),
+        }
+    }
+
     /// Passes a throttle's verdict through, logging a refusal as a
     /// `throttled` audit event for `route`.
     fn throttled(
@@ -310,8 +349,7 @@ impl Auth {
     ) -> Result<(), AuthError> {
         verdict.inspect_err(|e| {
             if matches!(e, AuthError::Throttled(_)) {
-                self.audit
-                    .record(Event::Throttled, caller.ip, None, Some(email), Some(route));
+                self.record_typed(Event::Throttled, caller, email, Some(route));
             }
         })
     }

@@ -52,13 +52,13 @@ impl Auth {
                             ip: caller.ip,
                         })
                         .map_err(|_| AuthError::QueueFull)?,
-                    Err(_) => self.record(Event::ResetRefused, caller, None, Some(typed)),
+                    Err(_) => self.record_typed(Event::ResetRefused, caller, typed, None),
                 }
                 Ok(ResetAnswer::Queued { shown })
             }
             ResetDelivery::InResponse(outbox) => {
                 let Ok(email) = email else {
-                    self.record(Event::ResetRefused, caller, None, Some(typed));
+                    self.record_typed(Event::ResetRefused, caller, typed, None);
                     return Err(AuthError::UnknownEmail);
                 };
                 let (user, token) = self.issue_reset_token(caller, &email)?;
@@ -99,7 +99,7 @@ impl Auth {
             }
             Err(e) => {
                 if matches!(e, AuthError::UnknownEmail) {
-                    self.record(Event::ResetRefused, caller, None, Some(email.as_str()));
+                    self.record_typed(Event::ResetRefused, caller, email.as_str(), None);
                 }
                 Err(e)
             }
@@ -155,7 +155,7 @@ impl Auth {
         new_password: &Password,
     ) -> Result<User, AuthError> {
         let refused = || {
-            self.record(Event::ResetRefused, caller, None, Some(typed_email));
+            self.record_typed(Event::ResetRefused, caller, typed_email, None);
             AuthError::InvalidResetToken
         };
         let (Ok(email), Some(token)) = (Email::parse(typed_email), Token::parse(typed_token))

@@ -10,6 +10,8 @@
 
 mod common;
 
+/// Abuse of the credential paths: parallel guessing, the audit log.
+mod abuse;
 /// The operator's commands: users, export/import, check, backup.
 mod admin;
 /// The reference API: the reference client's flow, body formats, bad input.

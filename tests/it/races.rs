@@ -1,30 +1,8 @@
 //! Concurrent requests that must not break uniqueness or single use.
 
-use std::sync::{Arc, Barrier};
-use std::thread;
+use std::sync::Arc;
 
-use crate::common::TestApp;
-
-/// Runs `n` copies of `f` released at the same moment; returns their
-/// results in thread order.
-fn all_at_once<T: Send + 'static>(
-    n: usize,
-    f: impl Fn(usize) -> T + Send + Sync + 'static,
-) -> Vec<T> {
-    let barrier = Arc::new(Barrier::new(n));
-    let f = Arc::new(f);
-    let handles: Vec<_> = (0..n)
-        .map(|i| {
-            let barrier = Arc::clone(&barrier);
-            let f = Arc::clone(&f);
-            thread::spawn(move || {
-                barrier.wait();
-                f(i)
-            })
-        })
-        .collect();
-    handles.into_iter().map(|h| h.join().unwrap()).collect()
-}
+use crate::common::{all_at_once, TestApp};
 
 fn thirty_two_registrations_of_one_email_make_one_account() {
     // The race, not the request-rate limit, is under test: 32 requests from

@@ -40,6 +40,39 @@ const THROTTLE_TAKE: &str = concat!(
     "last_at = CASE WHEN (EXCLUDED.last_at - t.last_at) / $3 >= t.count THEN EXCLUDED.last_at ",
     "ELSE t.last_at + ((EXCLUDED.last_at - t.last_at) / $3) * $3 END"
 );
+/// Reserving an event under a rule of growing delays ($3 window, $4
+/// free events, $5 base and $6 longest delay in ms as floats, $7 lockout
+/// or NULL): the upsert of [`THROTTLE_RECORD`] that happens only when
+/// [`Rule::verdict`] would allow the event, in one statement, so
+/// concurrent attempts on any instance each see the ones before. No row
+/// returned: refused, nothing counted.
+const THROTTLE_RESERVE: &str = concat!(
+    "INSERT INTO authd_throttle AS t (scope, key, count, last_at) VALUES ($1, $2, 1, ",
+    now_ms!(),
+    ") ON CONFLICT (scope, key) DO UPDATE SET ",
+    "count = CASE WHEN EXCLUDED.last_at - t.last_at > $3 THEN 1 ",
+    "ELSE least(t.count, 2147483646) + 1 END, last_at = EXCLUDED.last_at ",
+    "WHERE EXCLUDED.last_at - t.last_at > $3 OR t.count < $4 ",
+    "OR (($7::integer IS NULL OR t.count < $7) AND EXCLUDED.last_at - t.last_at >= ",
+    "least($5 * power(2::float8, least(t.count - $4, 40)), $6)) ",
+    "RETURNING count"
+);
+/// Reserving an event from a token bucket ($3 refill ms, $4 window, $5
+/// the bucket's size): [`THROTTLE_TAKE`] only when a token is there.
+const THROTTLE_RESERVE_BUCKET: &str = concat!(
+    "INSERT INTO authd_throttle AS t (scope, key, count, last_at) VALUES ($1, $2, 1, ",
+    now_ms!(),
+    ") ON CONFLICT (scope, key) DO UPDATE SET ",
+    "count = CASE WHEN (EXCLUDED.last_at - t.last_at) / $3 >= t.count THEN 1 ",
+    "ELSE t.count - (EXCLUDED.last_at - t.last_at) / $3 + 1 END, ",
+    "last_at = CASE WHEN (EXCLUDED.last_at - t.last_at) / $3 >= t.count THEN EXCLUDED.last_at ",
+    "ELSE t.last_at + ((EXCLUDED.last_at - t.last_at) / $3) * $3 END ",
+    "WHERE EXCLUDED.last_at - t.last_at > $4 OR t.count < $5 ",
+    "OR EXCLUDED.last_at - t.last_at >= $3 * (t.count - $5 + 1) ",
+    "RETURNING count"
+);
+const THROTTLE_RELEASE: &str = "UPDATE authd_throttle SET count = greatest(count - 1, 0) \
+                                WHERE scope = $1 AND key = $2";
 const THROTTLE_CLEAR: &str = "DELETE FROM authd_throttle WHERE scope = $1 AND key = $2";
 const THROTTLE_SWEEP: &str = concat!(
     "DELETE FROM authd_throttle WHERE scope = $1 AND last_at < ",
@@ -100,6 +133,56 @@ impl Limiter for PgLimiter {
                 .execute(THROTTLE_RECORD, &[&self.scope, &key, &self.window_ms()])
                 .map_err(pg)?,
         };
+        Ok(())
+    }
+
+    fn take(&self, key: &str) -> Result<Option<Duration>, ThrottleError> {
+        let ms = |d: Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+        let free = i32::try_from(self.rule.free).unwrap_or(i32::MAX);
+        let mut conn = self.pool.get().map_err(pool_failed)?;
+        let row = match self.rule.refill {
+            Some(refill) => {
+                let refill_ms = ms(refill).max(1);
+                conn.query_opt(
+                    THROTTLE_RESERVE_BUCKET,
+                    &[&self.scope, &key, &refill_ms, &self.window_ms(), &free],
+                )
+            }
+            None => {
+                let lockout = self
+                    .rule
+                    .lockout
+                    .map(|n| i32::try_from(n).unwrap_or(i32::MAX));
+                conn.query_opt(
+                    THROTTLE_RESERVE,
+                    &[
+                        &self.scope,
+                        &key,
+                        &self.window_ms(),
+                        &free,
+                        &(ms(self.rule.base) as f64),
+                        &(ms(self.rule.max_delay) as f64),
+                        &lockout,
+                    ],
+                )
+            }
+        }
+        .map_err(pg)?;
+        drop(conn);
+        if row.is_some() {
+            return Ok(None);
+        }
+        // Refused: how long to wait, as the counts stand now (at least a
+        // second, should they have moved since).
+        Ok(Some(self.check(key)?.unwrap_or(Duration::from_secs(1))))
+    }
+
+    fn release(&self, key: &str) -> Result<(), ThrottleError> {
+        self.pool
+            .get()
+            .map_err(pool_failed)?
+            .execute(THROTTLE_RELEASE, &[&self.scope, &key])
+            .map_err(pg)?;
         Ok(())
     }
 

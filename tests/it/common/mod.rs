@@ -7,6 +7,8 @@ pub mod process;
 pub mod raw;
 pub mod stores;
 
+use std::sync::{Arc, Barrier};
+use std::thread;
 use std::time::Duration;
 
 use authd::config::Config;
@@ -282,4 +284,25 @@ impl TestApp {
     pub fn store_problems(&self) -> Vec<String> {
         self.running.any_store().maintenance().check().unwrap()
     }
+}
+
+/// Runs `n` copies of `f` released at the same moment; returns their
+/// results in thread order.
+pub fn all_at_once<T: Send + 'static>(
+    n: usize,
+    f: impl Fn(usize) -> T + Send + Sync + 'static,
+) -> Vec<T> {
+    let barrier = Arc::new(Barrier::new(n));
+    let f = Arc::new(f);
+    let handles: Vec<_> = (0..n)
+        .map(|i| {
+            let barrier = Arc::clone(&barrier);
+            let f = Arc::clone(&f);
+            thread::spawn(move || {
+                barrier.wait();
+                f(i)
+            })
+        })
+        .collect();
+    handles.into_iter().map(|h| h.join().unwrap()).collect()
 }

@@ -1,0 +1,129 @@
+//! Abuse of the credential paths: parallel guessing, and what a failed
+//! login leaves in the audit log.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::common::process::Proc;
+use crate::common::{all_at_once, TestApp};
+
+/// Failures allowed per account before delays start (the default).
+const FREE: u64 = 5;
+
+/// 40 wrong passwords at once on a fresh account: the attempts reserve
+/// their place before any bcrypt work, so at most the free failures plus
+/// one reach a verification; the others get 429 with `Retry-After`.
+fn parallel_guesses_get_no_more_verifications_than_serial_ones() {
+    let app = Arc::new(TestApp::spawn_with(|c| c.threads = 64));
+    assert_eq!(app.register("a@b.io", "right").status, 200);
+    let verifies = |app: &TestApp| app.running.app().auth.hasher().stats().verifies();
+    let before = verifies(&app);
+    let client = Arc::clone(&app);
+    let answers = all_at_once(40, move |_| {
+        let reply = client.log_in("a@b.io", "wrong");
+        (reply.status, reply.header("Retry-After").map(str::to_owned))
+    });
+    let verified = verifies(&app) - before;
+    let refused = answers.iter().filter(|(s, _)| *s == 429).count();
+    let wrong = answers.iter().filter(|(s, _)| *s == 401).count();
+    assert!(
+        verified <= FREE + 1,
+        "{verified} verifications: {answers:?}"
+    );
+    assert_eq!(wrong as u64, verified, "{answers:?}");
+    assert_eq!(wrong + refused, 40, "{answers:?}");
+    assert!(answers
+        .iter()
+        .filter(|(s, _)| *s == 429)
+        .all(|(_, retry)| retry.as_deref().is_some_and(|r| r.parse::<u64>().is_ok())));
+}
+
+crate::on_every_store!(parallel_guesses_get_no_more_verifications_than_serial_ones);
+
+/// A failed login for what is not a registered address logs a keyed hash
+/// of what was typed, never the text (a password typed into the email
+/// field); a registered account's failure logs its address.
+#[test]
+fn the_audit_log_never_shows_an_unregistered_typed_email() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("store");
+    let server = Proc::start(&dir, &[]);
+    assert_eq!(server.post("/users", "email=a%40b.io&password=pw").0, 200);
+    assert_eq!(server.log_in("Hunter2@Secret", "x"), Err(401));
+    assert_eq!(server.log_in("Hunter2@Secret", "y"), Err(401));
+    assert_eq!(server.log_in("a@b.io", "wrong"), Err(401));
+    let (status, _) = server.post("/reset_password", "email=Hunter2%40Secret");
+    assert_eq!(status, 403);
+    // A clean stop writes every log line.
+    let mut server = server;
+    server.signal("TERM");
+    assert!(server.wait(Duration::from_secs(10)).success());
+    let stderr = std::fs::read_to_string(dir.with_extension("stderr")).unwrap();
+    assert!(!stderr.contains("Hunter2"), "{stderr}");
+    let lines: Vec<serde_json::Value> = stderr
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let failures: Vec<&serde_json::Value> = lines
+        .iter()
+        .filter(|l| l["audit"] == "login_failure")
+        .collect();
+    assert_eq!(failures.len(), 3, "{stderr}");
+    // The same typed text, the same hash: the two lines match each other.
+    let hmac = failures[0]["email_hmac"].as_str().unwrap();
+    assert_eq!(hmac.len(), 22);
+    assert_eq!(failures[1]["email_hmac"], hmac);
+    assert!(failures[0].get("email").is_none());
+    assert_eq!(failures[2]["email"], "a@b.io");
+    assert_eq!(failures[2]["user_id"], 1);
+    let refused = lines
+        .iter()
+        .find(|l| l["audit"] == "reset_refused")
+        .unwrap();
+    assert_eq!(refused["email_hmac"], hmac);
+}
+
+/// The median time of `n` failed logins with `email`.
+fn median_failure(server: &Proc, email: &str, n: usize) -> Duration {
+    let mut times: Vec<Duration> = (0..n)
+        .map(|_| {
+            let started = Instant::now();
+            assert_eq!(server.log_in(email, "not the password"), Err(401));
+            started.elapsed()
+        })
+        .collect();
+    times.sort();
+    times[n / 2]
+}
+
+/// A failed login takes the configured cost's time whatever the stored
+/// hash's cost: an unknown email, an account hashed at the configured cost
+/// and one hashed at a lower cost (before the cost was raised) answer
+/// within 0.7 to 1.4 of each other.
+#[test]
+fn failed_logins_take_the_same_time_whatever_the_stored_cost() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("store");
+    let lenient = ["--login-free-failures", "100", "--lockout-failures", "100"];
+    let mut flags = vec!["--bcrypt-cost", "4"];
+    flags.extend(lenient);
+    let server = Proc::start(&dir, &flags);
+    assert_eq!(server.post("/users", "email=old%40b.io&password=pw").0, 200);
+    drop(server);
+    let mut flags = vec!["--bcrypt-cost", "10"];
+    flags.extend(lenient);
+    let server = Proc::start(&dir, &flags);
+    assert_eq!(server.post("/users", "email=new%40b.io&password=pw").0, 200);
+    let unknown = median_failure(&server, "nobody@b.io", 5);
+    let current = median_failure(&server, "new@b.io", 5);
+    let cheaper = median_failure(&server, "old@b.io", 5);
+    eprintln!("failed logins: unknown {unknown:?}, cost 10 {current:?}, cost 4 {cheaper:?}");
+    for (name, time) in [("cost 10", current), ("cost 4", cheaper)] {
+        let ratio = time.as_secs_f64() / unknown.as_secs_f64();
+        assert!(
+            (0.7..=1.4).contains(&ratio),
+            "{name}: {time:?} vs unknown {unknown:?} ({ratio:.2})"
+        );
+    }
+}
