@@ -6,6 +6,12 @@
 //! `email` and a standard bcrypt `hashed_password` (`$2a$`, `$2b$`, `$2y$`),
 //! so users from another system (the reference's SQLite `users` table, for
 //! one) keep their passwords.
+//!
+//! Import does not verify hashes, so it checks them strictly instead: a hash
+//! that bcrypt could not read would answer every login of its user with a
+//! 500, and one of a very high cost would occupy a bcrypt worker for minutes
+//! per login attempt. The cost must be two digits, 4 to 31, and at most
+//! `--max-bcrypt-cost` (by default the configured cost + 2).
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -19,6 +25,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
 
 use super::{CliError, StoreArgs};
+use crate::config::DEFAULT_BCRYPT_COST;
 use crate::store::StoreError;
 use crate::user::Email;
 
@@ -26,6 +33,12 @@ use crate::user::Email;
 const IMPORT_CHUNK: usize = 10_000;
 /// Bad lines printed before the rest are only counted.
 const MAX_REPORTED: usize = 50;
+/// bcrypt's own cost bounds (the `$2?$NN$` field).
+const BCRYPT_COSTS: std::ops::RangeInclusive<u32> = 4..=31;
+/// How far above the configured cost an imported hash may be by default.
+const DEFAULT_COST_MARGIN: u32 = 2;
+/// bcrypt's base64 alphabet (not the standard one's order or symbols).
+const BCRYPT_BASE64: &[u8] = b"./ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
 
 #[derive(Debug, Args)]
 pub struct ExportArgs {
@@ -44,8 +57,26 @@ pub struct ImportArgs {
     /// of refusing the whole import.
     #[arg(long)]
     skip_existing: bool,
+    /// Refuse hashes whose bcrypt cost is above N (4-31): each step doubles
+    /// the work of every login attempt on that account [default:
+    /// --bcrypt-cost + 2].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(4..=31))]
+    max_bcrypt_cost: Option<u32>,
+    /// The bcrypt cost `authd serve` is configured with (4-31); only sets
+    /// the default of --max-bcrypt-cost.
+    #[arg(long, env = "AUTHD_BCRYPT_COST", default_value_t = DEFAULT_BCRYPT_COST,
+          value_parser = clap::value_parser!(u32).range(4..=31))]
+    bcrypt_cost: u32,
     #[command(flatten)]
     store: StoreArgs,
+}
+
+impl ImportArgs {
+    /// The highest cost an imported hash may have.
+    fn max_cost(&self) -> u32 {
+        self.max_bcrypt_cost
+            .unwrap_or_else(|| (self.bcrypt_cost + DEFAULT_COST_MARGIN).min(*BCRYPT_COSTS.end()))
+    }
 }
 
 #[derive(Serialize)]
@@ -101,10 +132,53 @@ pub fn export(args: ExportArgs) -> Result<ExitCode, CliError> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Whether `hash` is a bcrypt hash every implementation reads.
-fn standard_bcrypt(hash: &str) -> bool {
-    ["$2a$", "$2b$", "$2y$"].iter().any(|p| hash.starts_with(p))
-        && hash.parse::<bcrypt::HashParts>().is_ok()
+/// Checks that `hash` is a bcrypt hash every implementation reads, of a
+/// cost from 4 to `max_cost`: `$2a$`, `$2b$` or `$2y$`, a two-digit cost,
+/// `$`, then a 22-character salt and a 31-character hash in bcrypt's base64
+/// (60 characters in all). Says what is wrong, without the hash itself.
+fn check_bcrypt(hash: &str, max_cost: u32) -> Result<(), String> {
+    const NOT_BCRYPT: &str = "hashed_password is not a $2a$, $2b$ or $2y$ bcrypt hash";
+    if !["$2a$", "$2b$", "$2y$"].iter().any(|p| hash.starts_with(p)) {
+        return Err(NOT_BCRYPT.to_owned());
+    }
+    let bytes = hash.as_bytes();
+    let field = &bytes[4..bytes.len().min(6)];
+    if field.len() != 2 || !field.iter().all(u8::is_ascii_digit) || bytes.get(6) != Some(&b'$') {
+        // Shown only when short: without its `$` the field runs into the salt.
+        let field = hash[4..].split('$').next().unwrap_or_default();
+        let shown = if field.chars().count() <= 4 {
+            format!(" {field:?}")
+        } else {
+            String::new()
+        };
+        return Err(format!(
+            "hashed_password has a malformed bcrypt cost field{shown} \
+             (two digits, 04 to 31, then $)"
+        ));
+    }
+    let cost = u32::from(field[0] - b'0') * 10 + u32::from(field[1] - b'0');
+    if !BCRYPT_COSTS.contains(&cost) {
+        return Err(format!(
+            "hashed_password has bcrypt cost {cost:02}, outside 04 to 31"
+        ));
+    }
+    if cost > max_cost {
+        return Err(format!(
+            "hashed_password has bcrypt cost {cost:02}, above --max-bcrypt-cost {max_cost}"
+        ));
+    }
+    let rest = &bytes[7..];
+    if rest.len() != 53 || !rest.iter().all(|b| BCRYPT_BASE64.contains(b)) {
+        return Err(format!(
+            "{NOT_BCRYPT} (after the cost, 53 characters of ./A-Za-z0-9)"
+        ));
+    }
+    // The last character of the salt and of the hash carry unused bits,
+    // which must be zero for bcrypt to read them.
+    if hash.parse::<bcrypt::HashParts>().is_err() {
+        return Err(format!("{NOT_BCRYPT} (its salt or hash is not canonical)"));
+    }
+    Ok(())
 }
 
 /// Validates every line, then writes in chunks with one flush each.
@@ -118,7 +192,7 @@ pub fn import(args: ImportArgs) -> Result<ExitCode, CliError> {
             .map_err(|e| CliError::Io(format!("cannot open {}: {e}", args.file)))?;
         Box::new(BufReader::new(file))
     };
-    let (users, errors) = parse_lines(reader)?;
+    let (users, errors) = parse_lines(reader, args.max_cost())?;
     if !errors.is_empty() {
         return Err(report(&errors, "nothing was imported"));
     }
@@ -161,8 +235,9 @@ pub fn import(args: ImportArgs) -> Result<ExitCode, CliError> {
 type Parsed = (Vec<(usize, Email, String)>, Vec<(usize, String)>);
 
 /// Reads every line; returns the valid users and, by line number, what is
-/// wrong with the others (including an email given twice in the file).
-fn parse_lines(reader: impl BufRead) -> Result<Parsed, CliError> {
+/// wrong with the others (including an email given twice in the file, and a
+/// hash of a cost above `max_cost`).
+fn parse_lines(reader: impl BufRead, max_cost: u32) -> Result<Parsed, CliError> {
     let mut users = Vec::new();
     let mut errors = Vec::new();
     let mut seen: HashMap<String, usize> = HashMap::new();
@@ -191,11 +266,8 @@ fn parse_lines(reader: impl BufRead) -> Result<Parsed, CliError> {
                 continue;
             }
         };
-        if !standard_bcrypt(&record.hashed_password) {
-            errors.push((
-                number,
-                "hashed_password is not a $2a$, $2b$ or $2y$ bcrypt hash".to_owned(),
-            ));
+        if let Err(problem) = check_bcrypt(&record.hashed_password, max_cost) {
+            errors.push((number, problem));
             continue;
         }
         if let Some(first) = seen.insert(email.key().to_owned(), number) {
@@ -226,12 +298,57 @@ mod tests {
 
     #[test]
     fn only_standard_bcrypt_hashes_are_accepted() {
-        assert!(standard_bcrypt(HASH));
-        assert!(standard_bcrypt(&HASH.replace("$2b$", "$2y$")));
-        assert!(standard_bcrypt(&HASH.replace("$2b$", "$2a$")));
-        assert!(!standard_bcrypt(&HASH.replace("$2b$", "$2x$")));
-        assert!(!standard_bcrypt("plaintext"));
-        assert!(!standard_bcrypt(&HASH[..59]));
+        let ok = |hash: &str| check_bcrypt(hash, 31);
+        assert_eq!(ok(HASH), Ok(()));
+        assert_eq!(ok(&HASH.replace("$2b$", "$2y$")), Ok(()));
+        assert_eq!(ok(&HASH.replace("$2b$", "$2a$")), Ok(()));
+        for bad in [
+            HASH.replace("$2b$", "$2x$"),
+            "plaintext".to_owned(),
+            HASH[..59].to_owned(),
+            format!("{HASH}e"),
+            // Outside bcrypt's alphabet, same length.
+            HASH.replace("EGdr", "EG+r"),
+            HASH.replace("EGdr", "EGér")[..60].to_owned(),
+            // Unused bits of the salt's or the hash's last character set.
+            format!("{}P{}", &HASH[..28], &HASH[29..]),
+            format!("{}f", &HASH[..59]),
+        ] {
+            let refused = ok(&bad).unwrap_err();
+            assert!(
+                refused.contains("not a $2a$, $2b$ or $2y$"),
+                "{bad}: {refused}"
+            );
+        }
+    }
+
+    #[test]
+    fn costs_outside_bcrypt_or_above_the_maximum_are_refused() {
+        let with_cost = |cost: &str| HASH.replacen("$04$", &format!("${cost}$"), 1);
+        for cost in ["04", "14", "31"] {
+            assert_eq!(check_bcrypt(&with_cost(cost), 31), Ok(()), "{cost}");
+        }
+        for cost in ["00", "03", "32", "99"] {
+            let refused = check_bcrypt(&with_cost(cost), 31).unwrap_err();
+            assert!(
+                refused.contains(&format!("cost {cost}, outside 04 to 31")),
+                "{refused}"
+            );
+        }
+        for cost in ["x1", "+5", " 5", "5", "005", "", "1\u{e9}", "2b"] {
+            let refused = check_bcrypt(&with_cost(cost), 31).unwrap_err();
+            assert!(
+                refused.contains("malformed bcrypt cost field"),
+                "{cost}: {refused}"
+            );
+        }
+        let refused = check_bcrypt(&with_cost("15"), 14).unwrap_err();
+        assert!(
+            refused.contains("cost 15, above --max-bcrypt-cost 14"),
+            "{refused}"
+        );
+        assert_eq!(check_bcrypt(&with_cost("14"), 14), Ok(()));
+        assert!(check_bcrypt(&with_cost("05"), 4).is_err());
     }
 
     #[test]
@@ -246,7 +363,7 @@ mod tests {
              {{\"email\":\"c@x.io\"}}\n\
              {{\"id\":9,\"email\":\"d@x.io\",\"hashed_password\":\"{HASH}\",\"extra\":1}}\n"
         );
-        let (users, errors) = parse_lines(input.as_bytes()).unwrap();
+        let (users, errors) = parse_lines(input.as_bytes(), 31).unwrap();
         let lines: Vec<usize> = errors.iter().map(|(n, _)| *n).collect();
         assert_eq!(lines, [3, 4, 5, 6, 7], "{errors:?}");
         assert!(errors[3].1.contains("also on line 1"));

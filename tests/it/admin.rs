@@ -398,7 +398,9 @@ fn every_subcommand_documents_its_flags() {
     for (args, expect) in [
         (
             &["--help"][..],
-            &["serve", "user", "export", "import", "check", "backup"][..],
+            &[
+                "serve", "user", "export", "import", "check", "backup", "migrate", "key",
+            ][..],
         ),
         (
             &["user", "add", "--help"],
@@ -415,7 +417,19 @@ fn every_subcommand_documents_its_flags() {
         ),
         (
             &["import", "--help"],
-            &["--skip-existing", "AUTHD_DATA_DIR"],
+            &["--skip-existing", "--max-bcrypt-cost", "AUTHD_DATA_DIR"],
+        ),
+        (
+            &["migrate", "--help"],
+            &["--dry-run", "--backup-dir", "AUTHD_DATA_DIR"],
+        ),
+        (
+            &["key", "rotate", "--help"],
+            &["AUTHD_DATA_DIR", "AUTHD_DATABASE_URL"],
+        ),
+        (
+            &["user", "--help"],
+            &["sessions", "logout", "find", "set-password"],
         ),
         (
             &["serve", "--help"],
@@ -425,6 +439,8 @@ fn every_subcommand_documents_its_flags() {
                 "AUTHD_ADDR",
                 "AUTHD_DATABASE_URL",
                 "AUTHD_DB_POOL_SIZE",
+                "AUTHD_MAX_SESSIONS_PER_USER",
+                "AUTHD_SECRET_KEY_FILE",
             ],
         ),
         (&["backup", "--help"], &["AUTHD_DATA_DIR"]),
@@ -450,6 +466,9 @@ crate::on_every_store!(
     import_takes_hashes_from_other_implementations,
     import_reports_every_bad_line_and_writes_nothing,
     import_refuses_or_skips_existing_emails,
+    import_refuses_impossible_bcrypt_costs,
+    import_caps_the_bcrypt_cost,
+    a_hash_of_a_higher_cost_than_configured_logs_in,
 );
 
 /// The server key: `authd key rotate` replaces it in the store without
@@ -493,4 +512,184 @@ fn the_server_key_rotates_and_a_key_file_is_checked() {
     drop(server);
     let stderr = std::fs::read_to_string(dir.with_extension("stderr")).unwrap();
     assert!(!stderr.contains(&key), "the key reached the log: {stderr}");
+}
+
+/// `FOREIGN[0]`'s hash with its cost field replaced: well-formed apart from
+/// the cost (import does not verify, so none of these is ever computed).
+fn with_cost(cost: &str) -> String {
+    FOREIGN[0].2.replacen("$04$", &format!("${cost}$"), 1)
+}
+
+fn import_line(email: &str, hash: &str) -> String {
+    format!("{{\"email\":\"{email}\",\"hashed_password\":\"{hash}\"}}\n")
+}
+
+fn users_in(dir: &Path) -> String {
+    let (code, out, err) = authd(dir, &["check"], None);
+    assert_eq!(code, 0, "{out}{err}");
+    out
+}
+
+/// Costs bcrypt cannot run (00, 03, 32, 99), a cost field that is not two
+/// digits, and one above the default cap (the configured 12 + 2) are each
+/// refused with their line; 04 and 14 pass; nothing is imported.
+fn import_refuses_impossible_bcrypt_costs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("store");
+    let input: String = [
+        ("ok@x.io", with_cost("04")),
+        ("c00@x.io", with_cost("00")),
+        ("c03@x.io", with_cost("03")),
+        ("c32@x.io", with_cost("32")),
+        ("c99@x.io", with_cost("99")),
+        ("nan@x.io", with_cost("x5")),
+        ("c15@x.io", with_cost("15")),
+        ("c14@x.io", with_cost("14")),
+        ("short@x.io", FOREIGN[0].2.replacen("$04$", "$4$", 1)),
+    ]
+    .iter()
+    .map(|(email, hash)| import_line(email, hash))
+    .collect();
+    let (code, _, err) = authd(&dir, &["import", "-"], Some(&input));
+    assert_eq!(code, 1, "{err}");
+    for expected in [
+        "line 2: hashed_password has bcrypt cost 00, outside 04 to 31",
+        "line 3: hashed_password has bcrypt cost 03, outside 04 to 31",
+        "line 4: hashed_password has bcrypt cost 32, outside 04 to 31",
+        "line 5: hashed_password has bcrypt cost 99, outside 04 to 31",
+        "line 6: hashed_password has a malformed bcrypt cost field \"x5\"",
+        "line 7: hashed_password has bcrypt cost 15, above --max-bcrypt-cost 14",
+        "line 9: hashed_password has a malformed bcrypt cost field \"4\"",
+    ] {
+        assert!(err.contains(expected), "{expected} missing from {err}");
+    }
+    assert!(
+        !err.contains("line 1:") && !err.contains("line 8:"),
+        "{err}"
+    );
+    assert!(err.contains("7 bad lines; nothing was imported"), "{err}");
+    assert!(
+        !err.contains("jydOTSfIH"),
+        "a hash reached the output: {err}"
+    );
+    assert!(users_in(&dir).contains("0 users"));
+}
+
+/// --max-bcrypt-cost sets the cap; without it the cap follows the
+/// configured cost (--bcrypt-cost or AUTHD_BCRYPT_COST) + 2.
+fn import_caps_the_bcrypt_cost() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("store");
+    let (lib, password, hash) = FOREIGN[0];
+    let over = format!(
+        "{}{}",
+        import_line(lib, hash),
+        import_line("c05@x.io", &with_cost("05"))
+    );
+    let (code, _, err) = authd(
+        &dir,
+        &["import", "-", "--max-bcrypt-cost", "4"],
+        Some(&over),
+    );
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("line 2: hashed_password has bcrypt cost 05, above --max-bcrypt-cost 4"),
+        "{err}"
+    );
+    assert!(err.contains("1 bad lines; nothing was imported"), "{err}");
+    assert!(users_in(&dir).contains("0 users"));
+
+    // The configured cost moves the default cap: 5 + 2 = 7.
+    let eight = import_line("c08@x.io", &with_cost("08"));
+    let (code, _, err) = authd(&dir, &["import", "-", "--bcrypt-cost", "5"], Some(&eight));
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("line 1: hashed_password has bcrypt cost 08, above --max-bcrypt-cost 7"),
+        "{err}"
+    );
+    let mut command = std::process::Command::new(crate::common::process::BIN);
+    command
+        .env("AUTHD_BCRYPT_COST", "5")
+        .args(["import", "-"])
+        .args(crate::common::stores::store_args(&dir))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = command.spawn().unwrap();
+    {
+        use std::io::Write as _;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(eight.as_bytes())
+            .unwrap();
+    }
+    let output = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{err}");
+    assert!(err.contains("above --max-bcrypt-cost 7"), "{err}");
+    // An explicit cap wins over the configured cost's.
+    let (code, _, err) = authd(
+        &dir,
+        &[
+            "import",
+            "-",
+            "--bcrypt-cost",
+            "5",
+            "--max-bcrypt-cost",
+            "8",
+        ],
+        Some(&eight),
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(users_in(&dir).contains("1 users"));
+    // The cap itself is a bcrypt cost.
+    for cap in ["3", "32", "x"] {
+        let (code, _, err) = authd(&dir, &["import", "-", "--max-bcrypt-cost", cap], Some(""));
+        assert_eq!(code, 2, "{cap}: {err}");
+    }
+
+    // A cost-4 hash at a cap of 4 imports, and its user logs in.
+    let (code, _, err) = authd(
+        &dir,
+        &["import", "-", "--max-bcrypt-cost", "4"],
+        Some(&import_line(lib, hash)),
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("imported 1 users"), "{err}");
+    let server = Proc::start(&dir, &[]);
+    assert!(server.log_in(lib, password).is_ok());
+}
+
+/// A hash authd made at a higher cost than the one it now runs with (the
+/// cost was lowered, or the hash is above import's cap) verifies, and is
+/// not rehashed down. (The other way round, a lower-cost hash verifies and
+/// is rehashed up: hardening's `a_low_cost_hash_is_upgraded_at_login`.)
+fn a_hash_of_a_higher_cost_than_configured_logs_in() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("store");
+    let (code, out, err) = authd(
+        &dir,
+        &[
+            "user",
+            "add",
+            "a@x.io",
+            "--password-stdin",
+            "--bcrypt-cost",
+            "7",
+        ],
+        Some("pw seven\n"),
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    // Proc::start serves at cost 4 (AUTHD_BCRYPT_COST); 7 is above 4 + 2.
+    let server = Proc::start(&dir, &[]);
+    assert_eq!(server.log_in("a@x.io", "wrong"), Err(401));
+    let session = server.log_in("a@x.io", "pw seven").unwrap();
+    assert_eq!(server.profile(&session), 200);
+    drop(server);
+    let (code, out, _) = authd(&dir, &["user", "list", "--json"], None);
+    assert_eq!(code, 0, "{out}");
+    let user: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(user["bcrypt_cost"], 7, "the hash was rewritten: {out}");
 }
