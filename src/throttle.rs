@@ -7,7 +7,18 @@
 //! who mistyped a few times never notices. At `lockout` events (if set) the
 //! key is refused until its entry expires. An entry is forgotten `window`
 //! after its last event, so nothing an attacker does locks anyone out for
-//! longer than that, and memory is bounded by `max_entries`.
+//! longer than that.
+//!
+//! Memory is bounded and the bound never opens the gate: a table holds at
+//! most `max_entries` keys in least-recently-active order (O(1) per
+//! event). When it is full, a new key takes the place of the quietest
+//! entry if that entry is not delaying anyone; when even the quietest one
+//! is delaying (a flood of keys, all failing), the newcomer is counted in a
+//! fixed-size count-min sketch shared by all newcomers, whose estimates
+//! only ever overcount, so newcomers are throttled early rather than not
+//! at all, and never refused before their own failures warrant it unless
+//! they share every cell with busier keys. Memory: `max_entries` entries of
+//! about 100 bytes plus the key, and the sketch's 384 KiB.
 //!
 //! A rule with a `refill` is a token bucket instead (request rates): `free`
 //! events at once, then one more each `refill`; no growing delay, so a
@@ -20,9 +31,17 @@
 //! process serves the store), and the PostgreSQL store keeps them in a
 //! table, so that failed logins are counted across every instance.
 
-use std::collections::HashMap;
+use std::collections::hash_map::RandomState;
+use std::hash::BuildHasher;
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
+
+use lru::LruCache;
+
+/// Rows of the sketch (independent hashes of a key).
+const SKETCH_ROWS: usize = 4;
+/// Cells per row of the sketch.
+const SKETCH_WIDTH: usize = 4096;
 
 /// The counts could not be read or kept (their database failed). Callers
 /// fail closed: an uncounted attempt is not let through.
@@ -84,7 +103,108 @@ struct Entry {
 #[derive(Debug)]
 pub struct Throttle {
     rule: Rule,
-    entries: Mutex<HashMap<String, Entry>>,
+    table: Mutex<Table>,
+}
+
+/// The counts of one throttle: the keys it tracks, least recently active
+/// first, and the sketch that counts newcomers while the table is full of
+/// keys that are all delaying.
+#[derive(Debug)]
+struct Table {
+    entries: LruCache<String, Entry>,
+    capacity: usize,
+    sketch: Sketch,
+}
+
+/// A count-min sketch of entries: each key maps to one cell per row; its
+/// estimate is the smallest count of its cells and the latest time among
+/// them, so it never undercounts a key, nor ages it faster than it did.
+#[derive(Debug)]
+struct Sketch {
+    cells: Vec<Option<Entry>>,
+    hashers: [RandomState; SKETCH_ROWS],
+}
+
+impl Sketch {
+    fn new() -> Sketch {
+        Sketch {
+            cells: vec![None; SKETCH_ROWS * SKETCH_WIDTH],
+            hashers: std::array::from_fn(|_| RandomState::new()),
+        }
+    }
+
+    fn cells(&self, key: &str) -> [usize; SKETCH_ROWS] {
+        std::array::from_fn(|row| {
+            let column = (self.hashers[row].hash_one(key) % SKETCH_WIDTH as u64) as usize;
+            row * SKETCH_WIDTH + column
+        })
+    }
+
+    /// The key's estimate, after `window` has aged cells out; `None` if
+    /// any of its cells is empty (then the key was never counted here).
+    fn estimate(&self, key: &str, now: Instant, window: Duration) -> Option<Entry> {
+        let mut estimate: Option<Entry> = None;
+        for cell in self.cells(key) {
+            let entry =
+                self.cells[cell].filter(|e| now.saturating_duration_since(e.last) <= window)?;
+            estimate = Some(match estimate {
+                None => entry,
+                Some(e) => Entry {
+                    count: e.count.min(entry.count),
+                    last: e.last.max(entry.last),
+                },
+            });
+        }
+        estimate
+    }
+
+    /// Counts an event of `key` in each of its cells.
+    fn count(&mut self, rule: &Rule, key: &str, now: Instant) {
+        for cell in self.cells(key) {
+            let entry = self.cells[cell].get_or_insert(Entry {
+                count: 0,
+                last: now,
+            });
+            step(rule, entry, now);
+        }
+    }
+
+    /// Takes in an entry leaving the table, so the key keeps its count.
+    fn absorb(&mut self, key: &str, entry: Entry) {
+        for cell in self.cells(key) {
+            let merged = match self.cells[cell] {
+                None => entry,
+                Some(e) => Entry {
+                    count: e.count.saturating_add(entry.count),
+                    last: e.last.max(entry.last),
+                },
+            };
+            self.cells[cell] = Some(merged);
+        }
+    }
+
+    fn sweep(&mut self, now: Instant, window: Duration) {
+        for cell in &mut self.cells {
+            if cell.is_some_and(|e| now.saturating_duration_since(e.last) > window) {
+                *cell = None;
+            }
+        }
+    }
+}
+
+/// One more event on `entry` at `now`, under `rule`.
+fn step(rule: &Rule, entry: &mut Entry, now: Instant) {
+    let since = now.saturating_duration_since(entry.last);
+    if let Some((count, advance)) = rule.take(entry.count, since) {
+        entry.count = count;
+        entry.last += advance;
+        return;
+    }
+    if since > rule.window {
+        entry.count = 0;
+    }
+    entry.count = entry.count.saturating_add(1);
+    entry.last = now;
 }
 
 impl Rule {
@@ -146,23 +266,28 @@ impl Rule {
 impl Throttle {
     /// A throttle with `rule` and no entries.
     pub fn new(rule: Rule) -> Throttle {
+        let capacity = rule.max_entries.max(1);
         Throttle {
             rule,
-            entries: Mutex::new(HashMap::new()),
+            table: Mutex::new(Table {
+                entries: LruCache::unbounded(),
+                capacity,
+                sketch: Sketch::new(),
+            }),
         }
     }
 
-    fn entries(&self) -> MutexGuard<'_, HashMap<String, Entry>> {
-        // A panic while holding this lock cannot leave a map half-updated
-        // in a way that matters (worst case one count is off), so a poisoned
-        // lock is simply taken over.
-        self.entries.lock().unwrap_or_else(|p| p.into_inner())
+    fn table(&self) -> MutexGuard<'_, Table> {
+        // A panic while holding this lock cannot leave the table
+        // half-updated in a way that matters (worst case one count is
+        // off), so a poisoned lock is simply taken over.
+        self.table.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// `Err(retry_after)` if an event for `key` at `now` must wait.
     pub fn check(&self, key: &str, now: Instant) -> Result<(), Duration> {
-        let entries = self.entries();
-        match entries.get(key) {
+        let table = self.table();
+        match table.entry(&self.rule, key, now) {
             Some(entry) => self
                 .rule
                 .verdict(entry.count, now.saturating_duration_since(entry.last)),
@@ -172,77 +297,103 @@ impl Throttle {
 
     /// Counts an event for `key` at `now`.
     pub fn record(&self, key: &str, now: Instant) {
-        let mut entries = self.entries();
-        self.count(&mut entries, key, now);
+        self.table().count(&self.rule, key, now);
     }
 
     /// Reserves an event for `key` at `now`: `Err(wait)` with nothing
     /// counted if it must wait, else counted, under one lock.
     pub fn take(&self, key: &str, now: Instant) -> Result<(), Duration> {
-        let mut entries = self.entries();
-        if let Some(entry) = entries.get(key) {
+        let mut table = self.table();
+        if let Some(entry) = table.entry(&self.rule, key, now) {
             self.rule
                 .verdict(entry.count, now.saturating_duration_since(entry.last))?;
         }
-        self.count(&mut entries, key, now);
+        table.count(&self.rule, key, now);
         Ok(())
     }
 
-    /// Gives back one event of `key`.
+    /// Gives back one event of `key` (a key counted in the sketch keeps
+    /// it: its cells are shared).
     pub fn release(&self, key: &str) {
-        if let Some(entry) = self.entries().get_mut(key) {
+        if let Some(entry) = self.table().entries.peek_mut(key) {
             entry.count = entry.count.saturating_sub(1);
         }
     }
 
-    /// Counts an event for `key` at `now` in `entries` (locked).
-    fn count(&self, entries: &mut HashMap<String, Entry>, key: &str, now: Instant) {
-        if !entries.contains_key(key) && entries.len() >= self.rule.max_entries {
-            let window = self.rule.window;
-            entries.retain(|_, e| now.saturating_duration_since(e.last) <= window);
-            if entries.len() >= self.rule.max_entries {
-                // Full of live entries: keep the ones already throttling
-                // (they matter) and leave this new key untracked for now.
-                return;
-            }
-        }
-        let entry = entries.entry(key.to_owned()).or_insert(Entry {
-            count: 0,
-            last: now,
-        });
-        let since = now.saturating_duration_since(entry.last);
-        if let Some((count, advance)) = self.rule.take(entry.count, since) {
-            entry.count = count;
-            entry.last += advance;
-            return;
-        }
-        if since > self.rule.window {
-            entry.count = 0;
-        }
-        entry.count = entry.count.saturating_add(1);
-        entry.last = now;
-    }
-
     /// Forgets `key` (after a successful login or a password reset).
     pub fn clear(&self, key: &str) {
-        self.entries().remove(key);
+        self.table().entries.pop(key);
     }
 
-    /// Drops every entry quiet for longer than the window.
+    /// Drops every entry quiet for longer than the window: from the least
+    /// recently active end, so the cost follows what is dropped.
     pub fn sweep(&self, now: Instant) {
         let window = self.rule.window;
-        self.entries()
-            .retain(|_, e| now.saturating_duration_since(e.last) <= window);
+        let mut table = self.table();
+        while table
+            .entries
+            .peek_lru()
+            .is_some_and(|(_, e)| now.saturating_duration_since(e.last) > window)
+        {
+            table.entries.pop_lru();
+        }
+        table.sketch.sweep(now, window);
     }
 
-    /// Keys tracked now.
+    /// Keys tracked in the table now (not those in the sketch).
     pub fn len(&self) -> usize {
-        self.entries().len()
+        self.table().entries.len()
     }
 
     /// Whether no key is tracked.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+impl Table {
+    /// What is known of `key`: its entry, or the sketch's estimate.
+    fn entry(&self, rule: &Rule, key: &str, now: Instant) -> Option<Entry> {
+        match self.entries.peek(key) {
+            Some(entry) => Some(*entry),
+            None => self.sketch.estimate(key, now, rule.window),
+        }
+    }
+
+    /// Counts an event for `key` at `now`: in its entry (made most recently
+    /// active), or a new entry, in place of the quietest one if the table
+    /// is full and that one delays no one, else in the sketch.
+    fn count(&mut self, rule: &Rule, key: &str, now: Instant) {
+        if let Some(entry) = self.entries.get_mut(key) {
+            step(rule, entry, now);
+            return;
+        }
+        if self.entries.len() >= self.capacity {
+            let quietest_delays = self.entries.peek_lru().is_some_and(|(_, e)| {
+                rule.verdict(e.count, now.saturating_duration_since(e.last))
+                    .is_err()
+            });
+            if quietest_delays {
+                self.sketch.count(rule, key, now);
+                return;
+            }
+            // The quietest entry leaves for the sketch, count and all.
+            if let Some((old, entry)) = self.entries.pop_lru() {
+                if now.saturating_duration_since(entry.last) <= rule.window {
+                    self.sketch.absorb(&old, entry);
+                }
+            }
+        }
+        // A key the sketch counted before keeps what it counted.
+        let mut entry = self
+            .sketch
+            .estimate(key, now, rule.window)
+            .unwrap_or(Entry {
+                count: 0,
+                last: now,
+            });
+        step(rule, &mut entry, now);
+        self.entries.push(key.to_owned(), entry);
     }
 }
 
@@ -401,9 +552,56 @@ mod tests {
         // Once old entries expire they make room again.
         let later = now + 101 * S;
         t.record("fresh", later);
+        t.sweep(later);
         assert_eq!(t.len(), 1);
         t.sweep(later + 101 * S);
         assert!(t.is_empty());
+    }
+
+    #[test]
+    fn the_sketch_takes_the_memory_the_docs_say() {
+        let bytes = std::mem::size_of::<Option<Entry>>() * SKETCH_ROWS * SKETCH_WIDTH;
+        assert_eq!(bytes, 384 * 1024);
+    }
+
+    #[test]
+    fn a_full_table_never_fails_open() {
+        let t = Throttle::new(rule());
+        let now = Instant::now();
+        // The table fills with keys that are all delaying (past their 3
+        // free events).
+        for i in 0..4 {
+            for _ in 0..4 {
+                t.record(&format!("busy-{i}"), now);
+            }
+        }
+        assert!((0..4).all(|i| t.check(&format!("busy-{i}"), now).is_err()));
+        // A newcomer is still counted (in the sketch) and throttled after
+        // its own free events: never waved through.
+        for _ in 0..3 {
+            assert_eq!(t.take("newcomer", now), Ok(()));
+        }
+        assert!(t.take("newcomer", now).is_err());
+        assert_eq!(t.len(), 4);
+        // The delaying keys kept their places.
+        assert!((0..4).all(|i| t.check(&format!("busy-{i}"), now).is_err()));
+    }
+
+    #[test]
+    fn the_quietest_entry_makes_room_and_keeps_its_count() {
+        let t = Throttle::new(rule());
+        let now = Instant::now();
+        // Two events each: not delaying.
+        for i in 0..4 {
+            t.record(&format!("k-{i}"), now + i * S);
+            t.record(&format!("k-{i}"), now + i * S);
+        }
+        t.record("new", now + 5 * S);
+        assert_eq!(t.len(), 4);
+        // k-0 (the quietest) left the table for the sketch with its two
+        // events: one more is free, the next waits.
+        assert_eq!(t.take("k-0", now + 6 * S), Ok(()));
+        assert!(t.take("k-0", now + 6 * S).is_err());
     }
 
     #[test]
@@ -439,5 +637,41 @@ mod tests {
         };
         assert_eq!(rule.wait(u32::MAX), Some(8 * S));
         assert_eq!(rule.wait(2), None);
+    }
+}
+/// A measurement, not a test (README quotes it): `cargo test --release
+/// --lib throttle::measure -- --ignored --nocapture`.
+#[cfg(test)]
+mod measure {
+    #[test]
+    #[ignore]
+    fn rss_of_a_full_table() {
+        let rss = || {
+            std::fs::read_to_string("/proc/self/status")
+                .unwrap()
+                .lines()
+                .find(|l| l.starts_with("VmRSS"))
+                .unwrap()
+                .split_whitespace()
+                .nth(1)
+                .unwrap()
+                .parse::<u64>()
+                .unwrap()
+        };
+        let before = rss();
+        let t = super::Throttle::new(super::Rule {
+            free: 5,
+            base: std::time::Duration::from_secs(1),
+            max_delay: std::time::Duration::from_secs(900),
+            lockout: Some(100),
+            window: std::time::Duration::from_secs(3600),
+            max_entries: 100_000,
+            refill: None,
+        });
+        let now = std::time::Instant::now();
+        for i in 0..200_000u32 {
+            t.record(&format!("{:022}", i), now);
+        }
+        println!("RSS grew by {} KiB for {} entries", rss() - before, t.len());
     }
 }
