@@ -40,6 +40,11 @@ pub struct LimitSettings {
     pub window: Duration,
     /// Keys tracked per throttle, to bound memory.
     pub max_entries: usize,
+    /// Successful logins per account at once (a token bucket's size):
+    /// logging in as oneself in a loop must not fill the bcrypt queue.
+    pub login_success_burst: u32,
+    /// Time for one more successful login to come back into its bucket.
+    pub login_success_refill: Duration,
 }
 
 impl Default for LimitSettings {
@@ -52,9 +57,18 @@ impl Default for LimitSettings {
             max_delay: Duration::from_secs(15 * 60),
             window: Duration::from_secs(3600),
             max_entries: 100_000,
+            login_success_burst: DEFAULT_LOGIN_SUCCESS_BURST,
+            login_success_refill: DEFAULT_LOGIN_SUCCESS_REFILL,
         }
     }
 }
+
+/// Successful logins per account at once, by default: more than a person
+/// and their devices need in a moment.
+pub const DEFAULT_LOGIN_SUCCESS_BURST: u32 = 10;
+/// One more successful login per account every 6 s once the burst is
+/// spent: 600 an hour, far above a person, far below a login loop.
+pub const DEFAULT_LOGIN_SUCCESS_REFILL: Duration = Duration::from_secs(6);
 
 /// First delay once the free events are used up; it doubles from there.
 const BASE_DELAY: Duration = Duration::from_secs(1);
@@ -78,6 +92,7 @@ pub struct Limits {
     register_email: Box<dyn Limiter>,
     reset_ip: Box<dyn Limiter>,
     reset_email: Box<dyn Limiter>,
+    login_success: Box<dyn Limiter>,
 }
 
 /// Makes the throttle named by its first argument (`"login_ip"`...) with
@@ -125,6 +140,14 @@ impl Limits {
             register_email: make("register_email", request()),
             reset_ip: make("reset_ip", request()),
             reset_email: make("reset_email", request()),
+            login_success: make(
+                "login_success",
+                Rule {
+                    refill: Some(s.login_success_refill),
+                    window: s.login_success_refill.saturating_mul(s.login_success_burst),
+                    ..rule(s.login_success_burst, None)
+                },
+            ),
         }
     }
 
@@ -189,6 +212,29 @@ impl Limits {
         }
     }
 
+    /// Reserves a possible success of a login on the account `email`
+    /// (before any bcrypt work, like the failure budget): successful
+    /// logins are rate-limited per account too, so a client logging in as
+    /// itself in a loop cannot keep the bcrypt workers busy. Given back by
+    /// [`Limits::success_not_used`] when the login does not succeed.
+    pub fn reserve_success(&self, email: &str) -> Result<(), AuthError> {
+        match self
+            .login_success
+            .take(&self.account(email))
+            .map_err(unavailable)?
+        {
+            Some(wait) => Err(AuthError::Throttled(wait)),
+            None => Ok(()),
+        }
+    }
+
+    /// A login that failed: its reserved success is given back.
+    pub fn success_not_used(&self, email: &str) {
+        if let Err(e) = self.login_success.release(&self.account(email)) {
+            eprintln!("authd: cannot give back a login of an account: {e}");
+        }
+    }
+
     /// A login that was reserved but not decided (the bcrypt queue was
     /// full, the store failed): it counts nowhere.
     pub fn login_not_attempted(&self, client: &Caller, email: &str) {
@@ -243,6 +289,7 @@ impl Limits {
     /// Forgets entries past their window; run periodically.
     pub fn sweep(&self) -> Result<(), ThrottleError> {
         for throttle in [
+            &self.login_success,
             &self.login_ip,
             &self.login_account,
             &self.register_ip,

@@ -36,10 +36,17 @@ impl Auth {
             typed_email,
             "POST /sessions",
         )?;
-        let outcome = match (Email::parse(typed_email), Password::parse(typed_password)) {
-            (Ok(email), Ok(password)) => self.log_in_as(caller, &email, &password),
-            _ => self.refuse_login().map(|never| match never {}),
-        };
+        let outcome = self.limits.reserve_success(typed_email).and_then(|()| {
+            let attempt = self.slots.enter(caller.ip).and_then(|_slot| {
+                // The bcrypt work, in one of this address's few places.
+                match (Email::parse(typed_email), Password::parse(typed_password)) {
+                    (Ok(email), Ok(password)) => self.log_in_as(caller, &email, &password),
+                    _ => self.refuse_login().map(|never| match never {}),
+                }
+            });
+            // A success reserved and not used goes back.
+            attempt.inspect_err(|_| self.limits.success_not_used(typed_email))
+        });
         match outcome {
             Ok((user, token)) => {
                 if let Some(old) = replacing {

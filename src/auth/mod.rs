@@ -15,6 +15,7 @@ mod login;
 mod register;
 mod reset;
 mod sessions;
+mod slots;
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::{Arc, OnceLock};
@@ -224,6 +225,8 @@ pub struct Auth {
     dummy_hash: OnceLock<String>,
     /// How long a failed verification at the configured cost takes.
     verify_time: login::VerifyTime,
+    /// Places in the bcrypt queue held per client address.
+    slots: slots::HashSlots,
 }
 
 impl Auth {
@@ -266,6 +269,7 @@ impl Auth {
             audit,
             dummy_hash: OnceLock::new(),
             verify_time: login::VerifyTime::default(),
+            slots: slots::HashSlots::default(),
         }
     }
 

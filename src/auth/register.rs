@@ -20,7 +20,11 @@ impl Auth {
             email.as_str(),
             "POST /users",
         )?;
-        match self.register_user(email, password) {
+        let registered = self
+            .slots
+            .enter(caller.ip)
+            .and_then(|_slot| self.register_user(email, password));
+        match registered {
             Ok(user) => {
                 self.record(
                     Event::Register,

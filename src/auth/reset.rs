@@ -163,7 +163,9 @@ impl Auth {
             return Err(refused());
         };
         let user = self
-            .update_password(&email, &token, new_password)
+            .slots
+            .enter(caller.ip)
+            .and_then(|_slot| self.update_password(&email, &token, new_password))
             .map_err(|e| match e {
                 AuthError::InvalidResetToken => refused(),
                 other => other,

@@ -38,7 +38,10 @@ fn parallel_guesses_get_no_more_verifications_than_serial_ones() {
         .all(|(_, retry)| retry.as_deref().is_some_and(|r| r.parse::<u64>().is_ok())));
 }
 
-crate::on_every_store!(parallel_guesses_get_no_more_verifications_than_serial_ones);
+crate::on_every_store!(
+    parallel_guesses_get_no_more_verifications_than_serial_ones,
+    one_address_cannot_take_the_bcrypt_queue,
+);
 
 /// A failed login for what is not a registered address logs a keyed hash
 /// of what was typed, never the text (a password typed into the email
@@ -126,4 +129,95 @@ fn failed_logins_take_the_same_time_whatever_the_stored_cost() {
             "{name}: {time:?} vs unknown {unknown:?} ({ratio:.2})"
         );
     }
+}
+
+/// Logs in from `from` (a 127.0.0.x address) on a connection of its own;
+/// returns the status and how long it took.
+fn log_in_from(from: std::net::Ipv4Addr, to: std::net::SocketAddr, form: &str) -> (u16, Duration) {
+    use crate::common::raw::{connect_with, request, Raw};
+    let started = Instant::now();
+    let stream = connect_with(from, to, None, Duration::from_secs(10)).unwrap();
+    let mut raw = Raw::from(stream);
+    let length = form.len().to_string();
+    let headers = [
+        ("Host", "x"),
+        ("Content-Type", "application/x-www-form-urlencoded"),
+        ("Content-Length", length.as_str()),
+        ("Connection", "close"),
+    ];
+    raw.send(&request("POST", "/sessions", &headers, form.as_bytes()))
+        .unwrap();
+    let answer = raw.answer(Duration::from_secs(30)).unwrap();
+    (answer.status, started.elapsed())
+}
+
+/// One address looping its own correct login on 40 connections cannot
+/// fill the bcrypt queue: it holds a few places and its account has a
+/// success budget, so another client's login goes through in its normal
+/// time; and four parallel workers of one address are never refused.
+fn one_address_cannot_take_the_bcrypt_queue() {
+    let app = Arc::new(TestApp::spawn_with(|c| {
+        c.threads = 64;
+        c.hash_workers = 1;
+        c.bcrypt_cost = 8;
+    }));
+    assert_eq!(app.register("loop@b.io", "pw").status, 200);
+    assert_eq!(app.register("other@b.io", "pw").status, 200);
+    let addr = app.running.addr();
+    let (alone, _) = log_in_from(
+        "127.0.0.3".parse().unwrap(),
+        addr,
+        "email=other%40b.io&password=pw",
+    );
+    assert_eq!(alone, 200);
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let attackers: Vec<_> = (0..40)
+        .map(|_| {
+            let stop = Arc::clone(&stop);
+            std::thread::spawn(move || {
+                let mut statuses = Vec::new();
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let (status, _) = log_in_from(
+                        "127.0.0.2".parse().unwrap(),
+                        addr,
+                        "email=loop%40b.io&password=pw",
+                    );
+                    statuses.push(status);
+                }
+                statuses
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    let others: Vec<(u16, Duration)> = (0..3)
+        .map(|_| {
+            log_in_from(
+                "127.0.0.3".parse().unwrap(),
+                addr,
+                "email=other%40b.io&password=pw",
+            )
+        })
+        .collect();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let statuses: Vec<u16> = attackers
+        .into_iter()
+        .flat_map(|h| h.join().unwrap())
+        .collect();
+    assert!(others.iter().all(|(s, _)| *s == 200), "{others:?}");
+    assert!(
+        others.iter().all(|(_, t)| *t < Duration::from_secs(5)),
+        "{others:?}"
+    );
+    assert!(!statuses.contains(&503), "the queue filled: {statuses:?}");
+    assert!(statuses.contains(&429), "{statuses:?}");
+
+    // A prototype's four parallel workers on one address: never refused.
+    let client = Arc::clone(&app);
+    let results = all_at_once(4, move |i| {
+        let email = format!("worker{i}@b.io");
+        let registered = client.register(&email, "pw").status;
+        let logged_in = client.log_in(&email, "pw").status;
+        (registered, logged_in)
+    });
+    assert!(results.iter().all(|r| *r == (200, 200)), "{results:?}");
 }
