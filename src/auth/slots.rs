@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use super::AuthError;
 
-/// Hashes one address may have in flight: two running and four waiting,
-/// so a prototype's test suite with a few parallel workers on one machine
-/// is never refused.
+/// Hashes one address may have in flight, running or waiting (about two
+/// workers' worth and a short queue), so a prototype's test suite with a
+/// few parallel workers on one machine is never refused.
 pub const HASHES_PER_ADDRESS: usize = 6;
 
 /// The places each address holds.
