@@ -54,6 +54,10 @@ pub struct Config {
     pub sweep_interval: Duration,
     /// Header with the client IP set by a trusted reverse proxy.
     pub client_ip_header: Option<String>,
+    /// Proxies in front of authd (`--trusted-proxies`): the header is
+    /// believed only from them, and their own entries in it are skipped.
+    /// Empty: the header is believed from any peer, its last entry used.
+    pub trusted_proxies: Vec<crate::http::client::Cidr>,
     /// Dev or production behaviour.
     pub profile: Profile,
     /// Where reset tokens go besides (dev) or instead of (production) the
@@ -61,9 +65,12 @@ pub struct Config {
     pub reset_delivery: Option<Channel>,
     /// Rules for new passwords.
     pub password_policy: PasswordPolicy,
-    /// Origins allowed to make cookie-authenticated state changes
-    /// (production).
+    /// Origins of other sites whose pages may make state-changing
+    /// requests (production).
     pub allowed_origins: Vec<String>,
+    /// The server's own origin, from `--public-url` (canonical:
+    /// `https://auth.example.com`); `None` derives it from `Host`.
+    pub public_origin: Option<String>,
     /// Size of sled's page cache, in bytes.
     pub cache_bytes: u64,
     /// PostgreSQL URL; when set, the store is there instead of `data_dir`.
@@ -159,10 +166,12 @@ impl Config {
             limits: LimitSettings::default(),
             sweep_interval: DEFAULT_SWEEP_INTERVAL,
             client_ip_header: None,
+            trusted_proxies: Vec::new(),
             profile: Profile::Dev,
             reset_delivery: None,
             password_policy: PasswordPolicy::DEV,
             allowed_origins: Vec::new(),
+            public_origin: None,
             cache_bytes: crate::store::DEFAULT_CACHE_BYTES,
             database_url: None,
             db_pool_size: DEFAULT_DB_POOL_SIZE,
@@ -198,6 +207,15 @@ impl Config {
 
     /// Why this configuration must not start, if it must not.
     pub fn validate(&self) -> Result<(), String> {
+        if !self.trusted_proxies.is_empty() && self.client_ip_header.is_none() {
+            // Without a header there is nothing to walk: the list would be
+            // ignored, and the operator would believe it protects them.
+            return Err(
+                "--trusted-proxies needs --client-ip-header (the header those proxies write, \
+                 e.g. X-Forwarded-For)"
+                    .to_owned(),
+            );
+        }
         if self.profile == Profile::Production {
             if self.reset_delivery.is_none() {
                 return Err("the production profile never puts reset tokens in responses: set \

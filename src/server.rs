@@ -111,9 +111,11 @@ pub fn start(config: &Config) -> Result<Running, StartError> {
             secure_cookies: config.secure_cookies || config.profile == Profile::Production,
             access_log: config.access_log,
             client_ip_header: config.client_ip_header.clone(),
+            trusted_proxies: config.trusted_proxies.clone(),
             profile: config.profile,
             cookie_name: config.cookie_name(),
             allowed_origins: config.allowed_origins.clone(),
+            public_origin: config.public_origin.clone(),
             listener: Some(listener.health()),
         },
     });

@@ -45,6 +45,8 @@ pub struct LimitSettings {
     pub login_success_burst: u32,
     /// Time for one more successful login to come back into its bucket.
     pub login_success_refill: Duration,
+    /// Hashes one client address may have in flight, running or waiting.
+    pub hashes_per_address: usize,
 }
 
 impl Default for LimitSettings {
@@ -59,6 +61,7 @@ impl Default for LimitSettings {
             max_entries: 100_000,
             login_success_burst: DEFAULT_LOGIN_SUCCESS_BURST,
             login_success_refill: DEFAULT_LOGIN_SUCCESS_REFILL,
+            hashes_per_address: super::slots::HASHES_PER_ADDRESS,
         }
     }
 }
@@ -84,6 +87,8 @@ pub const PRODUCTION_REQUEST_REFILL: Duration = Duration::from_secs(60);
 
 /// All the throttles of the API.
 pub struct Limits {
+    /// The settings they were made with.
+    pub settings: LimitSettings,
     /// Key of the hashes of typed input.
     secret: [u8; 32],
     login_ip: Box<dyn Limiter>,
@@ -127,6 +132,7 @@ impl Limits {
             ..rule(s.request_free, None)
         };
         Limits {
+            settings: s,
             secret,
             login_ip: make(
                 "login_ip",

@@ -261,6 +261,7 @@ impl Auth {
         limits: Limits,
         audit: Audit,
     ) -> Auth {
+        let slots = slots::HashSlots::new(limits.settings.hashes_per_address);
         Auth {
             store,
             hasher,
@@ -269,7 +270,7 @@ impl Auth {
             audit,
             dummy_hash: OnceLock::new(),
             verify_time: login::VerifyTime::default(),
-            slots: slots::HashSlots::default(),
+            slots,
         }
     }
 

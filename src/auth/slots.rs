@@ -15,8 +15,9 @@ use super::AuthError;
 pub const HASHES_PER_ADDRESS: usize = 6;
 
 /// The places each address holds.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct HashSlots {
+    per_address: usize,
     held: Mutex<HashMap<IpAddr, usize>>,
 }
 
@@ -28,12 +29,20 @@ pub struct Slot<'a> {
 }
 
 impl HashSlots {
+    /// Places for `per_address` hashes per address.
+    pub fn new(per_address: usize) -> HashSlots {
+        HashSlots {
+            per_address: per_address.max(1),
+            held: Mutex::new(HashMap::new()),
+        }
+    }
+
     /// A place for a hash of `ip`'s, or 429 (retry in a second) when it
     /// holds all of its places already.
     pub fn enter(&self, ip: IpAddr) -> Result<Slot<'_>, AuthError> {
         let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
         let count = held.entry(ip).or_insert(0);
-        if *count >= HASHES_PER_ADDRESS {
+        if *count >= self.per_address {
             return Err(AuthError::Throttled(Duration::from_secs(1)));
         }
         *count += 1;
@@ -59,7 +68,7 @@ mod tests {
 
     #[test]
     fn an_address_holds_at_most_its_places_and_gives_them_back() {
-        let slots = HashSlots::default();
+        let slots = HashSlots::new(HASHES_PER_ADDRESS);
         let a: IpAddr = "192.0.2.1".parse().unwrap();
         let b: IpAddr = "192.0.2.2".parse().unwrap();
         let held: Vec<Slot> = (0..HASHES_PER_ADDRESS)

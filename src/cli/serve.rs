@@ -17,6 +17,7 @@ use crate::auth::limits::{self, LimitSettings};
 use crate::auth::Lifetimes;
 use crate::config::{self, Config, EdgeLimits, Profile};
 use crate::delivery::Channel;
+use crate::http::client::Cidr;
 use crate::policy::PasswordPolicy;
 use crate::server;
 
@@ -128,6 +129,20 @@ pub struct ServeArgs {
           value_parser = parse_seconds)]
     request_refill: Option<Duration>,
 
+    /// Successful logins per account at once (a token bucket's size):
+    /// logging in as oneself in a loop must not keep the bcrypt workers
+    /// from everyone else.
+    #[arg(long, env = "AUTHD_LOGIN_SUCCESS_BURST",
+          default_value_t = LimitSettings::default().login_success_burst,
+          value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    login_success_burst: u32,
+
+    /// Seconds for one more successful login of an account to come back
+    /// into its bucket.
+    #[arg(long, env = "AUTHD_LOGIN_SUCCESS_REFILL", value_name = "SECONDS",
+          default_value = "6", value_parser = parse_seconds)]
+    login_success_refill: Duration,
+
     /// Longest delay, in seconds, that any throttle imposes.
     #[arg(long, env = "AUTHD_MAX_DELAY", value_name = "SECONDS",
           default_value_t = LimitSettings::default().max_delay.as_secs(),
@@ -173,9 +188,11 @@ pub struct ServeArgs {
           value_parser = clap::value_parser!(u8).range(0..=4))]
     min_password_score: Option<u8>,
 
-    /// Origins (scheme://host[:port], comma-separated) whose pages may log
-    /// users out; in production other cross-site requests to DELETE
-    /// /sessions and DELETE /sessions/ID are refused.
+    /// Origins of other sites (scheme://host[:port], comma-separated) whose
+    /// pages may register, log in, reset passwords and log out through
+    /// authd; in production, such requests from any other site's pages are
+    /// refused (403), and authd's own origin (--public-url) is always
+    /// allowed.
     #[arg(
         long,
         env = "AUTHD_ALLOWED_ORIGINS",
@@ -183,6 +200,15 @@ pub struct ServeArgs {
         value_delimiter = ','
     )]
     allowed_origins: Vec<String>,
+
+    /// The URL browsers reach authd at, e.g. https://auth.example.com
+    /// (scheme, host and optional port; no path). In production, browser
+    /// requests whose Origin is this one are authd's own and pass the
+    /// cross-site check; without it, authd's own origin is https:// and the
+    /// request's Host header.
+    #[arg(long, env = "AUTHD_PUBLIC_URL", value_name = "URL",
+          value_parser = |s: &str| crate::http::csrf::parse_public_url(s))]
+    public_url: Option<String>,
 
     /// Read the server key from this file (64 hex digits, e.g. from
     /// `openssl rand -hex 32`; a second line holds the previous key during
@@ -240,10 +266,20 @@ pub struct ServeArgs {
     keepalive_timeout: Duration,
 
     /// Take the client IP (for throttling and logs) from this header, as set
-    /// by your reverse proxy: X-Forwarded-For (its last address) or
-    /// X-Real-IP. Only set it when a proxy you control always sets it.
+    /// by your reverse proxy: X-Forwarded-For (the last address of all its
+    /// lines) or X-Real-IP. Only set it when a proxy you control always
+    /// sets it.
     #[arg(long, env = "AUTHD_CLIENT_IP_HEADER", value_name = "HEADER")]
     client_ip_header: Option<String>,
+
+    /// Addresses of your reverse proxies (CIDR blocks or single addresses,
+    /// comma-separated, e.g. 10.0.0.0/8,fd00::/8). Needs
+    /// --client-ip-header; the header is then believed only from these
+    /// peers, and the client is the right-most address in it that is not
+    /// one of them (all of them trusted: the left-most).
+    #[arg(long, env = "AUTHD_TRUSTED_PROXIES", value_name = "CIDR,...",
+          value_delimiter = ',', value_parser = |s: &str| s.parse::<Cidr>())]
+    trusted_proxies: Vec<Cidr>,
 }
 
 impl ServeArgs {
@@ -292,10 +328,13 @@ impl ServeArgs {
                 }),
                 max_delay: secs(self.max_delay),
                 window: secs(self.throttle_window),
+                login_success_burst: self.login_success_burst,
+                login_success_refill: self.login_success_refill,
                 ..LimitSettings::default()
             },
             sweep_interval: secs(self.sweep_interval),
             client_ip_header: self.client_ip_header,
+            trusted_proxies: self.trusted_proxies,
             profile: self.profile,
             reset_delivery: self.reset_delivery,
             password_policy: PasswordPolicy {
@@ -324,6 +363,7 @@ impl ServeArgs {
                 .map(|o| o.trim().trim_end_matches('/').to_owned())
                 .filter(|o| !o.is_empty())
                 .collect(),
+            public_origin: self.public_url,
             secret_key_file: self.secret_key_file,
         };
         config.validate()?;

@@ -37,13 +37,20 @@ pub struct Settings {
     /// Header carrying the client address set by a trusted reverse proxy
     /// (`X-Forwarded-For`, `X-Real-IP`); `None` uses the socket peer.
     pub client_ip_header: Option<String>,
+    /// Proxies whose entries in that header are walked past, and the only
+    /// peers whose header is believed (`--trusted-proxies`); empty
+    /// believes any peer's and takes the header's last entry.
+    pub trusted_proxies: Vec<client::Cidr>,
     /// Dev or production behaviour.
     pub profile: Profile,
     /// Name of the session cookie.
     pub cookie_name: &'static str,
-    /// Origins allowed to make cookie-authenticated state changes
-    /// (checked in production).
+    /// Origins of other sites whose pages may make state-changing
+    /// requests (checked in production).
     pub allowed_origins: Vec<String>,
+    /// The server's own origin (`--public-url`), canonical; `None` derives
+    /// it from each request's `Host`.
+    pub public_origin: Option<String>,
     /// Whether the listener accepts connections, for the health check
     /// (`None` without a listener, as in handler tests).
     pub listener: Option<tiny_http::ListenerHealth>,
@@ -138,7 +145,11 @@ impl App {
     /// world; authd says so once on stderr when such headers reach a dev
     /// instance).
     pub fn caller(&self, request: &Request) -> Caller {
-        let ip = client::client_ip(request, self.settings.client_ip_header.as_deref());
+        let forwarding = client::Forwarding {
+            header: self.settings.client_ip_header.as_deref(),
+            trusted: &self.settings.trusted_proxies,
+        };
+        let ip = client::client_ip(request, forwarding);
         let local = self.settings.profile == Profile::Dev
             && self.settings.client_ip_header.is_none()
             && request.remote_addr().ip().is_loopback()
@@ -160,6 +171,26 @@ impl App {
             local,
             user_agent: None,
         }
+    }
+
+    /// In the production profile, 403 for a browser request made on
+    /// behalf of another site ([`csrf`]); every state-changing route calls
+    /// this first, before it reads a body or hashes anything, so a forged
+    /// request costs no work and changes nothing. The dev profile answers
+    /// as the reference does, which checks nothing.
+    pub fn refuse_cross_site(&self, request: &Request) -> Result<(), ApiError> {
+        if self.settings.profile != Profile::Production {
+            return Ok(());
+        }
+        csrf::check(
+            request,
+            csrf::Origins {
+                public: self.settings.public_origin.as_deref(),
+                // Production runs behind TLS: its cookie is `Secure`.
+                scheme: "https",
+                allowed: &self.settings.allowed_origins,
+            },
+        )
     }
 }
 
@@ -360,9 +391,11 @@ mod broken_store_tests {
                 secure_cookies: false,
                 access_log: false,
                 client_ip_header: None,
+                trusted_proxies: Vec::new(),
                 profile: Profile::Dev,
                 cookie_name: "session_id",
                 allowed_origins: Vec::new(),
+                public_origin: None,
                 listener: None,
             },
         }
@@ -414,5 +447,73 @@ mod broken_store_tests {
         // What does not need the store still works.
         let index = app.handle(&Request::fake_http("GET", "/", vec![], vec![]));
         assert_eq!(index.status_code, 200);
+    }
+
+    #[test]
+    fn production_refuses_cross_site_writes_before_any_work() {
+        let mut app = app();
+        app.settings.profile = Profile::Production;
+        let token = Token::generate().unwrap();
+        let reset = format!(
+            "email=a%40b.io&reset_token={}&new_password=y",
+            token.as_str()
+        );
+        let writes = [
+            ("POST", "/users", "email=a%40b.io&password=pw"),
+            ("POST", "/sessions", "email=a%40b.io&password=pw"),
+            ("POST", "/reset_password", "email=a%40b.io"),
+            ("PUT", "/reset_password", &reset),
+            ("DELETE", "/sessions", ""),
+            ("DELETE", "/sessions?scope=others", ""),
+            ("DELETE", "/sessions?scope=global", ""),
+            ("DELETE", "/sessions/abc", ""),
+        ];
+        let send = |method: &str, url: &str, body: &str, extra: Option<(&str, &str)>| {
+            let mut headers = vec![
+                ("Host".to_owned(), "auth.example.com".to_owned()),
+                (
+                    "Content-Type".to_owned(),
+                    "application/x-www-form-urlencoded".to_owned(),
+                ),
+                (
+                    "Cookie".to_owned(),
+                    format!("session_id={}", token.as_str()),
+                ),
+            ];
+            headers.extend(extra.map(|(k, v)| (k.to_owned(), v.to_owned())));
+            app.handle(&Request::fake_http(
+                method,
+                url,
+                headers,
+                body.as_bytes().to_vec(),
+            ))
+        };
+        for &(method, url, body) in &writes {
+            // The store is down, so any request that got past the check
+            // would answer 503 (or 400 for a body it read): 403 says the
+            // check came first.
+            for forged in [
+                ("Origin", "https://evil.example"),
+                ("Sec-Fetch-Site", "cross-site"),
+            ] {
+                let response = send(method, url, body, Some(forged));
+                assert_eq!(response.status_code, 403, "{method} {url} {forged:?}");
+            }
+            let own = send(
+                method,
+                url,
+                body,
+                Some(("Origin", "https://auth.example.com")),
+            );
+            assert_eq!(own.status_code, 503, "{method} {url}");
+        }
+        // Reads are not checked.
+        let read = send(
+            "GET",
+            "/profile",
+            "",
+            Some(("Origin", "https://evil.example")),
+        );
+        assert_eq!(read.status_code, 503);
     }
 }

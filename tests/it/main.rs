@@ -22,6 +22,8 @@ mod cli;
 mod compat;
 /// SIGKILL at a random moment, then everything acknowledged still holds.
 mod crash;
+/// One cross-site rule for every state-changing route (production), none in dev.
+mod cross_site;
 /// Attacks on the HTTP edge, each against the real binary.
 mod edge;
 /// Credential lifecycle rules: expiry, throttling, lockout, rehash.
@@ -34,6 +36,8 @@ mod openapi;
 mod postgres;
 /// The production profile: delivery channels, password policy, cookies.
 mod production;
+/// Behind a proxy: every header line counts, the right-most untrusted address is the client.
+mod proxy;
 /// Concurrent requests that must not break uniqueness or single use.
 mod races;
 /// Several sessions per user: the list, ending one, others or all.

@@ -2,12 +2,24 @@
 
 use std::sync::Arc;
 
+use authd::config::Config;
+
 use crate::common::{all_at_once, TestApp};
+
+/// The race, not the abuse limits, is under test: one address may send
+/// every request at once, and log in at once as often as it likes (every
+/// attempt in flight counts against an account's budget).
+fn for_races(c: &mut Config) {
+    c.limits.hashes_per_address = 64;
+    c.limits.login_success_burst = 1000;
+    c.limits.login_free_failures = 100;
+}
 
 fn thirty_two_registrations_of_one_email_make_one_account() {
     // The race, not the request-rate limit, is under test: 32 requests from
     // one IP would otherwise be throttled past the 10th.
     let app = Arc::new(TestApp::spawn_with(|c| {
+        for_races(c);
         c.threads = 64;
         c.limits.request_free = 100;
     }));
@@ -44,7 +56,10 @@ fn thirty_two_registrations_of_one_email_make_one_account() {
 fn a_reset_token_is_redeemed_once_under_concurrency() {
     // Fifteen wrong passwords are tried at the end; keep them under the
     // login backoff.
-    let app = Arc::new(TestApp::spawn_with(|c| c.limits.login_free_failures = 50));
+    let app = Arc::new(TestApp::spawn_with(|c| {
+        for_races(c);
+        c.limits.login_free_failures = 50;
+    }));
     assert_eq!(app.register("a@b.io", "pw").status, 200);
     let reply = app.reset_token("a@b.io");
     let token = reply.json()["reset_token"].as_str().unwrap().to_owned();
@@ -76,7 +91,10 @@ fn concurrent_logins_leave_exactly_one_live_session() {
 }
 
 fn concurrent_logins_keep_to_the_cap(cap: usize) {
-    let app = Arc::new(TestApp::spawn_with(|c| c.max_sessions_per_user = cap));
+    let app = Arc::new(TestApp::spawn_with(|c| {
+        for_races(c);
+        c.max_sessions_per_user = cap;
+    }));
     assert_eq!(app.register("a@b.io", "pw").status, 200);
     let client = Arc::clone(&app);
     let sessions = all_at_once(8, move |_| client.log_in("a@b.io", "pw").session());
@@ -90,7 +108,10 @@ fn concurrent_logins_keep_to_the_cap(cap: usize) {
 }
 
 fn a_login_racing_a_password_reset_never_outlives_it() {
-    let app = Arc::new(TestApp::spawn_with(|c| c.limits.login_free_failures = 100));
+    let app = Arc::new(TestApp::spawn_with(|c| {
+        for_races(c);
+        c.limits.login_free_failures = 100;
+    }));
     for round in 0..8 {
         let email = format!("r{round}@b.io");
         assert_eq!(app.register(&email, "old").status, 200);
@@ -122,7 +143,7 @@ fn a_login_racing_a_password_reset_never_outlives_it() {
 }
 
 fn logout_racing_profile_reads() {
-    let app = Arc::new(TestApp::spawn());
+    let app = Arc::new(TestApp::spawn_with(for_races));
     let session = app.signed_in("a@b.io", "pw");
     let client = Arc::clone(&app);
     let token = session.clone();

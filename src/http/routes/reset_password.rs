@@ -15,8 +15,10 @@ use crate::user::Password;
 /// unregistered email (or one that cannot be an address). Production: the
 /// same 200 `{"email", "message"}` whether or not the email is registered,
 /// in the same time. 429 past the request rate per IP or per email; 503 if
-/// the delivery queue is full.
+/// the delivery queue is full. In production 403 first for a cross-site
+/// request.
 pub fn post(app: &App, request: &Request, caller: &Caller) -> Result<Response, ApiError> {
+    app.refuse_cross_site(request)?;
     let fields = read_fields(request, app.settings.max_body_bytes)?;
     let typed = fields.optional("email")?.unwrap_or("");
     Ok(match app.auth.request_reset(caller, typed)? {
@@ -35,8 +37,10 @@ pub fn post(app: &App, request: &Request, caller: &Caller) -> Result<Response, A
 
 /// Sets a new password with a reset token: 200 `{"email", "message":
 /// "Password updated"}`, 403 if the token is not the current, unexpired one
-/// of that email's owner.
+/// of that email's owner; in production 403 first for a cross-site request
+/// (a page elsewhere must not set a password it chose).
 pub fn put(app: &App, request: &Request, caller: &Caller) -> Result<Response, ApiError> {
+    app.refuse_cross_site(request)?;
     let fields = read_fields(request, app.settings.max_body_bytes)?;
     let typed = fields.optional("email")?.unwrap_or("");
     let raw_token = fields.required("reset_token")?;

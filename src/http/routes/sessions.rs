@@ -6,18 +6,20 @@ use rouille::{Request, Response};
 use serde_json::json;
 
 use crate::auth::{Caller, Scope};
-use crate::config::Profile;
 use crate::http::body::read_fields;
 use crate::http::error::ApiError;
 use crate::http::json;
-use crate::http::{cookie, csrf, App};
+use crate::http::{cookie, App};
 use crate::session::Session;
 use crate::token::Token;
 
 /// Logs in: 200 `{"email", "message": "logged in"}` and a fresh session
 /// cookie, 401 for any wrong email/password pair, 429 (before any bcrypt
-/// work) while the account or the client IP is backing off.
+/// work) while the account or the client IP is backing off. In production
+/// 403 first for a cross-site request: a page elsewhere must not log its
+/// visitor into an account it controls (login CSRF).
 pub fn post(app: &App, request: &Request, caller: &Caller) -> Result<Response, ApiError> {
+    app.refuse_cross_site(request)?;
     let fields = read_fields(request, app.settings.max_body_bytes)?;
     let typed = fields.optional("email")?.unwrap_or("");
     let password = fields.required("password")?;
@@ -50,9 +52,7 @@ fn token(app: &App, request: &Request) -> Result<Token, ApiError> {
 /// A state change authenticated by the cookie: in production, a
 /// cross-site request is refused (403) first.
 fn state_change(app: &App, request: &Request) -> Result<Token, ApiError> {
-    if app.settings.profile == Profile::Production {
-        csrf::check(request, &app.settings.allowed_origins)?;
-    }
+    app.refuse_cross_site(request)?;
     token(app, request)
 }
 

@@ -10,8 +10,11 @@ use crate::http::App;
 
 /// Registers `email` with `password`: 200 `{"email", "message": "user
 /// created"}`, 400 `{"message": "email already registered"}`, 429 past the
-/// request rate per IP or per email.
+/// request rate per IP or per email; in production 403 first for a
+/// cross-site request (a page elsewhere must not register accounts from
+/// its visitors' addresses).
 pub fn post(app: &App, request: &Request, caller: &Caller) -> Result<Response, ApiError> {
+    app.refuse_cross_site(request)?;
     let fields = read_fields(request, app.settings.max_body_bytes)?;
     let (email, password) = super::credentials(&fields)?;
     let user = app.auth.register(caller, &email, &password)?;

@@ -1,0 +1,342 @@
+//! One cross-site rule for every state-changing route, against the real
+//! server. In the production profile, `POST /users`, `POST /sessions`,
+//! `POST /reset_password`, `PUT /reset_password`, `DELETE /sessions` (every
+//! scope) and `DELETE /sessions/<id>` refuse a browser request made on
+//! behalf of another site (an `Origin` that is neither authd's own nor
+//! listed; without `Origin`, `Sec-Fetch-Site: cross-site`) with 403 before
+//! they do anything, and answer as usual a same-origin request (the origin
+//! of `Host`, or `--public-url`'s), one from a listed origin, and one
+//! without `Origin` (curl). The dev profile answers every one of them the
+//! reference's way.
+
+use authd::config::{Config, Profile};
+use authd::delivery::Channel;
+use authd::policy::PasswordPolicy;
+
+use crate::common::raw::Answer;
+use crate::common::{encode, Format, TestApp};
+
+const STRONG: &str = "correct horse battery staple";
+const REFUSED: &str = "cross-site request refused";
+/// The origin of the `Host` the test client sends (`localhost`) in the
+/// production profile, which runs behind TLS.
+const OWN: &str = "https://localhost";
+const LISTED: &str = "https://app.example.com";
+const PUBLIC: &str = "https://auth.example.com";
+
+/// Extra request headers: what a browser would add.
+type Headers<'a> = &'a [(&'static str, &'static str)];
+
+fn production(c: &mut Config) {
+    c.profile = Profile::Production;
+    c.reset_delivery = Some(Channel::Log);
+    c.password_policy = PasswordPolicy::PRODUCTION;
+    c.bcrypt_cost = 10;
+    c.allowed_origins = vec![LISTED.to_owned()];
+    // Every variant registers and asks for resets from one address.
+    c.limits.request_free = 1000;
+}
+
+/// `method path` with the form `fields`, the session cookie `session` and
+/// the `extra` headers.
+fn call(
+    app: &TestApp,
+    method: &str,
+    path: &str,
+    fields: &[(&str, &str)],
+    session: Option<&str>,
+    extra: Headers<'_>,
+) -> Answer {
+    let (content_type, body) = encode(Format::Form, fields);
+    let mut headers = vec![("Content-Type", content_type)];
+    if let Some(token) = session {
+        headers.push(app.cookie(token));
+    }
+    headers.extend(extra.iter().map(|(k, v)| (*k, (*v).to_owned())));
+    app.request_with(method, path, &headers, &body)
+}
+
+/// A fresh session of `email`, from a plain (curl-like) login.
+fn session(app: &TestApp, email: &str) -> String {
+    let reply = app.log_in(email, STRONG);
+    assert_eq!(reply.status, 200, "{reply:?}");
+    app.session_of(&reply)
+}
+
+/// Asserts `reply` is the cross-site refusal, and sets no cookie.
+fn assert_refused(reply: &Answer, what: &str) {
+    assert_eq!(reply.status, 403, "{what}: {reply:?}");
+    assert_eq!(reply.message(), REFUSED, "{what}");
+    assert!(reply.all("Set-Cookie").is_empty(), "{what}: {reply:?}");
+}
+
+/// Asserts `reply` has `status` and is not the cross-site refusal.
+fn assert_answered(reply: &Answer, status: u16, what: &str) {
+    assert_eq!(reply.status, status, "{what}: {reply:?}");
+    let message = serde_json::from_slice::<serde_json::Value>(&reply.body)
+        .ok()
+        .and_then(|body| body["message"].as_str().map(str::to_owned));
+    assert_ne!(message.as_deref(), Some(REFUSED), "{what}");
+}
+
+/// Sends every state-changing route with the `extra` headers and asserts
+/// they are all refused: nothing registered, no login, no reset asked for,
+/// no session ended.
+fn all_refused(app: &TestApp, extra: Headers<'_>, tag: &str) {
+    let email = format!("{tag}@example.com");
+    let users = app.user_count();
+    let what = |route: &str| format!("{route} with {extra:?}");
+    let fields = [("email", email.as_str()), ("password", STRONG)];
+    assert_refused(
+        &call(app, "POST", "/users", &fields, None, extra),
+        &what("POST /users"),
+    );
+    assert_eq!(app.user_count(), users, "{}", what("POST /users"));
+    // Refused before the body is read: a malformed one makes no 400.
+    let mut headers = vec![("Content-Type", "application/json".to_owned())];
+    headers.extend(extra.iter().map(|(k, v)| (*k, (*v).to_owned())));
+    let garbage = app.request_with("POST", "/users", &headers, b"{not json");
+    assert_refused(&garbage, &what("POST /users (bad JSON)"));
+
+    // The account exists (registered by a curl-like client) for the rest.
+    assert_eq!(app.register(&email, STRONG).status, 200);
+    assert_refused(
+        &call(app, "POST", "/sessions", &fields, None, extra),
+        &what("POST /sessions"),
+    );
+    let reset = [("email", email.as_str())];
+    assert_refused(
+        &call(app, "POST", "/reset_password", &reset, None, extra),
+        &what("POST /reset_password"),
+    );
+    let update = [
+        ("email", email.as_str()),
+        ("reset_token", "not-a-token"),
+        ("new_password", "another strong passphrase"),
+    ];
+    assert_refused(
+        &call(app, "PUT", "/reset_password", &update, None, extra),
+        &what("PUT /reset_password"),
+    );
+
+    let token = session(app, &email);
+    let other = session(app, &email);
+    for path in [
+        "/sessions",
+        "/sessions?scope=others",
+        "/sessions?scope=global",
+        "/sessions/0123456789abcdef",
+    ] {
+        let reply = call(app, "DELETE", path, &[], Some(&token), extra);
+        assert_refused(&reply, &what(&format!("DELETE {path}")));
+    }
+    // Both sessions outlived the forged requests.
+    assert_eq!(app.profile(Some(&token)).status, 200, "{tag}");
+    assert_eq!(app.profile(Some(&other)).status, 200, "{tag}");
+}
+
+/// Sends every state-changing route with the `extra` headers and asserts
+/// each gets its usual answer.
+fn all_answered(app: &TestApp, extra: Headers<'_>, tag: &str) {
+    let email = format!("{tag}@example.com");
+    let what = |route: &str| format!("{route} with {extra:?}");
+    let fields = [("email", email.as_str()), ("password", STRONG)];
+    assert_answered(
+        &call(app, "POST", "/users", &fields, None, extra),
+        200,
+        &what("POST /users"),
+    );
+    let login = call(app, "POST", "/sessions", &fields, None, extra);
+    assert_answered(&login, 200, &what("POST /sessions"));
+    let token = app.session_of(&login);
+    let reset = [("email", email.as_str())];
+    assert_answered(
+        &call(app, "POST", "/reset_password", &reset, None, extra),
+        200,
+        &what("POST /reset_password"),
+    );
+    let update = [
+        ("email", email.as_str()),
+        ("reset_token", "not-a-token"),
+        ("new_password", "another strong passphrase"),
+    ];
+    let reply = call(app, "PUT", "/reset_password", &update, None, extra);
+    assert_eq!(reply.status, 403, "{}", what("PUT /reset_password"));
+    assert_eq!(reply.message(), "invalid reset token");
+
+    let reply = call(
+        app,
+        "DELETE",
+        "/sessions/0123456789abcdef",
+        &[],
+        Some(&token),
+        extra,
+    );
+    assert_answered(&reply, 404, &what("DELETE /sessions/<id>"));
+    let other = session(app, &email);
+    let reply = call(
+        app,
+        "DELETE",
+        "/sessions?scope=others",
+        &[],
+        Some(&token),
+        extra,
+    );
+    assert_answered(&reply, 204, &what("DELETE /sessions?scope=others"));
+    assert_eq!(app.profile(Some(&other)).status, 403, "{tag}");
+    let reply = call(app, "DELETE", "/sessions", &[], Some(&token), extra);
+    assert_answered(&reply, 302, &what("DELETE /sessions"));
+    assert_eq!(app.profile(Some(&token)).status, 403, "{tag}");
+    let token = session(app, &email);
+    let reply = call(
+        app,
+        "DELETE",
+        "/sessions?scope=global",
+        &[],
+        Some(&token),
+        extra,
+    );
+    assert_answered(&reply, 302, &what("DELETE /sessions?scope=global"));
+    assert_eq!(app.profile(Some(&token)).status, 403, "{tag}");
+}
+
+fn production_refuses_every_cross_site_write() {
+    let app = TestApp::spawn_with(production);
+    let forged: [(&str, Headers<'_>); 7] = [
+        ("evil", &[("Origin", "https://evil.example")]),
+        ("fetch", &[("Sec-Fetch-Site", "cross-site")]),
+        (
+            "both",
+            &[
+                ("Origin", "https://evil.example"),
+                ("Sec-Fetch-Site", "cross-site"),
+            ],
+        ),
+        // A page that claims to be same-origin but names another origin.
+        (
+            "liar",
+            &[
+                ("Origin", "https://evil.example"),
+                ("Sec-Fetch-Site", "same-origin"),
+            ],
+        ),
+        ("opaque", &[("Origin", "null")]),
+        // authd's host over plain HTTP is another origin.
+        ("scheme", &[("Origin", "http://localhost")]),
+        ("port", &[("Origin", "https://localhost:8443")]),
+    ];
+    for (tag, extra) in forged {
+        all_refused(&app, extra, tag);
+    }
+}
+
+fn production_answers_same_origin_listed_and_non_browser_writes() {
+    let app = TestApp::spawn_with(production);
+    let fine: [(&str, Headers<'_>); 6] = [
+        // curl and server-side clients send neither header.
+        ("curl", &[]),
+        ("own", &[("Origin", OWN)]),
+        (
+            "own-fetch",
+            &[("Origin", OWN), ("Sec-Fetch-Site", "same-origin")],
+        ),
+        ("own-port", &[("Origin", "https://LOCALHOST:443")]),
+        // A listed origin decides, whatever Sec-Fetch-Site says.
+        (
+            "listed",
+            &[("Origin", LISTED), ("Sec-Fetch-Site", "cross-site")],
+        ),
+        ("same-site", &[("Sec-Fetch-Site", "same-site")]),
+    ];
+    for (tag, extra) in fine {
+        all_answered(&app, extra, tag);
+    }
+}
+
+fn a_public_url_is_the_own_origin() {
+    let app = TestApp::spawn_with(|c| {
+        production(c);
+        c.public_origin = Some(authd::http::csrf::parse_public_url(&format!("{PUBLIC}/")).unwrap());
+    });
+    all_answered(&app, &[("Origin", PUBLIC)], "public");
+    all_answered(&app, &[("Origin", LISTED)], "listed");
+    all_answered(&app, &[], "curl");
+    // The Host-derived origin is not authd's own once the URL is given.
+    all_refused(&app, &[("Origin", OWN)], "host");
+}
+
+fn dev_answers_cross_site_writes_the_reference_way() {
+    let app = TestApp::spawn();
+    let email = "ann@example.com";
+    let cross: Headers<'_> = &[
+        ("Origin", "https://evil.example"),
+        ("Sec-Fetch-Site", "cross-site"),
+    ];
+    let fields = [("email", email), ("password", STRONG)];
+    assert_eq!(
+        call(&app, "POST", "/users", &fields, None, cross).status,
+        200
+    );
+    let login = call(&app, "POST", "/sessions", &fields, None, cross);
+    assert_eq!(login.status, 200, "{login:?}");
+    let token = app.session_of(&login);
+    let reply = call(
+        &app,
+        "POST",
+        "/reset_password",
+        &[("email", email)],
+        None,
+        cross,
+    );
+    assert_eq!(reply.status, 200, "{reply:?}");
+    let reset = reply.json()["reset_token"].as_str().unwrap().to_owned();
+    let update = [
+        ("email", email),
+        ("reset_token", reset.as_str()),
+        ("new_password", "another strong passphrase"),
+    ];
+    assert_eq!(
+        call(&app, "PUT", "/reset_password", &update, None, cross).status,
+        200
+    );
+    let fields = [("email", email), ("password", "another strong passphrase")];
+    let token2 = app.session_of(&call(&app, "POST", "/sessions", &fields, None, cross));
+    assert_ne!(token, token2);
+    let reply = call(
+        &app,
+        "DELETE",
+        "/sessions/0123456789abcdef",
+        &[],
+        Some(&token2),
+        cross,
+    );
+    assert_eq!(reply.status, 404, "{reply:?}");
+    let reply = call(
+        &app,
+        "DELETE",
+        "/sessions?scope=others",
+        &[],
+        Some(&token2),
+        cross,
+    );
+    assert_eq!(reply.status, 204, "{reply:?}");
+    let reply = call(&app, "DELETE", "/sessions", &[], Some(&token2), cross);
+    assert_eq!(reply.status, 302, "{reply:?}");
+    let token3 = app.session_of(&call(&app, "POST", "/sessions", &fields, None, cross));
+    let reply = call(
+        &app,
+        "DELETE",
+        "/sessions?scope=global",
+        &[],
+        Some(&token3),
+        cross,
+    );
+    assert_eq!(reply.status, 302, "{reply:?}");
+}
+
+crate::on_every_store!(
+    production_refuses_every_cross_site_write,
+    production_answers_same_origin_listed_and_non_browser_writes,
+    a_public_url_is_the_own_origin,
+    dev_answers_cross_site_writes_the_reference_way,
+);
