@@ -143,6 +143,15 @@ pub struct ServeArgs {
           default_value = "6", value_parser = parse_seconds)]
     login_success_refill: Duration,
 
+    /// bcrypt hashes one client address may have in flight (running or
+    /// waiting); past them its requests get 429, so no address holds more
+    /// than this many places of the shared bcrypt queue. Raise it for many
+    /// users behind one address (an office's NAT).
+    #[arg(long, env = "AUTHD_HASHES_PER_ADDRESS",
+          default_value_t = LimitSettings::default().hashes_per_address,
+          value_parser = clap::value_parser!(u64).range(1..=10_000).map(|n| n as usize))]
+    hashes_per_address: usize,
+
     /// Longest delay, in seconds, that any throttle imposes.
     #[arg(long, env = "AUTHD_MAX_DELAY", value_name = "SECONDS",
           default_value_t = LimitSettings::default().max_delay.as_secs(),
@@ -330,6 +339,7 @@ impl ServeArgs {
                 window: secs(self.throttle_window),
                 login_success_burst: self.login_success_burst,
                 login_success_refill: self.login_success_refill,
+                hashes_per_address: self.hashes_per_address,
                 ..LimitSettings::default()
             },
             sweep_interval: secs(self.sweep_interval),

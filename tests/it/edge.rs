@@ -838,12 +838,22 @@ fn running_out_of_threads_is_logged_once_and_survived() {
     std::thread::sleep(secs(1.0));
     assert_alive(&server);
     let stderr = server.stderr();
-    let failed: Vec<&str> = stderr.lines().filter(|l| l.contains("failed")).collect();
-    assert_eq!(failed.len(), 1, "{stderr}");
-    assert!(
-        failed[0].starts_with("authd: ") && failed[0].contains("retrying"),
-        "{stderr}"
-    );
+    // Once per burst: a failure line, then none until a recovery line (on
+    // a loaded machine a thread may end and the limit be met again, which
+    // is a new burst).
+    let mut failing = false;
+    for line in stderr.lines() {
+        if line.contains("failed") {
+            assert!(!failing, "logged twice in one burst:\n{stderr}");
+            assert!(
+                line.starts_with("authd: ") && line.contains("retrying"),
+                "{stderr}"
+            );
+            failing = true;
+        } else if line.contains("works again") {
+            failing = false;
+        }
+    }
 
     drop(idle);
     let answer = retry(secs(10.0), || {
