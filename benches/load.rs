@@ -591,7 +591,8 @@ impl Server {
     }
 
     /// authd on the store named by `store` (`--data-dir DIR` or
-    /// `--database URL`), with throttles out of the benchmark's way.
+    /// `--database URL`), with throttles and fairness limits out of the
+    /// benchmark's way.
     fn authd_on(store: &[&str], stderr: &Path, extra: &[&str]) -> (Server, Duration) {
         let mut command = Command::new(authd());
         command
@@ -602,6 +603,12 @@ impl Server {
                 "100",
                 "--request-free",
                 "100000000",
+                // wrk logs in from one address, in a loop: the fairness
+                // limits would answer most of it 429.
+                "--login-success-burst",
+                "100000",
+                "--hashes-per-address",
+                "10000",
             ])
             .args(extra);
         Self::start(command, stderr)
