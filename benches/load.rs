@@ -287,65 +287,35 @@ fn upgrade_part(work: &Path, users: u64) {
     println!();
 }
 
-/// Writes a store as format 1 laid it out: the marker, version-1 user
-/// records holding their session and reset grant, and the token indexes.
+/// A format-1 store of `users` users: half of them with a session, a
+/// tenth with a reset token.
 fn write_format_1(dir: &Path, users: u64) {
-    use authd::codec::{encode_id, encode_user_v1, LegacyGrant, LegacySession};
+    use authd::codec::{LegacyGrant, LegacySession};
     use authd::token::TokenHash;
     use authd::user::{Email, User, UserId};
-    let db = sled::Config::new()
-        .path(dir)
-        .cache_capacity(128 * 1024 * 1024)
-        .open()
-        .unwrap();
-    let tree = |name: &str| db.open_tree(name).unwrap();
-    let trees = [
-        tree("users"),
-        tree("by_email"),
-        tree("by_session"),
-        tree("by_reset"),
-    ];
     let hash = bcrypt::hash(PASSWORD, 4).unwrap();
-    for chunk in (1..=users).collect::<Vec<_>>().chunks(10_000) {
-        let mut batches = [(); 4].map(|()| sled::Batch::default());
-        for &n in chunk {
-            let user = User {
-                id: UserId(n),
-                email: Email::parse(&format!("u{n}@scale.io")).unwrap(),
-                hashed_password: hash.clone(),
-            };
-            let mut s = [0u8; 32];
-            s[..8].copy_from_slice(&n.to_be_bytes());
-            let mut r = s;
-            r[31] = 1;
-            let session = (n % 2 == 0).then_some(LegacySession {
-                token_hash: TokenHash(s),
-                created_at: 1,
-                last_seen: 2,
-            });
-            let reset = (n % 10 == 0).then_some(LegacyGrant {
-                token_hash: TokenHash(r),
-                created_at: 3,
-            });
-            let record = encode_user_v1(&user, session, reset).unwrap();
-            batches[0].insert(&encode_id(user.id), record);
-            batches[1].insert(user.email.key(), &encode_id(user.id));
-            if session.is_some() {
-                batches[2].insert(&s, &encode_id(user.id));
-            }
-            if reset.is_some() {
-                batches[3].insert(&r, &encode_id(user.id));
-            }
-        }
-        for (tree, batch) in trees.iter().zip(batches) {
-            tree.apply_batch(batch).unwrap();
-        }
-    }
-    let meta = tree("meta");
-    meta.insert("format", "authd-store-1").unwrap();
-    meta.insert("next_id", &encode_id(UserId(users + 1)))
-        .unwrap();
-    db.flush().unwrap();
+    let made = (1..=users).map(|n| {
+        let mut s = [0u8; 32];
+        s[..8].copy_from_slice(&n.to_be_bytes());
+        let mut r = s;
+        r[31] = 1;
+        let user = User {
+            id: UserId(n),
+            email: Email::parse(&format!("u{n}@scale.io")).unwrap(),
+            hashed_password: hash.clone(),
+        };
+        let session = (n % 2 == 0).then_some(LegacySession {
+            token_hash: TokenHash(s),
+            created_at: 1,
+            last_seen: 2,
+        });
+        let reset = (n % 10 == 0).then_some(LegacyGrant {
+            token_hash: TokenHash(r),
+            created_at: 3,
+        });
+        (user, session, reset)
+    });
+    authd::store::sled::schema::write_format_1(dir, made).unwrap();
 }
 
 /// Part 5: the same session checks and logins on the PostgreSQL store,

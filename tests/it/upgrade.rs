@@ -168,60 +168,35 @@ fn migrate_backs_up_first_and_the_backup_is_the_old_store() {
     assert!(err.contains("exists already"), "{err}");
 }
 
-/// Writes a format-1 store of `users` users, each with a session and a
-/// reset grant, as the previous release laid it out.
+/// A format-1 store of `users` users, each with a session and a reset
+/// grant, as the previous release laid it out.
 fn write_format_1(dir: &Path, users: u64) {
-    use authd::codec::{encode_id, encode_user_v1, LegacyGrant, LegacySession};
+    use authd::codec::{LegacyGrant, LegacySession};
     use authd::token::TokenHash;
     use authd::user::{Email, User, UserId};
-    let db = sled::open(dir).unwrap();
-    let tree = |name: &str| db.open_tree(name).unwrap();
-    let (records, by_email, by_session, by_reset, meta) = (
-        tree("users"),
-        tree("by_email"),
-        tree("by_session"),
-        tree("by_reset"),
-        tree("meta"),
-    );
-    let mut batch = [(); 5].map(|()| sled::Batch::default());
-    for n in 1..=users {
+    let made = (1..=users).map(|n| {
+        let mut s = [0u8; 32];
+        s[..8].copy_from_slice(&n.to_be_bytes());
+        let mut r = s;
+        r[31] = 1;
         let user = User {
             id: UserId(n),
             email: Email::parse(&format!("u{n}@x.io")).unwrap(),
             hashed_password: "$2b$04$AAAAAAAAAAAAAAAAAAAAAOAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
                 .to_owned(),
         };
-        let mut s = [0u8; 32];
-        s[..8].copy_from_slice(&n.to_be_bytes());
-        let mut r = s;
-        r[31] = 1;
-        let record = encode_user_v1(
-            &user,
-            Some(LegacySession {
-                token_hash: TokenHash(s),
-                created_at: 1,
-                last_seen: 2,
-            }),
-            Some(LegacyGrant {
-                token_hash: TokenHash(r),
-                created_at: 3,
-            }),
-        )
-        .unwrap();
-        batch[0].insert(&encode_id(user.id), record);
-        batch[1].insert(user.email.key(), &encode_id(user.id));
-        batch[2].insert(&s, &encode_id(user.id));
-        batch[3].insert(&r, &encode_id(user.id));
-    }
-    batch[4].insert("format", "authd-store-1");
-    batch[4].insert("next_id", &encode_id(UserId(users + 1)));
-    for (tree, batch) in [records, by_email, by_session, by_reset, meta]
-        .iter()
-        .zip(batch)
-    {
-        tree.apply_batch(batch).unwrap();
-    }
-    db.flush().unwrap();
+        let session = LegacySession {
+            token_hash: TokenHash(s),
+            created_at: 1,
+            last_seen: 2,
+        };
+        let grant = LegacyGrant {
+            token_hash: TokenHash(r),
+            created_at: 3,
+        };
+        (user, Some(session), Some(grant))
+    });
+    authd::store::sled::schema::write_format_1(dir, made).unwrap();
 }
 
 /// Runs `authd migrate` on `dir` with its backup in `backup`; returns the

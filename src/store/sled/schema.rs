@@ -384,3 +384,55 @@ impl SledStore {
         self.flush()
     }
 }
+
+/// One user of a format-1 store, with what its record held.
+pub type Format1User = (
+    crate::user::User,
+    Option<crate::codec::LegacySession>,
+    Option<crate::codec::LegacyGrant>,
+);
+
+/// Writes a store in `path` as format 1 laid it out (the marker, user
+/// records holding their session and reset grant, the email and token
+/// indexes), in batches of 10,000 users, and flushes it. The tests and the
+/// benchmark of the migration make old stores with it; authd itself never
+/// writes format 1.
+pub fn write_format_1(
+    path: &std::path::Path,
+    users: impl IntoIterator<Item = Format1User>,
+) -> Result<(), StoreError> {
+    use crate::codec::encode_user_v1;
+    let db = sled::Config::new()
+        .path(path)
+        .cache_capacity(super::DEFAULT_CACHE_BYTES)
+        .open()?;
+    let trees = ["users", "by_email", "by_session", "by_reset"]
+        .map(|name| db.open_tree(name))
+        .into_iter()
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut next = 1;
+    let mut users = users.into_iter().peekable();
+    while users.peek().is_some() {
+        let mut batches: Vec<sled::Batch> = trees.iter().map(|_| sled::Batch::default()).collect();
+        for (user, session, reset) in users.by_ref().take(10_000) {
+            let id = encode_id(user.id);
+            batches[0].insert(&id, encode_user_v1(&user, session, reset)?);
+            batches[1].insert(user.email.key(), &id);
+            if let Some(session) = session {
+                batches[2].insert(session.token_hash.as_bytes(), &id);
+            }
+            if let Some(grant) = reset {
+                batches[3].insert(grant.token_hash.as_bytes(), &id);
+            }
+            next = next.max(user.id.0 + 1);
+        }
+        for (tree, batch) in trees.iter().zip(batches) {
+            tree.apply_batch(batch)?;
+        }
+    }
+    let meta = db.open_tree("meta")?;
+    meta.insert(MARKER_KEY, marker(1).as_bytes())?;
+    meta.insert(NEXT_ID_KEY, encode_id(crate::user::UserId(next)).as_slice())?;
+    db.flush()?;
+    Ok(())
+}

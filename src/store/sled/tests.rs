@@ -5,7 +5,7 @@ use std::path::Path;
 
 use super::test_support::{open_when_free, store, wait_released};
 use super::*;
-use crate::codec::{encode_user_v1, LegacyGrant, LegacySession};
+use crate::codec::{LegacyGrant, LegacySession};
 use crate::one_time::{OneTimeToken, Purpose};
 use crate::session::{Session, SessionId};
 use crate::store::{keyword, Maintenance, Redemption, SessionStore, TokenStore, UserStore};
@@ -383,20 +383,11 @@ fn a_damaged_store_is_refused_with_a_clear_reason() {
     }
 }
 
-/// Writes a store as format 1 wrote it: the marker, version-1 user records
-/// holding their session and reset grant, and the two token indexes.
-/// Returns each user's session token and reset token.
+/// A format-1 store of `users` users, each with a session and a reset
+/// grant; returns each user's email, session token and reset token.
 fn write_format_1(path: &Path, users: usize) -> Vec<(Email, Token, Token)> {
-    let db = sled::open(path).unwrap();
-    let tree = |name: &str| db.open_tree(name).unwrap();
-    let (records, by_email, by_session, by_reset, meta) = (
-        tree("users"),
-        tree("by_email"),
-        tree("by_session"),
-        tree("by_reset"),
-        tree("meta"),
-    );
     let mut made = Vec::new();
+    let mut records = Vec::new();
     for n in 1..=users as u64 {
         let user = User {
             id: UserId(n),
@@ -404,35 +395,19 @@ fn write_format_1(path: &Path, users: usize) -> Vec<(Email, Token, Token)> {
             hashed_password: "$2b$04$hash".to_owned(),
         };
         let (s, r) = (Token::generate().unwrap(), Token::generate().unwrap());
-        let record = encode_user_v1(
-            &user,
-            Some(LegacySession {
-                token_hash: s.hash(),
-                created_at: 100,
-                last_seen: 200,
-            }),
-            Some(LegacyGrant {
-                token_hash: r.hash(),
-                created_at: 300,
-            }),
-        )
-        .unwrap();
-        records.insert(encode_id(user.id), record).unwrap();
-        by_email
-            .insert(user.email.key(), &encode_id(user.id))
-            .unwrap();
-        by_session
-            .insert(s.hash().as_bytes(), &encode_id(user.id))
-            .unwrap();
-        by_reset
-            .insert(r.hash().as_bytes(), &encode_id(user.id))
-            .unwrap();
-        made.push((user.email, s, r));
+        let session = LegacySession {
+            token_hash: s.hash(),
+            created_at: 100,
+            last_seen: 200,
+        };
+        let grant = LegacyGrant {
+            token_hash: r.hash(),
+            created_at: 300,
+        };
+        made.push((user.email.clone(), s, r));
+        records.push((user, Some(session), Some(grant)));
     }
-    meta.insert("format", "authd-store-1").unwrap();
-    meta.insert("next_id", &encode_id(UserId(users as u64 + 1)))
-        .unwrap();
-    db.flush().unwrap();
+    schema::write_format_1(path, records).unwrap();
     made
 }
 
