@@ -57,7 +57,7 @@ pub struct Config {
     /// Proxies in front of authd (`--trusted-proxies`): the header is
     /// believed only from them, and their own entries in it are skipped.
     /// Empty: the header is believed from any peer, its last entry used.
-    pub trusted_proxies: Vec<crate::http::client::Cidr>,
+    pub trusted_proxies: Vec<crate::cidr::Cidr>,
     /// Dev or production behaviour.
     pub profile: Profile,
     /// Where reset tokens go besides (dev) or instead of (production) the

@@ -18,6 +18,7 @@
 
 pub mod audit;
 pub mod auth;
+pub mod cidr;
 pub mod cli;
 pub mod clock;
 pub mod codec;

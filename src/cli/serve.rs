@@ -15,9 +15,9 @@ use super::{system, CliError, StoreArgs};
 
 use crate::auth::limits::{self, LimitSettings};
 use crate::auth::Lifetimes;
+use crate::cidr::Cidr;
 use crate::config::{self, Config, EdgeLimits, Profile};
 use crate::delivery::Channel;
-use crate::http::client::Cidr;
 use crate::policy::PasswordPolicy;
 use crate::server;
 
