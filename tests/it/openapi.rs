@@ -511,6 +511,38 @@ fn the_document_matches_the_production_profile_too() {
     let reply = app.request_with("DELETE", "/sessions", &forged, b"");
     assert_eq!(reply.status, 403);
     spec.check("DELETE", "/sessions", &reply);
+    // Every state-changing route refuses a cross-site request first, with
+    // the documented 403.
+    let cross_site = [
+        (
+            "Content-Type",
+            "application/x-www-form-urlencoded".to_owned(),
+        ),
+        ("Origin", "https://evil.example".to_owned()),
+    ];
+    for (method, path, body) in [
+        (
+            "POST",
+            "/users",
+            "email=c%40b.io&password=correct+horse+battery+staple",
+        ),
+        (
+            "POST",
+            "/sessions",
+            "email=a%40b.io&password=correct+horse+battery+staple",
+        ),
+        ("POST", "/reset_password", "email=a%40b.io"),
+        (
+            "PUT",
+            "/reset_password",
+            "email=a%40b.io&reset_token=x&new_password=y",
+        ),
+    ] {
+        let reply = app.request_with(method, path, &cross_site, body.as_bytes());
+        assert_eq!(reply.status, 403, "{method} {path}: {reply:?}");
+        assert_eq!(reply.message(), "cross-site request refused");
+        spec.check(method, path, &reply);
+    }
 }
 
 /// A validator for `#/components/schemas/NAME` of the served document.
