@@ -7,22 +7,50 @@
 //! request threads wait for their result, and when the queue is full the
 //! request is refused at once with [`HashError::Busy`] (HTTP 503) rather than
 //! queueing without bound.
+//!
+//! The queue is shared fairly: each job belongs to a key (the client
+//! address), a key has at most two jobs running and a few places in all
+//! (past them [`HashError::KeyBusy`], HTTP 429, for that client only), and
+//! keys with work waiting take turns, so a client with forty requests
+//! waits behind itself rather than in front of everyone else.
 
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::net::{IpAddr, Ipv4Addr};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
-use std::sync::{Arc, Mutex};
+use std::sync::mpsc;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread;
 
 use crate::user::Password;
 
-type Job = Box<dyn FnOnce() + Send + 'static>;
+/// A job computes its result and returns what hands it to its waiter:
+/// the worker gives its place back in between, so a waiter that sends its
+/// next job at once never finds its previous one still counted.
+type Job = Box<dyn FnOnce() -> Delivery + Send + 'static>;
+type Delivery = Box<dyn FnOnce() + Send + 'static>;
+
+/// Who a hash is done for: the client address, so that the queue is
+/// shared fairly between clients. Work of the service's own (the dummy
+/// hash, admin commands) has a key of its own.
+pub type HashKey = IpAddr;
+
+/// The key of the service's own work.
+pub const OWN_WORK: HashKey = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
+
+/// Hashes of one key that run at once, at most (the rest of its places
+/// wait in its own queue).
+const RUNNING_PER_KEY: usize = 2;
 
 /// Why a hash or verification did not happen.
 #[derive(Debug, thiserror::Error)]
 pub enum HashError {
     #[error("all bcrypt workers are busy and the queue is full")]
     Busy,
+    /// This key holds all of its places (running and waiting): the client
+    /// should slow down (429), others are still served.
+    #[error("this client has as many password operations in progress as it may")]
+    KeyBusy,
     #[error("the bcrypt worker pool has stopped")]
     Unavailable,
     #[error("bcrypt failed: {0}")]
@@ -49,28 +77,131 @@ impl HashStats {
     }
 }
 
+/// The jobs waiting and running, by key. Keys with waiting jobs and a free
+/// running place take turns (round robin), so one client with many
+/// requests waits behind itself, not in front of everyone else.
+struct Schedule {
+    waiting: HashMap<HashKey, VecDeque<Job>>,
+    /// Keys whose next job may start, in turn order.
+    turns: VecDeque<HashKey>,
+    in_turns: HashSet<HashKey>,
+    running: HashMap<HashKey, usize>,
+    /// Jobs waiting, all keys together.
+    queued: usize,
+    /// Most jobs waiting, all keys together.
+    capacity: usize,
+    /// Places of one key: running and waiting together.
+    per_key: usize,
+    stopped: bool,
+}
+
+impl Schedule {
+    /// Puts `key` in line for a turn if it has a job waiting and a free
+    /// running place.
+    fn line_up(&mut self, key: HashKey) {
+        let waiting = self.waiting.get(&key).is_some_and(|q| !q.is_empty());
+        let running = self.running.get(&key).copied().unwrap_or(0);
+        if waiting && running < RUNNING_PER_KEY.min(self.per_key) && self.in_turns.insert(key) {
+            self.turns.push_back(key);
+        }
+    }
+
+    /// The next job in turn, with its key.
+    fn next(&mut self) -> Option<(HashKey, Job)> {
+        let key = self.turns.pop_front()?;
+        self.in_turns.remove(&key);
+        let queue = self.waiting.get_mut(&key)?;
+        let job = queue.pop_front()?;
+        if queue.is_empty() {
+            self.waiting.remove(&key);
+        }
+        self.queued -= 1;
+        *self.running.entry(key).or_insert(0) += 1;
+        self.line_up(key);
+        Some((key, job))
+    }
+
+    /// A job of `key` has ended.
+    fn done(&mut self, key: HashKey) {
+        if let Some(running) = self.running.get_mut(&key) {
+            *running -= 1;
+            if *running == 0 {
+                self.running.remove(&key);
+            }
+        }
+        self.line_up(key);
+    }
+}
+
+/// The schedule and the bell the workers wait on.
+struct Pool {
+    schedule: Mutex<Schedule>,
+    bell: Condvar,
+}
+
+impl Pool {
+    fn schedule(&self) -> MutexGuard<'_, Schedule> {
+        self.schedule.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Stops the workers when the last [`Hasher`] handle goes.
+struct Owner(Arc<Pool>);
+
+impl Drop for Owner {
+    fn drop(&mut self) {
+        self.0.schedule().stopped = true;
+        self.0.bell.notify_all();
+    }
+}
+
 /// Handle to the worker pool. Cloning shares the pool.
 #[derive(Clone)]
 pub struct Hasher {
-    queue: SyncSender<Job>,
+    pool: Arc<Owner>,
     cost: u32,
     stats: Arc<HashStats>,
 }
 
 impl Hasher {
     /// Starts `workers` threads hashing at `cost`, with room for `queue`
-    /// waiting jobs. The threads end when the last handle is dropped.
+    /// waiting jobs, a key holding at most 6 places (see
+    /// [`Hasher::start_fair`]). The threads end when the last handle is
+    /// dropped.
     pub fn start(workers: usize, queue: usize, cost: u32) -> std::io::Result<Hasher> {
-        let (tx, rx) = mpsc::sync_channel::<Job>(queue);
-        let rx = Arc::new(Mutex::new(rx));
+        Self::start_fair(workers, queue, cost, DEFAULT_PLACES_PER_KEY)
+    }
+
+    /// [`Hasher::start`] with at most `per_key` places (running and
+    /// waiting) for one key: past them its work is refused with
+    /// [`HashError::KeyBusy`], whatever room the queue has.
+    pub fn start_fair(
+        workers: usize,
+        queue: usize,
+        cost: u32,
+        per_key: usize,
+    ) -> std::io::Result<Hasher> {
+        let pool = Arc::new(Pool {
+            schedule: Mutex::new(Schedule {
+                waiting: HashMap::new(),
+                turns: VecDeque::new(),
+                in_turns: HashSet::new(),
+                running: HashMap::new(),
+                queued: 0,
+                capacity: queue.max(1),
+                per_key: per_key.max(1),
+                stopped: false,
+            }),
+            bell: Condvar::new(),
+        });
         for n in 0..workers.max(1) {
-            let rx = Arc::clone(&rx);
+            let pool = Arc::clone(&pool);
             thread::Builder::new()
                 .name(format!("bcrypt-{n}"))
-                .spawn(move || work(&rx))?;
+                .spawn(move || work(&pool))?;
         }
         Ok(Hasher {
-            queue: tx,
+            pool: Arc::new(Owner(pool)),
             cost,
             stats: Arc::default(),
         })
@@ -86,44 +217,92 @@ impl Hasher {
         &self.stats
     }
 
-    /// Hashes `password` at the configured cost.
+    /// Hashes `password` at the configured cost, as the service's own work.
     pub fn hash(&self, password: &Password) -> Result<String, HashError> {
+        self.hash_for(OWN_WORK, password)
+    }
+
+    /// Hashes `password` at the configured cost for `key`.
+    pub fn hash_for(&self, key: HashKey, password: &Password) -> Result<String, HashError> {
         let secret = password.clone();
         let cost = self.cost;
         self.stats.hashes.fetch_add(1, Ordering::Relaxed);
         // Password::parse capped the length at 72 bytes, all of which bcrypt
         // reads, so plain `hash` is exact here. (`non_truncating_hash` would
         // also refuse a valid 72-byte password, as it counts the NUL.)
-        self.run(move || bcrypt::hash(secret.expose(), cost))?
+        self.run_for(key, move || bcrypt::hash(secret.expose(), cost))?
             .map_err(HashError::from)
     }
 
-    /// Checks `password` against a stored bcrypt hash.
+    /// Checks `password` against a stored bcrypt hash, as the service's
+    /// own work.
     pub fn verify(&self, password: &Password, hash: &str) -> Result<bool, HashError> {
+        self.verify_for(OWN_WORK, password, hash)
+    }
+
+    /// Checks `password` against a stored bcrypt hash for `key`.
+    pub fn verify_for(
+        &self,
+        key: HashKey,
+        password: &Password,
+        hash: &str,
+    ) -> Result<bool, HashError> {
         let secret = password.clone();
         let hash = hash.to_owned();
         self.stats.verifies.fetch_add(1, Ordering::Relaxed);
-        self.run(move || bcrypt::verify(secret.expose(), &hash))?
+        self.run_for(key, move || bcrypt::verify(secret.expose(), &hash))?
             .map_err(HashError::from)
     }
 
-    /// Runs `f` on a worker and waits for its result.
-    fn run<T: Send + 'static>(
+    /// Runs `f` on a worker, in `key`'s turn, and waits for its result.
+    fn run_for<T: Send + 'static>(
         &self,
+        key: HashKey,
         f: impl FnOnce() -> T + Send + 'static,
     ) -> Result<T, HashError> {
         let (reply, result) = mpsc::sync_channel(1);
         let job: Job = Box::new(move || {
-            // The waiter may have gone; nothing to do about it then.
-            let _ = reply.send(f());
+            let value = f();
+            Box::new(move || {
+                // The waiter may have gone; nothing to do about it then.
+                let _ = reply.send(value);
+            })
         });
-        match self.queue.try_send(job) {
-            Ok(()) => result.recv().map_err(|_| HashError::Unavailable),
-            Err(TrySendError::Full(_)) => Err(HashError::Busy),
-            Err(TrySendError::Disconnected(_)) => Err(HashError::Unavailable),
+        let pool = &self.pool.0;
+        {
+            let mut schedule = pool.schedule();
+            if schedule.stopped {
+                return Err(HashError::Unavailable);
+            }
+            let held = schedule.running.get(&key).copied().unwrap_or(0)
+                + schedule.waiting.get(&key).map_or(0, VecDeque::len);
+            if held >= schedule.per_key {
+                return Err(HashError::KeyBusy);
+            }
+            if schedule.queued >= schedule.capacity {
+                return Err(HashError::Busy);
+            }
+            schedule.waiting.entry(key).or_default().push_back(job);
+            schedule.queued += 1;
+            schedule.line_up(key);
         }
+        pool.bell.notify_one();
+        result.recv().map_err(|_| HashError::Unavailable)
+    }
+
+    #[cfg(test)]
+    fn run<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, HashError> {
+        self.run_for(OWN_WORK, f)
     }
 }
+
+/// Places of one key by default: two running and four waiting, so a
+/// prototype's test suite with a few parallel workers on one machine is
+/// never refused.
+pub const DEFAULT_PLACES_PER_KEY: usize = 6;
 
 /// Scheduling niceness of the bcrypt workers: they yield the CPU to the
 /// HTTP threads, so cheap requests stay fast while logins keep every core
@@ -142,19 +321,32 @@ fn lower_priority() {
     }
 }
 
-/// A worker's loop: take the next job, run it, survive its panic.
-fn work(jobs: &Mutex<Receiver<Job>>) {
+/// A worker's loop: take the job whose turn it is, run it, survive its
+/// panic, until the pool stops (then what is queued is dropped, and its
+/// waiters see `Unavailable`).
+fn work(pool: &Pool) {
     lower_priority();
     loop {
-        let next = {
-            let guard = jobs.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-            guard.recv()
+        let (key, job) = {
+            let mut schedule = pool.schedule();
+            loop {
+                if schedule.stopped {
+                    return;
+                }
+                if let Some(next) = schedule.next() {
+                    break next;
+                }
+                schedule = pool.bell.wait(schedule).unwrap_or_else(|p| p.into_inner());
+            }
         };
-        match next {
-            // A panicking job drops its reply sender, which its waiter sees
-            // as `Unavailable`; the worker itself carries on.
-            Ok(job) => drop(catch_unwind(AssertUnwindSafe(job))),
-            Err(_) => return,
+        // A panicking job drops its reply sender, which its waiter sees as
+        // `Unavailable`; the worker itself carries on.
+        let delivery = catch_unwind(AssertUnwindSafe(job)).ok();
+        pool.schedule().done(key);
+        // The key may have its next job ready now.
+        pool.bell.notify_one();
+        if let Some(deliver) = delivery {
+            deliver();
         }
     }
 }
@@ -216,17 +408,77 @@ mod tests {
             })
         });
         running.recv_timeout(Duration::from_secs(10)).unwrap();
-        // ...and the single queue slot, without waiting for it.
-        let (ran, queued_done) = mpsc::channel::<()>();
-        hasher
-            .queue
-            .try_send(Box::new(move || ran.send(()).unwrap()))
-            .unwrap();
-        assert!(matches!(hasher.run(|| 2), Err(HashError::Busy)));
+        // ...and the single queue place, from another key.
+        let queued = hasher.clone();
+        let waiter = thread::spawn(move || queued.run_for(key(1), || 1));
+        wait_until(|| hasher.pool.0.schedule().queued == 1);
+        assert!(matches!(hasher.run_for(key(2), || 2), Err(HashError::Busy)));
         release.send(()).unwrap();
         worker.join().unwrap().unwrap();
-        queued_done.recv_timeout(Duration::from_secs(10)).unwrap();
+        assert_eq!(waiter.join().unwrap().unwrap(), 1);
         assert_eq!(hasher.run(|| 3).unwrap(), 3);
+    }
+
+    fn key(n: u8) -> HashKey {
+        IpAddr::V4(Ipv4Addr::new(192, 0, 2, n))
+    }
+
+    fn wait_until(condition: impl Fn() -> bool) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !condition() {
+            assert!(std::time::Instant::now() < deadline, "timed out");
+            thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// One key with many jobs waits behind itself: another key's job runs
+    /// at the next free worker, before the first key's queued ones; and a
+    /// key past its places is refused while others are served.
+    #[test]
+    fn keys_take_turns_and_hold_few_places() {
+        let hasher = Hasher::start_fair(1, 16, 4, 4).unwrap();
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let (release, gate) = mpsc::channel::<()>();
+        let gate = Arc::new(Mutex::new(gate));
+        // Key 1 takes the worker (blocked on the gate) and queues 3 more.
+        let mut handles = Vec::new();
+        for n in 0..4 {
+            let (worker, order, gate) = (hasher.clone(), Arc::clone(&order), Arc::clone(&gate));
+            handles.push(thread::spawn(move || {
+                worker.run_for(key(1), move || {
+                    gate.lock().unwrap().recv().unwrap();
+                    order.lock().unwrap().push((1, n));
+                })
+            }));
+            wait_until(|| {
+                let s = hasher.pool.0.schedule();
+                s.running.values().sum::<usize>() + s.queued == n + 1
+            });
+        }
+        // Its places are all held: refused, while key 2 still gets in.
+        assert!(matches!(
+            hasher.run_for(key(1), || ()),
+            Err(HashError::KeyBusy)
+        ));
+        let (h2, o2, g2) = (hasher.clone(), Arc::clone(&order), Arc::clone(&gate));
+        handles.push(thread::spawn(move || {
+            h2.run_for(key(2), move || {
+                g2.lock().unwrap().recv().unwrap();
+                o2.lock().unwrap().push((2, 0));
+            })
+        }));
+        wait_until(|| hasher.pool.0.schedule().queued == 4);
+        for _ in 0..5 {
+            release.send(()).unwrap();
+        }
+        for handle in handles {
+            handle.join().unwrap().unwrap();
+        }
+        let order = order.lock().unwrap().clone();
+        // Key 2 waited for one turn of key 1 at most (the one already in
+        // line when it came), not for all of key 1's queue.
+        let turn = order.iter().position(|job| job.0 == 2).unwrap();
+        assert!(turn <= 2, "{order:?}");
     }
 
     #[test]

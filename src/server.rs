@@ -68,7 +68,12 @@ pub struct Running {
 pub fn start(config: &Config) -> Result<Running, StartError> {
     config.validate().map_err(StartError::Config)?;
     let store = open_migrated(config)?;
-    let hasher = Hasher::start(config.hash_workers, config.hash_queue(), config.bcrypt_cost)?;
+    let hasher = Hasher::start_fair(
+        config.hash_workers,
+        config.hash_queue(),
+        config.bcrypt_cost,
+        config.limits.hashes_per_address,
+    )?;
     let (outbox, inbox) = outbox::queue();
     let reset_delivery = match config.profile {
         Profile::Production => ResetDelivery::Queued(outbox),

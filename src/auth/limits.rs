@@ -61,7 +61,7 @@ impl Default for LimitSettings {
             max_entries: 100_000,
             login_success_burst: DEFAULT_LOGIN_SUCCESS_BURST,
             login_success_refill: DEFAULT_LOGIN_SUCCESS_REFILL,
-            hashes_per_address: super::slots::HASHES_PER_ADDRESS,
+            hashes_per_address: crate::hasher::DEFAULT_PLACES_PER_KEY,
         }
     }
 }

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use super::{Auth, AuthError, Caller};
 use crate::audit::Event;
 use crate::clock::unix_millis;
+use crate::hasher::{HashKey, OWN_WORK};
 use crate::session::{kept_user_agent, Session, SessionId};
 use crate::store::StoreError;
 use crate::token::Token;
@@ -37,13 +38,11 @@ impl Auth {
             "POST /sessions",
         )?;
         let outcome = self.limits.reserve_success(typed_email).and_then(|()| {
-            let attempt = self.slots.enter(caller.ip).and_then(|_slot| {
-                // The bcrypt work, in one of this address's few places.
-                match (Email::parse(typed_email), Password::parse(typed_password)) {
-                    (Ok(email), Ok(password)) => self.log_in_as(caller, &email, &password),
-                    _ => self.refuse_login().map(|never| match never {}),
-                }
-            });
+            // The bcrypt work, in this address's turns of the queue.
+            let attempt = match (Email::parse(typed_email), Password::parse(typed_password)) {
+                (Ok(email), Ok(password)) => self.log_in_as(caller, &email, &password),
+                _ => self.refuse_login(caller.ip).map(|never| match never {}),
+            };
             // A success reserved and not used goes back.
             attempt.inspect_err(|_| self.limits.success_not_used(typed_email))
         });
@@ -89,9 +88,9 @@ impl Auth {
         email: &Email,
         password: &Password,
     ) -> Result<(User, Token), AuthError> {
-        let user = self.valid_login(email, password)?;
+        let user = self.valid_login_for(caller.ip, email, password)?;
         let rehashed = if self.needs_rehash(&user.hashed_password) {
-            self.hasher.hash(password).ok()
+            self.hasher.hash_for(caller.ip, password).ok()
         } else {
             None
         };
@@ -105,10 +104,23 @@ impl Auth {
     /// An unknown email is verified against the dummy hash, so both failure
     /// cases cost one bcrypt verification and answer alike.
     pub fn valid_login(&self, email: &Email, password: &Password) -> Result<User, AuthError> {
+        self.valid_login_for(OWN_WORK, email, password)
+    }
+
+    /// [`Auth::valid_login`], its bcrypt work done in `key`'s turns.
+    fn valid_login_for(
+        &self,
+        key: HashKey,
+        email: &Email,
+        password: &Password,
+    ) -> Result<User, AuthError> {
         match self.store.user_by_email(email) {
             Ok(user) => {
                 let started = Instant::now();
-                if self.hasher.verify(password, &user.hashed_password)? {
+                if self
+                    .hasher
+                    .verify_for(key, password, &user.hashed_password)?
+                {
                     return Ok(user);
                 }
                 match cost_of(&user.hashed_password) {
@@ -128,7 +140,7 @@ impl Auth {
             }
             Err(StoreError::NotFound) => {
                 let started = Instant::now();
-                self.hasher.verify(password, self.dummy_hash()?)?;
+                self.hasher.verify_for(key, password, self.dummy_hash()?)?;
                 self.verify_time.observe(started.elapsed());
                 Err(AuthError::InvalidCredentials)
             }
@@ -139,10 +151,11 @@ impl Auth {
     /// Refuses a login whose email or password cannot belong to any account
     /// (malformed), after the same bcrypt work a real check costs, so the
     /// answer and its time are those of an unknown address.
-    fn refuse_login(&self) -> Result<std::convert::Infallible, AuthError> {
+    fn refuse_login(&self, key: HashKey) -> Result<std::convert::Infallible, AuthError> {
         let placeholder = Password::parse("not a password of anyone")
             .map_err(|e| AuthError::Internal(e.to_string()))?;
-        self.hasher.verify(&placeholder, self.dummy_hash()?)?;
+        self.hasher
+            .verify_for(key, &placeholder, self.dummy_hash()?)?;
         Err(AuthError::InvalidCredentials)
     }
 

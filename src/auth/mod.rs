@@ -15,7 +15,6 @@ mod login;
 mod register;
 mod reset;
 mod sessions;
-mod slots;
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::{Arc, OnceLock};
@@ -91,6 +90,9 @@ impl From<HashError> for AuthError {
     fn from(e: HashError) -> Self {
         match e {
             HashError::Busy => AuthError::Busy,
+            // This client holds all of its places: it slows down (429),
+            // everyone else is still served.
+            HashError::KeyBusy => AuthError::Throttled(std::time::Duration::from_secs(1)),
             other => AuthError::Internal(other.to_string()),
         }
     }
@@ -225,8 +227,6 @@ pub struct Auth {
     dummy_hash: OnceLock<String>,
     /// How long a failed verification at the configured cost takes.
     verify_time: login::VerifyTime,
-    /// Places in the bcrypt queue held per client address.
-    slots: slots::HashSlots,
 }
 
 impl Auth {
@@ -261,7 +261,6 @@ impl Auth {
         limits: Limits,
         audit: Audit,
     ) -> Auth {
-        let slots = slots::HashSlots::new(limits.settings.hashes_per_address);
         Auth {
             store,
             hasher,
@@ -270,7 +269,6 @@ impl Auth {
             audit,
             dummy_hash: OnceLock::new(),
             verify_time: login::VerifyTime::default(),
-            slots,
         }
     }
 

@@ -2,6 +2,7 @@
 
 use super::{Auth, AuthError, Caller};
 use crate::audit::Event;
+use crate::hasher::{HashKey, OWN_WORK};
 use crate::store::StoreError;
 use crate::user::{Email, Password, User};
 
@@ -20,11 +21,7 @@ impl Auth {
             email.as_str(),
             "POST /users",
         )?;
-        let registered = self
-            .slots
-            .enter(caller.ip)
-            .and_then(|_slot| self.register_user(email, password));
-        match registered {
+        match self.register_user_for(caller.ip, email, password) {
             Ok(user) => {
                 self.record(
                     Event::Register,
@@ -48,13 +45,23 @@ impl Auth {
     /// and the store re-checks atomically, so a race still yields one
     /// account.
     pub fn register_user(&self, email: &Email, password: &Password) -> Result<User, AuthError> {
+        self.register_user_for(OWN_WORK, email, password)
+    }
+
+    /// [`Auth::register_user`], its bcrypt work done in `key`'s turns.
+    fn register_user_for(
+        &self,
+        key: HashKey,
+        email: &Email,
+        password: &Password,
+    ) -> Result<User, AuthError> {
         match self.store.user_by_email(email) {
             Ok(_) => return Err(AuthError::EmailTaken),
             Err(StoreError::NotFound) => {}
             Err(e) => return Err(e.into()),
         }
         self.check_policy(password, email)?;
-        let hashed = self.hasher.hash(password)?;
+        let hashed = self.hasher.hash_for(key, password)?;
         self.store.add_user(email, &hashed).map_err(|e| match e {
             StoreError::EmailTaken => AuthError::EmailTaken,
             other => other.into(),

@@ -5,6 +5,7 @@
 use super::{Auth, AuthError, Caller, ResetDelivery};
 use crate::audit::Event;
 use crate::clock::{millis, unix_millis};
+use crate::hasher::{HashKey, OWN_WORK};
 use crate::one_time::{OneTimeToken, Purpose};
 use crate::outbox::Job;
 use crate::store::{Redemption, StoreError};
@@ -163,9 +164,7 @@ impl Auth {
             return Err(refused());
         };
         let user = self
-            .slots
-            .enter(caller.ip)
-            .and_then(|_slot| self.update_password(&email, &token, new_password))
+            .update_password_for(caller.ip, &email, &token, new_password)
             .map_err(|e| match e {
                 AuthError::InvalidResetToken => refused(),
                 other => other,
@@ -193,6 +192,17 @@ impl Auth {
         reset_token: &Token,
         new_password: &Password,
     ) -> Result<User, AuthError> {
+        self.update_password_for(OWN_WORK, email, reset_token, new_password)
+    }
+
+    /// [`Auth::update_password`], its bcrypt work done in `key`'s turns.
+    fn update_password_for(
+        &self,
+        key: HashKey,
+        email: &Email,
+        reset_token: &Token,
+        new_password: &Password,
+    ) -> Result<User, AuthError> {
         let hash = reset_token.hash();
         let now = unix_millis();
         let lifetime = millis(self.rules.lifetimes.reset_token);
@@ -209,7 +219,7 @@ impl Auth {
             return Err(AuthError::InvalidResetToken);
         }
         self.check_policy(new_password, &user.email)?;
-        let hashed = self.hasher.hash(new_password)?;
+        let hashed = self.hasher.hash_for(key, new_password)?;
         // Checked again when it writes, a hash's time later: still this
         // user's, still unexpired at the time it was checked above.
         let redemption = Redemption {

@@ -143,10 +143,10 @@ pub struct ServeArgs {
           default_value = "6", value_parser = parse_seconds)]
     login_success_refill: Duration,
 
-    /// bcrypt hashes one client address may have in flight (running or
-    /// waiting); past them its requests get 429, so no address holds more
-    /// than this many places of the shared bcrypt queue. Raise it for many
-    /// users behind one address (an office's NAT).
+    /// Places one client address holds in the bcrypt queue (at most 2 of
+    /// them running; addresses with work waiting take turns); past them its
+    /// requests get 429. Raise it for many users behind one address (an
+    /// office's NAT).
     #[arg(long, env = "AUTHD_HASHES_PER_ADDRESS",
           default_value_t = LimitSettings::default().hashes_per_address,
           value_parser = clap::value_parser!(u64).range(1..=10_000).map(|n| n as usize))]
