@@ -183,8 +183,20 @@ impl PgStore {
         Ok(PgStore { pool })
     }
 
+    /// A pooled connection not already known to be closed. After a
+    /// database restart the pool holds dead connections that the client
+    /// has seen end (the server says so as it ends them); a write must not
+    /// be sent on one, since a write is never repeated. Checking costs no
+    /// round trip: a dead one goes back to the pool, which drops it.
     fn conn(&self) -> Result<Conn, StoreError> {
-        Ok(self.pool.get()?)
+        let mut attempts = self.pool.max_size() + 1;
+        loop {
+            let conn = self.pool.get()?;
+            if !conn.client.is_closed() || attempts <= 1 {
+                return Ok(conn);
+            }
+            attempts -= 1;
+        }
     }
 
     /// The secret named `name`, the same for every instance on this

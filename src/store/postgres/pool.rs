@@ -104,6 +104,33 @@ fn connection_lost(e: &postgres::Error) -> bool {
         })
 }
 
+/// Whether `e` says the server ended the connection before running what
+/// was sent (an administrator's termination, a restart refusing it): the
+/// statement did not take effect, so a write may be sent again. A
+/// connection that merely closed is not this: what was sent may have run.
+fn ended_before_running(e: &postgres::Error) -> bool {
+    e.code()
+        .is_some_and(|code| [SqlState::ADMIN_SHUTDOWN, SqlState::CANNOT_CONNECT_NOW].contains(code))
+}
+
+/// Runs a single-statement write on a pooled connection, moving on to
+/// another connection only while the server says it ended the one given
+/// before running the statement ([`ended_before_running`]): never sent
+/// twice if it may have run.
+pub(super) fn write<T>(
+    pool: &Pool,
+    op: impl Fn(&mut Connection) -> Result<T, postgres::Error>,
+) -> Result<Result<T, postgres::Error>, StoreError> {
+    let mut attempts = pool.max_size() + 1;
+    loop {
+        let mut conn = pool.get()?;
+        match op(&mut conn) {
+            Err(e) if ended_before_running(&e) && attempts > 1 => attempts -= 1,
+            other => return Ok(other),
+        }
+    }
+}
+
 /// Runs a read on a pooled connection, moving on to another connection
 /// while the one given turns out dead (r2d2 drops a closed connection when
 /// it comes back). Connections are not tested at checkout (that would cost

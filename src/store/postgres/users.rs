@@ -26,14 +26,14 @@ impl PgStore {
 
 impl UserStore for PgStore {
     fn add_user(&self, email: &Email, hashed_password: &str) -> Result<User, StoreError> {
-        let row = self
-            .conn()?
-            .query_one(
+        let row = super::pool::write(&self.pool, |conn| {
+            conn.client.query_one(
                 "INSERT INTO authd_users (email, email_key, hashed_password)
                  VALUES ($1, $2, $3) RETURNING id",
                 &[&email.as_str(), &email.key(), &hashed_password],
             )
-            .map_err(violation)?;
+        })?
+        .map_err(violation)?;
         let id: i64 = row.try_get(0)?;
         Ok(User {
             id: UserId(id as u64),
