@@ -56,8 +56,6 @@ pub struct ThrottleError(pub String);
 pub trait Limiter: Send + Sync {
     /// `Some(wait)` if an event for `key` must wait that long first.
     fn check(&self, key: &str) -> Result<Option<Duration>, ThrottleError>;
-    /// Counts an event for `key`.
-    fn record(&self, key: &str) -> Result<(), ThrottleError>;
     /// Reserves an event for `key`: `Some(wait)` (and nothing counted) if
     /// it must wait, else it is counted at once, in one step, so attempts
     /// still in flight count against the ones that follow (reserve, then
@@ -401,11 +399,6 @@ impl Table {
 impl Limiter for Throttle {
     fn check(&self, key: &str) -> Result<Option<Duration>, ThrottleError> {
         Ok(Throttle::check(self, key, Instant::now()).err())
-    }
-
-    fn record(&self, key: &str) -> Result<(), ThrottleError> {
-        Throttle::record(self, key, Instant::now());
-        Ok(())
     }
 
     fn take(&self, key: &str) -> Result<Option<Duration>, ThrottleError> {

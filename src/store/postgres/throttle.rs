@@ -19,31 +19,10 @@ const THROTTLE_CHECK: &str = concat!(
     now_ms!(),
     " - last_at FROM authd_throttle WHERE scope = $1 AND key = $2"
 );
-const THROTTLE_RECORD: &str = concat!(
-    "INSERT INTO authd_throttle AS t (scope, key, count, last_at) VALUES ($1, $2, 1, ",
-    now_ms!(),
-    ") ON CONFLICT (scope, key) DO UPDATE SET count = CASE WHEN ",
-    now_ms!(),
-    " - t.last_at > $3 THEN 1 ELSE least(t.count, 2147483646) + 1 END, last_at = ",
-    now_ms!()
-);
-/// A token bucket's upsert (rules with a refill, $3 its milliseconds): the
-/// whole refills since the last event come back, and the last event's time
-/// moves by them, so no part of a refill is lost. `EXCLUDED.last_at` is
-/// this statement's one reading of the clock.
-const THROTTLE_TAKE: &str = concat!(
-    "INSERT INTO authd_throttle AS t (scope, key, count, last_at) VALUES ($1, $2, 1, ",
-    now_ms!(),
-    ") ON CONFLICT (scope, key) DO UPDATE SET ",
-    "count = CASE WHEN (EXCLUDED.last_at - t.last_at) / $3 >= t.count THEN 1 ",
-    "ELSE t.count - (EXCLUDED.last_at - t.last_at) / $3 + 1 END, ",
-    "last_at = CASE WHEN (EXCLUDED.last_at - t.last_at) / $3 >= t.count THEN EXCLUDED.last_at ",
-    "ELSE t.last_at + ((EXCLUDED.last_at - t.last_at) / $3) * $3 END"
-);
 /// Reserving an event under a rule of growing delays ($3 window, $4
 /// free events, $5 base and $6 longest delay in ms as floats, $7 lockout
-/// or NULL): the upsert of [`THROTTLE_RECORD`] that happens only when
-/// [`Rule::verdict`] would allow the event, in one statement, so
+/// or NULL): counts the event (starting over past the window) only when
+/// [`Rule::verdict`] would allow it, in one statement, so
 /// concurrent attempts on any instance each see the ones before. No row
 /// returned: refused, nothing counted.
 const THROTTLE_RESERVE: &str = concat!(
@@ -58,7 +37,9 @@ const THROTTLE_RESERVE: &str = concat!(
     "RETURNING count"
 );
 /// Reserving an event from a token bucket ($3 refill ms, $4 window, $5
-/// the bucket's size): [`THROTTLE_TAKE`] only when a token is there.
+/// the bucket's size): takes a token only when one is there; the whole
+/// refills since the last event come back, and the last event's time moves
+/// by them, so no part of a refill is lost.
 const THROTTLE_RESERVE_BUCKET: &str = concat!(
     "INSERT INTO authd_throttle AS t (scope, key, count, last_at) VALUES ($1, $2, 1, ",
     now_ms!(),
@@ -117,23 +98,6 @@ impl Limiter for PgLimiter {
             .rule
             .verdict(u32::try_from(count).unwrap_or(0), since)
             .err())
-    }
-
-    /// One upsert: the count restarts at 1 when the last event is older
-    /// than the window, so concurrent instances never lose a count.
-    fn record(&self, key: &str) -> Result<(), ThrottleError> {
-        let mut conn = self.pool.get().map_err(pool_failed)?;
-        match self.rule.refill {
-            Some(refill) => {
-                let refill_ms = i64::try_from(refill.as_millis()).unwrap_or(i64::MAX).max(1);
-                conn.execute(THROTTLE_TAKE, &[&self.scope, &key, &refill_ms])
-                    .map_err(pg)?
-            }
-            None => conn
-                .execute(THROTTLE_RECORD, &[&self.scope, &key, &self.window_ms()])
-                .map_err(pg)?,
-        };
-        Ok(())
     }
 
     fn take(&self, key: &str) -> Result<Option<Duration>, ThrottleError> {
