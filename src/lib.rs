@@ -24,6 +24,7 @@ pub mod clock;
 pub mod codec;
 pub mod config;
 pub mod delivery;
+pub mod device;
 pub mod hasher;
 pub mod http;
 pub mod one_time;

@@ -15,6 +15,7 @@ use crate::auth::limits::Limits;
 use crate::auth::{Auth, AuthError, ResetDelivery, Rules};
 use crate::config::{Config, Profile};
 use crate::delivery;
+use crate::device::DeviceKeys;
 use crate::hasher::Hasher;
 use crate::http::error::ApiError;
 use crate::http::{edge, App, Settings, MAX_HEAD_BYTES};
@@ -89,9 +90,13 @@ pub fn start(config: &Config) -> Result<Running, StartError> {
         Some(path) => ServerKey::from_file(path).map_err(|e| StartError::Config(e.to_string()))?,
         None => store.server_key().map_err(StartError::ServerKey)?,
     };
-    let limits = Limits::with(config.limits, key.derive("throttle"), &|scope, rule| {
+    let mut limits = Limits::with(config.limits, key.derive("throttle"), &|scope, rule| {
         store.limiter(scope, rule)
     });
+    // Device cookies in production only: dev answers stay the reference's.
+    if config.profile == Profile::Production {
+        limits = limits.with_devices(DeviceKeys::from_server_key(&key));
+    }
     let auth = Arc::new(Auth::new(
         store.request(),
         hasher,

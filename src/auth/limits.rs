@@ -10,6 +10,12 @@
 //! and no address is kept in the clear. A developer's own machine in the
 //! dev profile ([`Caller::local`]) skips the per-address and request-rate
 //! limits, never the per-account backoff that protects an account.
+//!
+//! With device cookies (the production profile, [`crate::device`]), a
+//! login from a browser holding a valid cookie for the account typed
+//! counts its failures against that device's own budget ([`Budget`])
+//! instead of the account's: failures from unknown devices lock out
+//! unknown devices only, never a browser the owner has logged in with.
 
 use std::time::Duration;
 
@@ -18,16 +24,20 @@ use hmac::{Hmac, KeyInit as _, Mac as _};
 use sha2::Sha256;
 
 use super::{AuthError, Caller};
+use crate::device::{Device, DeviceCookie, DeviceKeys};
 use crate::throttle::{Limiter, Rule, Throttle, ThrottleError};
+use crate::token::RandomError;
 
 /// The tunable numbers behind every throttle.
 #[derive(Debug, Clone, Copy)]
 pub struct LimitSettings {
-    /// Failed logins per account before delays start (per IP: ten times).
+    /// Failed logins per account before delays start (per IP: ten times;
+    /// per known device: the same).
     pub login_free_failures: u32,
     /// Consecutive failed logins after which an account refuses logins
-    /// until `window` has passed or its password is reset (NIST SP 800-63B
-    /// allows at most 100).
+    /// from unknown devices until `window` has passed or its password is
+    /// reset (NIST SP 800-63B allows at most 100); a known device is
+    /// locked out alike by its own failures.
     pub lockout_failures: u32,
     /// `POST /users` and `POST /reset_password` requests per IP and per
     /// email at once (the token bucket's size).
@@ -98,6 +108,21 @@ pub struct Limits {
     reset_ip: Box<dyn Limiter>,
     reset_email: Box<dyn Limiter>,
     login_success: Box<dyn Limiter>,
+    /// Failed logins per known device (keyed by a keyed hash of its nonce).
+    login_device: Box<dyn Limiter>,
+    /// The keys of device cookies; `None` when devices are not told apart
+    /// (the dev profile): every login then counts against its account.
+    devices: Option<DeviceKeys>,
+}
+
+/// The failure budget a login attempt counts against.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Budget {
+    /// The account's, shared by every device it does not know: no device
+    /// cookie, or one that is not genuine for the account typed.
+    Account,
+    /// The device's own: it presented a genuine cookie for the account.
+    Device(Device),
 }
 
 /// Makes the throttle named by its first argument (`"login_ip"`...) with
@@ -154,17 +179,56 @@ impl Limits {
                     ..rule(s.login_success_burst, None)
                 },
             ),
+            login_device: make(
+                "login_device",
+                rule(s.login_free_failures, Some(s.lockout_failures)),
+            ),
+            devices: None,
         }
     }
 
+    /// These throttles, telling known devices apart by their cookies
+    /// signed with `keys` (the production profile).
+    pub fn with_devices(self, keys: DeviceKeys) -> Limits {
+        Limits {
+            devices: Some(keys),
+            ..self
+        }
+    }
+
+    /// Whether logins issue and read device cookies.
+    pub fn devices(&self) -> bool {
+        self.devices.is_some()
+    }
+
+    /// What a client typed as an email, normalised as the throttles key
+    /// it: trimmed and case-folded (a valid address's own key is the same
+    /// folding). The one place this is decided: the per-account throttle
+    /// keys and the account a device cookie is signed for both follow it.
+    fn normalised(typed: &str) -> String {
+        typed.trim().to_lowercase()
+    }
+
     /// The key of what a client typed as an email: a keyed hash of it
-    /// trimmed and case-folded (a valid address's own key is the same
-    /// folding), 22 characters whatever arrived.
+    /// [normalised](Limits::normalised), 22 characters whatever arrived.
     fn account(&self, typed: &str) -> String {
+        self.keyed(&[Self::normalised(typed).as_bytes()])
+    }
+
+    /// The key of a known device's entry: a keyed hash of its nonce (the
+    /// store's throttle rows never hold a nonce itself).
+    fn device(&self, device: &Device) -> String {
+        self.keyed(&[b"device\0", &device.nonce()[..]])
+    }
+
+    /// A keyed hash of `parts`, 22 characters.
+    fn keyed(&self, parts: &[&[u8]]) -> String {
         // HMAC takes a key of any length: `new_from_slice` cannot fail.
         let digest = match Hmac::<Sha256>::new_from_slice(&self.secret) {
             Ok(mut mac) => {
-                mac.update(typed.trim().to_lowercase().as_bytes());
+                for part in parts {
+                    mac.update(part);
+                }
                 mac.finalize().into_bytes()
             }
             Err(_) => Default::default(),
@@ -178,20 +242,67 @@ impl Limits {
         self.account(typed)
     }
 
+    /// The budget a login on the account `email` from a client presenting
+    /// `cookie` counts against: its device's own if the cookie is genuine
+    /// for that account, else the account's. A pure computation (no store
+    /// read), made before the attempt reserves its place. Without device
+    /// keys (the dev profile) the cookie is not even looked at.
+    pub fn budget(&self, email: &str, cookie: Option<&DeviceCookie>) -> Budget {
+        match (&self.devices, cookie) {
+            (Some(keys), Some(cookie)) => keys
+                .verify(Self::normalised(email).as_bytes(), cookie)
+                .map_or(Budget::Account, Budget::Device),
+            _ => Budget::Account,
+        }
+    }
+
+    /// The device cookie a successful login on `email` gives its client:
+    /// the same device renewed (signed with the current key) for a known
+    /// device, a new device otherwise; `None` without device keys.
+    pub fn device_cookie(
+        &self,
+        email: &str,
+        budget: &Budget,
+    ) -> Result<Option<DeviceCookie>, RandomError> {
+        let Some(keys) = &self.devices else {
+            return Ok(None);
+        };
+        let account = Self::normalised(email);
+        Ok(Some(match budget {
+            Budget::Device(device) => keys.sign(account.as_bytes(), device),
+            Budget::Account => keys.issue(account.as_bytes())?.1,
+        }))
+    }
+
+    /// The throttle and key of a login's failure budget.
+    fn failures(&self, email: &str, budget: &Budget) -> (&dyn Limiter, String) {
+        match budget {
+            Budget::Account => (&*self.login_account, self.account(email)),
+            Budget::Device(device) => (&*self.login_device, self.device(device)),
+        }
+    }
+
     /// Reserves a login attempt before any bcrypt work: it counts against
-    /// the client's address and the account at once, as a failure, so
-    /// attempts in flight count against those that follow (40 parallel
-    /// guesses get no more verifications than 40 serial ones). Refused
-    /// (429), it counts nowhere. Fails (503) if the counts cannot be kept:
-    /// an uncounted guess is not allowed.
-    pub fn reserve_login(&self, client: &Caller, email: &str) -> Result<(), AuthError> {
+    /// the client's address and the `budget` (the account's, or a known
+    /// device's) at once, as a failure, so attempts in flight count
+    /// against those that follow (40 parallel guesses get no more
+    /// verifications than 40 serial ones). Refused (429), it counts
+    /// nowhere. Fails (503) if the counts cannot be kept: an uncounted
+    /// guess is not allowed.
+    pub fn reserve_login(
+        &self,
+        client: &Caller,
+        email: &str,
+        budget: &Budget,
+    ) -> Result<(), AuthError> {
         let ip = client.ip.to_string();
         if !client.local {
             if let Some(wait) = self.login_ip.take(&ip).map_err(unavailable)? {
                 return Err(AuthError::Throttled(wait));
             }
         }
-        match self.login_account.take(&self.account(email)) {
+        let (failures, key) = self.failures(email, budget);
+        match failures.take(&key) {
             Ok(None) => Ok(()),
             refused => {
                 // Not attempted after all: the address gets its slot back.
@@ -243,10 +354,11 @@ impl Limits {
 
     /// A login that was reserved but not decided (the bcrypt queue was
     /// full, the store failed): it counts nowhere.
-    pub fn login_not_attempted(&self, client: &Caller, email: &str) {
+    pub fn login_not_attempted(&self, client: &Caller, email: &str, budget: &Budget) {
         self.login_succeeded(client);
-        if let Err(e) = self.login_account.release(&self.account(email)) {
-            eprintln!("authd: cannot give back a login attempt of an account: {e}");
+        let (failures, key) = self.failures(email, budget);
+        if let Err(e) = failures.release(&key) {
+            eprintln!("authd: cannot give back a login attempt: {e}");
         }
     }
 
@@ -258,6 +370,14 @@ impl Limits {
     pub fn account_recovered(&self, email: &str) {
         if let Err(e) = self.login_account.clear(&self.account(email)) {
             eprintln!("authd: cannot clear the login backoff of an account: {e}");
+        }
+    }
+
+    /// A successful login from a known device ends that device's backoff
+    /// too; logged only on failure, as [`Limits::account_recovered`].
+    pub fn device_recovered(&self, device: &Device) {
+        if let Err(e) = self.login_device.clear(&self.device(device)) {
+            eprintln!("authd: cannot clear the login backoff of a device: {e}");
         }
     }
 
@@ -298,6 +418,7 @@ impl Limits {
             &self.login_success,
             &self.login_ip,
             &self.login_account,
+            &self.login_device,
             &self.register_ip,
             &self.register_email,
             &self.reset_ip,
@@ -338,19 +459,29 @@ mod tests {
         });
         // Two reserved attempts, not yet decided, already count.
         for _ in 0..2 {
-            assert!(limits.reserve_login(REMOTE, "a@x.io").is_ok());
+            assert!(limits
+                .reserve_login(REMOTE, "a@x.io", &Budget::Account)
+                .is_ok());
         }
         assert!(matches!(
-            limits.reserve_login(REMOTE, "a@x.io"),
+            limits.reserve_login(REMOTE, "a@x.io", &Budget::Account),
             Err(AuthError::Throttled(_))
         ));
         // The same account however it is typed; a local client too.
-        assert!(limits.reserve_login(REMOTE, "  A@X.io").is_err());
-        assert!(limits.reserve_login(LOCAL, "a@x.io").is_err());
+        assert!(limits
+            .reserve_login(REMOTE, "  A@X.io", &Budget::Account)
+            .is_err());
+        assert!(limits
+            .reserve_login(LOCAL, "a@x.io", &Budget::Account)
+            .is_err());
         // Another account from the same IP is not blocked (the IP allows 20).
-        assert!(limits.reserve_login(REMOTE, "b@x.io").is_ok());
+        assert!(limits
+            .reserve_login(REMOTE, "b@x.io", &Budget::Account)
+            .is_ok());
         limits.account_recovered("a@x.io");
-        assert!(limits.reserve_login(REMOTE, "a@x.io").is_ok());
+        assert!(limits
+            .reserve_login(REMOTE, "a@x.io", &Budget::Account)
+            .is_ok());
     }
 
     #[test]
@@ -361,13 +492,19 @@ mod tests {
         });
         // The address allows ten; refusals by the account give the
         // address its slot back, so it never fills.
-        assert!(limits.reserve_login(REMOTE, "a@x.io").is_ok());
+        assert!(limits
+            .reserve_login(REMOTE, "a@x.io", &Budget::Account)
+            .is_ok());
         for _ in 0..30 {
-            assert!(limits.reserve_login(REMOTE, "a@x.io").is_err());
+            assert!(limits
+                .reserve_login(REMOTE, "a@x.io", &Budget::Account)
+                .is_err());
         }
         for n in 0..9 {
             assert!(
-                limits.reserve_login(REMOTE, &format!("{n}@x.io")).is_ok(),
+                limits
+                    .reserve_login(REMOTE, &format!("{n}@x.io"), &Budget::Account)
+                    .is_ok(),
                 "{n}"
             );
         }
@@ -376,9 +513,13 @@ mod tests {
             login_free_failures: 1,
             ..LimitSettings::default()
         });
-        assert!(fresh.reserve_login(REMOTE, "c@x.io").is_ok());
-        fresh.login_not_attempted(REMOTE, "c@x.io");
-        assert!(fresh.reserve_login(REMOTE, "c@x.io").is_ok());
+        assert!(fresh
+            .reserve_login(REMOTE, "c@x.io", &Budget::Account)
+            .is_ok());
+        fresh.login_not_attempted(REMOTE, "c@x.io", &Budget::Account);
+        assert!(fresh
+            .reserve_login(REMOTE, "c@x.io", &Budget::Account)
+            .is_ok());
     }
 
     #[test]
@@ -409,5 +550,113 @@ mod tests {
             Box::new(Throttle::new(rule))
         });
         assert_ne!(limits.account("bob@x.io"), other.account("bob@x.io"));
+    }
+
+    /// Throttles telling devices apart, two free failures, locked at two.
+    fn with_devices() -> Limits {
+        Limits::new(LimitSettings {
+            login_free_failures: 2,
+            lockout_failures: 2,
+            ..LimitSettings::default()
+        })
+        .with_devices(DeviceKeys::new([9; 32], None))
+    }
+
+    /// The budget of a client presenting the cookie a success on `email`
+    /// gave a new device.
+    fn known_device(limits: &Limits, email: &str) -> (DeviceCookie, Budget) {
+        let cookie = limits
+            .device_cookie(email, &Budget::Account)
+            .unwrap()
+            .unwrap();
+        let budget = limits.budget(email, Some(&cookie));
+        assert!(matches!(budget, Budget::Device(_)), "{budget:?}");
+        (cookie, budget)
+    }
+
+    #[test]
+    fn a_known_device_has_its_own_budget() {
+        let limits = with_devices();
+        let (_, mine) = known_device(&limits, "a@x.io");
+        // Unknown devices use up the account's budget...
+        for _ in 0..2 {
+            assert!(limits
+                .reserve_login(REMOTE, "a@x.io", &Budget::Account)
+                .is_ok());
+        }
+        assert!(matches!(
+            limits.reserve_login(REMOTE, "a@x.io", &Budget::Account),
+            Err(AuthError::Throttled(_))
+        ));
+        // ...and the known device still has all of its own.
+        for _ in 0..2 {
+            assert!(limits.reserve_login(REMOTE, "a@x.io", &mine).is_ok());
+        }
+        assert!(limits.reserve_login(REMOTE, "a@x.io", &mine).is_err());
+        // Another known device of the account is a budget of its own too.
+        let (_, other) = known_device(&limits, "a@x.io");
+        assert!(limits.reserve_login(REMOTE, "a@x.io", &other).is_ok());
+        // A success clears the device's count (the account's separately).
+        if let Budget::Device(device) = &mine {
+            limits.device_recovered(device);
+        }
+        assert!(limits.reserve_login(REMOTE, "a@x.io", &mine).is_ok());
+        assert!(limits
+            .reserve_login(REMOTE, "a@x.io", &Budget::Account)
+            .is_err());
+        limits.account_recovered("a@x.io");
+        assert!(limits
+            .reserve_login(REMOTE, "a@x.io", &Budget::Account)
+            .is_ok());
+    }
+
+    #[test]
+    fn a_cookie_counts_only_for_its_own_account() {
+        let limits = with_devices();
+        let (cookie, budget) = known_device(&limits, "a@x.io");
+        // However the account is typed, the cookie is its own...
+        assert_eq!(limits.budget("  A@X.io", Some(&cookie)), budget);
+        // ...and on any other account it is an unknown device.
+        assert_eq!(limits.budget("b@x.io", Some(&cookie)), Budget::Account);
+        assert_eq!(limits.budget("b@x.io", None), Budget::Account);
+        // Signed by another deployment: unknown.
+        let other =
+            Limits::new(LimitSettings::default()).with_devices(DeviceKeys::new([8; 32], None));
+        assert_eq!(other.budget("a@x.io", Some(&cookie)), Budget::Account);
+        // Renewing keeps the device (and so its budget).
+        let renewed = limits.device_cookie("a@x.io", &budget).unwrap().unwrap();
+        assert_eq!(renewed, cookie);
+        let fresh = limits
+            .device_cookie("a@x.io", &Budget::Account)
+            .unwrap()
+            .unwrap();
+        assert_ne!(limits.budget("a@x.io", Some(&fresh)), budget);
+    }
+
+    #[test]
+    fn an_attempt_not_decided_gives_back_the_budget_it_took() {
+        let limits = with_devices();
+        let (_, mine) = known_device(&limits, "a@x.io");
+        for _ in 0..5 {
+            assert!(limits.reserve_login(REMOTE, "a@x.io", &mine).is_ok());
+            limits.login_not_attempted(REMOTE, "a@x.io", &mine);
+        }
+        // Neither the device nor the account kept anything.
+        for budget in [&mine, &mine, &Budget::Account, &Budget::Account] {
+            assert!(limits.reserve_login(REMOTE, "a@x.io", budget).is_ok());
+        }
+    }
+
+    #[test]
+    fn without_device_keys_cookies_are_neither_read_nor_issued() {
+        let limits = with_devices();
+        let (cookie, _) = known_device(&limits, "a@x.io");
+        let plain = Limits::new(LimitSettings::default());
+        assert!(!plain.devices());
+        assert_eq!(plain.budget("a@x.io", Some(&cookie)), Budget::Account);
+        assert_eq!(
+            plain.device_cookie("a@x.io", &Budget::Account).unwrap(),
+            None
+        );
     }
 }

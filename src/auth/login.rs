@@ -4,14 +4,26 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use super::limits::Budget;
 use super::{Auth, AuthError, Caller};
 use crate::audit::Event;
 use crate::clock::unix_millis;
+use crate::device::DeviceCookie;
 use crate::hasher::{HashKey, OWN_WORK};
 use crate::session::{kept_user_agent, Session, SessionId};
 use crate::store::StoreError;
 use crate::token::Token;
 use crate::user::{Email, Password, User};
+
+/// A successful login: the user, the new session's token, and the device
+/// cookie its client now holds (with device cookies on: the production
+/// profile).
+#[derive(Debug)]
+pub struct LoggedIn {
+    pub user: User,
+    pub token: Token,
+    pub device: Option<DeviceCookie>,
+}
 
 impl Auth {
     /// Logs `caller` in with what it typed: 429 (before any bcrypt work)
@@ -24,6 +36,9 @@ impl Auth {
     /// client presented with its login (`replacing`: its cookie is about to
     /// be overwritten, so nothing would ever end it otherwise) and lifts
     /// the account's backoff; both outcomes are audited.
+    ///
+    /// A client that presents no device cookie; see
+    /// [`Auth::log_in_from_device`].
     pub fn log_in(
         &self,
         caller: &Caller,
@@ -31,8 +46,32 @@ impl Auth {
         typed_password: &str,
         replacing: Option<&Token>,
     ) -> Result<(User, Token), AuthError> {
+        self.log_in_from_device(caller, typed_email, typed_password, replacing, None)
+            .map(|login| (login.user, login.token))
+    }
+
+    /// [`Auth::log_in`] from a client presenting the device cookie
+    /// `device`. With device cookies on (production), a cookie genuine for
+    /// the account typed makes the attempt count against that device's
+    /// own failure budget instead of the account's (which every device it
+    /// does not know shares), so guesses from elsewhere never lock the
+    /// owner out of a browser they have logged in with. A success clears
+    /// the device's backoff along with the account's, and gives the
+    /// client its device cookie: the same device renewed, or a new one.
+    /// Without device cookies (dev) `device` is ignored and none is given.
+    pub fn log_in_from_device(
+        &self,
+        caller: &Caller,
+        typed_email: &str,
+        typed_password: &str,
+        replacing: Option<&Token>,
+        device: Option<&DeviceCookie>,
+    ) -> Result<LoggedIn, AuthError> {
+        // Checked with no store read, so the attempt still takes its place
+        // before any other work.
+        let budget = self.limits.budget(typed_email, device);
         self.throttled(
-            self.limits.reserve_login(caller, typed_email),
+            self.limits.reserve_login(caller, typed_email, &budget),
             caller,
             typed_email,
             "POST /sessions",
@@ -56,20 +95,37 @@ impl Auth {
                 }
                 self.limits.login_succeeded(caller);
                 self.limits.account_recovered(typed_email);
+                if let Budget::Device(known) = &budget {
+                    self.limits.device_recovered(known);
+                }
+                let device = self
+                    .limits
+                    .device_cookie(typed_email, &budget)
+                    .unwrap_or_else(|e| {
+                        // The login has succeeded: without its cookie the
+                        // browser is only an unknown device.
+                        eprintln!("authd: cannot issue a device cookie: {e}");
+                        None
+                    });
                 self.record(
                     Event::LoginSuccess,
                     caller,
                     Some(user.id),
                     Some(user.email.as_str()),
                 );
-                Ok((user, token))
+                Ok(LoggedIn {
+                    user,
+                    token,
+                    device,
+                })
             }
             Err(e) => {
                 if matches!(e, AuthError::InvalidCredentials) {
                     // Counted already, when the attempt was reserved.
                     self.record_typed(Event::LoginFailure, caller, typed_email, None);
                 } else {
-                    self.limits.login_not_attempted(caller, typed_email);
+                    self.limits
+                        .login_not_attempted(caller, typed_email, &budget);
                 }
                 Err(e)
             }
@@ -249,8 +305,16 @@ impl VerifyTime {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::audit::Audit;
+    use crate::auth::limits::{LimitSettings, Limits};
     use crate::auth::test_support::*;
-    use crate::auth::{AuthError, Rules};
+    use crate::auth::Rules;
+    use crate::device::DeviceKeys;
+    use crate::hasher::Hasher;
+    use crate::store::SledStore;
 
     #[test]
     fn malformed_input_is_a_wrong_pair_after_one_verify() {
@@ -282,5 +346,93 @@ mod tests {
         ));
         assert!(auth.get_user_from_session_id(&tokens[1]).is_ok());
         assert!(auth.get_user_from_session_id(&tokens[2]).is_ok());
+    }
+
+    /// A service whose logins tell devices apart: two free failures, and
+    /// locked out at two.
+    fn auth_with_devices() -> (tempfile::TempDir, Auth) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        let limits = Limits::new(LimitSettings {
+            login_free_failures: 2,
+            lockout_failures: 2,
+            ..LimitSettings::default()
+        })
+        .with_devices(DeviceKeys::new([5; 32], None));
+        let hasher = Hasher::start(2, 8, 4).unwrap();
+        let auth = Auth::new(
+            Arc::new(store),
+            hasher,
+            Rules::dev(),
+            limits,
+            Audit::new(false),
+        )
+        .unwrap();
+        (dir, auth)
+    }
+
+    #[test]
+    fn a_known_device_logs_in_while_unknown_ones_are_locked_out() {
+        let (_dir, auth) = auth_with_devices();
+        auth.register_user(&email("a@x.io"), &password("pw"))
+            .unwrap();
+        let log_in = |password: &str, device: Option<&DeviceCookie>| {
+            auth.log_in_from_device(&caller(), "a@x.io", password, None, device)
+        };
+        let cookie = log_in("pw", None).unwrap().device.unwrap();
+        for _ in 0..2 {
+            assert!(matches!(
+                log_in("wrong", None),
+                Err(AuthError::InvalidCredentials)
+            ));
+        }
+        let verifies = auth.hasher().stats().verifies();
+        assert!(matches!(log_in("pw", None), Err(AuthError::Throttled(_))));
+        // A forged cookie is an unknown device.
+        let forged = DeviceCookie::parse(&"A".repeat(64)).unwrap();
+        assert!(matches!(
+            log_in("pw", Some(&forged)),
+            Err(AuthError::Throttled(_))
+        ));
+        assert_eq!(auth.hasher().stats().verifies(), verifies);
+        // The owner's browser: in, and its cookie renewed (the same device).
+        let login = log_in("pw", Some(&cookie)).unwrap();
+        assert_eq!(login.user.email.as_str(), "a@x.io");
+        assert_eq!(login.device, Some(cookie.clone()));
+        // Its own failures lock out that device only.
+        for _ in 0..2 {
+            assert!(matches!(
+                log_in("wrong", Some(&cookie)),
+                Err(AuthError::InvalidCredentials)
+            ));
+        }
+        assert!(matches!(
+            log_in("pw", Some(&cookie)),
+            Err(AuthError::Throttled(_))
+        ));
+        let elsewhere = log_in("pw", None).unwrap();
+        let new_device = elsewhere.device.unwrap();
+        assert_ne!(new_device, cookie);
+        assert!(log_in("pw", Some(&new_device)).is_ok());
+    }
+
+    #[test]
+    fn without_device_keys_no_cookie_is_given_or_read() {
+        let (_dir, auth) = auth();
+        auth.register_user(&email("a@x.io"), &password("pw"))
+            .unwrap();
+        let (_dir2, other) = auth_with_devices();
+        other
+            .register_user(&email("a@x.io"), &password("pw"))
+            .unwrap();
+        let cookie = other
+            .log_in_from_device(&caller(), "a@x.io", "pw", None, None)
+            .unwrap()
+            .device
+            .unwrap();
+        let login = auth
+            .log_in_from_device(&caller(), "a@x.io", "pw", None, Some(&cookie))
+            .unwrap();
+        assert_eq!(login.device, None);
     }
 }

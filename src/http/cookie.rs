@@ -1,10 +1,17 @@
-//! The `session_id` cookie: reading the token and writing the header.
+//! The cookies: `session_id` (reading the token and writing the header),
+//! and the device cookie of the production profile ([`crate::device`]).
 
 use std::time::Duration;
 
 use rouille::{Request, Response};
 
+use crate::device::{self, DeviceCookie};
 use crate::token::Token;
+
+/// The device cookie's name. It is issued in the production profile only,
+/// always `Secure`, so it always has the `__Host-` prefix (no `Domain`,
+/// `Path=/`): no other host, subdomain or path can set it.
+pub const DEVICE_COOKIE: &str = "__Host-authd_device";
 
 /// The session token from the request's cookie `name`, if one is present
 /// and shaped like a token we issue. A malformed value is treated as absent.
@@ -12,6 +19,26 @@ pub fn session_token(request: &Request, name: &str) -> Option<Token> {
     rouille::input::cookies(request)
         .find(|(cookie, _)| *cookie == name)
         .and_then(|(_, value)| Token::parse(value))
+}
+
+/// The device cookie the request presents, if it has the shape of one
+/// authd issues; anything else is treated as absent (an unknown device).
+pub fn device_cookie(request: &Request) -> Option<DeviceCookie> {
+    rouille::input::cookies(request)
+        .find(|(cookie, _)| *cookie == DEVICE_COOKIE)
+        .and_then(|(_, value)| DeviceCookie::parse(value))
+}
+
+/// Adds the device cookie carrying `value`, for a year
+/// ([`device::LIFETIME`]), renewed at every successful login.
+pub fn set_device(response: Response, value: &DeviceCookie) -> Response {
+    let header = format!(
+        "{DEVICE_COOKIE}={}; Max-Age={}; {}",
+        value.as_str(),
+        device::LIFETIME.as_secs(),
+        attributes(true)
+    );
+    response.with_additional_header("Set-Cookie", header)
 }
 
 /// Attributes shared by setting and clearing, so both address one cookie.
@@ -94,6 +121,34 @@ mod tests {
         );
         let secure = set_session(Response::empty_204(), "session_id", &token, day, true);
         assert!(secure.headers.iter().any(|(_, v)| v.ends_with("; Secure")));
+    }
+
+    #[test]
+    fn the_device_cookie_is_host_prefixed_and_lasts_a_year() {
+        let keys = device::DeviceKeys::new([1; 32], None);
+        let (_, value) = keys.issue(b"a@x.io").unwrap();
+        let response = set_device(Response::empty_204(), &value);
+        let headers: Vec<_> = response
+            .headers
+            .iter()
+            .filter(|(k, _)| k == "Set-Cookie")
+            .map(|(_, v)| v.to_string())
+            .collect();
+        assert_eq!(
+            headers,
+            [format!(
+                "__Host-authd_device={}; Max-Age=31536000; HttpOnly; SameSite=Lax; Path=/; Secure",
+                value.as_str()
+            )]
+        );
+        // Read back among other cookies; only its own name, only its shape.
+        let header = format!("session_id=x; __Host-authd_device={}; y=z", value.as_str());
+        assert_eq!(device_cookie(&with_cookie(&header)), Some(value.clone()));
+        let unprefixed = format!("authd_device={}", value.as_str());
+        assert_eq!(device_cookie(&with_cookie(&unprefixed)), None);
+        let long = format!("__Host-authd_device={}A", value.as_str());
+        assert_eq!(device_cookie(&with_cookie(&long)), None);
+        assert_eq!(device_cookie(&with_cookie("__Host-authd_device=")), None);
     }
 }
 

@@ -24,6 +24,8 @@ mod compat;
 mod crash;
 /// One cross-site rule for every state-changing route (production), none in dev.
 mod cross_site;
+/// Device cookies: a known browser's own failure budget (production).
+mod device;
 /// Attacks on the HTTP edge, each against the real binary.
 mod edge;
 /// Credential lifecycle rules: expiry, throttling, lockout, rehash.

@@ -17,7 +17,8 @@ use crate::token::Token;
 /// cookie, 401 for any wrong email/password pair, 429 (before any bcrypt
 /// work) while the account or the client IP is backing off. In production
 /// 403 first for a cross-site request: a page elsewhere must not log its
-/// visitor into an account it controls (login CSRF).
+/// visitor into an account it controls (login CSRF). The device cookie
+/// is carried in and, when the use case gives one (production), out.
 pub fn post(app: &App, request: &Request, caller: &Caller) -> Result<Response, ApiError> {
     app.refuse_cross_site(request)?;
     let fields = read_fields(request, app.settings.max_body_bytes)?;
@@ -30,17 +31,29 @@ pub fn post(app: &App, request: &Request, caller: &Caller) -> Result<Response, A
     // The session this client presents, if any, ends with the login that
     // overwrites its cookie.
     let replacing = cookie::session_token(request, app.settings.cookie_name);
-    let (user, token) = app
-        .auth
-        .log_in(&caller, typed, password, replacing.as_ref())?;
-    let response = json::fields(&[("email", user.email.as_str()), ("message", "logged in")]);
-    Ok(cookie::set_session(
+    let device = cookie::device_cookie(request);
+    let login = app.auth.log_in_from_device(
+        &caller,
+        typed,
+        password,
+        replacing.as_ref(),
+        device.as_ref(),
+    )?;
+    let response = json::fields(&[
+        ("email", login.user.email.as_str()),
+        ("message", "logged in"),
+    ]);
+    let response = cookie::set_session(
         response,
         app.settings.cookie_name,
-        &token,
+        &login.token,
         app.auth.lifetimes().session,
         app.settings.secure_cookies,
-    ))
+    );
+    Ok(match &login.device {
+        Some(device) => cookie::set_device(response, device),
+        None => response,
+    })
 }
 
 /// The session cookie's token; 403 without one.
