@@ -36,6 +36,8 @@ mod hostile;
 mod openapi;
 /// What only the PostgreSQL store can do: several instances on one database.
 mod postgres;
+/// The PostgreSQL throttle table: bounded, evicting, never failing open.
+mod pg_throttle;
 /// The production profile: delivery channels, password policy, cookies.
 mod production;
 /// Behind a proxy: every header line counts, the right-most untrusted address is the client.

@@ -102,7 +102,28 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
             DROP COLUMN session_last_seen, DROP COLUMN reset_hash,
             DROP COLUMN reset_created_at;",
     ),
+    (
+        4,
+        "bounded throttle tables: the room left per scope, a sketch for newcomers",
+        // The throttle's rows by scope and age: the sweep drops the expired
+        // ones and evicts the quietest (`ORDER BY last_at`) of one scope;
+        // the index on `last_at` alone served only the first.
+        "CREATE TABLE authd_throttle_room (
+            scope TEXT PRIMARY KEY,
+            room BIGINT NOT NULL
+        );
+        CREATE TABLE authd_throttle_sketch (
+            scope TEXT NOT NULL,
+            cell INTEGER NOT NULL CHECK (cell >= 0),
+            count INTEGER NOT NULL,
+            last_at BIGINT NOT NULL,
+            PRIMARY KEY (scope, cell)
+        );
+        CREATE INDEX authd_throttle_scope_last_at ON authd_throttle (scope, last_at);
+        DROP INDEX authd_throttle_last_at;",
+    ),
 ];
+
 
 /// The highest migration applied to the database.
 pub(super) const APPLIED_VERSION: &str = "SELECT coalesce(max(version), 0) FROM authd_migrations";
