@@ -362,7 +362,7 @@ fn cut_database_connections_are_replaced_unnoticed() {
     // The first read finds the dead connections, drops them and goes on
     // with a new one: no read notices.
     for _ in 0..20 {
-        assert_eq!(server.profile(&session), 200);
+        assert_eq!(server.profile(&session), 200, "{}", server.stderr());
     }
     // A write is never sent twice when it may have run: one that meets a
     // connection the database cut before the client saw it end answers

@@ -91,9 +91,13 @@ impl r2d2::ManageConnection for Manager {
 pub(super) type Pool = r2d2::Pool<Manager>;
 
 /// Whether `e` says the connection is gone (the server restarted, failed
-/// over, or ended the session), as opposed to the query failing.
+/// over, or ended the session), as opposed to the query failing. An I/O
+/// error counts: a query written just as the server closed the socket
+/// fails with one (a reset, an early end of stream) before the client has
+/// seen the connection end.
 fn connection_lost(e: &postgres::Error) -> bool {
     e.is_closed()
+        || std::error::Error::source(e).is_some_and(|source| source.is::<std::io::Error>())
         || e.code().is_some_and(|code| {
             [
                 SqlState::ADMIN_SHUTDOWN,
