@@ -17,8 +17,11 @@ use crate::user::{Email, User, UserId};
 /// Version byte of the user records of store format 1 (with the session
 /// and reset grant inside).
 const USER_RECORD_V1: u8 = 1;
-/// Version byte of the current user record layout.
+/// Version byte of the user records of store format 2 (keyed by the
+/// lowercased address, the key not stored).
 const USER_RECORD_V2: u8 = 2;
+/// Version byte of the current user record layout.
+const USER_RECORD_V3: u8 = 3;
 /// Version byte of the session record layout.
 const SESSION_RECORD_V1: u8 = 1;
 /// Version byte of the one-time token record layout.
@@ -46,8 +49,6 @@ pub enum CodecError {
     Decode(String),
     #[error("record has {0} trailing bytes")]
     Trailing(usize),
-    #[error("record holds an invalid email: {0}")]
-    InvalidEmail(String),
     #[error("record could not be encoded: {0}")]
     Encode(String),
     #[error("id index value has {0} bytes, expected 8")]
@@ -84,11 +85,24 @@ pub struct LegacyGrant {
     pub created_at: u64,
 }
 
-/// Layout of a user record, version 2: identity and credentials only. The
-/// id is the record's key, so it is not repeated inside the value.
+/// Layout of a user record, version 2 (stores of format 2): identity and
+/// credentials only, the key derived by lowercasing. Read only by the
+/// migration to format 3.
 #[derive(Serialize, Deserialize)]
 struct UserRecordV2 {
     email: String,
+    hashed_password: String,
+}
+
+/// Layout of a user record, version 3: identity and credentials, with the
+/// key the address is indexed under (which the rules of the day derive
+/// from the address, except for the older of two accounts whose addresses
+/// came to share a key: see [`crate::email_key`]). The id is the record's
+/// key, so it is not repeated inside the value.
+#[derive(Serialize, Deserialize)]
+struct UserRecordV3 {
+    email: String,
+    email_key: String,
     hashed_password: String,
 }
 
@@ -145,12 +159,60 @@ fn decode<T: serde::de::DeserializeOwned>(version: u8, bytes: &[u8]) -> Result<T
     Ok(record)
 }
 
-fn parse_email(raw: &str) -> Result<Email, CodecError> {
-    Email::parse(raw).map_err(|e| CodecError::InvalidEmail(e.to_string()))
-}
-
 /// Encodes a user into its stored form (version byte + body).
 pub fn encode_user(user: &User) -> Result<Vec<u8>, CodecError> {
+    encode(
+        USER_RECORD_V3,
+        &UserRecordV3 {
+            email: user.email.as_str().to_owned(),
+            email_key: user.email.key().to_owned(),
+            hashed_password: user.hashed_password.clone(),
+        },
+    )
+}
+
+/// Decodes a stored user record, refusing other versions and leftovers.
+/// The address is taken as stored, under its stored key, whatever the
+/// rules for new addresses say of it now.
+pub fn decode_user(id: UserId, bytes: &[u8]) -> Result<User, CodecError> {
+    let record: UserRecordV3 = decode(USER_RECORD_V3, bytes)?;
+    Ok(User {
+        id,
+        email: Email::stored(record.email, record.email_key),
+        hashed_password: record.hashed_password,
+    })
+}
+
+/// Whether a stored user record is of the current version (the migration
+/// skips those it converted before a crash).
+pub fn is_current_user(bytes: &[u8]) -> bool {
+    bytes.first() == Some(&USER_RECORD_V3)
+}
+
+/// Whether a stored user record is of version 1 (store format 1).
+pub fn is_user_v1(bytes: &[u8]) -> bool {
+    bytes.first() == Some(&USER_RECORD_V1)
+}
+
+/// Whether a stored user record is of version 2 (store format 2).
+pub fn is_user_v2(bytes: &[u8]) -> bool {
+    bytes.first() == Some(&USER_RECORD_V2)
+}
+
+/// Decodes a version-2 user record: its address keyed as format 2 keyed
+/// it (lowercased), so the migration knows the index entry it finds.
+pub fn decode_user_v2(id: UserId, bytes: &[u8]) -> Result<User, CodecError> {
+    let record: UserRecordV2 = decode(USER_RECORD_V2, bytes)?;
+    let legacy = record.email.to_lowercase();
+    Ok(User {
+        id,
+        email: Email::stored(record.email, legacy),
+        hashed_password: record.hashed_password,
+    })
+}
+
+/// Encodes a version-2 user record (tests make format-2 stores with it).
+pub fn encode_user_v2(user: &User) -> Result<Vec<u8>, CodecError> {
     encode(
         USER_RECORD_V2,
         &UserRecordV2 {
@@ -160,31 +222,16 @@ pub fn encode_user(user: &User) -> Result<Vec<u8>, CodecError> {
     )
 }
 
-/// Decodes a stored user record, refusing other versions and leftovers.
-pub fn decode_user(id: UserId, bytes: &[u8]) -> Result<User, CodecError> {
-    let record: UserRecordV2 = decode(USER_RECORD_V2, bytes)?;
-    Ok(User {
-        id,
-        email: parse_email(&record.email)?,
-        hashed_password: record.hashed_password,
-    })
-}
-
-/// Whether a stored user record is of the current version (the migration
-/// skips those it converted before a crash).
-pub fn is_current_user(bytes: &[u8]) -> bool {
-    bytes.first() == Some(&USER_RECORD_V2)
-}
-
 /// Decodes a version-1 user record into the user and what it held.
 pub fn decode_user_v1(
     id: UserId,
     bytes: &[u8],
 ) -> Result<(User, Option<LegacySession>, Option<LegacyGrant>), CodecError> {
     let record: UserRecordV1 = decode(USER_RECORD_V1, bytes)?;
+    let legacy = record.email.to_lowercase();
     let user = User {
         id,
-        email: parse_email(&record.email)?,
+        email: Email::stored(record.email, legacy),
         hashed_password: record.hashed_password,
     };
     Ok((user, record.session, record.reset))
@@ -310,9 +357,32 @@ mod tests {
     fn user_round_trips_with_a_version_byte() {
         let user = sample();
         let bytes = encode_user(&user).unwrap();
-        assert_eq!(bytes[0], USER_RECORD_V2);
+        assert_eq!(bytes[0], USER_RECORD_V3);
         assert!(is_current_user(&bytes));
         assert_eq!(decode_user(UserId(7), &bytes).unwrap(), user);
+    }
+
+    #[test]
+    fn stored_addresses_load_under_their_stored_key_whatever_the_rules() {
+        // An address new accounts may no longer use, under its old key.
+        let user = User {
+            email: Email::stored("bob\u{200b}@x.io".to_owned(), "bob\u{200b}@x.io".to_owned()),
+            ..sample()
+        };
+        assert!(Email::parse_new(user.email.as_str()).is_err());
+        let back = decode_user(UserId(7), &encode_user(&user).unwrap()).unwrap();
+        assert_eq!(back.email.key(), "bob\u{200b}@x.io");
+        // Format 2 records key as format 2 did: lowercased.
+        let old = User {
+            email: Email::stored("JOSE\u{301}@X.io".to_owned(), "unused".to_owned()),
+            ..sample()
+        };
+        let bytes = encode_user_v2(&old).unwrap();
+        assert!(is_user_v2(&bytes) && !is_current_user(&bytes));
+        assert!(decode_user(UserId(7), &bytes).is_err());
+        let decoded = decode_user_v2(UserId(7), &bytes).unwrap();
+        assert_eq!(decoded.email.as_str(), "JOSE\u{301}@X.io");
+        assert_eq!(decoded.email.key(), "jose\u{301}@x.io");
     }
 
     #[test]
@@ -324,7 +394,7 @@ mod tests {
             last_seen: 2,
         };
         let bytes = encode_user_v1(&user, Some(session), None).unwrap();
-        assert!(!is_current_user(&bytes));
+        assert!(!is_current_user(&bytes) && is_user_v1(&bytes));
         assert!(decode_user(UserId(7), &bytes).is_err());
         assert_eq!(
             decode_user_v1(UserId(7), &bytes).unwrap(),
@@ -397,7 +467,7 @@ mod tests {
         }
         // A huge length prefix must hit the limit, not the allocator.
         let huge = [
-            USER_RECORD_V2,
+            USER_RECORD_V3,
             0xfd,
             0xff,
             0xff,

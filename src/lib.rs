@@ -25,6 +25,7 @@ pub mod codec;
 pub mod config;
 pub mod delivery;
 pub mod device;
+pub mod email_key;
 pub mod hasher;
 pub mod http;
 pub mod one_time;

@@ -7,6 +7,8 @@
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
+use crate::email_key::{self, Refusal};
+
 /// Longest address we accept, in bytes (RFC 5321 path limit less the brackets).
 pub const MAX_EMAIL_BYTES: usize = 254;
 /// Longest local part (before the `@`), in bytes (RFC 5321).
@@ -29,6 +31,14 @@ pub enum InvalidInput {
     EmailCharacters,
     #[error("has an invalid domain")]
     EmailDomain,
+    #[error("must not contain invisible or direction-changing characters")]
+    EmailInvisible,
+    #[error("must not contain unassigned or private-use characters")]
+    EmailUnassigned,
+    #[error("must not mix letters of different scripts (such as Latin and Cyrillic) in one part")]
+    EmailMixedScripts,
+    #[error("is not an address once normalised (a fullwidth '@' or '.', say)")]
+    EmailNormalised,
     #[error("must not be empty")]
     EmptyPassword,
     #[error("must be at most {MAX_PASSWORD_BYTES} bytes (bcrypt ignores anything longer)")]
@@ -50,9 +60,11 @@ impl fmt::Display for UserId {
 /// A syntactically plausible email address.
 ///
 /// The address is kept as the user typed it (trimmed) for display, and a
-/// case-folded key is derived from it for uniqueness and lookups, so
-/// `Bob@X.com` and `bob@x.com` are one account while the profile still shows
-/// the spelling chosen at registration.
+/// key is derived from it for uniqueness and lookups
+/// ([`crate::email_key`]: case, Unicode normalisation, invisible
+/// characters, IDN domains), so `Bob@X.com` and `bob@x.com` are one
+/// account while the profile still shows the spelling chosen at
+/// registration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Email {
     display: String,
@@ -60,7 +72,9 @@ pub struct Email {
 }
 
 impl Email {
-    /// Trims and validates an address.
+    /// Trims and checks the shape of an address someone typed to find an
+    /// account (a login, a reset request, an admin lookup), and derives its
+    /// key. A new account's address goes through [`Email::parse_new`].
     ///
     /// The rules catch what is obviously not an address (no `@`, an empty
     /// side, whitespace, over-long parts) without trying to implement all of
@@ -88,8 +102,33 @@ impl Email {
         }
         Ok(Email {
             display: trimmed.to_owned(),
-            key: trimmed.to_lowercase(),
+            key: email_key::key(local, domain),
         })
+    }
+
+    /// [`Email::parse`], and also refuses what a new account's address may
+    /// not hold: invisible, direction-changing, unassigned or private-use
+    /// characters, mixed scripts, and spellings that normalise out of an
+    /// address's shape ([`email_key::refusal`]).
+    pub fn parse_new(raw: &str) -> Result<Email, InvalidInput> {
+        let email = Email::parse(raw)?;
+        let (local, domain) = email
+            .display
+            .split_once('@')
+            .ok_or(InvalidInput::EmailShape)?;
+        match email_key::refusal(local, domain) {
+            None => Ok(email),
+            Some(Refusal::Invisible) => Err(InvalidInput::EmailInvisible),
+            Some(Refusal::Unassigned) => Err(InvalidInput::EmailUnassigned),
+            Some(Refusal::MixedScripts) => Err(InvalidInput::EmailMixedScripts),
+            Some(Refusal::Shape) => Err(InvalidInput::EmailNormalised),
+        }
+    }
+
+    /// An address as a store keeps it, with the key it is stored under,
+    /// unchecked: an address stored under older rules still loads.
+    pub fn stored(display: String, key: String) -> Email {
+        Email { display, key }
     }
 
     /// The address as registered (trimmed), for responses.
@@ -97,9 +136,30 @@ impl Email {
         &self.display
     }
 
-    /// The case-folded form used as the unique index key.
+    /// The key the address is one account under (the unique index key).
     pub fn key(&self) -> &str {
         &self.key
+    }
+
+    /// The key of this spelling under the rule of stores before format 3
+    /// (sled) and schema 5 (PostgreSQL): the address lowercased. Two old
+    /// accounts whose addresses now share a key keep these; a lookup tries
+    /// it first when it differs from [`Email::key`].
+    pub fn legacy_key(&self) -> String {
+        self.display.to_lowercase()
+    }
+
+    /// The key today's rules give this address; `None` for a stored
+    /// address that no longer has an address's shape.
+    pub fn rule_key(&self) -> Option<String> {
+        Email::parse(&self.display).ok().map(|email| email.key)
+    }
+
+    /// Whether the stored key is one this address can have: its key by
+    /// today's rules, or its old key (an account whose address came to
+    /// share its key with an older one's).
+    pub fn key_fits(&self) -> bool {
+        self.rule_key().as_deref() == Some(self.key.as_str()) || self.legacy_key() == self.key
     }
 }
 
@@ -166,6 +226,28 @@ mod tests {
         let email = Email::parse("  Bob@Example.COM \n").unwrap();
         assert_eq!(email.as_str(), "Bob@Example.COM");
         assert_eq!(email.key(), "bob@example.com");
+        assert_eq!(email.legacy_key(), "bob@example.com");
+        let decomposed = Email::parse("Jose\u{301}@Example.com").unwrap();
+        assert_eq!(decomposed.key(), "jos\u{e9}@example.com");
+        assert_eq!(decomposed.legacy_key(), "jose\u{301}@example.com");
+    }
+
+    #[test]
+    fn new_addresses_refuse_what_only_deceives() {
+        let cases = [
+            ("bob\u{200b}@example.com", InvalidInput::EmailInvisible),
+            ("bob\u{202e}@example.com", InvalidInput::EmailInvisible),
+            ("bob\u{e000}@example.com", InvalidInput::EmailUnassigned),
+            ("p\u{430}ypal@example.com", InvalidInput::EmailMixedScripts),
+            ("bob\u{ff20}x@example.com", InvalidInput::EmailNormalised),
+        ];
+        for (raw, want) in cases {
+            assert_eq!(Email::parse_new(raw), Err(want), "{raw:?}");
+            // A lookup of what was typed still works: it finds the account
+            // the spelling stands for.
+            assert!(Email::parse(raw).is_ok(), "{raw:?}");
+        }
+        assert!(Email::parse_new("jos\u{e9}@b\u{fc}cher.example").is_ok());
     }
 
     #[test]
@@ -238,7 +320,8 @@ mod properties {
 
     proptest! {
         /// Parsing never panics; what it accepts is trimmed, bounded, has one
-        /// '@' with both sides present, and its key is the folded display.
+        /// '@' with both sides present, and its legacy key is the folded
+        /// display.
         #[test]
         fn email_parse_holds_its_promises(raw in "\\PC{0,80}|[ a-zA-Z0-9.@\u{0}\u{7f}é-]{0,300}") {
             if let Ok(email) = Email::parse(&raw) {
@@ -246,7 +329,7 @@ mod properties {
                 prop_assert!(email.as_str().len() <= MAX_EMAIL_BYTES);
                 let (local, domain) = email.as_str().split_once('@').unwrap();
                 prop_assert!(!local.is_empty() && !domain.is_empty() && !domain.contains('@'));
-                prop_assert_eq!(email.key(), email.as_str().to_lowercase());
+                prop_assert_eq!(email.legacy_key(), email.as_str().to_lowercase());
                 // Parsing the stored form again gives the same key.
                 let again = Email::parse(email.as_str()).unwrap();
                 prop_assert_eq!(again.key(), email.key());

@@ -27,6 +27,7 @@ use super::{AuthError, Caller};
 use crate::device::{Device, DeviceCookie, DeviceKeys};
 use crate::throttle::{Limiter, Rule, Throttle, ThrottleError};
 use crate::token::RandomError;
+use crate::user::Email;
 
 /// The tunable numbers behind every throttle.
 #[derive(Debug, Clone, Copy)]
@@ -202,11 +203,16 @@ impl Limits {
     }
 
     /// What a client typed as an email, normalised as the throttles key
-    /// it: trimmed and case-folded (a valid address's own key is the same
-    /// folding). The one place this is decided: the per-account throttle
-    /// keys and the account a device cookie is signed for both follow it.
+    /// it: an address's own key ([`Email::key`]: every spelling of one
+    /// address counts against one budget), else (text that is no address)
+    /// trimmed and lowercased. The one place this is decided: the
+    /// per-account throttle keys and the account a device cookie is signed
+    /// for both follow it.
     fn normalised(typed: &str) -> String {
-        typed.trim().to_lowercase()
+        match Email::parse(typed) {
+            Ok(email) => email.key().to_owned(),
+            Err(_) => typed.trim().to_lowercase(),
+        }
     }
 
     /// The key of what a client typed as an email: a keyed hash of it
@@ -546,6 +552,15 @@ mod tests {
         let huge = "x".repeat(100_000);
         assert_eq!(limits.account(&huge).len(), 22);
         assert_eq!(limits.account("Bob@X.io "), limits.account("bob@x.io"));
+        // Every spelling of one address is one account's budget.
+        assert_eq!(
+            limits.account("jose\u{301}@x.io"),
+            limits.account("JOS\u{c9}@X.IO")
+        );
+        assert_eq!(
+            limits.account("b\u{200b}ob@x.io"),
+            limits.account("bob@x.io")
+        );
         let other = Limits::with(LimitSettings::default(), [7; 32], &|_, rule| {
             Box::new(Throttle::new(rule))
         });

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::Args;
 
 use super::{CliError, StoreArgs};
+use crate::store::lookalikes::{lookalikes, Lookalike};
 use crate::store::{AnyStore, Maintenance as _, Upgrade};
 
 #[derive(Debug, Args)]
@@ -16,12 +17,14 @@ pub struct BackupArgs {
     store: StoreArgs,
 }
 
-/// Reports every inconsistency; exit 0 only for a clean store.
+/// Reports every inconsistency; exit 0 only for a clean store. Lists the
+/// look-alike accounts an email-rule migration kept apart (not a fault).
 pub fn check(args: StoreArgs) -> Result<ExitCode, CliError> {
     let store = args.open()?;
     let problems = store.maintenance().check()?;
     let counts = store.maintenance().counts()?;
     let location = args.location();
+    print_lookalikes(&lookalikes(store.request().as_ref(), store.maintenance())?);
     if problems.is_empty() {
         println!(
             "store {location} is consistent: {} users, {} sessions, {} one-time tokens",
@@ -36,6 +39,37 @@ pub fn check(args: StoreArgs) -> Result<ExitCode, CliError> {
         "store {location} has {} problems",
         problems.len()
     )))
+}
+
+/// One line per account kept under its old key, addresses quoted with
+/// invisible characters escaped (`\u{200b}`), so the pair can be told apart.
+fn print_lookalikes(found: &[Lookalike]) {
+    if found.is_empty() {
+        return;
+    }
+    println!(
+        "{} look-alike account(s), each reachable by the spelling it registered with \
+         (README: \"Look-alike addresses\"):",
+        found.len()
+    );
+    for pair in found {
+        let kept = &pair.kept_old_key;
+        match &pair.holder {
+            Some(holder) => println!(
+                "  user {} {:?} shares a key with user {} {:?}",
+                kept.id,
+                kept.email.as_str(),
+                holder.id,
+                holder.email.as_str()
+            ),
+            None => println!(
+                "  user {} {:?} keeps its old key; no account holds its new key {:?}",
+                kept.id,
+                kept.email.as_str(),
+                kept.email.rule_key().unwrap_or_default()
+            ),
+        }
+    }
 }
 
 /// Copies the store while holding its lock (so no server writes meanwhile),

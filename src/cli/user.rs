@@ -136,13 +136,13 @@ pub fn run(args: UserArgs) -> Result<ExitCode, CliError> {
             password,
             store,
         } => {
-            let email = parse_email(&email)?;
+            let email = parse_new_email(&email)?;
             let store = store.open()?;
             let secret = read_password(password.password_stdin)?;
             let user = service(&store, password.bcrypt_cost)?
                 .add_user(&admin, &email, &secret)
                 .map_err(refused(&email))?;
-            println!("created user {} <{}>", user.id, user.email);
+            println!("created user {} <{}>", user.id, shown(&user.email));
         }
         UserCommand::List { json, store } => {
             let store = store.open()?;
@@ -155,7 +155,7 @@ pub fn run(args: UserArgs) -> Result<ExitCode, CliError> {
                 let line = if json {
                     summary(&user).to_string()
                 } else {
-                    format!("{:>8}  {}", user.id.0, user.email)
+                    format!("{:>8}  {}", user.id.0, shown(&user.email))
                 };
                 match writeln!(out, "{line}") {
                     Ok(()) => ControlFlow::Continue(()),
@@ -201,7 +201,7 @@ pub fn run(args: UserArgs) -> Result<ExitCode, CliError> {
             let user = service(&store, DEFAULT_BCRYPT_COST)?
                 .delete_user(&admin, &email)
                 .map_err(refused(&email))?;
-            println!("deleted user {} <{}>", user.id, user.email);
+            println!("deleted user {} <{}>", user.id, shown(&user.email));
         }
         UserCommand::SetPassword {
             email,
@@ -295,7 +295,7 @@ fn show(user: &User, sessions: usize, json: bool) {
         println!("{value}");
     } else {
         println!("id:             {}", user.id);
-        println!("email:          {}", user.email);
+        println!("email:          {}", shown(&user.email));
         println!(
             "bcrypt cost:    {}",
             cost_of(user).map_or("?".to_owned(), |c| c.to_string())
@@ -331,8 +331,32 @@ fn session_json(session: &Session) -> serde_json::Value {
     })
 }
 
+/// An address as a terminal should show it: characters that are invisible
+/// or reorder text (zero-width spaces, direction overrides, which older
+/// stores may hold) escaped as `\u{200b}`, so two look-alike accounts can be
+/// told apart and a listing cannot be made to read backwards.
+fn shown(email: &Email) -> String {
+    email
+        .as_str()
+        .chars()
+        .map(|c| {
+            if c.is_control() || crate::email_key::is_invisible(c) {
+                c.escape_unicode().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
+/// An address to find an account by.
 fn parse_email(raw: &str) -> Result<Email, CliError> {
     Email::parse(raw).map_err(|e| CliError::Refused(format!("email {e}")))
+}
+
+/// The address of a new account: the rules of registration.
+fn parse_new_email(raw: &str) -> Result<Email, CliError> {
+    Email::parse_new(raw).map_err(|e| CliError::Refused(format!("email {e}")))
 }
 
 /// An admin use case's refusal about `email`, as one line.

@@ -298,7 +298,7 @@ mod broken_store_tests {
         fn user_by_id(&self, _: UserId) -> Result<User, StoreError> {
             down()
         }
-        fn user_by_email(&self, _: &Email) -> Result<User, StoreError> {
+        fn user_by_key(&self, _: &str) -> Result<User, StoreError> {
             down()
         }
         fn update_user(

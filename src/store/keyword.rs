@@ -77,7 +77,7 @@ enum Update {
 
 fn parse(id: UserId, field: &str, value: Option<&str>) -> Result<Update, StoreError> {
     match (field, value) {
-        ("email", Some(v)) => Email::parse(v)
+        ("email", Some(v)) => Email::parse_new(v)
             .map(|e| Update::User(UserChange::Email(e)))
             .map_err(|e| invalid("email", e.to_string())),
         ("email", None) => Err(invalid("email", "required")),

@@ -12,6 +12,7 @@
 //! [`keyword`].
 
 pub mod keyword;
+pub mod lookalikes;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 pub mod sled;

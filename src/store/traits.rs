@@ -59,8 +59,28 @@ pub trait UserStore: Send + Sync {
     /// User `id`; `NotFound` if none.
     fn user_by_id(&self, id: UserId) -> Result<User, StoreError>;
 
-    /// The user with this email in any letter case; `NotFound` if none.
-    fn user_by_email(&self, email: &Email) -> Result<User, StoreError>;
+    /// The user whose address is stored under `key`; `NotFound` if none.
+    fn user_by_key(&self, key: &str) -> Result<User, StoreError>;
+
+    /// The user `email` is the address of (in any letter case, any Unicode
+    /// spelling of it: [`Email::key`]); `NotFound` if none.
+    ///
+    /// A spelling whose key changed with the email rules of store format 3
+    /// / schema 5 is first looked up under its old key
+    /// ([`Email::legacy_key`]): two old accounts that came to share a key
+    /// keep their old ones, and each stays reachable by the spelling it
+    /// registered with. Only spellings outside lowercase ASCII take the
+    /// second read.
+    fn user_by_email(&self, email: &Email) -> Result<User, StoreError> {
+        let legacy = email.legacy_key();
+        if legacy != email.key() {
+            match self.user_by_key(&legacy) {
+                Err(StoreError::NotFound) => {}
+                found => return found,
+            }
+        }
+        self.user_by_key(email.key())
+    }
 
     /// Applies `changes` to user `id`, if its password hash is still
     /// `password_is` (when given), atomically with the email index and with

@@ -28,16 +28,18 @@ mod cross_site;
 mod device;
 /// Attacks on the HTTP edge, each against the real binary.
 mod edge;
+/// Look-alike addresses: one account per address, deceptive ones refused, old stores re-keyed.
+mod emails;
 /// Credential lifecycle rules: expiry, throttling, lockout, rehash.
 mod hardening;
 /// Malformed HTTP and slow clients.
 mod hostile;
 /// `/openapi.json` is valid and tells the truth about the live server.
 mod openapi;
-/// What only the PostgreSQL store can do: several instances on one database.
-mod postgres;
 /// The PostgreSQL throttle table: bounded, evicting, never failing open.
 mod pg_throttle;
+/// What only the PostgreSQL store can do: several instances on one database.
+mod postgres;
 /// The production profile: delivery channels, password policy, cookies.
 mod production;
 /// Behind a proxy: every header line counts, the right-most untrusted address is the client.

@@ -285,7 +285,7 @@ fn check_reports_rows_that_disagree_and_backup_points_elsewhere() {
     sql(&dir, "UPDATE authd_users SET email_key = 'other@x.io'");
     let (code, out, err) = authd(&dir, &["check"], None);
     assert_eq!(code, 1);
-    assert!(out.contains("does not match email"), "{out}");
+    assert!(out.contains("is neither the key of"), "{out}");
     assert!(err.contains("1 problems"), "{err}");
     let copy = tmp.path().join("copy");
     let (code, _, err) = authd(&dir, &["backup", copy.to_str().unwrap()], None);

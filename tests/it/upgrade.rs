@@ -64,7 +64,7 @@ fn admin_commands_refuse_an_old_store_and_dry_run_changes_nothing() {
         let (code, out, err) = run_authd(&dir, args, None);
         assert_eq!(code, 1, "{args:?}: {out}{err}");
         assert!(
-            err.contains("is of format 1, older than this authd's (2)")
+            err.contains("is of format 1, older than this authd's (3)")
                 && err.contains("authd migrate"),
             "{args:?}: {err}"
         );
@@ -314,7 +314,7 @@ fn a_schema_at_migration_1_is_brought_up_to_date() {
     let (code, _, err) = run_authd(&dir, &["user", "list"], None);
     assert_eq!(code, 1);
     assert!(
-        err.contains("of format 1, older than this authd's (4)"),
+        err.contains("of format 1, older than this authd's (5)"),
         "{err}"
     );
     let (code, out, err) = run_authd(&dir, &["migrate", "--dry-run"], None);

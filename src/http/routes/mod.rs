@@ -11,9 +11,10 @@ use super::body::Fields;
 use super::error::ApiError;
 use crate::user::{Email, Password};
 
-/// The `email` and `password` fields of a registration or a login, parsed.
+/// The `email` and `password` fields of a registration, parsed by the
+/// rules for a new account's address.
 fn credentials(fields: &Fields) -> Result<(Email, Password), ApiError> {
-    let email = Email::parse(fields.required("email")?).map_err(ApiError::invalid("email"))?;
+    let email = Email::parse_new(fields.required("email")?).map_err(ApiError::invalid("email"))?;
     let password =
         Password::parse(fields.required("password")?).map_err(ApiError::invalid("password"))?;
     Ok((email, password))

@@ -23,6 +23,7 @@
 
 mod maintenance;
 mod pool;
+mod rekey;
 mod rows;
 pub mod schema;
 mod sessions;

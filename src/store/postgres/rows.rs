@@ -34,16 +34,14 @@ fn millis(value: i64, column: &str) -> Result<u64, StoreError> {
     u64::try_from(value).map_err(|_| StoreError::Corrupt(format!("{column} is negative")))
 }
 
-/// A user from `id, email, hashed_password` at column `at`.
+/// A user from `id, email, email_key, hashed_password` at column `at`: the
+/// address as stored, under its stored key, whatever the rules for new
+/// addresses say of it now.
 pub fn user(row: &Row, at: usize) -> Result<User, StoreError> {
-    let id = id_of(row.try_get(at)?)?;
-    let email: String = row.try_get(at + 1)?;
-    let email = Email::parse(&email)
-        .map_err(|e| StoreError::Corrupt(format!("user {id}: email {email:?} {e}")))?;
     Ok(User {
-        id,
-        email,
-        hashed_password: row.try_get(at + 2)?,
+        id: id_of(row.try_get(at)?)?,
+        email: Email::stored(row.try_get(at + 1)?, row.try_get(at + 2)?),
+        hashed_password: row.try_get(at + 3)?,
     })
 }
 

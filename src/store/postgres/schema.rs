@@ -122,8 +122,19 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         CREATE INDEX authd_throttle_scope_last_at ON authd_throttle (scope, last_at);
         DROP INDEX authd_throttle_last_at;",
     ),
+    (
+        5,
+        "email keys by Unicode and IDN rules (NFKC_Casefold, UTS 46); look-alike accounts \
+         keep their old keys and `authd check` lists them",
+        // No DDL: the step is Rust's (`rekey::rekey_emails`, run by
+        // `migrate_to` after this version's SQL), as the keys are computed
+        // by the same code that computes them for requests.
+        "",
+    ),
 ];
 
+/// The schema version whose data step re-keys email addresses.
+const REKEY_EMAILS: i32 = 5;
 
 /// The highest migration applied to the database.
 pub(super) const APPLIED_VERSION: &str = "SELECT coalesce(max(version), 0) FROM authd_migrations";
@@ -184,6 +195,9 @@ pub fn migrate_to(conn: &mut postgres::Client, target: i32) -> Result<Vec<Migrat
         .filter(|(v, _, _)| *v > applied && *v <= target)
     {
         tx.batch_execute(sql)?;
+        if *version == REKEY_EMAILS {
+            super::rekey::rekey_emails(&mut tx)?;
+        }
         tx.execute(
             "INSERT INTO authd_migrations (version, description) VALUES ($1, $2)",
             &[version, description],

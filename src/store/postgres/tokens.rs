@@ -8,7 +8,7 @@ use crate::token::TokenHash;
 use crate::user::{User, UserId};
 
 const TOKEN_AND_USER: &str = "SELECT t.token_hash, t.user_id, t.purpose, t.created_at, \
-     t.expires_at, u.id, u.email, u.hashed_password \
+     t.expires_at, u.id, u.email, u.email_key, u.hashed_password \
      FROM authd_tokens t JOIN authd_users u ON u.id = t.user_id WHERE t.token_hash = $1";
 
 /// Columns of a token row before its user's.
@@ -97,7 +97,7 @@ impl TokenStore for PgStore {
         let user: i64 = row.try_get(0)?;
         let row = tx.query_opt(
             "UPDATE authd_users u SET hashed_password = $2 WHERE u.id = $1
-             RETURNING u.id, u.email, u.hashed_password",
+             RETURNING u.id, u.email, u.email_key, u.hashed_password",
             &[&user, &hashed_password],
         )?;
         let Some(row) = row else {

@@ -5,9 +5,10 @@ use super::{key, PgStore};
 use crate::store::{Ends, StoreError, UserChange, UserStore};
 use crate::user::{Email, User, UserId};
 
-const BY_ID: &str = "SELECT u.id, u.email, u.hashed_password FROM authd_users u WHERE u.id = $1";
+const BY_ID: &str =
+    "SELECT u.id, u.email, u.email_key, u.hashed_password FROM authd_users u WHERE u.id = $1";
 const BY_EMAIL: &str =
-    "SELECT u.id, u.email, u.hashed_password FROM authd_users u WHERE u.email_key = $1";
+    "SELECT u.id, u.email, u.email_key, u.hashed_password FROM authd_users u WHERE u.email_key = $1";
 
 impl PgStore {
     /// One user by an indexed column (`sql` is one of the `BY_*` queries).
@@ -49,8 +50,8 @@ impl UserStore for PgStore {
         self.find_user(BY_ID, &id)
     }
 
-    fn user_by_email(&self, email: &Email) -> Result<User, StoreError> {
-        self.find_user(BY_EMAIL, &email.key())
+    fn user_by_key(&self, key: &str) -> Result<User, StoreError> {
+        self.find_user(BY_EMAIL, &key)
     }
 
     fn update_user(
@@ -66,7 +67,7 @@ impl UserStore for PgStore {
         let mut conn = self.conn()?;
         let mut tx = conn.transaction()?;
         let row = tx.query_opt(
-            "SELECT u.id, u.email, u.hashed_password FROM authd_users u WHERE u.id = $1 FOR UPDATE",
+            "SELECT u.id, u.email, u.email_key, u.hashed_password FROM authd_users u WHERE u.id = $1 FOR UPDATE",
             &[&id_key],
         )?;
         let old = match row {

@@ -109,6 +109,13 @@ impl SledStore {
                     continue;
                 }
             };
+            if !user.email.key_fits() {
+                problems.push(format!(
+                    "user {id}: email key {:?} is neither the key of {:?} nor its old key",
+                    user.email.key(),
+                    user.email.as_str()
+                ));
+            }
             match self.by_email.get(user.email.key())? {
                 Some(v) if decode_id(&v).ok() == Some(id) => {}
                 Some(v) => problems.push(format!(

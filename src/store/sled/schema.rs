@@ -15,8 +15,8 @@ use sled::Transactional;
 
 use super::{flatten, owned_in, put_owned, tx, SledStore};
 use crate::codec::{
-    decode_id, decode_user_v1, encode_id, encode_session, encode_token, encode_user,
-    is_current_user,
+    decode_id, decode_user_v1, decode_user_v2, encode_id, encode_session, encode_token,
+    encode_user, encode_user_v2, is_user_v1, is_user_v2,
 };
 use crate::one_time::{OneTimeToken, Purpose};
 use crate::server_key::ServerKey;
@@ -47,7 +47,7 @@ const SERVER_KEY: &[u8] = b"server_key";
 const PREVIOUS_SERVER_KEY: &[u8] = b"server_key_previous";
 
 /// The format this authd writes.
-pub const CURRENT_FORMAT: u32 = 2;
+pub const CURRENT_FORMAT: u32 = 3;
 
 /// Users converted per transaction: small enough that a transaction stays
 /// cheap, large enough that a million users take a few thousand flushes.
@@ -59,10 +59,18 @@ const BATCH: usize = 256;
 const V1_RESET_EXPIRY: u64 = u64::MAX;
 
 /// The chain: the migration to format `version` from the one before.
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 2,
-    description: "sessions and reset tokens move out of the user records into trees of their own",
-}];
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 2,
+        description:
+            "sessions and reset tokens move out of the user records into trees of their own",
+    },
+    Migration {
+        version: 3,
+        description: "email keys by Unicode and IDN rules (NFKC_Casefold, UTS 46); look-alike \
+                      accounts keep their old keys and `authd check` lists them",
+    },
+];
 
 fn marker(format: u32) -> String {
     format!("{MARKER_PREFIX}{format}")
@@ -202,6 +210,7 @@ impl SledStore {
         for migration in &pending {
             match migration.version {
                 2 => self.to_format_2(usize::MAX)?,
+                3 => self.to_format_3(usize::MAX)?,
                 other => {
                     return Err(StoreError::Corrupt(format!(
                         "no migration to format {other}"
@@ -219,34 +228,10 @@ impl SledStore {
         // The marker and the `migrating` key in one write, and the marker
         // again on a resume: a crash can never leave a half-converted store
         // that an older authd would take for its own.
-        let from = encode_id(crate::user::UserId(1));
-        let new_marker = marker(2);
-        self.meta
-            .transaction(|meta| -> super::TxResult<()> {
-                if meta.get(MIGRATING_KEY)?.is_none() {
-                    meta.insert(MIGRATING_KEY, from.as_slice())?;
-                }
-                meta.insert(MARKER_KEY, new_marker.as_bytes())?;
-                Ok(())
-            })
-            .map_err(flatten)?;
-        self.flush()?;
+        self.begin_migration(1)?;
         let mut after: Option<sled::IVec> = None;
         for _ in 0..batches {
-            let keys: Vec<sled::IVec> = match &after {
-                Some(last) => self.users.range::<&[u8], _>((
-                    std::ops::Bound::Excluded(last.as_ref()),
-                    std::ops::Bound::Unbounded,
-                )),
-                None => self.users.iter(),
-            }
-            .filter_map(|entry| match entry {
-                Ok((key, value)) if !is_current_user(&value) => Some(Ok(key)),
-                Ok(_) => None,
-                Err(e) => Some(Err(e)),
-            })
-            .take(BATCH)
-            .collect::<Result<_, _>>()?;
+            let keys = self.users_to_convert(&after, is_user_v1)?;
             let Some(last) = keys.last().cloned() else {
                 return self.finish_format_2().map(|()| true);
             };
@@ -272,7 +257,7 @@ impl SledStore {
                     let Some(bytes) = users.get(key)? else {
                         continue;
                     };
-                    if is_current_user(&bytes) {
+                    if !is_user_v1(&bytes) {
                         continue;
                     }
                     let id = tx(decode_id(key))?;
@@ -309,7 +294,7 @@ impl SledStore {
                         list.tokens.push((Purpose::Reset.code(), grant.token_hash));
                     }
                     put_owned(owned, id, &list)?;
-                    users.insert(key, tx(encode_user(&user))?)?;
+                    users.insert(key, tx(encode_user_v2(&user))?)?;
                 }
                 Ok(())
             })
@@ -323,6 +308,116 @@ impl SledStore {
         }
         self.meta.remove(MIGRATING_KEY)?;
         self.flush()
+    }
+
+    /// Writes the marker of format `from + 1` with the `migrating` key (kept
+    /// from an interrupted run) in one write, and flushes: a crash can never
+    /// leave a half-converted store that an older authd would take for its
+    /// own.
+    fn begin_migration(&self, from: u32) -> Result<(), StoreError> {
+        let from_value = encode_id(crate::user::UserId(u64::from(from)));
+        let new_marker = marker(from + 1);
+        self.meta
+            .transaction(|meta| -> super::TxResult<()> {
+                if meta.get(MIGRATING_KEY)?.is_none() {
+                    meta.insert(MIGRATING_KEY, from_value.as_slice())?;
+                }
+                meta.insert(MARKER_KEY, new_marker.as_bytes())?;
+                Ok(())
+            })
+            .map_err(flatten)?;
+        self.flush()
+    }
+
+    /// The next (up to [`BATCH`]) user keys after `after` whose records
+    /// `pending` says are still to convert, in id order.
+    fn users_to_convert(
+        &self,
+        after: &Option<sled::IVec>,
+        pending: fn(&[u8]) -> bool,
+    ) -> Result<Vec<sled::IVec>, StoreError> {
+        Ok(match after {
+            Some(last) => self.users.range::<&[u8], _>((
+                std::ops::Bound::Excluded(last.as_ref()),
+                std::ops::Bound::Unbounded,
+            )),
+            None => self.users.iter(),
+        }
+        .filter_map(|entry| match entry {
+            Ok((key, value)) if pending(&value) => Some(Ok(key)),
+            Ok(_) => None,
+            Err(e) => Some(Err(e)),
+        })
+        .take(BATCH)
+        .collect::<Result<_, _>>()?)
+    }
+
+    /// Re-keys a format-2 store by the email rules of format 3, at most
+    /// `batches` batches of users (a test stops it early to stand for a
+    /// crash); returns whether it finished.
+    ///
+    /// Users go in id order. A user whose address keys as before keeps its
+    /// index entry. One whose new key is free moves there. One whose new key
+    /// is taken (by an account whose old key already was that key, or by an
+    /// older account re-keyed before it) keeps its old key: both stay
+    /// reachable by the spelling each registered with, no new account can
+    /// take the new key, and `authd check` lists the pair. The decision
+    /// depends only on records and index entries written before it, so a
+    /// run resumed after a crash decides as an uninterrupted one would.
+    pub fn to_format_3(&self, batches: usize) -> Result<bool, StoreError> {
+        self.begin_migration(2)?;
+        let mut after: Option<sled::IVec> = None;
+        for _ in 0..batches {
+            let keys = self.users_to_convert(&after, is_user_v2)?;
+            let Some(last) = keys.last().cloned() else {
+                self.meta.remove(MIGRATING_KEY)?;
+                self.flush()?;
+                return Ok(true);
+            };
+            self.rekey_batch(&keys)?;
+            self.flush()?;
+            after = Some(last);
+        }
+        Ok(false)
+    }
+
+    /// Converts the format-2 records under `keys` in one transaction.
+    fn rekey_batch(&self, keys: &[sled::IVec]) -> Result<(), StoreError> {
+        (&self.users, &self.by_email)
+            .transaction(|(users, by_email)| {
+                for key in keys {
+                    let Some(bytes) = users.get(key)? else {
+                        continue;
+                    };
+                    if !is_user_v2(&bytes) {
+                        continue;
+                    }
+                    let id = tx(decode_id(key))?;
+                    let old = tx(decode_user_v2(id, &bytes))?;
+                    let fresh = crate::user::Email::parse(old.email.as_str())
+                        .map(|email| email.key().to_owned())
+                        .unwrap_or_else(|_| old.email.key().to_owned());
+                    let legacy = old.email.key().to_owned();
+                    let kept = if fresh != legacy && by_email.get(fresh.as_bytes())?.is_none() {
+                        // The old entry is this user's (format 2 kept
+                        // them unique); it moves.
+                        if by_email.get(legacy.as_bytes())?.as_deref() == Some(key.as_ref()) {
+                            by_email.remove(legacy.as_bytes())?;
+                        }
+                        by_email.insert(fresh.as_bytes(), key.as_ref())?;
+                        fresh
+                    } else {
+                        legacy
+                    };
+                    let user = crate::user::User {
+                        email: crate::user::Email::stored(old.email.as_str().to_owned(), kept),
+                        ..old
+                    };
+                    users.insert(key, tx(encode_user(&user))?)?;
+                }
+                Ok(())
+            })
+            .map_err(flatten)
     }
 
     /// The server key, made (and flushed) on first use.
@@ -417,7 +512,7 @@ pub fn write_format_1(
         for (user, session, reset) in users.by_ref().take(10_000) {
             let id = encode_id(user.id);
             batches[0].insert(&id, encode_user_v1(&user, session, reset)?);
-            batches[1].insert(user.email.key(), &id);
+            batches[1].insert(user.email.legacy_key().as_bytes(), &id);
             if let Some(session) = session {
                 batches[2].insert(session.token_hash.as_bytes(), &id);
             }

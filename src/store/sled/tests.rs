@@ -420,13 +420,16 @@ fn format_1_is_refused_inspected_or_migrated_as_asked() {
         open_when_free(dir.path(), Upgrade::Refuse),
         Err(OpenError::Outdated {
             found: 1,
-            current: 2,
+            current: 3,
             ..
         })
     ));
     let store = open_when_free(dir.path(), Upgrade::Inspect).unwrap();
     let pending = store.pending_migrations().unwrap();
-    assert_eq!(pending.iter().map(|m| m.version).collect::<Vec<_>>(), [2]);
+    assert_eq!(
+        pending.iter().map(|m| m.version).collect::<Vec<_>>(),
+        [2, 3]
+    );
     store.migrate().unwrap();
     assert!(store.pending_migrations().unwrap().is_empty());
     assert_consistent(&store);
@@ -482,6 +485,127 @@ fn an_interrupted_migration_resumes_and_an_old_reader_is_kept_out() {
             user.id
         );
         assert_eq!(store.token(&reset.hash()).unwrap().unwrap().1.id, user.id);
+    }
+}
+
+/// The spelling of look-alike test user `n`: plain ones, ones that collide
+/// with the user before them (a zero-width space), ones re-keyed alone
+/// (fullwidth letters) and IDN domains re-keyed alone.
+fn lookalike_spelling(n: u64) -> String {
+    match n % 4 {
+        0 => format!("user{n}@x.io"),
+        1 => format!("user{}\u{200b}@x.io", n - 1),
+        2 => format!("\u{ff35}\u{ff33}\u{ff25}\u{ff32}{n}@x.io"),
+        _ => format!("user{n}@B\u{dc}CHER.example"),
+    }
+}
+
+/// A format-2 store of `users` look-alike test users, keyed as format 2
+/// keyed them (lowercased): format 1 records migrated to format 2 only.
+fn write_format_2_lookalikes(path: &Path, users: u64) {
+    let records = (4..4 + users).map(|n| {
+        let spelling = lookalike_spelling(n);
+        let user = User {
+            id: UserId(n),
+            email: Email::stored(spelling.clone(), spelling.to_lowercase()),
+            hashed_password: "$2b$04$hash".to_owned(),
+        };
+        (user, None, None)
+    });
+    schema::write_format_1(path, records).unwrap();
+    wait_released(path);
+    let store = open_when_free(path, Upgrade::Inspect).unwrap();
+    assert!(store.to_format_2(usize::MAX).unwrap());
+    assert_eq!(
+        store
+            .pending_migrations()
+            .unwrap()
+            .iter()
+            .map(|m| m.version)
+            .collect::<Vec<_>>(),
+        [3]
+    );
+}
+
+/// Every user's stored key, in id order.
+fn stored_keys(store: &SledStore) -> Vec<(UserId, String)> {
+    let mut keys = Vec::new();
+    store
+        .each_user(&mut |user| {
+            keys.push((user.id, user.email.key().to_owned()));
+            std::ops::ControlFlow::Continue(())
+        })
+        .unwrap();
+    keys
+}
+
+#[test]
+fn format_3_rekeys_lookalikes_and_a_resumed_run_decides_alike() {
+    // More users than one batch, with pairs across the batch boundary.
+    let users = 600;
+    let whole = tempfile::tempdir().unwrap();
+    write_format_2_lookalikes(whole.path(), users);
+    let store = open_when_free(whole.path(), Upgrade::Inspect).unwrap();
+    assert!(store.to_format_3(usize::MAX).unwrap());
+    let expected = stored_keys(&store);
+    drop(store);
+
+    let dir = tempfile::tempdir().unwrap();
+    write_format_2_lookalikes(dir.path(), users);
+    {
+        let store = open_when_free(dir.path(), Upgrade::Inspect).unwrap();
+        assert!(!store.to_format_3(1).unwrap());
+        assert_eq!(
+            store.meta.get("format").unwrap().as_deref(),
+            Some(&b"authd-store-3"[..])
+        );
+    }
+    wait_released(dir.path());
+    assert!(matches!(
+        open_when_free(dir.path(), Upgrade::Refuse),
+        Err(OpenError::Outdated { found: 2, .. })
+    ));
+    let store = open_when_free(dir.path(), Upgrade::Apply).unwrap();
+    assert!(store.pending_migrations().unwrap().is_empty());
+    assert_consistent(&store);
+    assert_eq!(stored_keys(&store), expected);
+
+    for n in 4..4 + users {
+        let spelling = lookalike_spelling(n);
+        // Each account is reachable by the spelling it registered with.
+        assert_eq!(
+            store.user_by_email(&email(&spelling)).unwrap().id,
+            UserId(n),
+            "{spelling:?}"
+        );
+        let key = store.user_by_id(UserId(n)).unwrap().email.key().to_owned();
+        match n % 4 {
+            // The zero-width twin keeps its old key: the plain one had it.
+            1 => assert_eq!(key, spelling.to_lowercase()),
+            2 => assert_eq!(key, format!("user{n}@x.io")),
+            3 => assert_eq!(key, format!("user{n}@xn--bcher-kva.example")),
+            _ => assert_eq!(key, spelling),
+        }
+    }
+    // Re-keyed accounts answer to their new spellings too.
+    assert_eq!(
+        store.user_by_email(&email("user6@x.io")).unwrap().id,
+        UserId(6)
+    );
+    assert_eq!(
+        store
+            .user_by_email(&email("user7@xn--bcher-kva.example"))
+            .unwrap()
+            .id,
+        UserId(7)
+    );
+    // And the pairs are listed, each with the account holding the key.
+    let found = crate::store::lookalikes::lookalikes(&store, &store).unwrap();
+    assert_eq!(found.len(), (users / 4) as usize);
+    for pair in &found {
+        let kept = pair.kept_old_key.id;
+        assert_eq!(kept.0 % 4, 1);
+        assert_eq!(pair.holder.as_ref().map(|h| h.id), Some(UserId(kept.0 - 1)));
     }
 }
 

@@ -43,11 +43,11 @@ impl UserStore for SledStore {
         self.get(id)?.ok_or(StoreError::NotFound)
     }
 
-    fn user_by_email(&self, email: &Email) -> Result<User, StoreError> {
-        match self.get_by_email(email.key())? {
+    fn user_by_key(&self, key: &str) -> Result<User, StoreError> {
+        match self.get_by_email(key)? {
             // The index read and the record read are two steps: a user
             // whose email changed in between is simply not found.
-            Some(user) if user.email.key() == email.key() => Ok(user),
+            Some(user) if user.email.key() == key => Ok(user),
             _ => Err(StoreError::NotFound),
         }
     }
