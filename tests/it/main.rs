@@ -22,6 +22,8 @@ mod cli;
 mod compat;
 /// SIGKILL at a random moment, then everything acknowledged still holds.
 mod crash;
+/// CORS for front ends on other origins; `--allowed-origins`.
+mod cors;
 /// One cross-site rule for every state-changing route (production), none in dev.
 mod cross_site;
 /// Device cookies: a known browser's own failure budget (production).
@@ -40,6 +42,8 @@ mod openapi;
 mod pg_throttle;
 /// What only the PostgreSQL store can do: several instances on one database.
 mod postgres;
+/// The operator's safety nets: no accidental stores, all-or-nothing import, private files.
+mod operator;
 /// The production profile: delivery channels, password policy, cookies.
 mod production;
 /// Behind a proxy: every header line counts, the right-most untrusted address is the client.

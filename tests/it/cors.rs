@@ -1,0 +1,1 @@
+//! CORS for browser front ends on other origins, and `--allowed-origins`.
