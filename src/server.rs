@@ -68,7 +68,21 @@ pub struct Running {
 /// the same data directory fails on the store, with the clearer message.
 pub fn start(config: &Config) -> Result<Running, StartError> {
     config.validate().map_err(StartError::Config)?;
-    let store = open_migrated(config)?;
+    // The listener exists before the application (which reports its
+    // health), so its handler finds the application through a cell.
+    let served = Arc::new(OnceLock::new());
+    let permits = Arc::new(Permits::new(config.threads.max(1)));
+    let bind = || listen(config, handler(Arc::clone(&served), Arc::clone(&permits)));
+    // An existing store first, so a store held by another process is what
+    // is reported, not the port it holds too; a new one after binding, so a
+    // port in use leaves no empty store behind.
+    let (store, listener) = if opens_before_binding(config) {
+        let store = open_migrated(config)?;
+        (store, bind()?)
+    } else {
+        let listener = bind()?;
+        (open_migrated(config)?, listener)
+    };
     let hasher = Hasher::start_fair(
         config.hash_workers,
         config.hash_queue(),
@@ -104,11 +118,6 @@ pub fn start(config: &Config) -> Result<Running, StartError> {
         limits,
         Audit::new(config.audit_log),
     )?);
-    // The listener exists before the application (which reports its
-    // health), so its handler finds the application through a cell.
-    let served = Arc::new(OnceLock::new());
-    let permits = Arc::new(Permits::new(config.threads.max(1)));
-    let listener = listen(config, handler(Arc::clone(&served), Arc::clone(&permits)))?;
     let addr = listener
         .server_addr()
         .to_ip()
@@ -157,6 +166,14 @@ pub fn start(config: &Config) -> Result<Running, StartError> {
 }
 
 /// Opens the store, migrating an older format first and saying so.
+/// Whether the store is opened before the listener binds: an embedded
+/// store that already holds files (its lock may be another process's). A
+/// new one, and a database (which no process holds), are opened after.
+fn opens_before_binding(config: &Config) -> bool {
+    config.database_url.is_none()
+        && std::fs::read_dir(&config.data_dir).is_ok_and(|mut entries| entries.next().is_some())
+}
+
 fn open_migrated(config: &Config) -> Result<AnyStore, StartError> {
     let location = config.location();
     let store = AnyStore::open(&location, Upgrade::Inspect)?;

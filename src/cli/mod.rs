@@ -9,6 +9,7 @@ mod maintenance;
 mod serve;
 mod system;
 mod transfer;
+mod usage;
 mod user;
 
 use std::path::PathBuf;
@@ -118,7 +119,7 @@ pub enum CliError {
 
 /// Parses the command line and runs the command.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli: Cli = usage::parse();
     let result = match cli.command {
         None => serve_with(cli.serve),
         Some(Command::Serve(args)) => serve_with(*args),

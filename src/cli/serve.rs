@@ -8,7 +8,7 @@ use std::io::Write as _;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use clap::builder::TypedValueParser as _;
+use clap::builder::{BoolishValueParser, TypedValueParser as _};
 use clap::Args;
 
 use super::{system, CliError, StoreArgs};
@@ -26,8 +26,13 @@ use crate::server;
 pub struct ServeArgs {
     /// Address to listen on, HOST:PORT. Port 0 picks a free port; the
     /// address actually bound is printed.
-    #[arg(long, env = "AUTHD_ADDR", default_value = "127.0.0.1:5000")]
+    #[arg(long, env = "AUTHD_ADDR", default_value = "127.0.0.1:5000",
+          value_name = "HOST:PORT", value_parser = parse_addr)]
     addr: String,
+
+    /// Not an option: the port is part of --addr (a hint, hidden).
+    #[arg(long, hide = true, value_name = "PORT")]
+    port: Option<String>,
 
     #[command(flatten)]
     store: StoreArgs,
@@ -57,16 +62,16 @@ pub struct ServeArgs {
 
     /// Mark the session cookie `Secure` (set this when clients reach authd
     /// over HTTPS, e.g. through a TLS-terminating reverse proxy).
-    #[arg(long, env = "AUTHD_SECURE_COOKIES")]
+    #[arg(long, env = "AUTHD_SECURE_COOKIES", value_parser = BoolishValueParser::new())]
     secure_cookies: bool,
 
     /// Do not write the per-request access log to stderr.
-    #[arg(long, env = "AUTHD_NO_ACCESS_LOG")]
+    #[arg(long, env = "AUTHD_NO_ACCESS_LOG", value_parser = BoolishValueParser::new())]
     no_access_log: bool,
 
     /// Do not write the audit log (JSON lines on stderr, one per
     /// registration, login, logout, throttling and password reset).
-    #[arg(long, env = "AUTHD_NO_AUDIT_LOG")]
+    #[arg(long, env = "AUTHD_NO_AUDIT_LOG", value_parser = BoolishValueParser::new())]
     no_audit_log: bool,
 
     /// Absolute session lifetime in seconds, from login; also the cookie's
@@ -295,6 +300,12 @@ impl ServeArgs {
     /// The validated configuration these options describe; an error says
     /// which options contradict each other.
     pub fn into_config(self) -> Result<Config, String> {
+        if let Some(port) = &self.port {
+            return Err(format!(
+                "there is no --port: the port is part of --addr HOST:PORT \
+                 (e.g. --addr 127.0.0.1:{port}; --addr 127.0.0.1:0 picks a free port)"
+            ));
+        }
         if self.lockout_failures < self.login_free_failures {
             return Err(format!(
                 "--lockout-failures ({}) must not be below --login-free-failures ({})",
@@ -381,6 +392,27 @@ impl ServeArgs {
     }
 }
 
+/// Checks that an address to listen on has the shape HOST:PORT (a name,
+/// an IPv4 address or a bracketed IPv6 address, and a port number), so a
+/// mistake is a usage error naming the flag before anything starts; the
+/// name is resolved when the listener binds.
+fn parse_addr(text: &str) -> Result<String, String> {
+    const HINT: &str = "expected HOST:PORT, e.g. 127.0.0.1:5000 or [::1]:5000 \
+                        (127.0.0.1:0 picks a free port)";
+    let (host, port) = text.rsplit_once(':').ok_or(HINT)?;
+    let host_ok = if let Some(inner) = host.strip_prefix('[') {
+        inner
+            .strip_suffix(']')
+            .is_some_and(|ip| ip.parse::<std::net::Ipv6Addr>().is_ok())
+    } else {
+        !host.is_empty() && !host.contains(':') && !host.contains(char::is_whitespace)
+    };
+    if !host_ok || port.parse::<u16>().is_err() {
+        return Err(HINT.to_owned());
+    }
+    Ok(text.to_owned())
+}
+
 /// Parses a number of seconds, fractions allowed: "10", "0.25".
 fn parse_seconds(text: &str) -> Result<Duration, String> {
     let seconds: f64 = text
@@ -393,22 +425,77 @@ fn parse_seconds(text: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(seconds))
 }
 
+/// The start-up summary (stderr): the profile, where the store is (an
+/// absolute path, or the database without its password), where reset
+/// tokens go (a webhook without credentials or query), and the hashing and
+/// connection settings. Standard output keeps its one line for scripts.
+fn summary(config: &Config) -> String {
+    let store = match &config.database_url {
+        Some(_) => format!(
+            "store PostgreSQL database {} (pool of {})",
+            config.location(),
+            config.db_pool_size
+        ),
+        None => format!(
+            "store {} (embedded)",
+            std::path::absolute(&config.data_dir)
+                .unwrap_or_else(|_| config.data_dir.clone())
+                .display()
+        ),
+    };
+    let channel = config.reset_delivery.as_ref().map(redacted_channel);
+    let delivery = match (config.profile, channel) {
+        (Profile::Dev, None) => "in the POST /reset_password answer".to_owned(),
+        (Profile::Dev, Some(channel)) => format!("in the answer and to {channel}"),
+        (Profile::Production, Some(channel)) => format!("to {channel}"),
+        (Profile::Production, None) => "nowhere".to_owned(),
+    };
+    format!(
+        "profile {}, {store}, reset tokens {delivery}, bcrypt cost {} on {} workers \
+         ({} places per client address), {} requests handled at once, at most {} \
+         connections ({} per client address)",
+        match config.profile {
+            Profile::Dev => "dev",
+            Profile::Production => "production",
+        },
+        config.bcrypt_cost,
+        config.hash_workers,
+        config.limits.hashes_per_address,
+        config.threads,
+        config.edge.max_connections,
+        config.edge.max_connections_per_ip,
+    )
+}
+
+/// A delivery channel as logs may show it: a webhook URL without user
+/// information or query (either may carry a secret).
+fn redacted_channel(channel: &Channel) -> String {
+    match channel {
+        Channel::Webhook(url) => {
+            let url = url.split(['?', '#']).next().unwrap_or_default();
+            let shown = match url.split_once("://") {
+                Some((scheme, rest)) => {
+                    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+                    let host = authority
+                        .rsplit_once('@')
+                        .map_or(authority, |(_, host)| host);
+                    format!("{scheme}://{host}{path}")
+                }
+                None => url.to_owned(),
+            };
+            format!("webhook:{shown}")
+        }
+        Channel::Log => "the audit log".to_owned(),
+    }
+}
+
 /// Serves until SIGINT or SIGTERM, then stops accepting, lets in-flight
 /// requests finish, flushes the store and returns.
 pub fn serve(config: Config) -> Result<(), CliError> {
     let running = server::start(&config)?;
     let stop = running.stop_flag();
     ctrlc::set_handler(move || stop.store(true, Ordering::SeqCst))?;
-    eprintln!(
-        "authd: store {}, bcrypt cost {}, {} requests handled at once, {} bcrypt workers, \
-         at most {} connections ({} per client address)",
-        config.location(),
-        config.bcrypt_cost,
-        config.threads,
-        config.hash_workers,
-        config.edge.max_connections,
-        config.edge.max_connections_per_ip,
-    );
+    eprintln!("authd: {}", summary(&config));
     if config.profile == Profile::Dev && !running.addr().ip().is_loopback() {
         eprintln!(
             "authd: WARNING: listening on {} (not a loopback address) in the dev profile: \
@@ -428,4 +515,42 @@ pub fn serve(config: Config) -> Result<(), CliError> {
     stopped?;
     eprintln!("authd: stopped");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn webhook_credentials_and_queries_stay_out_of_the_summary() {
+        let shown = |url: &str| redacted_channel(&Channel::Webhook(url.to_owned()));
+        assert_eq!(
+            shown("http://user:s3cret@hooks.example:8080/reset?token=abc"),
+            "webhook:http://hooks.example:8080/reset"
+        );
+        assert_eq!(shown("http://127.0.0.1/r"), "webhook:http://127.0.0.1/r");
+        assert_eq!(redacted_channel(&Channel::Log), "the audit log");
+    }
+
+    #[test]
+    fn addresses_need_a_host_and_a_port() {
+        for good in ["127.0.0.1:5000", "localhost:0", "[::1]:5000", "0.0.0.0:80"] {
+            assert_eq!(parse_addr(good).as_deref(), Ok(good), "{good}");
+        }
+        for bad in [
+            "127.0.0.1",
+            ":5000",
+            "127.0.0.1:",
+            "::1:5000",
+            "[::1]",
+            "h:99999",
+            "a b:1",
+        ] {
+            let error = parse_addr(bad).unwrap_err();
+            assert!(
+                error.contains("HOST:PORT") && error.contains(":0"),
+                "{bad}: {error}"
+            );
+        }
+    }
 }

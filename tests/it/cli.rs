@@ -292,3 +292,143 @@ crate::on_every_store!(
     acknowledged_writes_survive_kill_9,
     the_audit_log_records_every_event_and_no_secret,
 );
+
+/// Start-up mistakes are usage errors that say what to write instead, and
+/// leave nothing behind: no store is created before the port is bound.
+#[test]
+fn start_up_mistakes_name_the_fix_and_leave_nothing_behind() {
+    let tmp = tempfile::tempdir().unwrap();
+    let fresh = tmp.path().join("fresh");
+    let fresh_arg = fresh.to_str().unwrap();
+    // An address without a port.
+    let (code, _, stderr) = run(&["--addr", "127.0.0.1", "--data-dir", fresh_arg]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("expected HOST:PORT") && stderr.contains("127.0.0.1:0 picks a free port"),
+        "{stderr}"
+    );
+    // --port is no option: the hint points at --addr.
+    let (code, _, stderr) = run(&["--port", "8080", "--data-dir", fresh_arg]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("--addr 127.0.0.1:8080"), "{stderr}");
+    // A port in use.
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let (code, _, stderr) = run(&["--addr", &addr, "--data-dir", fresh_arg]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains(&format!("cannot listen on {addr}")),
+        "{stderr}"
+    );
+    assert!(
+        !fresh.exists(),
+        "a failed start left {} behind",
+        fresh.display()
+    );
+
+    // A store another server holds, on that server's port: the store is
+    // what is reported.
+    let held = tmp.path().join("held");
+    let first = Proc::start(&held, &[]);
+    let first_addr = first.base.trim_start_matches("http://").to_owned();
+    let (code, _, stderr) = run(&["--addr", &first_addr, "--data-dir", held.to_str().unwrap()]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("in use by another authd process"),
+        "{stderr}"
+    );
+}
+
+/// A bad value from an environment variable is reported under the
+/// variable's name; booleans read as people write them.
+#[test]
+fn environment_values_are_named_and_booleans_are_lenient() {
+    let tmp = tempfile::tempdir().unwrap();
+    let output = Command::new(BIN)
+        .env("AUTHD_BCRYPT_COST", "abc")
+        .args(["--addr", "127.0.0.1:0", "--data-dir"])
+        .arg(tmp.path().join("never"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("AUTHD_BCRYPT_COST (the environment variable of --bcrypt-cost)"),
+        "{stderr}"
+    );
+    for (value, secure) in [
+        ("1", true),
+        ("yes", true),
+        ("on", true),
+        ("0", false),
+        ("off", false),
+    ] {
+        let mut command = Command::new(BIN);
+        command
+            .env("AUTHD_BCRYPT_COST", "4")
+            .env("AUTHD_SECURE_COOKIES", value)
+            .args(["--addr", "127.0.0.1:0", "--data-dir"])
+            .arg(tmp.path().join(format!("bool-{value}")));
+        let server = Proc::spawn(command, &tmp.path().join(format!("bool-{value}.stderr")));
+        assert_eq!(server.post("/users", "email=b%40x.io&password=pw").0, 200);
+        let answer = server.send("POST", "/sessions", "email=b%40x.io&password=pw", None);
+        let cookie = answer
+            .set_cookie("session_id")
+            .unwrap_or_default()
+            .to_owned();
+        assert_eq!(cookie.contains("Secure"), secure, "{value}: {cookie}");
+    }
+    let output = Command::new(BIN)
+        .env("AUTHD_SECURE_COOKIES", "maybe")
+        .args(["--addr", "127.0.0.1:0", "--data-dir"])
+        .arg(tmp.path().join("never"))
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(!tmp.path().join("never").exists());
+}
+
+/// Standard output is exactly one line, for scripts; the summary goes to
+/// stderr and says the profile and the absolute store path.
+#[test]
+fn stdout_is_one_line_and_the_summary_goes_to_stderr() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = tmp.path().join("store");
+    let mut child = Command::new(BIN)
+        .env("AUTHD_BCRYPT_COST", "4")
+        .args(["--addr", "127.0.0.1:0", "--data-dir"])
+        .arg(&store)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !store.join("db").exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let _ = child.wait();
+    let output = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 1, "{stdout}");
+    assert!(
+        lines[0].starts_with("listening on http://127.0.0.1:"),
+        "{stdout}"
+    );
+    let absolute = std::fs::canonicalize(&store).unwrap();
+    assert!(stderr.contains("profile dev"), "{stderr}");
+    assert!(
+        stderr.contains(&format!("store {} (embedded)", absolute.display()))
+            || stderr.contains(&format!("store {} (embedded)", store.display())),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("reset tokens in the POST /reset_password answer"),
+        "{stderr}"
+    );
+}

@@ -20,10 +20,10 @@ mod api;
 mod cli;
 /// A drop-in for the reference: byte-exact answers, throttling rules.
 mod compat;
-/// SIGKILL at a random moment, then everything acknowledged still holds.
-mod crash;
 /// CORS for front ends on other origins; `--allowed-origins`.
 mod cors;
+/// SIGKILL at a random moment, then everything acknowledged still holds.
+mod crash;
 /// One cross-site rule for every state-changing route (production), none in dev.
 mod cross_site;
 /// Device cookies: a known browser's own failure budget (production).
@@ -38,12 +38,12 @@ mod hardening;
 mod hostile;
 /// `/openapi.json` is valid and tells the truth about the live server.
 mod openapi;
+/// The operator's safety nets: no accidental stores, all-or-nothing import, private files.
+mod operator;
 /// The PostgreSQL throttle table: bounded, evicting, never failing open.
 mod pg_throttle;
 /// What only the PostgreSQL store can do: several instances on one database.
 mod postgres;
-/// The operator's safety nets: no accidental stores, all-or-nothing import, private files.
-mod operator;
 /// The production profile: delivery channels, password policy, cookies.
 mod production;
 /// Behind a proxy: every header line counts, the right-most untrusted address is the client.
