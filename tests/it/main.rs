@@ -32,6 +32,8 @@ mod device;
 mod edge;
 /// Look-alike addresses: one account per address, deceptive ones refused, old stores re-keyed.
 mod emails;
+/// The README's examples of using authd from an app, run as written.
+mod examples;
 /// Credential lifecycle rules: expiry, throttling, lockout, rehash.
 mod hardening;
 /// Malformed HTTP and slow clients.
