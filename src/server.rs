@@ -133,7 +133,8 @@ pub fn start(config: &Config) -> Result<Running, StartError> {
             trusted_proxies: config.trusted_proxies.clone(),
             profile: config.profile,
             cookie_name: config.cookie_name(),
-            allowed_origins: config.allowed_origins.clone(),
+            allowed_origins: crate::http::cors::parse_allowed_origins(&config.allowed_origins)
+                .map_err(StartError::Config)?,
             public_origin: config.public_origin.clone(),
             listener: Some(listener.health()),
         },

@@ -211,7 +211,8 @@ pub struct ServeArgs {
         long,
         env = "AUTHD_ALLOWED_ORIGINS",
         value_name = "ORIGINS",
-        value_delimiter = ','
+        value_delimiter = ',',
+        value_parser = parse_allowed_origin
     )]
     allowed_origins: Vec<String>,
 
@@ -411,6 +412,16 @@ fn parse_addr(text: &str) -> Result<String, String> {
         return Err(HINT.to_owned());
     }
     Ok(text.to_owned())
+}
+
+/// One value of `--allowed-origins`, checked before anything starts (a
+/// usage error naming it); an empty one (a trailing comma) is dropped
+/// later.
+fn parse_allowed_origin(text: &str) -> Result<String, String> {
+    match text.trim() {
+        "" => Ok(String::new()),
+        value => crate::http::cors::parse_origin(value),
+    }
 }
 
 /// Parses a number of seconds, fractions allowed: "10", "0.25".

@@ -14,10 +14,17 @@
 //! - without `Origin`, `Sec-Fetch-Site: cross-site` is refused.
 //!
 //! The server's own origin is `--public-url`'s, or else the scheme the
-//! profile implies and the `Host` header (which a browser sets to the site
-//! it is talking to, so a page elsewhere cannot choose it). Requests with
-//! neither header (curl, server-side clients) are not browser requests
-//! made on someone's behalf, and pass.
+//! profile implies (`https`) and the `Host` header (which a browser sets to
+//! the site it is talking to, so a page elsewhere cannot choose it). A
+//! production instance reached over plain HTTP (no TLS proxy in front, as
+//! on a test machine) is `http://` and its `Host` to the browser: that
+//! origin is its own too when the browser says so itself, with
+//! `Sec-Fetch-Site: same-origin` (a header no page can set, and that a
+//! page on the `http://` twin of an `https://` site never gets, since the
+//! scheme makes it another origin). Without `--public-url` only: with it,
+//! the URL alone is authd's origin. Requests with neither header (curl,
+//! server-side clients) are not browser requests made on someone's
+//! behalf, and pass.
 
 use std::net::Ipv6Addr;
 
@@ -48,44 +55,60 @@ pub fn check(request: &Request, origins: Origins<'_>) -> Result<(), ApiError> {
     if sent.peek().is_some() {
         // Every line must pass: a second Origin line must not smuggle
         // another site past a check of the first.
-        let own = own_origin(request, origins);
+        let own = own_origins(request, origins);
         let known = |origin: &str| {
             let origin = canonical(origin);
             // An opaque origin (sandboxed frames, `data:` pages) is
             // `null`, whoever made it: never one we know.
             origin != "null"
-                && (own.as_deref() == Some(origin.as_str())
-                    || origins.allowed.iter().any(|a| canonical(a) == origin))
+                && (own.contains(&origin) || origins.allowed.iter().any(|a| canonical(a) == origin))
         };
         return if sent.all(known) { Ok(()) } else { refused };
     }
-    let cross_site = request.headers().any(|(name, value)| {
-        name.eq_ignore_ascii_case("Sec-Fetch-Site")
-            && value.trim().eq_ignore_ascii_case("cross-site")
-    });
-    if cross_site {
+    if fetch_site(request).any(|site| site.eq_ignore_ascii_case("cross-site")) {
         return refused;
     }
     Ok(())
 }
 
-/// The server's own origin, canonical: `--public-url`'s, else the
-/// profile's scheme and the `Host` header (`None` without one).
-fn own_origin(request: &Request, origins: Origins<'_>) -> Option<String> {
-    match origins.public {
-        Some(public) => Some(canonical(public)),
-        None => request
-            .header("Host")
-            .map(str::trim)
-            .filter(|host| !host.is_empty())
-            .map(|host| canonical(&format!("{}://{host}", origins.scheme))),
+/// The values of the request's `Sec-Fetch-Site` lines, trimmed.
+fn fetch_site(request: &Request) -> impl Iterator<Item = &str> {
+    request
+        .headers()
+        .filter(|(name, _)| name.eq_ignore_ascii_case("Sec-Fetch-Site"))
+        .map(|(_, value)| value.trim())
+}
+
+/// The server's own origins, canonical: `--public-url`'s; else the
+/// profile's scheme and the `Host` header, and also `http://` and `Host`
+/// when the browser says the request is same-origin (authd served over
+/// plain HTTP). Empty without a `Host`.
+fn own_origins(request: &Request, origins: Origins<'_>) -> Vec<String> {
+    if let Some(public) = origins.public {
+        return vec![canonical(public)];
     }
+    let Some(host) = request
+        .header("Host")
+        .map(str::trim)
+        .filter(|host| !host.is_empty())
+    else {
+        return Vec::new();
+    };
+    let mut own = vec![canonical(&format!("{}://{host}", origins.scheme))];
+    // Every line must say so: a browser sends one.
+    let mut sites = fetch_site(request).peekable();
+    let same_origin =
+        sites.peek().is_some() && sites.all(|site| site.eq_ignore_ascii_case("same-origin"));
+    if same_origin && origins.scheme != "http" {
+        own.push(canonical(&format!("http://{host}")));
+    }
+    own
 }
 
 /// An origin in one spelling, so equal origins compare equal: lower case,
 /// no trailing `/`, no default port (`https://A.example:443/` is
 /// `https://a.example`), as browsers serialise an `Origin`.
-fn canonical(origin: &str) -> String {
+pub(super) fn canonical(origin: &str) -> String {
     let origin = origin.trim();
     let origin = origin
         .strip_suffix('/')
@@ -143,7 +166,7 @@ pub fn parse_public_url(text: &str) -> Result<String, String> {
 
 /// `host` and the port, if one is given (1-65535, decimal); `None` when
 /// the port is not a number.
-fn split_port(authority: &str) -> Option<(&str, Option<u16>)> {
+pub(super) fn split_port(authority: &str) -> Option<(&str, Option<u16>)> {
     let (host, port) = if authority.starts_with('[') {
         let end = authority.find(']')? + 1;
         let (host, rest) = authority.split_at(end);
@@ -283,6 +306,63 @@ mod tests {
         // No Host: only the listed origins.
         assert!(!passes(&[("Origin", "https://auth.example.com")], None));
         assert!(passes(&[("Origin", "https://app.example.com")], None));
+    }
+
+    #[test]
+    fn plain_http_is_the_own_origin_when_the_browser_says_same_origin() {
+        // A production instance reached without TLS: the browser's Origin
+        // is http:// and Host, and it says the request is same-origin.
+        let host = ("Host", "127.0.0.1:5000");
+        let origin = ("Origin", "http://127.0.0.1:5000");
+        assert!(passes(
+            &[host, origin, ("Sec-Fetch-Site", "same-origin")],
+            None
+        ));
+        assert!(passes(
+            &[host, origin, ("Sec-Fetch-Site", " Same-Origin ")],
+            None
+        ));
+        // Without the browser's word, http:// is another origin (the
+        // plain-HTTP twin of an https:// site)...
+        assert!(!passes(&[host, origin], None));
+        for site in ["same-site", "cross-site", "none"] {
+            assert!(
+                !passes(&[host, origin, ("Sec-Fetch-Site", site)], None),
+                "{site}"
+            );
+        }
+        // ...every line must say so...
+        assert!(!passes(
+            &[
+                host,
+                origin,
+                ("Sec-Fetch-Site", "same-origin"),
+                ("Sec-Fetch-Site", "cross-site")
+            ],
+            None
+        ));
+        // ...it must be this host...
+        assert!(!passes(
+            &[
+                host,
+                ("Origin", "http://127.0.0.1:5001"),
+                ("Sec-Fetch-Site", "same-origin")
+            ],
+            None
+        ));
+        assert!(!passes(
+            &[
+                host,
+                ("Origin", "http://evil.example"),
+                ("Sec-Fetch-Site", "same-origin")
+            ],
+            None
+        ));
+        // ...and a --public-url is the only own origin.
+        assert!(!passes(
+            &[host, origin, ("Sec-Fetch-Site", "same-origin")],
+            Some("https://auth.example.com")
+        ));
     }
 
     #[test]

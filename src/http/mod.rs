@@ -7,6 +7,7 @@
 pub mod body;
 pub mod client;
 pub mod cookie;
+pub mod cors;
 pub mod csrf;
 pub mod edge;
 pub mod error;
@@ -45,8 +46,9 @@ pub struct Settings {
     pub profile: Profile,
     /// Name of the session cookie.
     pub cookie_name: &'static str,
-    /// Origins of other sites whose pages may make state-changing
-    /// requests (checked in production).
+    /// `--allowed-origins`, canonical ([`cors::parse_allowed_origins`]):
+    /// other sites whose pages may make state-changing requests (checked
+    /// in production) and read the answers (CORS, both profiles).
     pub allowed_origins: Vec<String>,
     /// The server's own origin (`--public-url`), canonical; `None` derives
     /// it from each request's `Host`.
@@ -78,15 +80,19 @@ const MAX_LOGGED_PATH: usize = 200;
 pub const MAX_HEAD_BYTES: usize = 16 * 1024;
 
 /// Adds the headers every answer carries, the connection layer's own
-/// included.
+/// included. `Vary: Origin` because the CORS headers of an answer depend
+/// on the request's `Origin` ([`cors`]): no cache may hand one origin's
+/// answer to another.
 pub fn with_common_headers(response: Response) -> Response {
     response
         .with_additional_header("X-Content-Type-Options", "nosniff")
         .with_additional_header("Cache-Control", "no-store")
+        .with_additional_header("Vary", "Origin")
 }
 
 impl App {
-    /// Answers one request: route, add common headers, log.
+    /// Answers one request: route (or answer a CORS preflight), add the
+    /// CORS headers for an allowed origin and the common headers, log.
     pub fn handle(&self, request: &Request) -> Response {
         let started = Instant::now();
         let caller = self.caller(request);
@@ -94,9 +100,27 @@ impl App {
         // Percent-decoded path without the query, computed once for both
         // routing and the log.
         let url = request.url();
-        let response = with_common_headers(match self.route(request, &url, &caller) {
-            Ok(response) => response,
-            Err(error) => error.into_response(),
+        let cors = cors::applies_to(&url);
+        let origin = cors
+            .then(|| {
+                cors::allowed_origin(
+                    request,
+                    &self.settings.allowed_origins,
+                    self.settings.profile,
+                )
+            })
+            .flatten();
+        let response = if cors && cors::is_preflight(request) {
+            cors::preflight(origin)
+        } else {
+            match self.route(request, &url, &caller) {
+                Ok(response) => response,
+                Err(error) => error.into_response(),
+            }
+        };
+        let response = with_common_headers(match origin {
+            Some(origin) => cors::allow(response, origin),
+            None => response,
         });
         if self.settings.access_log {
             log_request(request, &url, ip, response.status_code, started.elapsed());
@@ -447,6 +471,75 @@ mod broken_store_tests {
         // What does not need the store still works.
         let index = app.handle(&Request::fake_http("GET", "/", vec![], vec![]));
         assert_eq!(index.status_code, 200);
+    }
+
+    #[test]
+    fn a_preflight_is_answered_without_the_store() {
+        let app = app();
+        let preflight = |origin: &str, path: &str| {
+            app.handle(&Request::fake_http(
+                "OPTIONS",
+                path,
+                vec![
+                    ("Origin".to_owned(), origin.to_owned()),
+                    (
+                        "Access-Control-Request-Method".to_owned(),
+                        "POST".to_owned(),
+                    ),
+                ],
+                vec![],
+            ))
+        };
+        let header = |response: &Response, name: &str| {
+            response
+                .headers
+                .iter()
+                .filter(|(k, _)| k.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v.to_string())
+                .collect::<Vec<_>>()
+        };
+        // The store is down: anything routed to it would answer 503.
+        let allowed = preflight("http://localhost:3000", "/users");
+        assert_eq!(allowed.status_code, 204);
+        assert_eq!(
+            header(&allowed, "Access-Control-Allow-Origin"),
+            ["http://localhost:3000"]
+        );
+        assert_eq!(
+            header(&allowed, "Access-Control-Allow-Methods"),
+            [cors::ALLOW_METHODS]
+        );
+        assert_eq!(header(&allowed, "Vary"), ["Origin"]);
+        let other = preflight("https://evil.example", "/users");
+        assert_eq!(other.status_code, 204);
+        assert!(header(&other, "Access-Control-Allow-Origin").is_empty());
+        assert_eq!(header(&other, "Vary"), ["Origin"]);
+        // A 503 from the broken store carries the CORS headers too.
+        let write = app.handle(&Request::fake_http(
+            "POST",
+            "/users",
+            vec![
+                ("Origin".to_owned(), "http://127.0.0.1:8080".to_owned()),
+                (
+                    "Content-Type".to_owned(),
+                    "application/x-www-form-urlencoded".to_owned(),
+                ),
+            ],
+            b"email=a%40b.io&password=pw".to_vec(),
+        ));
+        assert_eq!(write.status_code, 503);
+        assert_eq!(
+            header(&write, "Access-Control-Allow-Origin"),
+            ["http://127.0.0.1:8080"]
+        );
+        assert_eq!(
+            header(&write, "Access-Control-Expose-Headers"),
+            ["Retry-After"]
+        );
+        // Never on the paths kept from other sites.
+        let metrics = preflight("http://localhost:3000", "/metrics");
+        assert_eq!(metrics.status_code, 404);
+        assert!(header(&metrics, "Access-Control-Allow-Origin").is_empty());
     }
 
     #[test]

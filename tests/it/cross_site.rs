@@ -8,12 +8,21 @@
 //! of `Host`, or `--public-url`'s), one from a listed origin, and one
 //! without `Origin` (curl). The dev profile answers every one of them the
 //! reference's way.
+//!
+//! Regressions of issue #16 (point 7): a same-origin logout (`Origin` the
+//! server's own, `Sec-Fetch-Site: same-origin`) was refused with 403 in
+//! production when authd was reached over plain HTTP (its own origin was
+//! taken to be `https://` and `Host` only); a logout from a listed origin
+//! passes however the operator spells the origin; and a value of
+//! `--allowed-origins` without a scheme, once accepted silently and never
+//! matched, stops the start with an error naming it.
 
 use authd::config::{Config, Profile};
 use authd::delivery::Channel;
 use authd::policy::PasswordPolicy;
 
-use crate::common::raw::Answer;
+use crate::common::process::{run, Proc};
+use crate::common::raw::{exchange, request, Answer, IO_LIMIT};
 use crate::common::{encode, Format, TestApp};
 
 const STRONG: &str = "correct horse battery staple";
@@ -202,7 +211,7 @@ fn all_answered(app: &TestApp, extra: Headers<'_>, tag: &str) {
 
 fn production_refuses_every_cross_site_write() {
     let app = TestApp::spawn_with(production);
-    let forged: [(&str, Headers<'_>); 7] = [
+    let forged: [(&str, Headers<'_>); 8] = [
         ("evil", &[("Origin", "https://evil.example")]),
         ("fetch", &[("Sec-Fetch-Site", "cross-site")]),
         (
@@ -224,6 +233,15 @@ fn production_refuses_every_cross_site_write() {
         // authd's host over plain HTTP is another origin.
         ("scheme", &[("Origin", "http://localhost")]),
         ("port", &[("Origin", "https://localhost:8443")]),
+        // Over plain HTTP, only the browser's own word makes http:// and
+        // Host authd's origin.
+        (
+            "plain-same-site",
+            &[
+                ("Origin", "http://localhost"),
+                ("Sec-Fetch-Site", "same-site"),
+            ],
+        ),
     ];
     for (tag, extra) in forged {
         all_refused(&app, extra, tag);
@@ -232,7 +250,7 @@ fn production_refuses_every_cross_site_write() {
 
 fn production_answers_same_origin_listed_and_non_browser_writes() {
     let app = TestApp::spawn_with(production);
-    let fine: [(&str, Headers<'_>); 6] = [
+    let fine: [(&str, Headers<'_>); 7] = [
         // curl and server-side clients send neither header.
         ("curl", &[]),
         ("own", &[("Origin", OWN)]),
@@ -247,6 +265,15 @@ fn production_answers_same_origin_listed_and_non_browser_writes() {
             &[("Origin", LISTED), ("Sec-Fetch-Site", "cross-site")],
         ),
         ("same-site", &[("Sec-Fetch-Site", "same-site")]),
+        // authd reached over plain HTTP (no TLS proxy in front): the
+        // browser's Origin is http:// and Host, and it says same-origin.
+        (
+            "own-plain",
+            &[
+                ("Origin", "http://localhost"),
+                ("Sec-Fetch-Site", "same-origin"),
+            ],
+        ),
     ];
     for (tag, extra) in fine {
         all_answered(&app, extra, tag);
@@ -261,8 +288,155 @@ fn a_public_url_is_the_own_origin() {
     all_answered(&app, &[("Origin", PUBLIC)], "public");
     all_answered(&app, &[("Origin", LISTED)], "listed");
     all_answered(&app, &[], "curl");
-    // The Host-derived origin is not authd's own once the URL is given.
+    // The Host-derived origin is not authd's own once the URL is given,
+    // over TLS or not.
     all_refused(&app, &[("Origin", OWN)], "host");
+    all_refused(
+        &app,
+        &[
+            ("Origin", "http://localhost"),
+            ("Sec-Fetch-Site", "same-origin"),
+        ],
+        "host-plain",
+    );
+}
+
+/// Issue #16: the logouts that were refused, each on its own, with the
+/// headers a browser sends: same-origin over TLS and over plain HTTP, and
+/// from a listed origin (another site, so `cross-site`).
+fn issue_16_same_origin_and_listed_logouts_pass() {
+    let app = TestApp::spawn_with(production);
+    let email = "logout@example.com";
+    assert_eq!(app.register(email, STRONG).status, 200);
+    for (tag, extra) in [
+        (
+            "same-origin over TLS",
+            &[("Origin", OWN), ("Sec-Fetch-Site", "same-origin")],
+        ),
+        (
+            "same-origin over plain HTTP",
+            &[
+                ("Origin", "http://localhost"),
+                ("Sec-Fetch-Site", "same-origin"),
+            ],
+        ),
+        (
+            "listed origin",
+            &[("Origin", LISTED), ("Sec-Fetch-Site", "cross-site")],
+        ),
+    ] {
+        let token = session(&app, email);
+        let reply = call(&app, "DELETE", "/sessions", &[], Some(&token), extra);
+        assert_answered(&reply, 302, tag);
+        assert_eq!(app.profile(Some(&token)).status, 403, "{tag}: not ended");
+    }
+}
+
+/// The same through the real binary, as the issue tried it: production on
+/// plain HTTP, the browser's `Host` and `Origin` the address it printed,
+/// and `--allowed-origins` (or `AUTHD_ALLOWED_ORIGINS`) in an operator's
+/// spelling.
+#[test]
+fn issue_16_logouts_pass_through_the_binary() {
+    for (how, env) in [
+        ("flag", None),
+        (
+            "environment",
+            Some("https://other.example, HTTPS://App.Example.com:443/"),
+        ),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let store = dir.path().join("store");
+        let mut args = vec![
+            "--profile",
+            "production",
+            "--reset-delivery",
+            "log",
+            "--bcrypt-cost",
+            "10",
+            "--no-access-log",
+            "--no-audit-log",
+        ];
+        let server = match env {
+            None => {
+                args.extend(["--allowed-origins", "HTTPS://App.Example.com:443/"]);
+                Proc::start(&store, &args)
+            }
+            Some(value) => {
+                let mut command = std::process::Command::new(crate::common::process::BIN);
+                command
+                    .env("AUTHD_ALLOWED_ORIGINS", value)
+                    .args(["serve", "--addr", "127.0.0.1:0"])
+                    .args(crate::common::stores::store_args(&store))
+                    .args(&args);
+                Proc::spawn(command, &store.with_extension("stderr"))
+            }
+        };
+        let addr = server.addr();
+        let own = format!("http://{addr}");
+        let email = format!("{how}@example.com");
+        let form = format!(
+            "email={}&password={}",
+            crate::common::urlencode(&email),
+            crate::common::urlencode(STRONG)
+        );
+        assert_eq!(server.post("/users", &form).0, 200, "{how}");
+        for (tag, origin, site) in [
+            ("same-origin", own.as_str(), "same-origin"),
+            ("listed", LISTED, "cross-site"),
+        ] {
+            let token = server.log_in(&email, STRONG).expect("a login");
+            let cookie = format!("__Host-session_id={token}");
+            let host = addr.to_string();
+            let headers = [
+                ("Host", host.as_str()),
+                ("Origin", origin),
+                ("Sec-Fetch-Site", site),
+                ("Cookie", cookie.as_str()),
+                ("Connection", "close"),
+            ];
+            let reply = exchange(
+                addr,
+                &request("DELETE", "/sessions", &headers, b""),
+                IO_LIMIT,
+            )
+            .unwrap_or_else(|e| panic!("{how} {tag}: {e}"));
+            assert_answered(&reply, 302, &format!("{how}: {tag} logout"));
+            assert_eq!(server.profile(&token), 403, "{how} {tag}: not ended");
+        }
+    }
+}
+
+/// Issue #16: `--allowed-origins app.example.com` (no scheme) was accepted
+/// and never matched; now authd does not start, and says which value and
+/// why.
+#[test]
+fn an_allowed_origin_without_a_scheme_stops_the_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (code, stdout, stderr) = run(&[
+        "serve",
+        "--profile",
+        "production",
+        "--reset-delivery",
+        "log",
+        "--addr",
+        "127.0.0.1:0",
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--allowed-origins",
+        "app.example.com",
+    ]);
+    // A usage error (exit 2), before anything starts: no store is made.
+    assert_eq!(code, 2, "{stdout}{stderr}");
+    assert!(stdout.is_empty(), "{stdout}");
+    assert!(!data.exists(), "a store was made");
+    assert!(
+        stderr.contains("--allowed-origins")
+            && stderr.contains("\"app.example.com\" has no scheme")
+            && stderr.contains("https://app.example.com"),
+        "{stderr}"
+    );
 }
 
 fn dev_answers_cross_site_writes_the_reference_way() {
@@ -339,4 +513,5 @@ crate::on_every_store!(
     production_answers_same_origin_listed_and_non_browser_writes,
     a_public_url_is_the_own_origin,
     dev_answers_cross_site_writes_the_reference_way,
+    issue_16_same_origin_and_listed_logouts_pass,
 );

@@ -91,17 +91,47 @@ impl Spec {
             .insert((path.to_owned(), method.to_owned(), reply.status));
     }
 
-    /// The documented headers are present and the body matches the schema.
+    /// The documented headers are present (but those the document marks
+    /// `required: false`), string-valued ones match their schema, every
+    /// CORS header sent is documented for this answer, `Vary: Origin` is
+    /// there as the description says, and the body matches the schema.
     fn check_body(&self, method: &str, path: &str, reply: &Answer, response: &Value) {
-        if let Some(headers) = response.get("headers").and_then(Value::as_object) {
-            for name in headers.keys() {
-                assert!(
-                    reply.header(name).is_some(),
+        let documented = response.get("headers").and_then(Value::as_object);
+        for (name, header) in documented.into_iter().flatten() {
+            let header = self.resolve(header);
+            let Some(value) = reply.header(name) else {
+                assert_eq!(
+                    header["required"], false,
                     "{method} {path} {}: documented header {name} missing",
+                    reply.status
+                );
+                continue;
+            };
+            if header["schema"]["type"] == "string" {
+                let validator = jsonschema::draft202012::new(&header["schema"]).unwrap();
+                assert!(
+                    validator.is_valid(&Value::from(value)),
+                    "{method} {path} {}: {name}: {value} does not match {}",
+                    reply.status,
+                    header["schema"]
+                );
+            }
+        }
+        for (name, _) in &reply.headers {
+            if name.to_ascii_lowercase().starts_with("access-control-") {
+                assert!(
+                    documented.is_some_and(|h| h.keys().any(|k| k.eq_ignore_ascii_case(name))),
+                    "{method} {path} {}: {name} sent but not documented",
                     reply.status
                 );
             }
         }
+        assert_eq!(
+            reply.all("Vary"),
+            ["Origin"],
+            "{method} {path} {}",
+            reply.status
+        );
         if let Some(schema) = response.pointer("/content/application~1json/schema") {
             assert_eq!(
                 reply.header("Content-Type"),
@@ -124,6 +154,9 @@ impl Spec {
         }
     }
 }
+
+/// A page's origin the dev profile allows (a front end's dev server).
+const PAGE: &str = "http://localhost:3000";
 
 /// Sends `request` as it is on a new connection and reads the answer up to
 /// the close: how the answers of the HTTP edge itself (which closes the
@@ -364,6 +397,96 @@ fn the_document_matches_the_live_server() {
     // A head that never ends: 408 after --header-timeout.
     hit("GET", "/", raw(&app, b"GET / HTTP/1.1\r\nHost: x\r\n"));
 
+    // The same operations for a page of an allowed origin (the dev
+    // profile allows local pages): the CORS headers each answer adds are
+    // documented for it.
+    let page = |method: &str, path: &str, fields: &[(&str, &str)], session: Option<&str>| {
+        let (content_type, body) = encode(Format::Form, fields);
+        let mut headers = vec![("Content-Type", content_type), ("Origin", PAGE.to_owned())];
+        headers.extend(session.map(|token| app.cookie(token)));
+        app.request_with(method, path, &headers, &body)
+    };
+    let mut cors = |method: &str, path: &str, reply: Answer| {
+        assert_eq!(
+            reply.header("Access-Control-Allow-Origin"),
+            Some(PAGE),
+            "{method} {path}: {reply:?}"
+        );
+        hit(method, path, reply)
+    };
+    cors("GET", "/", page("GET", "/", &[], None));
+    cors("POST", "/", page("POST", "/", &[], None));
+    cors("GET", "/healthz", page("GET", "/healthz", &[], None));
+    cors(
+        "GET",
+        "/openapi.json",
+        page("GET", "/openapi.json", &[], None),
+    );
+    // (a@b.io's password was reset above: a page's own account.)
+    let creds = [("email", "c@b.io"), ("password", "pw")];
+    cors("POST", "/users", page("POST", "/users", &creds, None));
+    cors("POST", "/users", page("POST", "/users", &creds, None));
+    let bad = [("email", "c@b.io"), ("password", "no")];
+    cors("POST", "/sessions", page("POST", "/sessions", &bad, None));
+    let session = cors("POST", "/sessions", page("POST", "/sessions", &creds, None)).session();
+    cors(
+        "GET",
+        "/profile",
+        page("GET", "/profile", &[], Some(&session)),
+    );
+    cors(
+        "GET",
+        "/sessions",
+        page("GET", "/sessions", &[], Some(&session)),
+    );
+    cors(
+        "DELETE",
+        "/sessions/{id}",
+        page("DELETE", "/sessions/0123456789abcdef", &[], Some(&session)),
+    );
+    cors(
+        "DELETE",
+        "/sessions",
+        page("DELETE", "/sessions", &[], Some(&session)),
+    );
+    cors(
+        "GET",
+        "/profile",
+        page("GET", "/profile", &[], Some(&session)),
+    );
+    let reply = page("POST", "/reset_password", &[("email", "c@b.io")], None);
+    let token = cors("POST", "/reset_password", reply).json()["reset_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let update = [
+        ("email", "c@b.io"),
+        ("reset_token", token.as_str()),
+        ("new_password", "new"),
+    ];
+    cors(
+        "PUT",
+        "/reset_password",
+        page("PUT", "/reset_password", &update, None),
+    );
+    cors(
+        "PATCH",
+        "/reset_password",
+        page("PATCH", "/reset_password", &[], None),
+    );
+    let (ct, big) = encode(
+        Format::Json,
+        &[("email", "y@b.io"), ("password", &"p".repeat(2000))],
+    );
+    let big = app.request_with(
+        "POST",
+        "/users",
+        &[("Content-Type", ct), ("Origin", PAGE.to_owned())],
+        &big,
+    );
+    assert_eq!(big.status, 413, "{big:?}");
+    hit("POST", "/users", big);
+
     // Throttled answers, last so they do not disturb the rest. A loopback
     // client of the dev profile is spared the request-rate limits unless a
     // forwarding header says it is relayed.
@@ -401,6 +524,20 @@ fn the_document_matches_the_live_server() {
             relayed("POST", "/reset_password", &[("email", "a@b.io")]),
         );
     }
+    // A throttled page may read how long to wait.
+    let (content_type, body) = encode(Format::Form, &[("email", "t@b.io"), ("password", "no")]);
+    let headers = [("Content-Type", content_type), ("Origin", PAGE.to_owned())];
+    let reply = hit(
+        "POST",
+        "/sessions",
+        app.request_with("POST", "/sessions", &headers, &body),
+    );
+    assert_eq!(reply.status, 429, "{reply:?}");
+    assert_eq!(reply.header("Access-Control-Allow-Origin"), Some(PAGE));
+    assert_eq!(
+        reply.header("Access-Control-Expose-Headers"),
+        Some("Retry-After")
+    );
 
     // Every documented operation was exercised, and the statuses that
     // matter most were seen.
@@ -481,6 +618,7 @@ fn the_document_matches_the_production_profile_too() {
         c.password_policy = authd::policy::PasswordPolicy::PRODUCTION;
         c.bcrypt_cost = 10;
         c.audit_log = false;
+        c.allowed_origins = vec![LISTED.to_owned()];
     });
     let mut spec = Spec::load(&app);
     let strong = [
@@ -541,9 +679,46 @@ fn the_document_matches_the_production_profile_too() {
         let reply = app.request_with(method, path, &cross_site, body.as_bytes());
         assert_eq!(reply.status, 403, "{method} {path}: {reply:?}");
         assert_eq!(reply.message(), "cross-site request refused");
+        assert_eq!(reply.header("Access-Control-Allow-Origin"), None);
         spec.check(method, path, &reply);
     }
+    // A listed origin's page makes the writes, and reads the answers; a
+    // local page is nothing special in production.
+    let listed = |method: &str, path: &str, body: &str, origin: &str, session: Option<&str>| {
+        let mut headers = vec![
+            (
+                "Content-Type",
+                "application/x-www-form-urlencoded".to_owned(),
+            ),
+            ("Origin", origin.to_owned()),
+        ];
+        headers.extend(session.map(|token| app.cookie(token)));
+        app.request_with(method, path, &headers, body.as_bytes())
+    };
+    let login = "email=a%40b.io&password=correct+horse+battery+staple";
+    let reply = listed("POST", "/sessions", login, LISTED, None);
+    assert_eq!(reply.status, 200, "{reply:?}");
+    assert_eq!(reply.header("Access-Control-Allow-Origin"), Some(LISTED));
+    spec.check("POST", "/sessions", &reply);
+    let session = app.session_of(&reply);
+    let reply = listed(
+        "GET",
+        "/profile",
+        "",
+        "http://localhost:3000",
+        Some(&session),
+    );
+    assert_eq!(reply.status, 200, "{reply:?}");
+    assert_eq!(reply.header("Access-Control-Allow-Origin"), None);
+    spec.check("GET", "/profile", &reply);
+    let reply = listed("DELETE", "/sessions", "", LISTED, Some(&session));
+    assert_eq!(reply.status, 302, "{reply:?}");
+    assert_eq!(reply.header("Access-Control-Allow-Origin"), Some(LISTED));
+    spec.check("DELETE", "/sessions", &reply);
 }
+
+/// The origin the production variant lists in --allowed-origins.
+const LISTED: &str = "https://app.example.com";
 
 /// A validator for `#/components/schemas/NAME` of the served document.
 fn schema(name: &str) -> jsonschema::Validator {
