@@ -12,6 +12,8 @@ use crate::store::{AnyStore, Maintenance as _, Upgrade};
 #[derive(Debug, Args)]
 pub struct BackupArgs {
     /// Directory to create the copy in; must not exist yet, or be empty.
+    /// It is made private (0700, its files 0600): it holds every password
+    /// hash.
     dest: PathBuf,
     #[command(flatten)]
     store: StoreArgs,
@@ -49,7 +51,7 @@ fn print_lookalikes(found: &[Lookalike]) {
     }
     println!(
         "{} look-alike account(s), each reachable by the spelling it registered with \
-         (README: \"Look-alike addresses\"):",
+         (docs/how-it-works.md, \"Look-alike addresses\"):",
         found.len()
     );
     for pair in found {
@@ -119,7 +121,8 @@ pub struct MigrateArgs {
     #[arg(long)]
     dry_run: bool,
     /// Where the backup of an embedded store goes before it is migrated
-    /// [default: DATA_DIR.before-migration-UNIXTIME beside it].
+    /// (made private like `authd backup`'s) [default:
+    /// DATA_DIR.before-migration-UNIXTIME beside it].
     #[arg(long, value_name = "DIR")]
     backup_dir: Option<PathBuf>,
     #[command(flatten)]
@@ -132,7 +135,7 @@ pub struct MigrateArgs {
 #[cfg_attr(not(feature = "postgres"), allow(irrefutable_let_patterns))]
 pub fn migrate(args: MigrateArgs) -> Result<ExitCode, CliError> {
     let location = args.store.location();
-    let store = AnyStore::open(&location, Upgrade::Inspect)?;
+    let store = args.store.open_existing(Upgrade::Inspect)?;
     let pending = store.pending_migrations()?;
     if pending.is_empty() {
         println!("store {location} is up to date; nothing to migrate");

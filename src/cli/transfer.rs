@@ -12,13 +12,26 @@
 //! 500, and one of a very high cost would occupy a bcrypt worker for minutes
 //! per login attempt. The cost must be two digits, 4 to 31, and at most
 //! `--max-bcrypt-cost` (by default the configured cost + 2).
+//!
+//! An import is all or nothing: every line is checked before anything is
+//! written, and the writing is one import of the store
+//! ([`crate::store::Maintenance::begin_import`]), committed only after its
+//! last batch. Interrupted (SIGINT, SIGTERM, SIGHUP), it rolls back what it
+//! wrote and exits with status 130; killed, the database (PostgreSQL) or
+//! the next open of the store (sled) rolls it back.
+//!
+//! An export holds every password hash: its file is made 0600.
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::io::{BufRead, BufReader, BufWriter, IsTerminal as _, Write};
 use std::ops::ControlFlow;
+use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -31,6 +44,10 @@ use crate::user::Email;
 
 /// Users written per transaction (and per progress step) during import.
 const IMPORT_CHUNK: usize = 10_000;
+/// Without a terminal, the least time between two progress lines.
+const PROGRESS_EVERY: Duration = Duration::from_secs(1);
+/// Status of an import ended by a signal (128 + SIGINT, as shells report).
+const INTERRUPTED: u8 = 130;
 /// Bad lines printed before the rest are only counted.
 const MAX_REPORTED: usize = 50;
 /// bcrypt's own cost bounds (the `$2?$NN$` field).
@@ -42,8 +59,9 @@ const BCRYPT_BASE64: &[u8] = b"./ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstu
 
 #[derive(Debug, Args)]
 pub struct ExportArgs {
-    /// Write to this file instead of standard output.
-    #[arg(long, short)]
+    /// Write to this file instead of standard output; it is made private
+    /// (0600), as it holds every password hash.
+    #[arg(long, short, value_name = "FILE")]
     output: Option<PathBuf>,
     #[command(flatten)]
     store: StoreArgs,
@@ -53,6 +71,10 @@ pub struct ExportArgs {
 pub struct ImportArgs {
     /// JSON-lines file to read, or - for standard input.
     file: String,
+    /// Create a store even in a data directory that holds other files (by
+    /// default only a missing or empty one gets a new store).
+    #[arg(long)]
+    create: bool,
     /// Leave users whose email is already in the store as they are, instead
     /// of refusing the whole import.
     #[arg(long)]
@@ -97,7 +119,7 @@ pub fn export(args: ExportArgs) -> Result<ExitCode, CliError> {
     let store = args.store.open()?;
     let sink: Box<dyn Write> = match &args.output {
         Some(path) => Box::new(
-            File::create(path)
+            create_private(path)
                 .map_err(|e| CliError::Io(format!("cannot create {}: {e}", path.display())))?,
         ),
         None => Box::new(std::io::stdout().lock()),
@@ -130,6 +152,19 @@ pub fn export(args: ExportArgs) -> Result<ExitCode, CliError> {
     }
     eprintln!("authd: exported {count} users");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Creates (or truncates) `path` as a file only its owner may read: 0600
+/// whatever the umask, also when it existed with a wider mode.
+fn create_private(path: &std::path::Path) -> std::io::Result<File> {
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    Ok(file)
 }
 
 /// Checks that `hash` is a bcrypt hash every implementation reads, of a
@@ -181,10 +216,71 @@ fn check_bcrypt(hash: &str, max_cost: u32) -> Result<(), String> {
     Ok(())
 }
 
-/// Validates every line, then writes in chunks with one flush each.
+/// Where an import is, for its signal handler.
+const READING: u8 = 0;
+const WRITING: u8 = 1;
+const COMMITTING: u8 = 2;
+
+/// What SIGINT, SIGTERM and SIGHUP do during an import. Before anything is
+/// written, the process ends at once (nothing to undo). While batches are
+/// written, the first signal asks the import to stop after the current
+/// batch and roll back; a second ends the process at once (the rollback is
+/// then the database's, or the next open's). During the commit (one short
+/// write) the import completes.
+struct Interrupt {
+    raised: Arc<AtomicBool>,
+    phase: Arc<AtomicU8>,
+}
+
+impl Interrupt {
+    /// Installs the handler; `later` says who undoes a write cut short.
+    fn install(later: &'static str) -> Result<Interrupt, CliError> {
+        let raised = Arc::new(AtomicBool::new(false));
+        let phase = Arc::new(AtomicU8::new(READING));
+        let (flag, at) = (Arc::clone(&raised), Arc::clone(&phase));
+        ctrlc::set_handler(move || {
+            let again = flag.swap(true, Ordering::SeqCst);
+            match at.load(Ordering::SeqCst) {
+                READING => {
+                    eprintln!("\nauthd: import interrupted: nothing was imported");
+                    std::process::exit(i32::from(INTERRUPTED));
+                }
+                WRITING if !again => eprintln!(
+                    "\nauthd: interrupted: stopping the import and rolling back what it wrote \
+                     (interrupt again to quit at once)"
+                ),
+                WRITING => {
+                    eprintln!("\nauthd: import interrupted: nothing was imported ({later})");
+                    std::process::exit(i32::from(INTERRUPTED));
+                }
+                _ => {}
+            }
+        })?;
+        Ok(Interrupt { raised, phase })
+    }
+
+    fn enter(&self, phase: u8) {
+        self.phase.store(phase, Ordering::SeqCst);
+    }
+
+    fn raised(&self) -> bool {
+        self.raised.load(Ordering::SeqCst)
+    }
+}
+
+/// Validates every line, then writes them as one import of the store (all
+/// or nothing), in chunks of one transaction and one flush each.
 pub fn import(args: ImportArgs) -> Result<ExitCode, CliError> {
-    // Open first: a store in use is refused before reading any input.
-    let store = args.store.open()?;
+    // The rate reported covers the whole command: reading, checks, writes.
+    let started = Instant::now();
+    let interrupt = Interrupt::install(if args.store.database.is_some() {
+        "the database rolls back what was written"
+    } else {
+        "what was written is rolled back the next time the store is opened"
+    })?;
+    // An existing store first: one in use is refused before reading any
+    // input. A new one is made only once the input proved good.
+    let existing = args.store.open_or_plan(args.create)?;
     let reader: Box<dyn BufRead> = if args.file == "-" {
         Box::new(std::io::stdin().lock())
     } else {
@@ -197,39 +293,169 @@ pub fn import(args: ImportArgs) -> Result<ExitCode, CliError> {
         return Err(report(&errors, "nothing was imported"));
     }
     let mut fresh = Vec::with_capacity(users.len());
-    let mut existing = Vec::new();
-    for (line, email, hash) in users {
-        match store.request().user_by_email(&email) {
-            Ok(_) => existing.push((line, format!("email {email} is already registered"))),
-            Err(StoreError::NotFound) => fresh.push((email, hash)),
-            Err(e) => return Err(e.into()),
+    let mut existing_emails = Vec::new();
+    match &existing {
+        Some(store) => {
+            for (line, email, hash) in users {
+                match store.request().user_by_email(&email) {
+                    Ok(_) => {
+                        existing_emails.push((line, format!("email {email} is already registered")))
+                    }
+                    Err(StoreError::NotFound) => fresh.push((email, hash)),
+                    Err(e) => return Err(e.into()),
+                }
+            }
         }
+        None => fresh.extend(users.into_iter().map(|(_, email, hash)| (email, hash))),
     }
-    if !existing.is_empty() && !args.skip_existing {
+    if !existing_emails.is_empty() && !args.skip_existing {
         return Err(report(
-            &existing,
+            &existing_emails,
             "nothing was imported (use --skip-existing to leave those users as they are)",
         ));
     }
-    let progress = ProgressBar::new(fresh.len() as u64);
-    if let Ok(style) = ProgressStyle::with_template("{bar:40} {pos}/{len} users {per_sec} {eta}") {
-        progress.set_style(style);
-    }
+    interrupt.enter(WRITING);
+    let store = match existing {
+        Some(store) => store,
+        None => args.store.create(args.create)?,
+    };
+    let mut import = store.maintenance().begin_import()?;
+    let progress = Progress::new(fresh.len());
     for chunk in fresh.chunks(IMPORT_CHUNK) {
-        store.maintenance().add_users(chunk)?;
-        progress.inc(chunk.len() as u64);
+        if interrupt.raised() {
+            break;
+        }
+        if let Err(e) = import.add_users(chunk) {
+            progress.finish();
+            let undone = match import.roll_back() {
+                Ok(_) => "nothing was imported".to_owned(),
+                Err(undo) => format!(
+                    "nothing was imported: rolling back failed ({undo}), and is done the next \
+                     time the store is opened"
+                ),
+            };
+            return Err(match e {
+                StoreError::EmailTaken => CliError::Refused(format!(
+                    "an email of the import was registered while it ran; {undone}"
+                )),
+                other => CliError::Refused(format!("{other}; {undone}")),
+            });
+        }
+        progress.advance(chunk.len());
     }
-    progress.finish_and_clear();
+    progress.finish();
+    if interrupt.raised() {
+        let written = import.roll_back()?;
+        eprintln!(
+            "authd: import interrupted: nothing was imported (the {} users written so far \
+             were rolled back)",
+            thousands(written as u64)
+        );
+        return Ok(ExitCode::from(INTERRUPTED));
+    }
+    interrupt.enter(COMMITTING);
+    import.commit()?;
+    let seconds = started.elapsed().as_secs_f64();
     eprintln!(
-        "authd: imported {} users{}",
-        fresh.len(),
-        if existing.is_empty() {
+        "authd: imported {} users{} in {seconds:.1} s ({}/s)",
+        thousands(fresh.len() as u64),
+        if existing_emails.is_empty() {
             String::new()
         } else {
-            format!(", skipped {} already registered", existing.len())
-        }
+            format!(", skipped {} already registered", existing_emails.len())
+        },
+        thousands(rate(fresh.len() as u64, seconds))
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// An import's progress: a bar on a terminal; otherwise a line after the
+/// first batch and then at most one a second, for logs (and for tests,
+/// which watch for the first batch written).
+struct Progress {
+    bar: ProgressBar,
+    total: u64,
+    done: std::cell::Cell<u64>,
+    last_line: std::cell::Cell<Option<Instant>>,
+}
+
+impl Progress {
+    fn new(total: usize) -> Progress {
+        let bar = if std::io::stderr().is_terminal() {
+            ProgressBar::new(total as u64)
+        } else {
+            ProgressBar::hidden()
+        };
+        if let Ok(style) = ProgressStyle::with_template("{bar:40} {pos}/{len} users {rate} {eta}") {
+            bar.set_style(style.with_key(
+                "rate",
+                |state: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+                    let per_sec = state.per_sec();
+                    let shown = if per_sec.is_finite() && per_sec > 0.0 {
+                        per_sec.round() as u64
+                    } else {
+                        0
+                    };
+                    let _ = write!(w, "{}/s", thousands(shown));
+                },
+            ));
+        }
+        Progress {
+            bar,
+            total: total as u64,
+            done: std::cell::Cell::new(0),
+            last_line: std::cell::Cell::new(None),
+        }
+    }
+
+    fn advance(&self, written: usize) {
+        self.bar.inc(written as u64);
+        self.done.set(self.done.get() + written as u64);
+        if !self.bar.is_hidden() {
+            return;
+        }
+        let now = Instant::now();
+        if self
+            .last_line
+            .get()
+            .is_some_and(|last| now.duration_since(last) < PROGRESS_EVERY)
+            && self.done.get() < self.total
+        {
+            return;
+        }
+        self.last_line.set(Some(now));
+        eprintln!(
+            "authd: import: {} of {} users written (not committed yet)",
+            thousands(self.done.get()),
+            thousands(self.total)
+        );
+    }
+
+    fn finish(&self) {
+        self.bar.finish_and_clear();
+    }
+}
+
+/// Users per second, rounded (0 when no time passed).
+fn rate(users: u64, seconds: f64) -> u64 {
+    if seconds > 0.0 {
+        (users as f64 / seconds).round() as u64
+    } else {
+        0
+    }
+}
+
+/// `n` with a comma between groups of three digits: `90,394`.
+fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
 }
 
 type Parsed = (Vec<(usize, Email, String)>, Vec<(usize, String)>);
@@ -349,6 +575,32 @@ mod tests {
         );
         assert_eq!(check_bcrypt(&with_cost("14"), 14), Ok(()));
         assert!(check_bcrypt(&with_cost("05"), 4).is_err());
+    }
+
+    #[test]
+    fn rates_are_whole_numbers_with_thousands_separators() {
+        assert_eq!(thousands(0), "0");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(thousands(1_000), "1,000");
+        assert_eq!(thousands(90_394), "90,394");
+        assert_eq!(thousands(1_234_567), "1,234,567");
+        assert_eq!(thousands(u64::MAX), "18,446,744,073,709,551,615");
+        assert_eq!(rate(90_394, 1.0), 90_394);
+        assert_eq!(rate(200_000, 2.2125), 90_395);
+        assert_eq!(rate(5, 0.0), 0);
+    }
+
+    #[test]
+    fn an_export_file_is_private_even_if_it_existed() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("users.jsonl");
+        std::fs::write(&path, "old").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666)).unwrap();
+        create_private(&path).unwrap();
+        let meta = std::fs::metadata(&path).unwrap();
+        assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+        assert_eq!(meta.len(), 0, "truncated");
     }
 
     #[test]

@@ -44,9 +44,15 @@ struct PasswordArgs {
 
 #[derive(Debug, Subcommand)]
 enum UserCommand {
-    /// Create a user.
+    /// Create a user. In a missing or empty data directory (or a database
+    /// without authd's schema) this creates the store first, and says so.
     Add {
+        /// The new user's email address (the rules of registration apply).
         email: String,
+        /// Create a store even in a data directory that holds other files
+        /// (by default only a missing or empty one gets a new store).
+        #[arg(long)]
+        create: bool,
         #[command(flatten)]
         password: PasswordArgs,
         #[command(flatten)]
@@ -62,6 +68,7 @@ enum UserCommand {
     },
     /// Show one user (never its hash or tokens).
     Show {
+        /// The user's email address, in any letter case.
         email: String,
         /// Print a JSON object instead of text.
         #[arg(long)]
@@ -71,12 +78,14 @@ enum UserCommand {
     },
     /// Delete a user, its sessions and any reset token.
     Delete {
+        /// The email address of the user to delete.
         email: String,
         #[command(flatten)]
         store: StoreArgs,
     },
     /// Set a user's password; ends every session and any pending reset.
     SetPassword {
+        /// The email address of the user whose password to set.
         email: String,
         #[command(flatten)]
         password: PasswordArgs,
@@ -85,6 +94,7 @@ enum UserCommand {
     },
     /// List a user's sessions, newest first (never their tokens).
     Sessions {
+        /// The email address of the user whose sessions to list.
         email: String,
         /// One JSON object per line instead of a table.
         #[arg(long)]
@@ -92,8 +102,10 @@ enum UserCommand {
         #[command(flatten)]
         store: StoreArgs,
     },
-    /// End a user's sessions: all of them, or the one given.
+    /// End a user's sessions: all of them, or the one given. A user without
+    /// sessions is not an error: it says "no session to end" and exits 0.
     Logout {
+        /// The email address of the user to log out.
         email: String,
         /// The id of the session to end (from `authd user sessions`).
         #[arg(long, value_name = "ID")]
@@ -133,12 +145,20 @@ pub fn run(args: UserArgs) -> Result<ExitCode, CliError> {
     match args.command {
         UserCommand::Add {
             email,
+            create,
             password,
-            store,
+            store: args,
         } => {
             let email = parse_new_email(&email)?;
-            let store = store.open()?;
+            // An existing store is opened (and one in use refused) before
+            // the password is asked for; a new one is made only once there
+            // is a password to give its first user.
+            let existing = args.open_or_plan(create)?;
             let secret = read_password(password.password_stdin)?;
+            let store = match existing {
+                Some(store) => store,
+                None => args.create(create)?,
+            };
             let user = service(&store, password.bcrypt_cost)?
                 .add_user(&admin, &email, &secret)
                 .map_err(refused(&email))?;
@@ -262,13 +282,21 @@ pub fn run(args: UserArgs) -> Result<ExitCode, CliError> {
             let (user, ended) = service(&store, DEFAULT_BCRYPT_COST)?
                 .log_out_user(&admin, &email, session.as_deref())
                 .map_err(refused(&email))?;
-            println!(
-                "{ended} sessions ended for user {} <{}>",
-                user.id, user.email
-            );
+            println!("{}", logout_report(ended, &user));
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// What `user logout` says it did: how many sessions ended, or that there
+/// was none to end (the user is logged out either way: exit 0).
+fn logout_report(ended: usize, user: &User) -> String {
+    let who = format!("user {} <{}>", user.id, shown(&user.email));
+    match ended {
+        0 => format!("no session to end: {who} had none"),
+        1 => format!("1 session ended for {who}"),
+        n => format!("{n} sessions ended for {who}"),
+    }
 }
 
 /// `text` with control characters escaped: a user agent is whatever a
@@ -371,9 +399,16 @@ fn refused(email: &Email) -> impl Fn(AuthError) -> CliError + '_ {
     }
 }
 
+/// How to give a password without a terminal, for the refusals below.
+const PASSWORD_HINT: &str = "write it to standard input with --password-stdin \
+     (e.g. printf '%s\\n' \"$PASSWORD\" | authd user add EMAIL --password-stdin), \
+     or run the command in a terminal to be prompted";
+
 /// Reads the new password: from stdin with `--password-stdin`, else from a
-/// no-echo prompt (twice) when stdin is a terminal; else it is a usage
-/// error, since silently reading a pipe would surprise.
+/// no-echo prompt (twice) when stdin is a terminal. Without either there is
+/// no password: a usage error (status 2), since silently reading a pipe
+/// would surprise; with `--password-stdin` and nothing on stdin, a refusal
+/// (status 1). An empty line is a password, refused by its rules.
 fn read_password(from_stdin: bool) -> Result<Password, CliError> {
     let raw = if from_stdin {
         let mut buf = Vec::new();
@@ -382,6 +417,11 @@ fn read_password(from_stdin: bool) -> Result<Password, CliError> {
             .take(4096)
             .read_to_end(&mut buf)
             .map_err(|e| CliError::Io(format!("cannot read the password: {e}")))?;
+        if buf.is_empty() {
+            return Err(CliError::Refused(format!(
+                "no password on standard input (it was empty): {PASSWORD_HINT}"
+            )));
+        }
         let text = String::from_utf8(buf)
             .map_err(|_| CliError::Refused("password is not valid UTF-8".to_owned()))?;
         let line = text.strip_suffix('\n').unwrap_or(&text);
@@ -396,7 +436,9 @@ fn read_password(from_stdin: bool) -> Result<Password, CliError> {
         }
         first
     } else {
-        usage_error("no password given: pass --password-stdin to read it from standard input")
+        return Err(CliError::Usage(format!(
+            "no password on standard input, and no terminal to prompt on: {PASSWORD_HINT}"
+        )));
     };
     Password::parse(&raw).map_err(|e| CliError::Refused(format!("password {e}")))
 }

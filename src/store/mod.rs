@@ -20,8 +20,8 @@ mod traits;
 
 pub use self::sled::{SledStore, DEFAULT_CACHE_BYTES};
 pub use traits::{
-    Counts, Ends, Maintenance, Redemption, RequestStore, SessionStore, TokenStore, UserChange,
-    UserStore,
+    Counts, Ends, Import, Maintenance, Redemption, RequestStore, SessionStore, TokenStore,
+    UserChange, UserStore,
 };
 
 use std::path::{Path, PathBuf};
@@ -73,7 +73,11 @@ impl From<::sled::Error> for StoreError {
 #[derive(Debug, thiserror::Error)]
 pub enum OpenError {
     #[error(
-        "the data directory {0} is in use by another authd process (only one process may open a store at a time)"
+        "the data directory {} is in use by another authd process{} (only one process may \
+         open a store at a time): stop it first (an admin command on the embedded store \
+         needs the server stopped), or point --data-dir elsewhere",
+        .0.display(),
+        sled::lock_holder(.0).map(|holder| format!(" ({holder})")).unwrap_or_default()
     )]
     InUse(PathBuf),
     #[error("the data directory {path} is not an authd store ({reason})")]
@@ -98,6 +102,17 @@ pub enum OpenError {
         /// Says so when a migration was interrupted half-way.
         note: String,
     },
+    /// The directory holds no authd store, and this open may not create
+    /// one (admin commands that read or change an existing store; `import`
+    /// and `user add` in a directory that holds other files). `path` is
+    /// absolute, so a wrong working directory shows.
+    #[error("no authd store in {}{}", path.display(), found.describe())]
+    NoStore { path: PathBuf, found: Found },
+    /// The database holds no authd schema (no `authd_migrations` table),
+    /// and this open may not create it. `target` names the database without
+    /// its password.
+    #[error("no authd schema in the {target} (it has no authd_migrations table)")]
+    NoSchema { target: String },
     /// The store was written by a newer authd.
     #[error(
         "the store {target} is of format {found}, newer than this authd knows ({current}): \
@@ -120,6 +135,78 @@ pub enum Upgrade {
     /// Open it as it is, converting nothing, for `migrate --dry-run` to
     /// report on; only [`AnyStore::pending_migrations`] may be asked of it.
     Inspect,
+}
+
+/// What opening may do where there is no store yet.
+///
+/// `serve` creates its store ([`OpenMode::Create`]); the admin commands
+/// that read or change users must not leave an empty store behind a typo in
+/// `--data-dir` ([`OpenMode::Existing`]); `import` and `user add` create one
+/// where nothing else is ([`OpenMode::CreateIfEmpty`]), or anywhere with
+/// `--create`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OpenMode {
+    /// Create a store if there is none (a directory holding other files
+    /// included).
+    Create,
+    /// Open an existing store only; anything else is
+    /// [`OpenError::NoStore`] / [`OpenError::NoSchema`], and nothing is
+    /// created, not even the directory.
+    Existing,
+    /// Create a store in a directory that does not exist or is empty, or in
+    /// a database without authd's schema; refuse a directory holding other
+    /// files.
+    CreateIfEmpty,
+}
+
+/// What a data directory without a store holds, for
+/// [`OpenError::NoStore`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Found {
+    /// The directory does not exist.
+    Missing,
+    /// The directory exists and is empty.
+    Empty,
+    /// The directory holds files, none of them a store (or is not a
+    /// directory).
+    OtherFiles,
+}
+
+impl Found {
+    /// Says what was found, for the message: ` (the directory ...)`.
+    fn describe(self) -> &'static str {
+        match self {
+            Found::Missing => " (the directory does not exist)",
+            Found::Empty => " (the directory is empty)",
+            Found::OtherFiles => " (the directory holds other files)",
+        }
+    }
+
+    /// What `path` holds, a store aside: missing, empty, or something
+    /// else.
+    pub fn of(path: &Path) -> Found {
+        match std::fs::read_dir(path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Found::Missing,
+            Ok(mut entries) => match entries.next() {
+                None => Found::Empty,
+                Some(_) => Found::OtherFiles,
+            },
+            Err(_) => Found::OtherFiles,
+        }
+    }
+}
+
+/// A store just opened, and whether this open created it.
+pub struct Opened {
+    pub store: AnyStore,
+    /// True when there was no store (or no schema) before this open.
+    pub created: bool,
+}
+
+/// `path` made absolute against the working directory, for messages (not
+/// resolved: it may not exist).
+pub fn absolute(path: &Path) -> PathBuf {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_owned())
 }
 
 /// One step of a store's migration chain, for reports.
@@ -165,20 +252,38 @@ pub enum AnyStore {
 }
 
 impl AnyStore {
-    /// Opens the store at `location`: a sled directory fails at once if
-    /// another process holds it. An older format is converted, refused or
-    /// left for inspection as `upgrade` says.
+    /// Opens the store at `location`, creating it if there is none (what
+    /// `serve` does): a sled directory fails at once if another process
+    /// holds it. An older format is converted, refused or left for
+    /// inspection as `upgrade` says.
     pub fn open(location: &Location, upgrade: Upgrade) -> Result<AnyStore, OpenError> {
+        Self::open_as(location, upgrade, OpenMode::Create).map(|opened| opened.store)
+    }
+
+    /// [`AnyStore::open`], creating a store only as `mode` allows, and
+    /// saying whether it did.
+    pub fn open_as(
+        location: &Location,
+        upgrade: Upgrade,
+        mode: OpenMode,
+    ) -> Result<Opened, OpenError> {
         match location {
-            Location::Dir { path, cache_bytes } => Ok(AnyStore::Sled(SledStore::open_with(
-                path,
-                *cache_bytes,
-                upgrade,
-            )?)),
+            Location::Dir { path, cache_bytes } => {
+                let (store, created) = SledStore::open_as(path, *cache_bytes, upgrade, mode)?;
+                Ok(Opened {
+                    store: AnyStore::Sled(store),
+                    created,
+                })
+            }
             #[cfg(feature = "postgres")]
-            Location::Database { url, pool_size } => Ok(AnyStore::Postgres(
-                postgres::PgStore::connect(url, *pool_size, upgrade)?,
-            )),
+            Location::Database { url, pool_size } => {
+                let (store, created) =
+                    postgres::PgStore::connect_as(url, *pool_size, upgrade, mode)?;
+                Ok(Opened {
+                    store: AnyStore::Postgres(store),
+                    created,
+                })
+            }
             #[cfg(not(feature = "postgres"))]
             Location::Database { .. } => Err(OpenError::Database {
                 target: location.to_string(),

@@ -200,6 +200,16 @@ pub trait Maintenance: Send + Sync {
     /// `EmailTaken` if any email exists already or twice in `users`.
     fn add_users(&self, users: &[(Email, String)]) -> Result<Vec<UserId>, StoreError>;
 
+    /// Starts an import that is all or nothing across any number of
+    /// [`Import::add_users`] calls: until [`Import::commit`], a crash, a
+    /// kill or [`Import::roll_back`] leaves none of its users. On
+    /// PostgreSQL it is one transaction (its users invisible until the
+    /// commit); on sled, whose transactions must stay small, each batch is
+    /// its own transaction tagged with the import's id, the commit removes
+    /// the tags in one more, and the next open of the store removes the
+    /// users of any batch still tagged.
+    fn begin_import(&self) -> Result<Box<dyn Import + '_>, StoreError>;
+
     /// Calls `visit` with every user in id order, without loading them all
     /// into memory; stops early when `visit` returns `Break`.
     fn each_user(&self, visit: &mut dyn FnMut(User) -> ControlFlow<()>) -> Result<(), StoreError>;
@@ -210,4 +220,20 @@ pub trait Maintenance: Send + Sync {
     /// Walks every record (and index, where the store keeps its own) and
     /// lists each inconsistency in words; empty means consistent.
     fn check(&self) -> Result<Vec<String>, StoreError>;
+}
+
+/// An import in progress (see [`Maintenance::begin_import`]). Dropped
+/// without [`Import::commit`], it leaves nothing: PostgreSQL rolls its
+/// transaction back, sled rolls its batches back at the next open.
+pub trait Import {
+    /// Creates `users` in order, returning their ids; `EmailTaken` if any
+    /// email exists already or twice in `users` (this call then wrote
+    /// nothing, and the import may still be rolled back or committed).
+    fn add_users(&mut self, users: &[(Email, String)]) -> Result<Vec<UserId>, StoreError>;
+
+    /// Makes every user added so far permanent, in one durable write.
+    fn commit(self: Box<Self>) -> Result<(), StoreError>;
+
+    /// Removes every user added so far; returns how many were added.
+    fn roll_back(self: Box<Self>) -> Result<usize, StoreError>;
 }

@@ -314,8 +314,7 @@ fn import_reports_every_bad_line_and_writes_nothing() {
     }
     assert!(!err.contains("line 1:"));
     assert!(err.contains("4 bad lines; nothing was imported"), "{err}");
-    let (_, out, _) = authd(&dir, &["check"], None);
-    assert!(out.contains("0 users"), "{out}");
+    assert_no_store(&dir);
 }
 
 fn import_refuses_or_skips_existing_emails() {
@@ -524,6 +523,17 @@ fn import_line(email: &str, hash: &str) -> String {
     format!("{{\"email\":\"{email}\",\"hashed_password\":\"{hash}\"}}\n")
 }
 
+/// A refused import into a new place created no store there (`check`
+/// finds none).
+fn assert_no_store(dir: &Path) {
+    let (code, out, err) = authd(dir, &["check"], None);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        err.contains("no authd store in") || err.contains("no authd schema in"),
+        "{err}"
+    );
+}
+
 fn users_in(dir: &Path) -> String {
     let (code, out, err) = authd(dir, &["check"], None);
     assert_eq!(code, 0, "{out}{err}");
@@ -572,7 +582,7 @@ fn import_refuses_impossible_bcrypt_costs() {
         !err.contains("jydOTSfIH"),
         "a hash reached the output: {err}"
     );
-    assert!(users_in(&dir).contains("0 users"));
+    assert_no_store(&dir);
 }
 
 /// --max-bcrypt-cost sets the cap; without it the cap follows the
@@ -597,7 +607,7 @@ fn import_caps_the_bcrypt_cost() {
         "{err}"
     );
     assert!(err.contains("1 bad lines; nothing was imported"), "{err}");
-    assert!(users_in(&dir).contains("0 users"));
+    assert_no_store(&dir);
 
     // The configured cost moves the default cap: 5 + 2 = 7.
     let eight = import_line("c08@x.io", &with_cost("08"));

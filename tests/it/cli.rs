@@ -89,6 +89,12 @@ fn a_second_server_on_the_same_store_exits_at_once() {
         stderr.contains("in use by another authd process"),
         "{stderr}"
     );
+    // Which process, and what to do.
+    assert!(
+        stderr.contains(&format!("(pid {}, authd)", _first.pid()))
+            && stderr.contains("stop it first"),
+        "{stderr}"
+    );
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(stdout.is_empty());
 }

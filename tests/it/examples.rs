@@ -11,8 +11,14 @@ use crate::common::process::Proc;
 /// `None` when the program is not installed and this is not CI (where it
 /// must be).
 fn run_example(program: &str, file: &str, base: &str, token: &str) -> Option<(i32, String)> {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples").join(file);
-    match Command::new(program).arg(&script).args([base, token]).output() {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("examples")
+        .join(file);
+    match Command::new(program)
+        .arg(&script)
+        .args([base, token])
+        .output()
+    {
         Ok(output) => Some((
             output.status.code().unwrap_or(-1),
             String::from_utf8_lossy(&output.stdout).trim().to_owned(),
@@ -29,7 +35,12 @@ fn run_example(program: &str, file: &str, base: &str, token: &str) -> Option<(i3
 fn backend_examples_tell_who_is_signed_in() {
     let tmp = tempfile::tempdir().unwrap();
     let server = Proc::start(&tmp.path().join("store"), &[]);
-    assert_eq!(server.post("/users", "email=ann%40example.com&password=pw-ann").0, 200);
+    assert_eq!(
+        server
+            .post("/users", "email=ann%40example.com&password=pw-ann")
+            .0,
+        200
+    );
     let token = server.log_in("ann@example.com", "pw-ann").unwrap();
     for (program, file) in [("python3", "whoami.py"), ("node", "whoami.mjs")] {
         let Some(signed_in) = run_example(program, file, &server.base, &token) else {

@@ -4,11 +4,101 @@ use std::ops::ControlFlow;
 
 use postgres::Row;
 
+use super::pool::Conn;
 use super::rows::{self, violation};
 use super::schema::{schema_version, APPLIED_VERSION};
 use super::PgStore;
-use crate::store::{Counts, Maintenance, StoreError};
+use crate::store::{Counts, Import, Maintenance, StoreError};
 use crate::user::{Email, UserId};
+
+/// Creates `users` with one multi-row insert; the ids come back matched to
+/// their emails, so the order of `RETURNING` does not matter.
+fn insert_users(
+    client: &mut postgres::Client,
+    users: &[(Email, String)],
+) -> Result<Vec<UserId>, StoreError> {
+    if users.is_empty() {
+        return Ok(Vec::new());
+    }
+    let emails: Vec<&str> = users.iter().map(|(e, _)| e.as_str()).collect();
+    let keys: Vec<&str> = users.iter().map(|(e, _)| e.key()).collect();
+    let hashes: Vec<&str> = users.iter().map(|(_, h)| h.as_str()).collect();
+    let rows = client
+        .query(
+            "INSERT INTO authd_users (email, email_key, hashed_password)
+             SELECT * FROM unnest($1::text[], $2::text[], $3::text[])
+             RETURNING id, email_key",
+            &[&emails, &keys, &hashes],
+        )
+        .map_err(violation)?;
+    let mut ids = std::collections::HashMap::with_capacity(rows.len());
+    for row in &rows {
+        let id: i64 = row.try_get(0)?;
+        ids.insert(row.try_get::<_, String>(1)?, UserId(id as u64));
+    }
+    keys.iter()
+        .map(|key| {
+            ids.get(*key)
+                .copied()
+                .ok_or_else(|| StoreError::Corrupt(format!("no id returned for {key}")))
+        })
+        .collect()
+}
+
+/// An import in progress on PostgreSQL: one transaction on a connection of
+/// its own, opened by `BEGIN` (a `postgres::Transaction` would borrow the
+/// pooled connection it runs on). Its users are invisible to others until
+/// the commit; a killed process's transaction is rolled back by the
+/// server when the connection drops, and a dropped one by [`Drop`].
+struct PgImport {
+    conn: Conn,
+    added: usize,
+    finished: bool,
+}
+
+impl Import for PgImport {
+    /// One batch under a savepoint, so a refused batch (an email taken
+    /// meanwhile) leaves the transaction usable, as the trait promises.
+    fn add_users(&mut self, users: &[(Email, String)]) -> Result<Vec<UserId>, StoreError> {
+        self.conn.batch_execute("SAVEPOINT authd_import_batch")?;
+        match insert_users(&mut self.conn.client, users) {
+            Ok(ids) => {
+                self.conn
+                    .batch_execute("RELEASE SAVEPOINT authd_import_batch")?;
+                self.added += ids.len();
+                Ok(ids)
+            }
+            Err(e) => {
+                self.conn
+                    .batch_execute("ROLLBACK TO SAVEPOINT authd_import_batch")?;
+                Err(e)
+            }
+        }
+    }
+
+    fn commit(mut self: Box<Self>) -> Result<(), StoreError> {
+        self.finished = true;
+        self.conn.batch_execute("COMMIT")?;
+        Ok(())
+    }
+
+    fn roll_back(mut self: Box<Self>) -> Result<usize, StoreError> {
+        self.finished = true;
+        self.conn.batch_execute("ROLLBACK")?;
+        Ok(self.added)
+    }
+}
+
+impl Drop for PgImport {
+    fn drop(&mut self) {
+        if !self.finished {
+            // The connection goes back to the pool: never inside the
+            // import's transaction. A failure here means the connection
+            // is broken, and the server rolls the transaction back.
+            let _ = self.conn.batch_execute("ROLLBACK");
+        }
+    }
+}
 
 impl PgStore {
     /// Calls `visit` with every user row (`id, email, hashed_password,
@@ -41,36 +131,19 @@ impl PgStore {
 }
 
 impl Maintenance for PgStore {
-    /// One multi-row insert in one transaction; the ids come back matched
-    /// to their emails, so the order of `RETURNING` does not matter.
+    /// One multi-row insert, one transaction.
     fn add_users(&self, users: &[(Email, String)]) -> Result<Vec<UserId>, StoreError> {
-        if users.is_empty() {
-            return Ok(Vec::new());
-        }
-        let emails: Vec<&str> = users.iter().map(|(e, _)| e.as_str()).collect();
-        let keys: Vec<&str> = users.iter().map(|(e, _)| e.key()).collect();
-        let hashes: Vec<&str> = users.iter().map(|(_, h)| h.as_str()).collect();
-        let rows = self
-            .conn()?
-            .query(
-                "INSERT INTO authd_users (email, email_key, hashed_password)
-                 SELECT * FROM unnest($1::text[], $2::text[], $3::text[])
-                 RETURNING id, email_key",
-                &[&emails, &keys, &hashes],
-            )
-            .map_err(violation)?;
-        let mut ids = std::collections::HashMap::with_capacity(rows.len());
-        for row in &rows {
-            let id: i64 = row.try_get(0)?;
-            ids.insert(row.try_get::<_, String>(1)?, UserId(id as u64));
-        }
-        keys.iter()
-            .map(|key| {
-                ids.get(*key)
-                    .copied()
-                    .ok_or_else(|| StoreError::Corrupt(format!("no id returned for {key}")))
-            })
-            .collect()
+        insert_users(&mut self.conn()?.client, users)
+    }
+
+    fn begin_import(&self) -> Result<Box<dyn Import + '_>, StoreError> {
+        let mut conn = self.conn()?;
+        conn.batch_execute("BEGIN")?;
+        Ok(Box::new(PgImport {
+            conn,
+            added: 0,
+            finished: false,
+        }))
     }
 
     fn each_user(

@@ -41,7 +41,7 @@ use pool::{Conn, Manager, Pool};
 pub use throttle::PgLimiter;
 
 use crate::server_key::ServerKey;
-use crate::store::{OpenError, StoreError, Upgrade};
+use crate::store::{OpenError, OpenMode, StoreError, Upgrade};
 use crate::throttle::Rule;
 
 /// How long opening a connection may take, unless the URL says
@@ -126,11 +126,27 @@ pub fn redact(url: &str) -> String {
 
 impl PgStore {
     /// Connects to the database at `url` with a pool of at most
-    /// `pool_size` connections and brings its schema up to date.
+    /// `pool_size` connections and brings its schema up to date, creating
+    /// it in a database that has none.
     ///
     /// Fails if the database cannot be reached, or holds a schema newer
     /// than this authd knows (a newer authd migrated it: run that one).
     pub fn connect(url: &str, pool_size: u32, upgrade: Upgrade) -> Result<PgStore, OpenError> {
+        Self::connect_as(url, pool_size, upgrade, OpenMode::Create).map(|(store, _)| store)
+    }
+
+    /// [`PgStore::connect`], creating the schema in a database without one
+    /// only as `mode` allows ([`OpenMode::Existing`] refuses with
+    /// [`OpenError::NoSchema`]; a database is never "not empty" for
+    /// [`OpenMode::CreateIfEmpty`]: authd's tables share it with the
+    /// application's). Returns the store and whether the database had no
+    /// schema.
+    pub fn connect_as(
+        url: &str,
+        pool_size: u32,
+        upgrade: Upgrade,
+        mode: OpenMode,
+    ) -> Result<(PgStore, bool), OpenError> {
         let failed = |reason: String| OpenError::Database {
             target: redact(url),
             reason,
@@ -142,6 +158,12 @@ impl PgStore {
         // One connection first, for a clear error (the pool reports only
         // that it timed out) and to migrate on.
         let mut first = config.connect(NoTls).map_err(|e| failed(describe(&e)))?;
+        let fresh = !schema_exists(&mut first).map_err(|e| failed(e.to_string()))?;
+        if fresh && mode == OpenMode::Existing {
+            return Err(OpenError::NoSchema {
+                target: redact(url),
+            });
+        }
         let applied = schema::applied(&mut first).map_err(|e| failed(e.to_string()))?;
         schema::refuse_newer(applied).map_err(|e| failed(e.to_string()))?;
         if applied < schema::schema_version() {
@@ -158,8 +180,9 @@ impl PgStore {
                         note: String::new(),
                     })
                 }
-                // A database without any authd table is new, not old:
-                // an admin command creates the schema rather than refuse.
+                // A database without any authd table is new, not old: an
+                // admin command allowed to create one creates the schema
+                // rather than refuse.
                 Upgrade::Refuse => {
                     schema::migrate_to(&mut first, schema::schema_version())
                         .map_err(|e| failed(e.to_string()))?;
@@ -181,7 +204,7 @@ impl PgStore {
             .error_handler(Box::new(r2d2::NopErrorHandler))
             .build(Manager { config })
             .map_err(|e| failed(e.to_string()))?;
-        Ok(PgStore { pool })
+        Ok((PgStore { pool }, fresh))
     }
 
     /// A pooled connection not already known to be closed. After a
@@ -269,6 +292,14 @@ impl PgStore {
     pub fn limiter(&self, scope: &'static str, rule: Rule) -> PgLimiter {
         PgLimiter::new(self.pool.clone(), scope, rule)
     }
+}
+
+/// Whether the database (in the connection's `search_path`) holds authd's
+/// schema: its `authd_migrations` table, made by the first migration.
+fn schema_exists(conn: &mut postgres::Client) -> Result<bool, StoreError> {
+    Ok(conn
+        .query_one("SELECT to_regclass('authd_migrations') IS NOT NULL", &[])?
+        .try_get(0)?)
 }
 
 /// Milliseconds as stored (BIGINT).

@@ -1,22 +1,132 @@
 //! [`Maintenance`] on sled: bulk import, scans, counts and the
 //! consistency check.
+//!
+//! An import is all or nothing although each batch is a transaction of its
+//! own (one transaction of a million users would hold them all in memory,
+//! and sled's transactions are meant to stay small). Each batch writes, in
+//! its transaction, a tag in the `imports` tree: the import's random id and
+//! the batch's first user id as key, the number of users as value (a
+//! batch's ids are consecutive: the next id is read and advanced in the
+//! same transaction). The commit removes every tag of the import in one
+//! transaction. Tags still present when a store is opened are of an import
+//! that never committed (killed, crashed, interrupted): the open removes
+//! each tagged batch's users with its tag, one transaction per batch, so a
+//! crash during the rollback resumes it.
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashSet};
 use std::ops::ControlFlow;
+use std::path::Path;
 
 use sled::Transactional;
 
 use super::schema::NEXT_ID_KEY;
-use super::{abort, corrupt, flatten, tx, SledStore};
+use super::{abort, corrupt, flatten, owned_in, tx, SledStore};
 use crate::codec::{
     decode_hash, decode_id, decode_owned, decode_session, decode_token, decode_user, encode_id,
     encode_user,
 };
-use crate::store::{Counts, Maintenance, StoreError};
+use crate::store::{Counts, Import, Maintenance, StoreError};
 use crate::user::{Email, User, UserId};
 
-impl Maintenance for SledStore {
-    fn add_users(&self, batch: &[(Email, String)]) -> Result<Vec<UserId>, StoreError> {
+/// Version byte of a tag's value.
+const TAG_VERSION: u8 = 1;
+/// More users than one tag may name: a tag saying more is damaged (an
+/// import writes batches of 10,000).
+const MAX_TAGGED: u64 = 1 << 24;
+
+/// One batch of an uncommitted import, as its tag says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Tag {
+    import: u64,
+    first: u64,
+    count: u64,
+}
+
+impl Tag {
+    fn key(&self) -> [u8; 16] {
+        let mut key = [0u8; 16];
+        key[..8].copy_from_slice(&self.import.to_be_bytes());
+        key[8..].copy_from_slice(&self.first.to_be_bytes());
+        key
+    }
+
+    fn value(&self) -> [u8; 9] {
+        let mut value = [TAG_VERSION; 9];
+        value[1..].copy_from_slice(&self.count.to_be_bytes());
+        value
+    }
+
+    fn decode(key: &[u8], value: &[u8]) -> Result<Tag, StoreError> {
+        let bad = || StoreError::Corrupt(format!("imports: malformed tag {key:?} = {value:?}"));
+        if key.len() != 16 || value.len() != 9 || value[0] != TAG_VERSION {
+            return Err(bad());
+        }
+        let word = |bytes: &[u8]| u64::from_be_bytes(bytes.try_into().unwrap_or_default());
+        let tag = Tag {
+            import: word(&key[..8]),
+            first: word(&key[8..]),
+            count: word(&value[1..]),
+        };
+        if tag.count > MAX_TAGGED || tag.first.checked_add(tag.count).is_none() {
+            return Err(bad());
+        }
+        Ok(tag)
+    }
+}
+
+/// An import in progress on sled: the tags of the batches it wrote.
+struct SledImport<'a> {
+    store: &'a SledStore,
+    id: u64,
+    tags: Vec<Tag>,
+}
+
+impl Import for SledImport<'_> {
+    fn add_users(&mut self, users: &[(Email, String)]) -> Result<Vec<UserId>, StoreError> {
+        if users.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids = self.store.insert_users(users, Some(self.id))?;
+        self.tags.push(Tag {
+            import: self.id,
+            first: ids[0].0,
+            count: ids.len() as u64,
+        });
+        Ok(ids)
+    }
+
+    fn commit(self: Box<Self>) -> Result<(), StoreError> {
+        let keys: Vec<[u8; 16]> = self.tags.iter().map(Tag::key).collect();
+        self.store
+            .imports
+            .transaction(|imports| -> super::TxResult<()> {
+                for key in &keys {
+                    imports.remove(key.as_slice())?;
+                }
+                Ok(())
+            })
+            .map_err(flatten)?;
+        self.store.flush()
+    }
+
+    fn roll_back(self: Box<Self>) -> Result<usize, StoreError> {
+        let mut removed = 0;
+        for tag in &self.tags {
+            removed += self.store.roll_back_batch(tag)?;
+        }
+        self.store.flush()?;
+        Ok(removed)
+    }
+}
+
+impl SledStore {
+    /// Creates `batch` in one transaction, with the tag of `import` when
+    /// given, and flushes.
+    fn insert_users(
+        &self,
+        batch: &[(Email, String)],
+        import: Option<u64>,
+    ) -> Result<Vec<UserId>, StoreError> {
         // Encode outside the transaction: the closure may run again.
         let records = batch
             .iter()
@@ -28,8 +138,8 @@ impl Maintenance for SledStore {
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let ids = (&self.users, &self.by_email, &self.meta)
-            .transaction(|(users, by_email, meta)| {
+        let ids = (&self.users, &self.by_email, &self.meta, &self.imports)
+            .transaction(|(users, by_email, meta, imports)| {
                 let first = match meta.get(NEXT_ID_KEY)? {
                     Some(v) => tx(decode_id(&v))?.0,
                     None => 1,
@@ -46,11 +156,106 @@ impl Maintenance for SledStore {
                 }
                 let next = UserId(first + batch.len() as u64);
                 meta.insert(NEXT_ID_KEY, encode_id(next).as_slice())?;
+                if let Some(import) = import {
+                    let tag = Tag {
+                        import,
+                        first,
+                        count: batch.len() as u64,
+                    };
+                    imports.insert(tag.key().as_slice(), tag.value().as_slice())?;
+                }
                 Ok(ids)
             })
             .map_err(flatten)?;
         self.flush()?;
         Ok(ids)
+    }
+
+    /// Removes the users of one tagged batch (with whatever they came to
+    /// own) and its tag, in one transaction; returns how many users were
+    /// still there.
+    fn roll_back_batch(&self, tag: &Tag) -> Result<usize, StoreError> {
+        let tag_key = tag.key();
+        (
+            &self.users,
+            &self.by_email,
+            &self.sessions,
+            &self.tokens,
+            &self.owned,
+            &self.imports,
+        )
+            .transaction(|(users, by_email, sessions, tokens, owned, imports)| {
+                let mut removed = 0;
+                for id in (tag.first..tag.first + tag.count).map(UserId) {
+                    let key = encode_id(id);
+                    let Some(bytes) = users.remove(key.as_slice())? else {
+                        continue;
+                    };
+                    removed += 1;
+                    let user = tx(decode_user(id, &bytes))?;
+                    if by_email.get(user.email.key())?.as_deref() == Some(key.as_slice()) {
+                        by_email.remove(user.email.key())?;
+                    }
+                    let list = owned_in(owned, id)?;
+                    for (hash, _) in &list.sessions {
+                        sessions.remove(hash.as_bytes().as_slice())?;
+                    }
+                    for (_, hash) in &list.tokens {
+                        tokens.remove(hash.as_bytes().as_slice())?;
+                    }
+                    owned.remove(key.as_slice())?;
+                }
+                imports.remove(tag_key.as_slice())?;
+                Ok(removed)
+            })
+            .map_err(flatten)
+    }
+
+    /// Rolls back every batch still tagged (imports that never committed),
+    /// and says so on stderr; called by every open, before anything reads
+    /// the store. Does nothing, at the cost of one read, when no tag is
+    /// left.
+    pub(super) fn recover_imports(&self, path: &Path) -> Result<(), StoreError> {
+        if self.imports.is_empty() {
+            return Ok(());
+        }
+        let tags = self
+            .imports
+            .iter()
+            .map(|entry| {
+                let (key, value) = entry?;
+                Tag::decode(&key, &value)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let imports: BTreeSet<u64> = tags.iter().map(|t| t.import).collect();
+        let mut removed = 0;
+        for tag in &tags {
+            removed += self.roll_back_batch(tag)?;
+        }
+        self.flush()?;
+        eprintln!(
+            "authd: rolled back {} interrupted import(s) in {}: removed the {removed} users \
+             it had written (nothing of an import stays unless it completes)",
+            imports.len(),
+            crate::store::absolute(path).display()
+        );
+        Ok(())
+    }
+}
+
+impl Maintenance for SledStore {
+    fn add_users(&self, batch: &[(Email, String)]) -> Result<Vec<UserId>, StoreError> {
+        self.insert_users(batch, None)
+    }
+
+    fn begin_import(&self) -> Result<Box<dyn Import + '_>, StoreError> {
+        let mut id = [0u8; 8];
+        crate::token::fill_random(&mut id).map_err(|e| StoreError::Backend(e.to_string()))?;
+        Ok(Box::new(SledImport {
+            store: self,
+            id: u64::from_be_bytes(id),
+            tags: Vec::new(),
+        }))
     }
 
     fn each_user(&self, visit: &mut dyn FnMut(User) -> ControlFlow<()>) -> Result<(), StoreError> {
@@ -220,5 +425,115 @@ impl SledStore {
             }
         }
         Ok(problems)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::test_support::{open_when_free, store, wait_released};
+    use super::*;
+    use crate::store::{Upgrade, UserStore};
+
+    const HASH: &str = "$2b$04$abcdefghijklmnopqrstuujydOTSfIH/d5oUHpsygqV5X9xJLQc6e";
+
+    fn users(from: usize, n: usize) -> Vec<(Email, String)> {
+        (from..from + n)
+            .map(|i| {
+                (
+                    Email::parse(&format!("u{i}@x.io")).unwrap(),
+                    HASH.to_owned(),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn tags_round_trip_and_damaged_ones_are_refused() {
+        let tag = Tag {
+            import: 0xdead_beef,
+            first: 7,
+            count: 10_000,
+        };
+        assert_eq!(Tag::decode(&tag.key(), &tag.value()).unwrap(), tag);
+        let mut value = tag.value();
+        value[0] = 9;
+        assert!(Tag::decode(&tag.key(), &value).is_err());
+        assert!(Tag::decode(&tag.key()[..15], &tag.value()).is_err());
+        let huge = Tag {
+            count: MAX_TAGGED + 1,
+            ..tag
+        };
+        assert!(Tag::decode(&huge.key(), &huge.value()).is_err());
+        let overflow = Tag {
+            first: u64::MAX,
+            count: 2,
+            ..tag
+        };
+        assert!(Tag::decode(&overflow.key(), &overflow.value()).is_err());
+    }
+
+    #[test]
+    fn a_committed_import_stays_and_leaves_no_tag() {
+        let (_dir, store) = store();
+        store.add_user(&users(100, 1)[0].0, HASH).unwrap();
+        let mut import = store.begin_import().unwrap();
+        let first = import.add_users(&users(0, 3)).unwrap();
+        let second = import.add_users(&users(3, 2)).unwrap();
+        assert_eq!(first, [UserId(2), UserId(3), UserId(4)]);
+        assert_eq!(second, [UserId(5), UserId(6)]);
+        assert_eq!(store.imports.len(), 2);
+        // Tags are not inconsistencies.
+        assert_eq!(store.check().unwrap(), Vec::<String>::new());
+        import.commit().unwrap();
+        assert!(store.imports.is_empty());
+        assert_eq!(store.counts().unwrap().users, 6);
+        assert_eq!(store.check().unwrap(), Vec::<String>::new());
+    }
+
+    #[test]
+    fn a_rolled_back_import_leaves_the_store_as_it_was() {
+        let (_dir, store) = store();
+        let before = store.add_user(&users(100, 1)[0].0, HASH).unwrap();
+        let mut import = store.begin_import().unwrap();
+        import.add_users(&users(0, 3)).unwrap();
+        // A refused batch writes nothing and no tag.
+        let taken = vec![users(5, 1)[0].clone(), users(100, 1)[0].clone()];
+        assert!(matches!(
+            import.add_users(&taken),
+            Err(StoreError::EmailTaken)
+        ));
+        assert_eq!(store.imports.len(), 1);
+        assert_eq!(import.roll_back().unwrap(), 3);
+        assert!(store.imports.is_empty());
+        assert_eq!(store.counts().unwrap().users, 1);
+        assert_eq!(store.user_by_email(&before.email).unwrap(), before);
+        assert!(store.user_by_email(&users(0, 1)[0].0).is_err());
+        assert_eq!(store.check().unwrap(), Vec::<String>::new());
+        // The emails are free again.
+        store.add_users(&users(0, 3)).unwrap();
+    }
+
+    #[test]
+    fn an_import_never_committed_is_rolled_back_at_the_next_open() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = SledStore::open(dir.path()).unwrap();
+            store.add_user(&users(100, 1)[0].0, HASH).unwrap();
+            let mut import = store.begin_import().unwrap();
+            import.add_users(&users(0, 4)).unwrap();
+            import.add_users(&users(4, 4)).unwrap();
+            // Neither committed nor rolled back: as if the process died.
+            std::mem::forget(import);
+            store.flush().unwrap();
+        }
+        wait_released(dir.path());
+        let store = open_when_free(dir.path(), Upgrade::Refuse).unwrap();
+        assert!(store.imports.is_empty());
+        assert_eq!(store.counts().unwrap().users, 1);
+        assert_eq!(store.by_email.len(), 1);
+        assert_eq!(store.check().unwrap(), Vec::<String>::new());
+        // New ids continue after the rolled-back ones.
+        let next = store.add_user(&users(0, 1)[0].0, HASH).unwrap();
+        assert_eq!(next.id, UserId(10));
     }
 }

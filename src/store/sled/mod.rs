@@ -8,11 +8,19 @@
 //!   tokens, so a transaction reaches all of them by key (sled
 //!   transactions cannot scan)
 //! - `meta`: the format marker, the next id, a heartbeat
+//! - `imports`: one tag per batch of an import not yet committed (import
+//!   id, first user id -> number of users); empty between imports, see
+//!   `maintenance`
 //!
 //! Every write runs as one sled transaction over the records and indexes
 //! it touches, so they never disagree, then flushes before returning. The
 //! files split by concern: [`schema`] (opening, format, migrations),
 //! `users`, `sessions`, `tokens` and `maintenance` (the trait of each).
+//!
+//! The directory is private whatever the umask: authd makes it 0700 before
+//! sled writes in it, and every file and directory in it 0700/0600 at each
+//! open (sled creates its files with the process umask; those it makes
+//! later, snapshots, are out of reach inside the 0700 directory).
 
 mod maintenance;
 pub mod schema;
@@ -20,12 +28,13 @@ mod sessions;
 mod tokens;
 mod users;
 
+use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
 use std::path::Path;
 
 use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
 use sled::Tree;
 
-use super::{OpenError, StoreError, Upgrade};
+use super::{absolute, Found, OpenError, OpenMode, StoreError, Upgrade};
 use crate::codec::{self, decode_id, decode_owned, decode_user, encode_id, encode_owned, Owned};
 use crate::user::{User, UserId};
 
@@ -45,6 +54,7 @@ pub struct SledStore {
     tokens: Tree,
     owned: Tree,
     meta: Tree,
+    imports: Tree,
 }
 
 type TxResult<T> = Result<T, ConflictableTransactionError<StoreError>>;
@@ -93,9 +103,46 @@ impl SledStore {
         cache_bytes: u64,
         upgrade: Upgrade,
     ) -> Result<SledStore, OpenError> {
+        Self::open_as(path, cache_bytes, upgrade, OpenMode::Create).map(|(store, _)| store)
+    }
+
+    /// [`SledStore::open_with`], creating a store only as `mode` allows;
+    /// returns the store and whether this open created it. A refusal
+    /// ([`OpenError::NoStore`]) creates nothing, not even the directory.
+    ///
+    /// An import interrupted in this store is rolled back here, before
+    /// anything else reads it (and said on stderr).
+    pub fn open_as(
+        path: &Path,
+        cache_bytes: u64,
+        upgrade: Upgrade,
+        mode: OpenMode,
+    ) -> Result<(SledStore, bool), OpenError> {
         // sled creates its `db` file on first open; one that exists already
         // must hold an authd store.
-        let had_files = path.join("db").metadata().is_ok_and(|m| m.len() > 0);
+        let db_file = path.join("db").metadata();
+        let had_files = db_file.as_ref().is_ok_and(|m| m.len() > 0);
+        // A `db` that cannot be looked at (permissions) is left to sled,
+        // whose error says why; only a missing one means "no store".
+        let no_db = matches!(&db_file, Err(e) if e.kind() == std::io::ErrorKind::NotFound);
+        if no_db {
+            let found = Found::of(path);
+            let refused = match mode {
+                OpenMode::Create => false,
+                OpenMode::Existing => true,
+                OpenMode::CreateIfEmpty => found == Found::OtherFiles,
+            };
+            if refused {
+                return Err(OpenError::NoStore {
+                    path: absolute(path),
+                    found,
+                });
+            }
+            create_private_dir(path).map_err(|e| OpenError::Unusable {
+                path: path.to_owned(),
+                reason: e.to_string(),
+            })?;
+        }
         let db = sled::Config::new()
             .path(path)
             .cache_capacity(cache_bytes)
@@ -111,9 +158,10 @@ impl SledStore {
                     }
                 }
             })?;
+        make_private(path);
         let store = Self::trees(db, path)?;
-        schema::prepare(&store, path, had_files, upgrade)?;
-        Ok(store)
+        let created = schema::prepare(&store, path, had_files, upgrade, mode)?;
+        Ok((store, created))
     }
 
     /// Opens the trees of an open sled database.
@@ -130,6 +178,7 @@ impl SledStore {
             tokens: tree("tokens")?,
             owned: tree("owned")?,
             meta: tree("meta")?,
+            imports: tree("imports")?,
             db: db.clone(),
         })
     }
@@ -150,6 +199,11 @@ impl SledStore {
             path: dest.to_owned(),
             reason: e.to_string(),
         };
+        // A backup holds every password hash: private from the start.
+        create_private_dir(dest).map_err(|e| OpenError::Unusable {
+            path: dest.to_owned(),
+            reason: e.to_string(),
+        })?;
         let copy = sled::Config::new().path(dest).open().map_err(failed)?;
         let mut entries = 0;
         for name in self.db.tree_names() {
@@ -174,10 +228,11 @@ impl SledStore {
             target.apply_batch(batch).map_err(failed)?;
         }
         copy.flush().map_err(failed)?;
+        make_private(dest);
         let store = Self::trees(copy, dest)?;
         // The copy is of the same format as this store: inspect, never
         // convert (a backup before a migration must stay the old format).
-        schema::prepare(&store, dest, true, Upgrade::Inspect)?;
+        schema::prepare(&store, dest, true, Upgrade::Inspect, OpenMode::Existing)?;
         Ok((store, entries))
     }
 
@@ -196,6 +251,59 @@ impl SledStore {
             None => Ok(None),
         }
     }
+}
+
+/// Mode of the store's directories (and of a backup's).
+const PRIVATE_DIR: u32 = 0o700;
+/// Mode of the store's files.
+const PRIVATE_FILE: u32 = 0o600;
+
+/// Creates `path` (and any missing parent, as usual) with mode 0700 before
+/// sled writes in it, or makes an existing one 0700. Explicitly, after
+/// creation: the umask may have taken bits off (never added any).
+fn create_private_dir(path: &Path) -> std::io::Result<()> {
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)?;
+    }
+    match std::fs::DirBuilder::new().mode(PRIVATE_DIR).create(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && path.is_dir() => {}
+        other => other?,
+    }
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(PRIVATE_DIR))
+}
+
+/// Makes `path` 0700 and everything in it 0700 (directories) or 0600
+/// (files), whatever the umask sled created them under. Symbolic links are
+/// left alone. A failure (a file of another owner) is a warning: the store
+/// works, but the operator should know it is not private.
+fn make_private(path: &Path) {
+    if let Err(e) = private_tree(path, 0) {
+        eprintln!(
+            "authd: warning: cannot make the store in {} private (mode 0700/0600): {e}",
+            path.display()
+        );
+    }
+}
+
+fn private_tree(path: &Path, depth: usize) -> std::io::Result<()> {
+    let meta = std::fs::symlink_metadata(path)?;
+    let wanted = if meta.is_dir() {
+        PRIVATE_DIR
+    } else if meta.is_file() {
+        PRIVATE_FILE
+    } else {
+        return Ok(());
+    };
+    if meta.permissions().mode() & 0o7777 != wanted {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(wanted))?;
+    }
+    // sled's layout is two levels deep (`blobs/`); a bound all the same.
+    if meta.is_dir() && depth < 4 {
+        for entry in std::fs::read_dir(path)? {
+            private_tree(&entry?.path(), depth + 1)?;
+        }
+    }
+    Ok(())
 }
 
 /// What user `id` owns, read inside a transaction (empty if nothing).
@@ -267,3 +375,25 @@ pub(crate) mod test_support {
 
 #[cfg(test)]
 mod tests;
+
+/// The process holding the lock of the store in `dir`, as "pid N, NAME",
+/// from the kernel's table of file locks (Linux's `/proc/locks`), so an
+/// "in use" refusal says which process to stop; `None` where that table
+/// is not readable or names no holder.
+pub(crate) fn lock_holder(dir: &Path) -> Option<String> {
+    use std::os::unix::fs::MetadataExt as _;
+    let inode = std::fs::metadata(dir.join("db")).ok()?.ino();
+    let locks = std::fs::read_to_string("/proc/locks").ok()?;
+    // "1: FLOCK  ADVISORY  WRITE 19909 fe:00:10019689 0 EOF"; a waiter's
+    // line has "->" after the number.
+    let pid = locks.lines().find_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().filter(|f| *f != "->").collect();
+        let file_inode: u64 = fields.get(5)?.rsplit(':').next()?.parse().ok()?;
+        (file_inode == inode).then(|| fields.get(4)?.parse::<u32>().ok())?
+    })?;
+    let name = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+    Some(match name.trim() {
+        "" => format!("pid {pid}"),
+        name => format!("pid {pid}, {name}"),
+    })
+}

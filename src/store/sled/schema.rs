@@ -21,7 +21,7 @@ use crate::codec::{
 use crate::one_time::{OneTimeToken, Purpose};
 use crate::server_key::ServerKey;
 use crate::session::{Session, SessionId};
-use crate::store::{Migration, OpenError, StoreError, Upgrade};
+use crate::store::{absolute, Found, Migration, OpenError, OpenMode, StoreError, Upgrade};
 
 /// 32 bytes from the OS random source.
 pub(crate) fn random_key() -> Result<[u8; 32], StoreError> {
@@ -138,22 +138,32 @@ fn state(store: &SledStore, path: &Path) -> Result<Option<State>, OpenError> {
 }
 
 /// Checks (or, for a new directory, writes) the marker, and migrates as
-/// `upgrade` says.
+/// `upgrade` says; a store of the current format then has any interrupted
+/// import rolled back. Returns whether it wrote a new store's marker
+/// (`mode` permitting: [`OpenMode::Existing`] refuses instead).
 pub(super) fn prepare(
     store: &SledStore,
     path: &Path,
     had_files: bool,
     upgrade: Upgrade,
-) -> Result<(), OpenError> {
+    mode: OpenMode,
+) -> Result<bool, OpenError> {
     let unusable = |e: StoreError| OpenError::Unusable {
         path: path.to_owned(),
         reason: e.to_string(),
     };
     match state(store, path)? {
-        Some(State::Current) => Ok(()),
+        Some(State::Current) => {
+            store.recover_imports(path).map_err(unusable)?;
+            Ok(false)
+        }
         Some(State::Behind { from, interrupted }) => match upgrade {
-            Upgrade::Apply => store.migrate().map(|_| ()).map_err(unusable),
-            Upgrade::Inspect => Ok(()),
+            Upgrade::Apply => {
+                store.migrate().map_err(unusable)?;
+                store.recover_imports(path).map_err(unusable)?;
+                Ok(false)
+            }
+            Upgrade::Inspect => Ok(false),
             Upgrade::Refuse => Err(OpenError::Outdated {
                 target: path.display().to_string(),
                 found: from,
@@ -178,12 +188,19 @@ pub(super) fn prepare(
                      program); restore a backup, or point --data-dir at a new directory"
                 .to_owned(),
         }),
+        // An empty `db` file (sled stopped while creating it): not a
+        // store to open as existing.
+        None if mode == OpenMode::Existing => Err(OpenError::NoStore {
+            path: absolute(path),
+            found: Found::OtherFiles,
+        }),
         None => {
             store
                 .meta
                 .insert(MARKER_KEY, marker(CURRENT_FORMAT).as_bytes())
                 .map_err(|e| unusable(e.into()))?;
-            store.flush().map_err(unusable)
+            store.flush().map_err(unusable)?;
+            Ok(true)
         }
     }
 }
