@@ -7,7 +7,8 @@
 //! [`throttle`], [`audit`] and [`outbox`], [`auth`] (every use case),
 //! [`delivery`] (the worker that sends reset tokens), [`http`] (transport
 //! only: extract, call, map errors), [`server`] (the HTTP server's
-//! lifecycle) and [`cli`] (flags into a validated [`config::Config`]).
+//! lifecycle), [`control`] (admin commands through a local socket while a
+//! server holds the embedded store) and [`cli`] (flags into a validated [`config::Config`]).
 
 // Library code must not panic on a request path: no unwrap, expect or
 // panic outside tests (as kanidm does).
@@ -23,6 +24,7 @@ pub mod cli;
 pub mod clock;
 pub mod codec;
 pub mod config;
+pub mod control;
 pub mod delivery;
 pub mod device;
 pub mod email_key;

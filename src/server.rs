@@ -14,6 +14,7 @@ use crate::audit::Audit;
 use crate::auth::limits::Limits;
 use crate::auth::{Auth, AuthError, ResetDelivery, Rules};
 use crate::config::{Config, Profile};
+use crate::control;
 use crate::delivery;
 use crate::device::DeviceKeys;
 use crate::hasher::Hasher;
@@ -60,6 +61,8 @@ pub struct Running {
     courier: Option<JoinHandle<()>>,
     store: AnyStore,
     app: Arc<App>,
+    /// The control socket, when one is served (embedded store only).
+    control: Option<control::listener::Listener>,
 }
 
 /// Opens the store and starts serving `config` on a background thread.
@@ -163,6 +166,7 @@ pub fn start(config: &Config) -> Result<Running, StartError> {
         courier,
         store,
         app,
+        control: None,
     })
 }
 
@@ -372,6 +376,19 @@ impl Running {
         &self.store
     }
 
+    /// Serves admin commands on the Unix socket `path` (the embedded
+    /// store's: call it only while this server holds the store, so a
+    /// socket file already there is a stale one, replaced). The socket is
+    /// removed when the server stops.
+    pub fn serve_control(
+        &mut self,
+        path: &std::path::Path,
+        runner: Arc<dyn control::Runner>,
+    ) -> std::io::Result<()> {
+        self.control = Some(control::listener::start(path, runner)?);
+        Ok(())
+    }
+
     /// Blocks until the stop flag is set and the server has stopped (or the
     /// grace period for in-flight requests is over), then flushes the store.
     pub fn wait(mut self) -> Result<(), StoreError> {
@@ -382,6 +399,9 @@ impl Running {
             let _ = thread.join();
         }
         self.stop.store(true, Ordering::SeqCst);
+        if let Some(listener) = self.control.take() {
+            listener.stop();
+        }
         for worker in [self.janitor.take(), self.courier.take()]
             .into_iter()
             .flatten()

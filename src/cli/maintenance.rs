@@ -1,11 +1,13 @@
 //! `authd check`, `authd backup` and `authd migrate`.
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Instant;
 
 use clap::Args;
 
-use super::{CliError, StoreArgs};
+use super::{unwritten, CliError, Env, StoreArgs};
 use crate::store::lookalikes::{lookalikes, Lookalike};
 use crate::store::{AnyStore, Maintenance as _, Upgrade};
 
@@ -16,26 +18,33 @@ pub struct BackupArgs {
     /// hash.
     dest: PathBuf,
     #[command(flatten)]
-    store: StoreArgs,
+    pub(super) store: StoreArgs,
 }
 
 /// Reports every inconsistency; exit 0 only for a clean store. Lists the
 /// look-alike accounts an email-rule migration kept apart (not a fault).
-pub fn check(args: StoreArgs) -> Result<ExitCode, CliError> {
-    let store = args.open()?;
+/// A live store (through the control socket) is checked with its writers
+/// paused, so what is compared is one state.
+pub(super) fn check(args: StoreArgs, env: &mut Env<'_>) -> Result<ExitCode, CliError> {
+    let store = args.open_in(env.store)?;
+    let location = env.location(&args);
+    let paused = env.store.and_then(|served| served.pause_writers());
     let problems = store.maintenance().check()?;
     let counts = store.maintenance().counts()?;
-    let location = args.location();
-    print_lookalikes(&lookalikes(store.request().as_ref(), store.maintenance())?);
+    let found = lookalikes(store.request().as_ref(), store.maintenance())?;
+    drop(paused);
+    print_lookalikes(env.out, &found).map_err(unwritten)?;
     if problems.is_empty() {
-        println!(
+        writeln!(
+            env.out,
             "store {location} is consistent: {} users, {} sessions, {} one-time tokens",
             counts.users, counts.sessions, counts.tokens
-        );
+        )
+        .map_err(unwritten)?;
         return Ok(ExitCode::SUCCESS);
     }
     for problem in &problems {
-        println!("{problem}");
+        writeln!(env.out, "{problem}").map_err(unwritten)?;
     }
     Err(CliError::Refused(format!(
         "store {location} has {} problems",
@@ -45,40 +54,45 @@ pub fn check(args: StoreArgs) -> Result<ExitCode, CliError> {
 
 /// One line per account kept under its old key, addresses quoted with
 /// invisible characters escaped (`\u{200b}`), so the pair can be told apart.
-fn print_lookalikes(found: &[Lookalike]) {
+fn print_lookalikes(out: &mut dyn Write, found: &[Lookalike]) -> std::io::Result<()> {
     if found.is_empty() {
-        return;
+        return Ok(());
     }
-    println!(
+    writeln!(
+        out,
         "{} look-alike account(s), each reachable by the spelling it registered with \
          (docs/how-it-works.md, \"Look-alike addresses\"):",
         found.len()
-    );
+    )?;
     for pair in found {
         let kept = &pair.kept_old_key;
         match &pair.holder {
-            Some(holder) => println!(
+            Some(holder) => writeln!(
+                out,
                 "  user {} {:?} shares a key with user {} {:?}",
                 kept.id,
                 kept.email.as_str(),
                 holder.id,
                 holder.email.as_str()
             ),
-            None => println!(
+            None => writeln!(
+                out,
                 "  user {} {:?} keeps its old key; no account holds its new key {:?}",
                 kept.id,
                 kept.email.as_str(),
                 kept.email.rule_key().unwrap_or_default()
             ),
-        }
+        }?;
     }
+    Ok(())
 }
 
 /// Copies the store while holding its lock (so no server writes meanwhile),
-/// then checks the copy.
+/// then checks the copy. Through a server's control socket, the server's
+/// writers pause for the copy instead (and how long is logged).
 #[cfg_attr(not(feature = "postgres"), allow(irrefutable_let_patterns))]
-pub fn backup(args: BackupArgs) -> Result<ExitCode, CliError> {
-    let dest = &args.dest;
+pub(super) fn backup(args: BackupArgs, env: &mut Env<'_>) -> Result<ExitCode, CliError> {
+    let dest = &env.path(&args.dest);
     if dest.exists()
         && std::fs::read_dir(dest)
             .map_err(|e| CliError::Io(format!("cannot read {}: {e}", dest.display())))?
@@ -90,14 +104,25 @@ pub fn backup(args: BackupArgs) -> Result<ExitCode, CliError> {
             dest.display()
         )));
     }
-    let AnyStore::Sled(store) = args.store.open()? else {
+    let held = args.store.open_in(env.store)?;
+    let AnyStore::Sled(store) = &*held else {
         return Err(CliError::Refused(
             "backup copies the embedded store; back up a PostgreSQL database with its own \
              tools (pg_dump, or your provider's snapshots), or take `authd export`"
                 .to_owned(),
         ));
     };
-    let (copy, copied) = store.backup_to(dest)?;
+    let paused = env.store.map(|_| (store.pause_writers(), Instant::now()));
+    let copied = store.backup_to(dest);
+    if let Some((guard, since)) = paused {
+        drop(guard);
+        eprintln!(
+            "authd: backup to {}: writers paused for {} ms",
+            dest.display(),
+            since.elapsed().as_millis()
+        );
+    }
+    let (copy, copied) = copied?;
     let problems = copy.check()?;
     if !problems.is_empty() {
         return Err(CliError::Refused(format!(
@@ -106,12 +131,14 @@ pub fn backup(args: BackupArgs) -> Result<ExitCode, CliError> {
             problems.join("; ")
         )));
     }
-    println!(
+    writeln!(
+        env.out,
         "backed up {} users ({copied} entries) to {}; start authd with --data-dir {} to restore",
         copy.counts()?.users,
-        dest.display(),
-        dest.display()
-    );
+        args.dest.display(),
+        args.dest.display()
+    )
+    .map_err(unwritten)?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -126,14 +153,29 @@ pub struct MigrateArgs {
     #[arg(long, value_name = "DIR")]
     backup_dir: Option<PathBuf>,
     #[command(flatten)]
-    store: StoreArgs,
+    pub(super) store: StoreArgs,
 }
 
 /// Brings the store to this authd's format: an embedded store is backed up
 /// first (and the backup checked); a database migrates under its advisory
 /// lock. With `--dry-run`, only says what it would do.
 #[cfg_attr(not(feature = "postgres"), allow(irrefutable_let_patterns))]
-pub fn migrate(args: MigrateArgs) -> Result<ExitCode, CliError> {
+pub(super) fn migrate(args: MigrateArgs, env: &mut Env<'_>) -> Result<ExitCode, CliError> {
+    if let Some(served) = env.store {
+        // A server migrates its store at start: the one it holds is current.
+        if served.pending_migrations()?.is_empty() {
+            writeln!(
+                env.out,
+                "store {} is up to date; nothing to migrate",
+                env.location(&args.store)
+            )
+            .map_err(unwritten)?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        return Err(CliError::Refused(
+            "a migration needs the server stopped: stop it, then run `authd migrate`".to_owned(),
+        ));
+    }
     let location = args.store.location();
     let store = args.store.open_existing(Upgrade::Inspect)?;
     let pending = store.pending_migrations()?;
@@ -203,17 +245,28 @@ enum KeyCommand {
 }
 
 /// `authd key rotate`: never prints a key.
-pub fn key(args: KeyArgs) -> Result<ExitCode, CliError> {
+pub(super) fn key(args: KeyArgs, env: &mut Env<'_>) -> Result<ExitCode, CliError> {
     match args.command {
         KeyCommand::Rotate { store: args } => {
-            let store = args.open()?;
+            let store = args.open_in(env.store)?;
             store.rotate_server_key()?;
-            println!(
-                "a new server key is in the store {}; the previous one is still accepted. \
-                 Restart the servers to use it.",
-                args.location()
-            );
+            let location = env.location(&args);
+            writeln!(
+                env.out,
+                "a new server key is in the store {location}; the previous one is still \
+                 accepted. Restart the servers to use it."
+            )
+            .map_err(unwritten)?;
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+impl KeyArgs {
+    /// The store flags of the subcommand.
+    pub(super) fn store(&self) -> &StoreArgs {
+        match &self.command {
+            KeyCommand::Rotate { store } => store,
+        }
+    }
 }

@@ -5,18 +5,24 @@
 //! PostgreSQL. Only `serve` creates a store wherever it is pointed; the
 //! admin commands refuse a directory (or database) without one, except
 //! `import` and `user add`, which create one in a missing or empty
-//! directory (or with `--create`) and say so. Exit codes: 0 success, 1 not
+//! directory (or with `--create`) and say so. While `authd serve` holds an
+//! embedded store, the admin commands run in it through its control socket
+//! (`remote`, `crate::control`): same code, output and exit codes; the
+//! store-in-use error remains for when the socket cannot serve, with why.
+//! Exit codes: 0 success, 1 not
 //! found or refused (one clear line on stderr), 2 usage (clap's
 //! convention), 130 an import interrupted by a signal.
 
 mod maintenance;
+mod remote;
 mod serve;
 mod system;
 mod transfer;
 mod usage;
 mod user;
 
-use std::path::PathBuf;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Args, CommandFactory as _, Parser, Subcommand};
@@ -31,8 +37,8 @@ use crate::store::{AnyStore, Location, OpenError, OpenMode, Opened, StoreError, 
 /// cookie, profile, log out, password reset) in one binary.
 ///
 /// Without a subcommand authd serves the HTTP API (`authd serve`). The other
-/// subcommands work on the store directly; on the embedded store they
-/// refuse to run while a server holds it.
+/// subcommands work on the store directly; while a server holds the
+/// embedded store, they run in that server through its control socket.
 #[derive(Debug, Parser)]
 #[command(name = "authd", version, args_conflicts_with_subcommands = true)]
 pub struct Cli {
@@ -85,9 +91,117 @@ pub struct StoreArgs {
         hide_env_values = true
     )]
     pub database: Option<String>,
+
+    /// The control socket: where `authd serve` takes admin commands while
+    /// it holds the embedded store, and where admin commands reach it
+    /// (owner and root only; never over HTTP). Set it when the data
+    /// directory's path is long: a socket path has at most 107 bytes
+    /// [default: DATA_DIR/authd.sock].
+    #[arg(long, env = "AUTHD_CONTROL_SOCKET", value_name = "PATH")]
+    pub control_socket: Option<PathBuf>,
+}
+
+/// Where a command's store, input and output are: this process's own
+/// (`store` is `None`: the command opens the store), or a server's, the
+/// command having come through its control socket (`store` is the server's
+/// open store, the streams are the socket's frames).
+pub(crate) struct Env<'a> {
+    /// The store a server holds, when the command runs in that server,
+    /// and where it is.
+    pub store: Option<&'a AnyStore>,
+    pub location: Option<&'a Location>,
+    pub out: &'a mut dyn Write,
+    pub err: &'a mut dyn Write,
+    pub input: &'a mut dyn Read,
+    /// Whether `input` is a terminal one may prompt on.
+    pub terminal: bool,
+    /// The client's working directory, against which a relative path it
+    /// named is read (`backup DEST`); `None` in the direct case.
+    pub cwd: Option<&'a Path>,
+    /// Through a socket: whether the client went away.
+    pub gone: Option<&'a dyn Fn() -> bool>,
+}
+
+impl Env<'_> {
+    /// Runs `command` on this process's own standard streams.
+    fn direct<T>(command: impl FnOnce(&mut Env<'_>) -> T) -> T {
+        use std::io::IsTerminal as _;
+        let (mut out, mut err, mut input) =
+            (std::io::stdout(), std::io::stderr(), std::io::stdin());
+        let terminal = input.is_terminal();
+        command(&mut Env {
+            store: None,
+            location: None,
+            out: &mut out,
+            err: &mut err,
+            input: &mut input,
+            terminal,
+            cwd: None,
+            gone: None,
+        })
+    }
+
+    /// Whether the command runs inside a server, through its control socket.
+    fn served(&self) -> bool {
+        self.store.is_some()
+    }
+
+    /// Whether the client of a command run through a socket went away (an
+    /// import then stops and rolls back, as on a signal).
+    fn gone(&self) -> bool {
+        self.gone.is_some_and(|gone| gone())
+    }
+
+    /// Where the store is: the server's, or the one `args` name.
+    fn location(&self, args: &StoreArgs) -> Location {
+        match self.location {
+            Some(location) => location.clone(),
+            None => args.location(),
+        }
+    }
+
+    /// `path` as the client meant it.
+    fn path(&self, path: &Path) -> PathBuf {
+        match self.cwd {
+            Some(cwd) => cwd.join(path),
+            None => path.to_owned(),
+        }
+    }
+}
+
+/// An open store: one a command opened itself, or the server's.
+pub(crate) enum Held<'a> {
+    Own(AnyStore),
+    Served(&'a AnyStore),
+}
+
+impl std::ops::Deref for Held<'_> {
+    type Target = AnyStore;
+    fn deref(&self) -> &AnyStore {
+        match self {
+            Held::Own(store) => store,
+            Held::Served(store) => store,
+        }
+    }
 }
 
 impl StoreArgs {
+    /// The control socket of a server holding this store.
+    pub fn socket(&self) -> PathBuf {
+        self.control_socket
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join(crate::control::DEFAULT_SOCKET_NAME))
+    }
+
+    /// The server's store when the command runs in it, else
+    /// [`StoreArgs::open`].
+    fn open_in<'a>(&self, served: Option<&'a AnyStore>) -> Result<Held<'a>, CliError> {
+        match served {
+            Some(store) => Ok(Held::Served(store)),
+            None => self.open().map(Held::Own),
+        }
+    }
+
     /// Where the store is, with the default cache and pool sizes.
     fn location(&self) -> Location {
         let mut config = Config::new(&self.data_dir);
@@ -209,14 +323,62 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         None => serve_with(cli.serve),
         Some(Command::Serve(args)) => serve_with(*args),
-        Some(Command::User(args)) => user::run(args),
-        Some(Command::Export(args)) => transfer::export(args),
-        Some(Command::Import(args)) => transfer::import(args),
-        Some(Command::Check(args)) => maintenance::check(args),
-        Some(Command::Backup(args)) => maintenance::backup(args),
-        Some(Command::Migrate(args)) => maintenance::migrate(args),
-        Some(Command::Key(args)) => maintenance::key(args),
+        Some(command) => {
+            let socket = command.store().map(StoreArgs::socket);
+            let plan = remote::Plan::of(&command);
+            match Env::direct(|env| run_admin(command, env)) {
+                // A server holds the embedded store: run the command in it,
+                // through its control socket.
+                Err(CliError::Open(OpenError::InUse(dir))) => match socket {
+                    Some(socket) => remote::run(&socket, &dir, plan),
+                    None => Err(CliError::Open(OpenError::InUse(dir))),
+                },
+                other => other,
+            }
+        }
     };
+    report(result)
+}
+
+/// An admin command, on the store and streams of `env`.
+fn run_admin(command: Command, env: &mut Env<'_>) -> Result<ExitCode, CliError> {
+    match command {
+        Command::Serve(_) => Err(CliError::Refused(
+            "`serve` is not an admin command".to_owned(),
+        )),
+        Command::User(args) => user::run(args, env),
+        Command::Export(args) => transfer::export(args, env),
+        Command::Import(args) => transfer::import(args, env),
+        Command::Check(args) => maintenance::check(args, env),
+        Command::Backup(args) => maintenance::backup(args, env),
+        Command::Migrate(args) => maintenance::migrate(args, env),
+        Command::Key(args) => maintenance::key(args, env),
+    }
+}
+
+impl Command {
+    /// The store flags of an admin command.
+    fn store(&self) -> Option<&StoreArgs> {
+        match self {
+            Command::Serve(_) => None,
+            Command::User(args) => Some(args.store()),
+            Command::Export(args) => Some(&args.store),
+            Command::Import(args) => Some(&args.store),
+            Command::Check(args) => Some(args),
+            Command::Backup(args) => Some(&args.store),
+            Command::Migrate(args) => Some(&args.store),
+            Command::Key(args) => Some(args.store()),
+        }
+    }
+}
+
+/// A failed write of a command's output.
+fn unwritten(e: std::io::Error) -> CliError {
+    CliError::Io(format!("cannot write the output: {e}"))
+}
+
+/// The exit status of `result`, its error said on stderr.
+fn report(result: Result<ExitCode, CliError>) -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
@@ -233,10 +395,11 @@ fn serve_with(args: ServeArgs) -> Result<ExitCode, CliError> {
     // Before the configuration: the default connection cap follows the
     // limit this leaves.
     system::raise_fd_limit();
+    let socket = args.control_socket();
     let config = args
         .into_config()
         .unwrap_or_else(|message| usage_error(&message));
-    serve::serve(config)?;
+    serve::serve(config, socket)?;
     Ok(ExitCode::SUCCESS)
 }
 

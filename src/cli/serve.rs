@@ -298,6 +298,11 @@ pub struct ServeArgs {
 }
 
 impl ServeArgs {
+    /// Where the control socket goes (used only with the embedded store).
+    pub fn control_socket(&self) -> std::path::PathBuf {
+        self.store.socket()
+    }
+
     /// The validated configuration these options describe; an error says
     /// which options contradict each other.
     pub fn into_config(self) -> Result<Config, String> {
@@ -502,8 +507,20 @@ fn redacted_channel(channel: &Channel) -> String {
 
 /// Serves until SIGINT or SIGTERM, then stops accepting, lets in-flight
 /// requests finish, flushes the store and returns.
-pub fn serve(config: Config) -> Result<(), CliError> {
-    let running = server::start(&config)?;
+pub fn serve(config: Config, control_socket: std::path::PathBuf) -> Result<(), CliError> {
+    let mut running = server::start(&config)?;
+    // Admin commands reach an embedded store through the server while it
+    // runs (the store's lock is held now: a socket file there is stale).
+    if matches!(running.any_store(), crate::store::AnyStore::Sled(_)) {
+        let runner = super::remote::runner(running.any_store().clone(), config.location());
+        if let Err(e) = running.serve_control(&control_socket, runner) {
+            eprintln!(
+                "authd: no control socket at {} ({e}): admin commands need the server \
+                 stopped; --control-socket PATH puts it elsewhere",
+                control_socket.display()
+            );
+        }
+    }
     let stop = running.stop_flag();
     ctrlc::set_handler(move || stop.store(true, Ordering::SeqCst))?;
     eprintln!("authd: {}", summary(&config));

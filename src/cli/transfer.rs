@@ -37,7 +37,7 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
 
-use super::{CliError, StoreArgs};
+use super::{unwritten, CliError, Env, Held, StoreArgs};
 use crate::config::DEFAULT_BCRYPT_COST;
 use crate::store::StoreError;
 use crate::user::Email;
@@ -62,15 +62,15 @@ pub struct ExportArgs {
     /// Write to this file instead of standard output; it is made private
     /// (0600), as it holds every password hash.
     #[arg(long, short, value_name = "FILE")]
-    output: Option<PathBuf>,
+    pub(super) output: Option<PathBuf>,
     #[command(flatten)]
-    store: StoreArgs,
+    pub(super) store: StoreArgs,
 }
 
 #[derive(Debug, Args)]
 pub struct ImportArgs {
     /// JSON-lines file to read, or - for standard input.
-    file: String,
+    pub(super) file: String,
     /// Create a store even in a data directory that holds other files (by
     /// default only a missing or empty one gets a new store).
     #[arg(long)]
@@ -90,7 +90,7 @@ pub struct ImportArgs {
           value_parser = clap::value_parser!(u32).range(4..=31))]
     bcrypt_cost: u32,
     #[command(flatten)]
-    store: StoreArgs,
+    pub(super) store: StoreArgs,
 }
 
 impl ImportArgs {
@@ -115,14 +115,16 @@ struct ImportLine {
 }
 
 /// Streams every user out, one line each, in id order.
-pub fn export(args: ExportArgs) -> Result<ExitCode, CliError> {
-    let store = args.store.open()?;
-    let sink: Box<dyn Write> = match &args.output {
-        Some(path) => Box::new(
+/// Through a control socket the lines go to the client, which writes
+/// them to its --output file.
+pub(super) fn export(args: ExportArgs, env: &mut Env<'_>) -> Result<ExitCode, CliError> {
+    let store = args.store.open_in(env.store)?;
+    let sink: Box<dyn Write + '_> = match &args.output {
+        Some(path) if !env.served() => Box::new(
             create_private(path)
                 .map_err(|e| CliError::Io(format!("cannot create {}: {e}", path.display())))?,
         ),
-        None => Box::new(std::io::stdout().lock()),
+        _ => Box::new(&mut *env.out),
     };
     let mut out = BufWriter::new(sink);
     let mut count = 0u64;
@@ -150,13 +152,14 @@ pub fn export(args: ExportArgs) -> Result<ExitCode, CliError> {
     if let Some(e) = failed.or_else(|| out.flush().err()) {
         return Err(CliError::Io(format!("cannot write the export: {e}")));
     }
-    eprintln!("authd: exported {count} users");
+    drop(out);
+    writeln!(env.err, "authd: exported {count} users").map_err(unwritten)?;
     Ok(ExitCode::SUCCESS)
 }
 
 /// Creates (or truncates) `path` as a file only its owner may read: 0600
 /// whatever the umask, also when it existed with a wider mode.
-fn create_private(path: &std::path::Path) -> std::io::Result<File> {
+pub(super) fn create_private(path: &std::path::Path) -> std::io::Result<File> {
     let file = std::fs::OpenOptions::new()
         .write(true)
         .create(true)
@@ -233,6 +236,15 @@ struct Interrupt {
 }
 
 impl Interrupt {
+    /// No handler: an import run in a server (through its control socket)
+    /// must not take the server's signals; it runs to its end.
+    fn none() -> Interrupt {
+        Interrupt {
+            raised: Arc::new(AtomicBool::new(false)),
+            phase: Arc::new(AtomicU8::new(READING)),
+        }
+    }
+
     /// Installs the handler; `later` says who undoes a write cut short.
     fn install(later: &'static str) -> Result<Interrupt, CliError> {
         let raised = Arc::new(AtomicBool::new(false));
@@ -270,19 +282,28 @@ impl Interrupt {
 
 /// Validates every line, then writes them as one import of the store (all
 /// or nothing), in chunks of one transaction and one flush each.
-pub fn import(args: ImportArgs) -> Result<ExitCode, CliError> {
+/// Through a control socket the client sends the lines (of its file or
+/// its standard input).
+pub(super) fn import(args: ImportArgs, env: &mut Env<'_>) -> Result<ExitCode, CliError> {
     // The rate reported covers the whole command: reading, checks, writes.
     let started = Instant::now();
-    let interrupt = Interrupt::install(if args.store.database.is_some() {
-        "the database rolls back what was written"
+    let interrupt = if env.served() {
+        Interrupt::none()
     } else {
-        "what was written is rolled back the next time the store is opened"
-    })?;
+        Interrupt::install(if args.store.database.is_some() {
+            "the database rolls back what was written"
+        } else {
+            "what was written is rolled back the next time the store is opened"
+        })?
+    };
     // An existing store first: one in use is refused before reading any
     // input. A new one is made only once the input proved good.
-    let existing = args.store.open_or_plan(args.create)?;
-    let reader: Box<dyn BufRead> = if args.file == "-" {
-        Box::new(std::io::stdin().lock())
+    let existing = match env.store {
+        Some(store) => Some(Held::Served(store)),
+        None => args.store.open_or_plan(args.create)?.map(Held::Own),
+    };
+    let reader: Box<dyn BufRead + '_> = if args.file == "-" || env.served() {
+        Box::new(BufReader::new(&mut *env.input))
     } else {
         let file = File::open(&args.file)
             .map_err(|e| CliError::Io(format!("cannot open {}: {e}", args.file)))?;
@@ -290,7 +311,7 @@ pub fn import(args: ImportArgs) -> Result<ExitCode, CliError> {
     };
     let (users, errors) = parse_lines(reader, args.max_cost())?;
     if !errors.is_empty() {
-        return Err(report(&errors, "nothing was imported"));
+        return Err(report(env.err, &errors, "nothing was imported"));
     }
     let mut fresh = Vec::with_capacity(users.len());
     let mut existing_emails = Vec::new();
@@ -310,6 +331,7 @@ pub fn import(args: ImportArgs) -> Result<ExitCode, CliError> {
     }
     if !existing_emails.is_empty() && !args.skip_existing {
         return Err(report(
+            env.err,
             &existing_emails,
             "nothing was imported (use --skip-existing to leave those users as they are)",
         ));
@@ -317,12 +339,16 @@ pub fn import(args: ImportArgs) -> Result<ExitCode, CliError> {
     interrupt.enter(WRITING);
     let store = match existing {
         Some(store) => store,
-        None => args.store.create(args.create)?,
+        None => Held::Own(args.store.create(args.create)?),
     };
     let mut import = store.maintenance().begin_import()?;
-    let progress = Progress::new(fresh.len());
+    let progress = Progress::new(fresh.len(), !env.served());
+    // Through a control socket, a client that went away (interrupted)
+    // stops the import as a signal would.
+    let mut stopped = false;
     for chunk in fresh.chunks(IMPORT_CHUNK) {
-        if interrupt.raised() {
+        if interrupt.raised() || env.gone() {
+            stopped = true;
             break;
         }
         if let Err(e) = import.add_users(chunk) {
@@ -341,12 +367,14 @@ pub fn import(args: ImportArgs) -> Result<ExitCode, CliError> {
                 other => CliError::Refused(format!("{other}; {undone}")),
             });
         }
-        progress.advance(chunk.len());
+        progress.advance(chunk.len(), env.err);
     }
     progress.finish();
-    if interrupt.raised() {
+    if stopped || interrupt.raised() {
         let written = import.roll_back()?;
-        eprintln!(
+        // Said if anyone listens: through a socket, the client may be gone.
+        let _ = writeln!(
+            env.err,
             "authd: import interrupted: nothing was imported (the {} users written so far \
              were rolled back)",
             thousands(written as u64)
@@ -356,7 +384,8 @@ pub fn import(args: ImportArgs) -> Result<ExitCode, CliError> {
     interrupt.enter(COMMITTING);
     import.commit()?;
     let seconds = started.elapsed().as_secs_f64();
-    eprintln!(
+    writeln!(
+        env.err,
         "authd: imported {} users{} in {seconds:.1} s ({}/s)",
         thousands(fresh.len() as u64),
         if existing_emails.is_empty() {
@@ -365,7 +394,8 @@ pub fn import(args: ImportArgs) -> Result<ExitCode, CliError> {
             format!(", skipped {} already registered", existing_emails.len())
         },
         thousands(rate(fresh.len() as u64, seconds))
-    );
+    )
+    .map_err(unwritten)?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -380,8 +410,9 @@ struct Progress {
 }
 
 impl Progress {
-    fn new(total: usize) -> Progress {
-        let bar = if std::io::stderr().is_terminal() {
+    /// `bar`: a bar may be drawn (on this process's stderr, a terminal).
+    fn new(total: usize, bar: bool) -> Progress {
+        let bar = if bar && std::io::stderr().is_terminal() {
             ProgressBar::new(total as u64)
         } else {
             ProgressBar::hidden()
@@ -408,7 +439,7 @@ impl Progress {
         }
     }
 
-    fn advance(&self, written: usize) {
+    fn advance(&self, written: usize, err: &mut dyn Write) {
         self.bar.inc(written as u64);
         self.done.set(self.done.get() + written as u64);
         if !self.bar.is_hidden() {
@@ -424,7 +455,8 @@ impl Progress {
             return;
         }
         self.last_line.set(Some(now));
-        eprintln!(
+        let _ = writeln!(
+            err,
             "authd: import: {} of {} users written (not committed yet)",
             thousands(self.done.get()),
             thousands(self.total)
@@ -506,12 +538,12 @@ fn parse_lines(reader: impl BufRead, max_cost: u32) -> Result<Parsed, CliError> 
 }
 
 /// Prints each problem with its line number; returns the closing error.
-fn report(problems: &[(usize, String)], outcome: &str) -> CliError {
+fn report(err: &mut dyn Write, problems: &[(usize, String)], outcome: &str) -> CliError {
     for (line, message) in problems.iter().take(MAX_REPORTED) {
-        eprintln!("line {line}: {message}");
+        let _ = writeln!(err, "line {line}: {message}");
     }
     if problems.len() > MAX_REPORTED {
-        eprintln!("... and {} more", problems.len() - MAX_REPORTED);
+        let _ = writeln!(err, "... and {} more", problems.len() - MAX_REPORTED);
     }
     CliError::Refused(format!("{} bad lines; {outcome}", problems.len()))
 }

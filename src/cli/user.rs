@@ -5,14 +5,14 @@
 //! rules and the audit lines are the API's: emails and passwords go
 //! through the same parsers, and a password change ends every session.
 
-use std::io::{IsTerminal as _, Read as _, Write as _};
+use std::io::{Read as _, Write};
 use std::ops::ControlFlow;
 use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
 use serde_json::json;
 
-use super::{usage_error, CliError, StoreArgs};
+use super::{unwritten, usage_error, CliError, Env, Held, StoreArgs};
 use crate::audit::Audit;
 use crate::auth::limits::{LimitSettings, Limits};
 use crate::auth::{Auth, AuthError, Caller, Rules};
@@ -140,7 +140,34 @@ fn service(store: &AnyStore, bcrypt_cost: u32) -> Result<Auth, CliError> {
     ))
 }
 
-pub fn run(args: UserArgs) -> Result<ExitCode, CliError> {
+impl UserArgs {
+    /// The store flags of the subcommand.
+    pub(super) fn store(&self) -> &StoreArgs {
+        match &self.command {
+            UserCommand::Add { store, .. }
+            | UserCommand::List { store, .. }
+            | UserCommand::Show { store, .. }
+            | UserCommand::Delete { store, .. }
+            | UserCommand::SetPassword { store, .. }
+            | UserCommand::Sessions { store, .. }
+            | UserCommand::Logout { store, .. }
+            | UserCommand::Find { store, .. } => store,
+        }
+    }
+
+    /// Whether the subcommand reads a password from standard input, and
+    /// whether it was asked to with --password-stdin.
+    pub(super) fn password(&self) -> Option<bool> {
+        match &self.command {
+            UserCommand::Add { password, .. } | UserCommand::SetPassword { password, .. } => {
+                Some(password.password_stdin)
+            }
+            _ => None,
+        }
+    }
+}
+
+pub(super) fn run(args: UserArgs, env: &mut Env<'_>) -> Result<ExitCode, CliError> {
     let admin = Caller::admin();
     match args.command {
         UserCommand::Add {
@@ -153,20 +180,24 @@ pub fn run(args: UserArgs) -> Result<ExitCode, CliError> {
             // An existing store is opened (and one in use refused) before
             // the password is asked for; a new one is made only once there
             // is a password to give its first user.
-            let existing = args.open_or_plan(create)?;
-            let secret = read_password(password.password_stdin)?;
+            let existing = match env.store {
+                Some(store) => Some(Held::Served(store)),
+                None => args.open_or_plan(create)?.map(Held::Own),
+            };
+            let secret = read_password(password.password_stdin, env)?;
             let store = match existing {
                 Some(store) => store,
-                None => args.create(create)?,
+                None => Held::Own(args.create(create)?),
             };
             let user = service(&store, password.bcrypt_cost)?
                 .add_user(&admin, &email, &secret)
                 .map_err(refused(&email))?;
-            println!("created user {} <{}>", user.id, shown(&user.email));
+            writeln!(env.out, "created user {} <{}>", user.id, shown(&user.email))
+                .map_err(unwritten)?;
         }
         UserCommand::List { json, store } => {
-            let store = store.open()?;
-            let mut out = std::io::stdout().lock();
+            let store = store.open_in(env.store)?;
+            let out = &mut *env.out;
             let mut failed = None;
             if !json {
                 let _ = writeln!(out, "{:>8}  EMAIL", "ID");
@@ -191,17 +222,21 @@ pub fn run(args: UserArgs) -> Result<ExitCode, CliError> {
         }
         UserCommand::Show { email, json, store } => {
             let email = parse_email(&email)?;
-            let store = store.open()?;
+            let store = store.open_in(env.store)?;
             let (user, sessions) = service(&store, DEFAULT_BCRYPT_COST)?
                 .sessions_of(&email)
                 .map_err(refused(&email))?;
-            show(&user, sessions.len(), json);
+            show(env.out, &user, sessions.len(), json).map_err(unwritten)?;
         }
         UserCommand::Find { query, json, store } => {
             let Some((field, value)) = query.split_once('=') else {
-                usage_error("the query is FIELD=VALUE, e.g. email=ann@example.com");
+                const QUERY: &str = "the query is FIELD=VALUE, e.g. email=ann@example.com";
+                if env.served() {
+                    return Err(CliError::Usage(QUERY.to_owned()));
+                }
+                usage_error(QUERY);
             };
-            let store = store.open()?;
+            let store = store.open_in(env.store)?;
             let user =
                 keyword::find_user_by(&*store.request(), field, value).map_err(|e| match e {
                     StoreError::NotFound => {
@@ -213,15 +248,16 @@ pub fn run(args: UserArgs) -> Result<ExitCode, CliError> {
                     other => other.into(),
                 })?;
             let sessions = store.request().sessions_of(user.id)?.len();
-            show(&user, sessions, json);
+            show(env.out, &user, sessions, json).map_err(unwritten)?;
         }
         UserCommand::Delete { email, store } => {
             let email = parse_email(&email)?;
-            let store = store.open()?;
+            let store = store.open_in(env.store)?;
             let user = service(&store, DEFAULT_BCRYPT_COST)?
                 .delete_user(&admin, &email)
                 .map_err(refused(&email))?;
-            println!("deleted user {} <{}>", user.id, shown(&user.email));
+            writeln!(env.out, "deleted user {} <{}>", user.id, shown(&user.email))
+                .map_err(unwritten)?;
         }
         UserCommand::SetPassword {
             email,
@@ -229,23 +265,25 @@ pub fn run(args: UserArgs) -> Result<ExitCode, CliError> {
             store,
         } => {
             let email = parse_email(&email)?;
-            let store = store.open()?;
-            let secret = read_password(password.password_stdin)?;
+            let store = store.open_in(env.store)?;
+            let secret = read_password(password.password_stdin, env)?;
             let user = service(&store, password.bcrypt_cost)?
                 .set_password(&admin, &email, &secret)
                 .map_err(refused(&email))?;
-            println!(
+            writeln!(
+                env.out,
                 "password set for user {} <{}>; sessions ended",
                 user.id, user.email
-            );
+            )
+            .map_err(unwritten)?;
         }
         UserCommand::Sessions { email, json, store } => {
             let email = parse_email(&email)?;
-            let store = store.open()?;
+            let store = store.open_in(env.store)?;
             let (_, sessions) = service(&store, DEFAULT_BCRYPT_COST)?
                 .sessions_of(&email)
                 .map_err(refused(&email))?;
-            let mut out = std::io::stdout().lock();
+            let out = &mut *env.out;
             let written = if json {
                 sessions
                     .iter()
@@ -278,11 +316,11 @@ pub fn run(args: UserArgs) -> Result<ExitCode, CliError> {
             store,
         } => {
             let email = parse_email(&email)?;
-            let store = store.open()?;
+            let store = store.open_in(env.store)?;
             let (user, ended) = service(&store, DEFAULT_BCRYPT_COST)?
                 .log_out_user(&admin, &email, session.as_deref())
                 .map_err(refused(&email))?;
-            println!("{}", logout_report(ended, &user));
+            writeln!(env.out, "{}", logout_report(ended, &user)).map_err(unwritten)?;
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -316,19 +354,20 @@ fn printable(text: &str) -> String {
 }
 
 /// Prints one user: text, or a JSON object.
-fn show(user: &User, sessions: usize, json: bool) {
+fn show(out: &mut dyn Write, user: &User, sessions: usize, json: bool) -> std::io::Result<()> {
     if json {
         let mut value = summary(user);
         value["sessions"] = sessions.into();
-        println!("{value}");
+        writeln!(out, "{value}")
     } else {
-        println!("id:             {}", user.id);
-        println!("email:          {}", shown(&user.email));
-        println!(
+        writeln!(out, "id:             {}", user.id)?;
+        writeln!(out, "email:          {}", shown(&user.email))?;
+        writeln!(
+            out,
             "bcrypt cost:    {}",
             cost_of(user).map_or("?".to_owned(), |c| c.to_string())
-        );
-        println!("sessions:       {sessions}");
+        )?;
+        writeln!(out, "sessions:       {sessions}")
     }
 }
 
@@ -409,11 +448,10 @@ const PASSWORD_HINT: &str = "write it to standard input with --password-stdin \
 /// no password: a usage error (status 2), since silently reading a pipe
 /// would surprise; with `--password-stdin` and nothing on stdin, a refusal
 /// (status 1). An empty line is a password, refused by its rules.
-fn read_password(from_stdin: bool) -> Result<Password, CliError> {
+fn read_password(from_stdin: bool, env: &mut Env<'_>) -> Result<Password, CliError> {
     let raw = if from_stdin {
         let mut buf = Vec::new();
-        std::io::stdin()
-            .lock()
+        (&mut *env.input)
             .take(4096)
             .read_to_end(&mut buf)
             .map_err(|e| CliError::Io(format!("cannot read the password: {e}")))?;
@@ -426,7 +464,7 @@ fn read_password(from_stdin: bool) -> Result<Password, CliError> {
             .map_err(|_| CliError::Refused("password is not valid UTF-8".to_owned()))?;
         let line = text.strip_suffix('\n').unwrap_or(&text);
         line.strip_suffix('\r').unwrap_or(line).to_owned()
-    } else if std::io::stdin().is_terminal() {
+    } else if env.terminal {
         let first = rpassword::prompt_password("Password: ")
             .map_err(|e| CliError::Io(format!("cannot read the password: {e}")))?;
         let again = rpassword::prompt_password("Repeat password: ")

@@ -384,4 +384,15 @@ impl AnyStore {
     pub fn flush(&self) -> Result<(), StoreError> {
         self.request().flush()
     }
+
+    /// Pauses this process's writers of an embedded store until the guard
+    /// drops (see [`SledStore::pause_writers`]); `None` on PostgreSQL,
+    /// whose transactions give their own consistent views.
+    pub fn pause_writers(&self) -> Option<std::sync::RwLockWriteGuard<'_, ()>> {
+        match self {
+            AnyStore::Sled(store) => Some(store.pause_writers()),
+            #[cfg(feature = "postgres")]
+            AnyStore::Postgres(_) => None,
+        }
+    }
 }

@@ -211,7 +211,10 @@ fn every_command_refuses_a_store_in_use_at_once() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("store");
     add(&dir, "a@x.io", "pw");
-    let server = Proc::start(&dir, &[]);
+    // The server's control socket is elsewhere, so the commands (looking
+    // for it in the data directory) find none: that is said, with the rest.
+    let socket = tmp.path().join("elsewhere.sock");
+    let server = Proc::start(&dir, &["--control-socket", socket.to_str().unwrap()]);
     let backup = tmp.path().join("backup");
     let commands: [&[&str]; 9] = [
         &["user", "list"],
@@ -230,6 +233,10 @@ fn every_command_refuses_a_store_in_use_at_once() {
         assert_eq!(code, 1, "{args:?}: {err}");
         assert!(
             err.contains("in use by another authd process"),
+            "{args:?}: {err}"
+        );
+        assert!(
+            err.contains("its control socket cannot serve this command: cannot connect"),
             "{args:?}: {err}"
         );
         assert!(started.elapsed() < Duration::from_secs(10), "{args:?} hung");

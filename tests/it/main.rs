@@ -20,6 +20,8 @@ mod api;
 mod cli;
 /// A drop-in for the reference: byte-exact answers, throttling rules.
 mod compat;
+/// Admin commands while a server runs, through its control socket.
+mod control;
 /// CORS for front ends on other origins; `--allowed-origins`.
 mod cors;
 /// SIGKILL at a random moment, then everything acknowledged still holds.

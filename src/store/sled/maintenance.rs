@@ -96,6 +96,7 @@ impl Import for SledImport<'_> {
     }
 
     fn commit(self: Box<Self>) -> Result<(), StoreError> {
+        let _writing = self.store.writing();
         let keys: Vec<[u8; 16]> = self.tags.iter().map(Tag::key).collect();
         self.store
             .imports
@@ -127,6 +128,7 @@ impl SledStore {
         batch: &[(Email, String)],
         import: Option<u64>,
     ) -> Result<Vec<UserId>, StoreError> {
+        let _writing = self.writing();
         // Encode outside the transaction: the closure may run again.
         let records = batch
             .iter()
@@ -175,6 +177,7 @@ impl SledStore {
     /// own) and its tag, in one transaction; returns how many users were
     /// still there.
     fn roll_back_batch(&self, tag: &Tag) -> Result<usize, StoreError> {
+        let _writing = self.writing();
         let tag_key = tag.key();
         (
             &self.users,

@@ -30,6 +30,7 @@ mod users;
 
 use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
 use std::path::Path;
+use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
 use sled::Tree;
@@ -55,6 +56,10 @@ pub struct SledStore {
     owned: Tree,
     meta: Tree,
     imports: Tree,
+    /// The barrier behind which writers pause while a backup or a check
+    /// of the live store runs (through the control socket): each write
+    /// holds it shared, [`SledStore::pause_writers`] exclusively.
+    gate: Arc<RwLock<()>>,
 }
 
 type TxResult<T> = Result<T, ConflictableTransactionError<StoreError>>;
@@ -180,7 +185,21 @@ impl SledStore {
             meta: tree("meta")?,
             imports: tree("imports")?,
             db: db.clone(),
+            gate: Arc::default(),
         })
+    }
+
+    /// Holds the write barrier shared, for the length of one write (a
+    /// poisoned barrier guards nothing: it is taken all the same).
+    pub(super) fn writing(&self) -> RwLockReadGuard<'_, ()> {
+        self.gate.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Pauses every writer of this store (in this process) until the guard
+    /// drops: what runs meanwhile sees one consistent state. Writes in
+    /// flight finish first; new ones wait.
+    pub fn pause_writers(&self) -> RwLockWriteGuard<'_, ()> {
+        self.gate.write().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Writes everything to disk; called after each write and at shutdown.

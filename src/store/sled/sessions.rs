@@ -38,6 +38,7 @@ impl SessionStore for SledStore {
         rehashed: Option<&str>,
         max_per_user: usize,
     ) -> Result<(), StoreError> {
+        let _writing = self.writing();
         let id = session.user;
         let key = encode_id(id);
         let record = encode_session(session)?;
@@ -86,6 +87,7 @@ impl SessionStore for SledStore {
     }
 
     fn touch_session(&self, token_hash: &TokenHash, last_seen: u64) -> Result<(), StoreError> {
+        let _writing = self.writing();
         let key = token_hash.as_bytes();
         self.sessions
             .transaction(|sessions| {
@@ -121,6 +123,7 @@ impl SessionStore for SledStore {
     }
 
     fn end_session(&self, token_hash: &TokenHash) -> Result<bool, StoreError> {
+        let _writing = self.writing();
         let ended = (&self.sessions, &self.owned)
             .transaction(|(sessions, owned)| end_in(sessions, owned, token_hash))
             .map_err(flatten)?;
@@ -131,6 +134,7 @@ impl SessionStore for SledStore {
     }
 
     fn end_session_by_id(&self, user: UserId, id: SessionId) -> Result<bool, StoreError> {
+        let _writing = self.writing();
         let ended = (&self.sessions, &self.owned)
             .transaction(|(sessions, owned)| {
                 let list = owned_in(owned, user)?;
@@ -147,6 +151,7 @@ impl SessionStore for SledStore {
     }
 
     fn end_sessions_of(&self, user: UserId, keep: Option<&TokenHash>) -> Result<usize, StoreError> {
+        let _writing = self.writing();
         let ended = (&self.sessions, &self.owned)
             .transaction(|(sessions, owned)| {
                 let mut list = owned_in(owned, user)?;
@@ -172,6 +177,7 @@ impl SessionStore for SledStore {
     }
 
     fn expire_sessions(&self, created_before: u64, seen_before: u64) -> Result<usize, StoreError> {
+        let _writing = self.writing();
         let expired = |s: &Session| s.created_at < created_before || s.last_seen < seen_before;
         let mut removed = 0;
         for entry in self.sessions.iter() {

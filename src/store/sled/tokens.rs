@@ -30,6 +30,7 @@ fn drop_in(
 
 impl TokenStore for SledStore {
     fn issue_token(&self, token: &OneTimeToken) -> Result<(), StoreError> {
+        let _writing = self.writing();
         let record = encode_token(token)?;
         let code = token.purpose.code();
         (&self.users, &self.tokens, &self.owned)
@@ -72,6 +73,7 @@ impl TokenStore for SledStore {
     }
 
     fn drop_token(&self, token_hash: &TokenHash) -> Result<bool, StoreError> {
+        let _writing = self.writing();
         let dropped = (&self.tokens, &self.owned)
             .transaction(|(tokens, owned)| drop_in(tokens, owned, token_hash))
             .map_err(flatten)?;
@@ -82,6 +84,7 @@ impl TokenStore for SledStore {
     }
 
     fn drop_token_of(&self, user: UserId, purpose: Purpose) -> Result<bool, StoreError> {
+        let _writing = self.writing();
         let code = purpose.code();
         let dropped = (&self.tokens, &self.owned)
             .transaction(|(tokens, owned)| {
@@ -99,6 +102,7 @@ impl TokenStore for SledStore {
     }
 
     fn redeem_reset(&self, redemption: &Redemption<'_>) -> Result<User, StoreError> {
+        let _writing = self.writing();
         let token_hash = redemption.token_hash;
         let hashed_password = redemption.hashed_password;
         let user = (&self.users, &self.sessions, &self.tokens, &self.owned)
@@ -136,6 +140,7 @@ impl TokenStore for SledStore {
     }
 
     fn expire_tokens(&self, now: u64, issued_before: u64) -> Result<usize, StoreError> {
+        let _writing = self.writing();
         let expired = |t: &OneTimeToken| now >= t.expires_at || t.created_at < issued_before;
         let mut removed = 0;
         for entry in self.tokens.iter() {

@@ -12,6 +12,7 @@ use crate::user::{Email, User, UserId};
 
 impl UserStore for SledStore {
     fn add_user(&self, email: &Email, hashed_password: &str) -> Result<User, StoreError> {
+        let _writing = self.writing();
         let template = User {
             id: UserId(0),
             email: email.clone(),
@@ -59,6 +60,7 @@ impl UserStore for SledStore {
         changes: &[UserChange],
         ends: Ends,
     ) -> Result<User, StoreError> {
+        let _writing = self.writing();
         let key = encode_id(id);
         let user = (
             &self.users,
@@ -111,6 +113,7 @@ impl UserStore for SledStore {
     }
 
     fn delete_user(&self, id: UserId) -> Result<(), StoreError> {
+        let _writing = self.writing();
         let key = encode_id(id);
         (
             &self.users,
