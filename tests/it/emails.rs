@@ -143,16 +143,7 @@ fn fixture() -> Vec<Old> {
 fn old_store(tmp: &Path, users: &[Old]) -> PathBuf {
     let dir = tmp.join("store");
     match stores::kind() {
-        Kind::Sled => {
-            let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/store-v2");
-            let copied = std::process::Command::new("cp")
-                .arg("-r")
-                .arg(&source)
-                .arg(&dir)
-                .status()
-                .unwrap();
-            assert!(copied.success());
-        }
+        Kind::Sled => crate::common::copy_fixture_store("store-v2", &dir),
         Kind::Postgres => {
             let url = stores::database_url(&dir).unwrap();
             let mut client = postgres::Client::connect(&url, postgres::NoTls).unwrap();

@@ -35,14 +35,7 @@ fn fixture_users() -> Vec<(String, String, Option<String>, Option<String>)> {
 fn fixture_copy() -> (tempfile::TempDir, PathBuf) {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("store");
-    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/store-v1");
-    let copied = std::process::Command::new("cp")
-        .arg("-r")
-        .arg(&source)
-        .arg(&dir)
-        .status()
-        .unwrap();
-    assert!(copied.success());
+    crate::common::copy_fixture_store("store-v1", &dir);
     (tmp, dir)
 }
 

@@ -306,3 +306,23 @@ pub fn all_at_once<T: Send + 'static>(
         .collect();
     handles.into_iter().map(|h| h.join().unwrap()).collect()
 }
+
+/// Copies the fixture store `tests/fixtures/NAME` (a store an earlier
+/// release wrote) to `dest`, which must not exist yet.
+pub fn copy_fixture_store(name: &str, dest: &std::path::Path) {
+    let source = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name);
+    let copied = std::process::Command::new("cp")
+        .arg("-r")
+        .arg(&source)
+        .arg(dest)
+        .status()
+        .unwrap();
+    assert!(
+        copied.success(),
+        "cp -r {} {}",
+        source.display(),
+        dest.display()
+    );
+}
