@@ -36,12 +36,16 @@ pub enum BodyError {
     Missing(&'static str),
     #[error("field {0:?} must be a string")]
     NotText(&'static str),
+    #[error("field {0:?} must be true, false or a string")]
+    NotFlag(&'static str),
 }
 
-/// A field's value: text, or something else that JSON allowed.
+/// A field's value: text, a JSON boolean, or something else that JSON
+/// allowed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Value {
     Text(String),
+    Bool(bool),
     NotText,
 }
 
@@ -56,7 +60,7 @@ impl Fields {
     pub fn required(&self, name: &'static str) -> Result<&str, BodyError> {
         match self.0.get(name) {
             Some(Value::Text(text)) => Ok(text),
-            Some(Value::NotText) => Err(BodyError::NotText(name)),
+            Some(Value::Bool(_) | Value::NotText) => Err(BodyError::NotText(name)),
             None => Err(BodyError::Missing(name)),
         }
     }
@@ -66,8 +70,21 @@ impl Fields {
     pub fn optional(&self, name: &'static str) -> Result<Option<&str>, BodyError> {
         match self.0.get(name) {
             Some(Value::Text(text)) => Ok(Some(text)),
-            Some(Value::NotText) => Err(BodyError::NotText(name)),
+            Some(Value::Bool(_) | Value::NotText) => Err(BodyError::NotText(name)),
             None => Ok(None),
+        }
+    }
+
+    /// Whether field `name` is set: JSON's `true`, or the text `true` or
+    /// `1` (what a form can say); any other text, `false` or no field is
+    /// not set. A JSON value that is neither text nor a boolean is an
+    /// error, as for every field authd reads.
+    pub fn flag(&self, name: &'static str) -> Result<bool, BodyError> {
+        match self.0.get(name) {
+            Some(Value::Bool(set)) => Ok(*set),
+            Some(Value::Text(text)) => Ok(text == "true" || text == "1"),
+            Some(Value::NotText) => Err(BodyError::NotFlag(name)),
+            None => Ok(false),
         }
     }
 
@@ -178,6 +195,7 @@ fn decode_json(body: &[u8]) -> Result<Fields, BodyError> {
     for (name, value) in map {
         let value = match value {
             serde_json::Value::String(text) => Value::Text(text),
+            serde_json::Value::Bool(set) => Value::Bool(set),
             _ => Value::NotText,
         };
         fields.insert(name, value)?;
@@ -194,6 +212,37 @@ fn decode_multipart(boundary: &str, body: &[u8]) -> Result<Fields, BodyError> {
         fields.insert(name, Value::Text(text))?;
     }
     Ok(fields)
+}
+
+#[cfg(test)]
+mod flag_tests {
+    use super::*;
+
+    #[test]
+    fn a_flag_is_true_or_1_in_any_body_and_json_true() {
+        let json = |body: &str| decode("application/json", body.as_bytes()).unwrap();
+        let form =
+            |body: &str| decode("application/x-www-form-urlencoded", body.as_bytes()).unwrap();
+        assert_eq!(json(r#"{"token": true}"#).flag("token"), Ok(true));
+        assert_eq!(json(r#"{"token": "1"}"#).flag("token"), Ok(true));
+        assert_eq!(form("token=true").flag("token"), Ok(true));
+        assert_eq!(form("token=1").flag("token"), Ok(true));
+        for off in [r#"{"token": false}"#, r#"{"token": "yes"}"#, "{}"] {
+            assert_eq!(json(off).flag("token"), Ok(false), "{off}");
+        }
+        assert_eq!(form("token=0").flag("token"), Ok(false));
+        assert_eq!(form("a=b").flag("token"), Ok(false));
+        // Neither text nor a boolean: refused, as for any field read.
+        assert_eq!(
+            json(r#"{"token": 1}"#).flag("token"),
+            Err(BodyError::NotFlag("token"))
+        );
+        // A boolean is no text where text is asked for.
+        assert_eq!(
+            json(r#"{"email": true}"#).required("email"),
+            Err(BodyError::NotText("email"))
+        );
+    }
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@ pub mod body;
 pub mod client;
 pub mod cookie;
 pub mod cors;
+pub mod credential;
 pub mod csrf;
 pub mod edge;
 pub mod error;

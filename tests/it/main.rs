@@ -16,6 +16,8 @@ mod abuse;
 mod admin;
 /// The reference API: the reference client's flow, body formats, bad input.
 mod api;
+/// Bearer tokens: the session in an Authorization header.
+mod bearer;
 /// The real binary: start-up, port 0, the store lock, signals, kill -9.
 mod cli;
 /// A drop-in for the reference: byte-exact answers, throttling rules.

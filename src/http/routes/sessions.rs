@@ -7,6 +7,7 @@ use serde_json::json;
 
 use crate::auth::{Caller, Scope};
 use crate::http::body::read_fields;
+use crate::http::credential::Credential;
 use crate::http::error::ApiError;
 use crate::http::json;
 use crate::http::{cookie, App};
@@ -19,11 +20,14 @@ use crate::token::Token;
 /// 403 first for a cross-site request: a page elsewhere must not log its
 /// visitor into an account it controls (login CSRF). The device cookie
 /// is carried in and, when the use case gives one (production), out.
+/// With `token` set (JSON `true`, or `true`/`1`), the answer also carries
+/// `session_token`, for clients that authenticate with a Bearer header.
 pub fn post(app: &App, request: &Request, caller: &Caller) -> Result<Response, ApiError> {
     app.refuse_cross_site(request)?;
     let fields = read_fields(request, app.settings.max_body_bytes)?;
     let typed = fields.optional("email")?.unwrap_or("");
     let password = fields.required("password")?;
+    let wants_token = fields.flag("token")?;
     let caller = Caller {
         user_agent: request.header("User-Agent").map(str::to_owned),
         ..caller.clone()
@@ -39,10 +43,21 @@ pub fn post(app: &App, request: &Request, caller: &Caller) -> Result<Response, A
         replacing.as_ref(),
         device.as_ref(),
     )?;
-    let response = json::fields(&[
-        ("email", login.user.email.as_str()),
-        ("message", "logged in"),
-    ]);
+    // `token` asks for the session token in the answer too (API clients,
+    // which send it back as a Bearer token); without it the answer is the
+    // reference's.
+    let response = if wants_token {
+        json::fields(&[
+            ("email", login.user.email.as_str()),
+            ("message", "logged in"),
+            ("session_token", login.token.as_str()),
+        ])
+    } else {
+        json::fields(&[
+            ("email", login.user.email.as_str()),
+            ("message", "logged in"),
+        ])
+    };
     let response = cookie::set_session(
         response,
         app.settings.cookie_name,
@@ -56,17 +71,27 @@ pub fn post(app: &App, request: &Request, caller: &Caller) -> Result<Response, A
     })
 }
 
-/// The session cookie's token; 403 without one.
+/// The token of the session the request presents (a Bearer header, else
+/// the cookie: [`Credential`]); 403 without one.
 fn token(app: &App, request: &Request) -> Result<Token, ApiError> {
-    cookie::session_token(request, app.settings.cookie_name)
+    Credential::of(request, app.settings.cookie_name)
+        .token()
+        .cloned()
         .ok_or(ApiError::Forbidden("no valid session"))
 }
 
-/// A state change authenticated by the cookie: in production, a
-/// cross-site request is refused (403) first.
+/// A state change: in production, a cross-site request authenticated by
+/// the cookie is refused (403) first; a Bearer token is not something a
+/// page elsewhere can make a browser send, so it is not checked.
 fn state_change(app: &App, request: &Request) -> Result<Token, ApiError> {
-    app.refuse_cross_site(request)?;
-    token(app, request)
+    let presented = Credential::of(request, app.settings.cookie_name);
+    if !presented.is_bearer() {
+        app.refuse_cross_site(request)?;
+    }
+    presented
+        .token()
+        .cloned()
+        .ok_or(ApiError::Forbidden("no valid session"))
 }
 
 /// The 302 to `/` that clears the cookie: the reference's logout answer.
