@@ -59,6 +59,7 @@ impl Auth {
         let ends = Ends {
             sessions: true,
             reset_token: true,
+            keep_session: None,
         };
         let user =
             self.store

@@ -164,7 +164,7 @@ impl Auth {
     }
 
     /// [`Auth::valid_login`], its bcrypt work done in `key`'s turns.
-    fn valid_login_for(
+    pub(super) fn valid_login_for(
         &self,
         key: HashKey,
         email: &Email,
@@ -207,7 +207,7 @@ impl Auth {
     /// Refuses a login whose email or password cannot belong to any account
     /// (malformed), after the same bcrypt work a real check costs, so the
     /// answer and its time are those of an unknown address.
-    fn refuse_login(&self, key: HashKey) -> Result<std::convert::Infallible, AuthError> {
+    pub(super) fn refuse_login(&self, key: HashKey) -> Result<std::convert::Infallible, AuthError> {
         let placeholder = Password::parse("not a password of anyone")
             .map_err(|e| AuthError::Internal(e.to_string()))?;
         self.hasher

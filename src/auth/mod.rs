@@ -9,6 +9,7 @@
 //! Nothing here knows about HTTP; `http::error` maps [`AuthError`] to
 //! statuses in one place.
 
+mod account;
 mod admin;
 pub mod limits;
 mod login;
@@ -42,6 +43,10 @@ pub enum AuthError {
     /// Unknown email or wrong password: deliberately one case.
     #[error("wrong email or password")]
     InvalidCredentials,
+    /// A signed-in user's own password, asked again before a change to
+    /// the account, was wrong.
+    #[error("wrong password")]
+    WrongPassword,
     /// No cookie, a malformed one, or a session that is not current.
     #[error("no valid session")]
     InvalidSession,

@@ -18,8 +18,9 @@ use crate::user::InvalidInput;
 pub enum ApiError {
     /// 400: the request's content is wrong.
     BadRequest(String),
-    /// 401: login failed.
-    Unauthorized,
+    /// 401: a login failed, or a signed-in user's password check did (the
+    /// message says which).
+    Unauthorized(&'static str),
     /// 403: no valid session, unknown email or invalid reset token.
     Forbidden(&'static str),
     /// 404: no such route, or no such resource (the message says which).
@@ -47,7 +48,7 @@ impl ApiError {
     pub fn status(&self) -> u16 {
         match self {
             ApiError::BadRequest(_) => 400,
-            ApiError::Unauthorized => 401,
+            ApiError::Unauthorized(_) => 401,
             ApiError::Forbidden(_) => 403,
             ApiError::NotFound(_) => 404,
             ApiError::MethodNotAllowed(_) => 405,
@@ -64,7 +65,7 @@ impl ApiError {
     fn message(&self) -> String {
         match self {
             ApiError::BadRequest(m) | ApiError::UnsupportedMediaType(m) => m.clone(),
-            ApiError::Unauthorized => "wrong email or password".to_owned(),
+            ApiError::Unauthorized(message) => (*message).to_owned(),
             ApiError::Forbidden(m) | ApiError::Unavailable(m) | ApiError::NotFound(m) => {
                 (*m).to_owned()
             }
@@ -125,7 +126,8 @@ impl From<AuthError> for ApiError {
     fn from(e: AuthError) -> Self {
         match e {
             AuthError::EmailTaken => ApiError::BadRequest("email already registered".to_owned()),
-            AuthError::InvalidCredentials => ApiError::Unauthorized,
+            AuthError::InvalidCredentials => ApiError::Unauthorized("wrong email or password"),
+            AuthError::WrongPassword => ApiError::Unauthorized("wrong password"),
             AuthError::InvalidSession => ApiError::Forbidden("no valid session"),
             AuthError::SessionNotFound => ApiError::NotFound("session not found"),
             AuthError::UnknownEmail => ApiError::Forbidden("email not registered"),

@@ -37,6 +37,9 @@ pub struct Ends {
     /// The user's pending reset token (asked for before the change, it must
     /// not undo it).
     pub reset_token: bool,
+    /// With `sessions`: the one session that stays (the caller's own, when
+    /// a signed-in user changes their password).
+    pub keep_session: Option<TokenHash>,
 }
 
 /// A reset redemption, with what must still hold when it writes: the

@@ -12,6 +12,8 @@ mod common;
 
 /// Abuse of the credential paths: parallel guessing, the audit log.
 mod abuse;
+/// A signed-in user's own account: a new password, deleting the account.
+mod account;
 /// The operator's commands: users, export/import, check, backup.
 mod admin;
 /// The reference API: the reference client's flow, body formats, bad input.

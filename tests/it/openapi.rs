@@ -370,6 +370,68 @@ fn the_document_matches_the_live_server() {
         app.request("PATCH", "/reset_password", None, b"", None),
     );
 
+    // A signed-in user's own account (its own user: the rest uses a@b.io).
+    let acct = [("email", "acct@b.io"), ("password", "pw")];
+    hit("POST", "/users", form("POST", "/users", &acct));
+    let session = hit("POST", "/sessions", form("POST", "/sessions", &acct)).session();
+    let signed = |method: &str, path: &str, fields: &[(&str, &str)], token: Option<&str>| {
+        let (content_type, body) = crate::common::encode(Format::Form, fields);
+        app.request(method, path, Some(&content_type), &body, token)
+    };
+    let change = [("password", "pw"), ("new_password", "pw2")];
+    let wrong = [("password", "no"), ("new_password", "pw2")];
+    hit(
+        "PUT",
+        "/password",
+        signed("PUT", "/password", &wrong, Some(&session)),
+    );
+    hit(
+        "PUT",
+        "/password",
+        signed("PUT", "/password", &change[..1], Some(&session)),
+    );
+    hit(
+        "PUT",
+        "/password",
+        signed("PUT", "/password", &change, None),
+    );
+    hit(
+        "PUT",
+        "/password",
+        signed("PUT", "/password", &change, Some(&session)),
+    );
+    hit(
+        "PATCH",
+        "/password",
+        app.request("PATCH", "/password", None, b"", None),
+    );
+    let gone = [("password", "pw2")];
+    hit(
+        "DELETE",
+        "/account",
+        signed("DELETE", "/account", &[("password", "pw")], Some(&session)),
+    );
+    hit(
+        "DELETE",
+        "/account",
+        signed("DELETE", "/account", &[], Some(&session)),
+    );
+    hit(
+        "DELETE",
+        "/account",
+        signed("DELETE", "/account", &gone, None),
+    );
+    hit(
+        "DELETE",
+        "/account",
+        signed("DELETE", "/account", &gone, Some(&session)),
+    );
+    hit(
+        "GET",
+        "/account",
+        app.request("GET", "/account", None, b"", None),
+    );
+
     // What the HTTP edge answers on its own, on any route.
     hit(
         "GET",
@@ -578,6 +640,14 @@ fn the_document_matches_the_live_server() {
         ("/sessions/{id}", "DELETE", 403),
         ("/profile", "GET", 200),
         ("/profile", "GET", 403),
+        ("/password", "PUT", 200),
+        ("/password", "PUT", 400),
+        ("/password", "PUT", 401),
+        ("/password", "PUT", 403),
+        ("/account", "DELETE", 200),
+        ("/account", "DELETE", 400),
+        ("/account", "DELETE", 401),
+        ("/account", "DELETE", 403),
         ("/profile", "GET", 431),
         ("/reset_password", "POST", 200),
         ("/reset_password", "POST", 403),

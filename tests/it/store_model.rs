@@ -594,6 +594,7 @@ fn step(store: &dyn Store, model: &mut Model, ids: Ids, op: Op) {
             let ends = Ends {
                 sessions: end_sessions,
                 reset_token: end_sessions && password.is_some(),
+                keep_session: None,
             };
             let result =
                 outcome(store.update_user(UserId(id), password_is.as_deref(), &changes, ends));

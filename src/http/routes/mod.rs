@@ -1,5 +1,6 @@
 //! One file per resource of the reference API.
 
+pub mod account;
 pub mod index;
 pub mod meta;
 pub mod profile;

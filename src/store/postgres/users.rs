@@ -92,7 +92,12 @@ impl UserStore for PgStore {
         )
         .map_err(violation)?;
         if ends.sessions {
-            tx.execute("DELETE FROM authd_sessions WHERE user_id = $1", &[&id_key])?;
+            let kept = ends.keep_session.map(|hash| hash.as_bytes().to_vec());
+            tx.execute(
+                "DELETE FROM authd_sessions WHERE user_id = $1 \
+                 AND ($2::bytea IS NULL OR token_hash <> $2)",
+                &[&id_key, &kept],
+            )?;
         }
         if ends.reset_token {
             tx.execute(

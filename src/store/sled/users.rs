@@ -91,9 +91,14 @@ impl UserStore for SledStore {
                 if ends.sessions || ends.reset_token {
                     let mut list = owned_in(owned, id)?;
                     if ends.sessions {
-                        for (hash, _) in list.sessions.drain(..) {
+                        let (kept, ended): (Vec<_>, Vec<_>) = list
+                            .sessions
+                            .drain(..)
+                            .partition(|(hash, _)| Some(*hash) == ends.keep_session);
+                        for (hash, _) in ended {
                             sessions.remove(hash.as_bytes().as_slice())?;
                         }
+                        list.sessions = kept;
                     }
                     if ends.reset_token {
                         let reset = Purpose::Reset.code();

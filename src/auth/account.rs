@@ -1,0 +1,134 @@
+//! A signed-in user's own account: `PUT /password` (a new password, the
+//! current one given again) and `DELETE /account`.
+//!
+//! Both ask for the current password although the caller holds a session:
+//! a session left open on a shared computer, or stolen, must not be enough
+//! to take the account over or destroy it. That check counts as a login
+//! attempt on the account (reserved before the bcrypt work, backing off
+//! after the free failures), so a stolen session cannot guess the
+//! password faster than a login could.
+
+use super::{Auth, AuthError, Caller};
+use crate::audit::Event;
+use crate::store::{Ends, StoreError, UserChange};
+use crate::token::Token;
+use crate::user::{Password, User};
+
+impl Auth {
+    /// Sets a new password for the session's user, after checking the
+    /// current one (401 `wrong password`, counted as a failed login) and
+    /// the password policy. One write: the new hash (only if the one just
+    /// checked is still current), the end of every other session of the
+    /// user and of a pending reset token; the caller's session stays.
+    pub fn change_password(
+        &self,
+        caller: &Caller,
+        token: &Token,
+        typed_current: &str,
+        new: &Password,
+    ) -> Result<User, AuthError> {
+        let (session, user) = self.authenticate(token)?;
+        self.confirm_password(caller, &user, typed_current, "PUT /password")?;
+        self.check_policy(new, &user.email)?;
+        let hashed = self.hasher.hash_for(caller.ip, new)?;
+        let ends = Ends {
+            sessions: true,
+            reset_token: true,
+            keep_session: Some(session.token_hash),
+        };
+        let changed = self
+            .store
+            .update_user(
+                user.id,
+                Some(&user.hashed_password),
+                &[UserChange::HashedPassword(hashed)],
+                ends,
+            )
+            .map_err(|e| match e {
+                // Changed or deleted meanwhile (a reset, another change):
+                // the password given is no longer the current one.
+                StoreError::PreconditionFailed | StoreError::NotFound => AuthError::WrongPassword,
+                other => other.into(),
+            })?;
+        self.record(
+            Event::PasswordChanged,
+            caller,
+            Some(changed.id),
+            Some(changed.email.as_str()),
+        );
+        Ok(changed)
+    }
+
+    /// Deletes the session's user, after checking its password (401
+    /// `wrong password`, counted as a failed login), with every session and
+    /// one-time token of it, in one transaction.
+    pub fn delete_account(
+        &self,
+        caller: &Caller,
+        token: &Token,
+        typed_password: &str,
+    ) -> Result<User, AuthError> {
+        let (_, user) = self.authenticate(token)?;
+        self.confirm_password(caller, &user, typed_password, "DELETE /account")?;
+        self.store.delete_user(user.id).map_err(|e| match e {
+            StoreError::NotFound => AuthError::InvalidSession,
+            other => other.into(),
+        })?;
+        self.record(
+            Event::UserDeleted,
+            caller,
+            Some(user.id),
+            Some(user.email.as_str()),
+        );
+        Ok(user)
+    }
+
+    /// Checks that `typed` is `user`'s password, as a login attempt on the
+    /// account from `caller`: reserved first (429 while backing off), one
+    /// bcrypt verification (padded like a login's), counted when wrong and
+    /// audited as a failed login on `route`.
+    fn confirm_password(
+        &self,
+        caller: &Caller,
+        user: &User,
+        typed: &str,
+        route: &str,
+    ) -> Result<(), AuthError> {
+        let email = user.email.as_str();
+        let budget = self.limits.budget(email, None);
+        self.throttled(
+            self.limits.reserve_login(caller, email, &budget),
+            caller,
+            email,
+            route,
+        )?;
+        let outcome = match Password::parse(typed) {
+            Ok(password) => self
+                .valid_login_for(caller.ip, &user.email, &password)
+                .and_then(|found| {
+                    if found.id == user.id {
+                        Ok(())
+                    } else {
+                        Err(AuthError::InvalidCredentials)
+                    }
+                }),
+            Err(_) => self.refuse_login(caller.ip).map(|never| match never {}),
+        };
+        match outcome {
+            Ok(()) => {
+                self.limits.login_succeeded(caller);
+                self.limits.account_recovered(email);
+                Ok(())
+            }
+            Err(AuthError::InvalidCredentials) => {
+                // Counted already, when the attempt was reserved.
+                self.record_typed(Event::LoginFailure, caller, email, Some(route));
+                Err(AuthError::WrongPassword)
+            }
+            Err(e) => {
+                self.limits.login_not_attempted(caller, email, &budget);
+                Err(e)
+            }
+        }
+    }
+}

@@ -1,0 +1,58 @@
+//! A signed-in user's own account: `PUT /password` and `DELETE /account`.
+//! Not in the reference; both ask for the current password again.
+
+use rouille::{Request, Response};
+
+use crate::auth::Caller;
+use crate::http::body::read_fields;
+use crate::http::credential::Credential;
+use crate::http::error::ApiError;
+use crate::http::{cookie, json, App};
+use crate::token::Token;
+use crate::user::Password;
+
+/// The session a state change is made in: a cookie-authenticated one is
+/// refused cross-site first (production), as every other state change.
+fn session(app: &App, request: &Request) -> Result<Token, ApiError> {
+    let presented = Credential::of(request, app.settings.cookie_name);
+    if !presented.is_bearer() {
+        app.refuse_cross_site(request)?;
+    }
+    presented
+        .token()
+        .cloned()
+        .ok_or(ApiError::Forbidden("no valid session"))
+}
+
+/// `PUT /password` (`password`, `new_password`): 200 `{"email", "message":
+/// "Password updated"}`; 401 `wrong password` (counted as a failed login,
+/// so 429 while the account backs off); 400 for a new password the rules
+/// refuse. The caller's session stays; every other one ends, with a
+/// pending reset token.
+pub fn put_password(app: &App, request: &Request, caller: &Caller) -> Result<Response, ApiError> {
+    let token = session(app, request)?;
+    let fields = read_fields(request, app.settings.max_body_bytes)?;
+    let current = fields.required("password")?;
+    let new = Password::parse(fields.required("new_password")?)
+        .map_err(ApiError::invalid("new_password"))?;
+    let user = app.auth.change_password(caller, &token, current, &new)?;
+    Ok(json::fields(&[
+        ("email", user.email.as_str()),
+        ("message", "Password updated"),
+    ]))
+}
+
+/// `DELETE /account` (`password`): 200 `{"message": "account deleted"}` and
+/// the session cookie cleared; the user, every session and one-time token
+/// of it gone in one transaction. 401 `wrong password` as above.
+pub fn delete(app: &App, request: &Request, caller: &Caller) -> Result<Response, ApiError> {
+    let token = session(app, request)?;
+    let fields = read_fields(request, app.settings.max_body_bytes)?;
+    let password = fields.required("password")?;
+    app.auth.delete_account(caller, &token, password)?;
+    Ok(cookie::clear_session(
+        json::fields(&[("message", "account deleted")]),
+        app.settings.cookie_name,
+        app.settings.secure_cookies,
+    ))
+}
