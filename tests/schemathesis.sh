@@ -163,7 +163,7 @@ def positive_data_acceptance_but_taken_email(ctx, response, case):
     return positive_data_acceptance(ctx, response, case)
 
 
-@schemathesis.auth(retry_on=[403]).apply_to(operation_id=["profile", "logOut", "listSessions", "endSession", "changePassword", "deleteAccount"])
+@schemathesis.auth(retry_on=[403]).apply_to(operation_id=["profile", "logOut", "listSessions", "endSession", "changePassword", "deleteAccount", "verify", "verifyHead"])
 class SessionCookie:
     """The session_id cookie: the script's own at first, then a new login
     each time GET /profile or DELETE /sessions answers 403; a fresh account

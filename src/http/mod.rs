@@ -151,6 +151,8 @@ impl App {
             ("/sessions", _) => Err(ApiError::MethodNotAllowed("GET, POST, DELETE")),
             ("/profile", "GET") => routes::profile::get(self, request),
             ("/profile", _) => Err(ApiError::MethodNotAllowed("GET")),
+            ("/auth/verify", "GET" | "HEAD") => routes::verify::get(self, request),
+            ("/auth/verify", _) => Err(ApiError::MethodNotAllowed("GET, HEAD")),
             ("/password", "PUT") => routes::account::put_password(self, request, caller),
             ("/password", _) => Err(ApiError::MethodNotAllowed("PUT")),
             ("/account", "DELETE") => routes::account::delete(self, request, caller),

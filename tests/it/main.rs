@@ -40,6 +40,8 @@ mod edge;
 mod emails;
 /// The README's examples of using authd from an app, run as written.
 mod examples;
+/// Forward-auth: a reverse proxy asks authd before serving another app.
+mod forward_auth;
 /// Credential lifecycle rules: expiry, throttling, lockout, rehash.
 mod hardening;
 /// Malformed HTTP and slow clients.

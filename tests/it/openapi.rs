@@ -10,7 +10,7 @@ use std::collections::BTreeSet;
 use std::sync::LazyLock;
 use std::time::Duration;
 
-use crate::common::raw::{exchange, Answer, IO_LIMIT};
+use crate::common::raw::{exchange, head, Answer, IO_LIMIT};
 use crate::common::{encode, Format, TestApp};
 use authd::user::{Email, Password};
 use proptest::prelude::*;
@@ -260,6 +260,34 @@ fn the_document_matches_the_live_server() {
     let session = hit("POST", "/sessions", form("POST", "/sessions", &creds)).session();
     hit("GET", "/profile", app.profile(Some(&session)));
     hit("GET", "/profile", app.profile(None));
+    // Forward-auth: the session by cookie and by Bearer token, none; HEAD
+    // (no body); another method.
+    let verify = |headers: &[(&str, String)]| app.request_with("GET", "/auth/verify", headers, b"");
+    hit("GET", "/auth/verify", verify(&[app.cookie(&session)]));
+    hit(
+        "GET",
+        "/auth/verify",
+        verify(&[("Authorization", format!("Bearer {session}"))]),
+    );
+    hit("GET", "/auth/verify", verify(&[]));
+    let head_verify = |headers: &[(&str, &str)]| {
+        let (answer, after) = head(app.running.addr(), "/auth/verify", headers, IO_LIMIT)
+            .unwrap_or_else(|e| panic!("HEAD /auth/verify: {e}"));
+        assert!(after.is_empty(), "HEAD /auth/verify sent a body");
+        answer
+    };
+    let cookie = app.cookie(&session);
+    hit(
+        "HEAD",
+        "/auth/verify",
+        head_verify(&[(cookie.0, &cookie.1)]),
+    );
+    hit("HEAD", "/auth/verify", head_verify(&[]));
+    hit(
+        "POST",
+        "/auth/verify",
+        app.request("POST", "/auth/verify", None, b"", Some(&session)),
+    );
     // The session list, and ending sessions by id and by scope.
     let other = hit("POST", "/sessions", form("POST", "/sessions", &creds)).session();
     let list = hit(
@@ -640,6 +668,11 @@ fn the_document_matches_the_live_server() {
         ("/sessions/{id}", "DELETE", 403),
         ("/profile", "GET", 200),
         ("/profile", "GET", 403),
+        ("/auth/verify", "GET", 200),
+        ("/auth/verify", "GET", 401),
+        ("/auth/verify", "HEAD", 200),
+        ("/auth/verify", "HEAD", 401),
+        ("/auth/verify", "POST", 405),
         ("/password", "PUT", 200),
         ("/password", "PUT", 400),
         ("/password", "PUT", 401),
@@ -781,6 +814,20 @@ fn the_document_matches_the_production_profile_too() {
     assert_eq!(reply.status, 200, "{reply:?}");
     assert_eq!(reply.header("Access-Control-Allow-Origin"), None);
     spec.check("GET", "/profile", &reply);
+    // Forward-auth under the production cookie's name, read by a listed
+    // origin's page.
+    let verify = |headers: &[(&str, String)]| {
+        let mut all = vec![("Origin", LISTED.to_owned())];
+        all.extend_from_slice(headers);
+        app.request_with("GET", "/auth/verify", &all, b"")
+    };
+    let reply = verify(&[app.cookie(&session)]);
+    assert_eq!(reply.status, 200, "{reply:?}");
+    assert_eq!(reply.header("Access-Control-Allow-Origin"), Some(LISTED));
+    spec.check("GET", "/auth/verify", &reply);
+    let reply = verify(&[("Cookie", format!("session_id={session}"))]);
+    assert_eq!(reply.status, 401, "{reply:?}");
+    spec.check("GET", "/auth/verify", &reply);
     let reply = listed("DELETE", "/sessions", "", LISTED, Some(&session));
     assert_eq!(reply.status, 302, "{reply:?}");
     assert_eq!(reply.header("Access-Control-Allow-Origin"), Some(LISTED));

@@ -7,6 +7,7 @@ pub mod profile;
 pub mod reset_password;
 pub mod sessions;
 pub mod users;
+pub mod verify;
 
 use super::body::Fields;
 use super::error::ApiError;

@@ -456,6 +456,57 @@ pub fn call(
     exchange(addr, &request(method, path, &all, body), limit)
 }
 
+/// `HEAD path` with `headers` on a connection of its own, with `Host` and
+/// `Connection: close` added, read until the server closes it. An answer
+/// to HEAD has no body whatever its `Content-Length` says, so its head is
+/// parsed alone (strictly, as [`Answer::parse`] does); returns it, with an
+/// empty `body`, and the bytes that followed the head (a correct server
+/// sends none).
+pub fn head(
+    addr: SocketAddr,
+    path: &str,
+    headers: &[(&str, &str)],
+    limit: Duration,
+) -> Result<(Answer, Vec<u8>), String> {
+    let mut all = vec![("Host", "localhost"), ("Connection", "close")];
+    all.extend_from_slice(headers);
+    let mut raw = Raw::connect_within(addr, limit)?;
+    raw.stream.set_write_timeout(Some(limit)).unwrap();
+    raw.send(&request("HEAD", path, &all, b""))
+        .map_err(|e| e.to_string())?;
+    let bytes = raw.until_closed(limit)?;
+    let end = bytes
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or_else(|| format!("no whole head: {:?}", String::from_utf8_lossy(&bytes)))?;
+    let head_len = end + 4;
+    let raw_head = std::str::from_utf8(&bytes[..head_len])
+        .map_err(|_| format!("non-UTF-8 head: {:?}", String::from_utf8_lossy(&bytes)))?
+        .to_owned();
+    let mut lines = raw_head[..end].split("\r\n");
+    let status_line = lines.next().unwrap_or("");
+    let status: u16 = status_line
+        .strip_prefix("HTTP/1.1 ")
+        .and_then(|rest| rest.get(..3))
+        .and_then(|code| code.parse().ok())
+        .ok_or_else(|| format!("bad status line in {raw_head:?}"))?;
+    let headers = lines
+        .map(|line| {
+            line.split_once(':')
+                .map(|(k, v)| (k.to_owned(), v.trim().to_owned()))
+                .ok_or_else(|| format!("bad header line {line:?} in {raw_head:?}"))
+        })
+        .collect::<Result<Vec<(String, String)>, String>>()?;
+    let answer = Answer {
+        status,
+        raw_head,
+        headers,
+        body: Vec::new(),
+        wire: head_len,
+    };
+    Ok((answer, bytes[head_len..].to_vec()))
+}
+
 /// An HTTP client for a server at `base` (`http://127.0.0.1:PORT`) of
 /// `profile`; a [`Proc`](super::process::Proc) is one too.
 #[derive(Debug, Clone)]
