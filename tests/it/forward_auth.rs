@@ -316,9 +316,7 @@ impl Upstream {
                     break;
                 }
                 if let Ok(stream) = stream {
-                    if let Some(request) = Upstream::serve(stream) {
-                        let _ = tx.send(request);
-                    }
+                    Upstream::serve(stream, &tx);
                 }
             }
         });
@@ -330,8 +328,10 @@ impl Upstream {
         }
     }
 
-    /// Reads one request head (bounded in size and time), answers it.
-    fn serve(mut stream: TcpStream) -> Option<Seen> {
+    /// Reads one request head (bounded in size and time), records it, then
+    /// answers it: recorded first, so a test that has nginx's answer in hand
+    /// always finds the request (nginx answers after the app does).
+    fn serve(mut stream: TcpStream, seen: &mpsc::Sender<Seen>) -> Option<()> {
         stream.set_read_timeout(Some(LIMIT)).ok()?;
         stream.set_write_timeout(Some(LIMIT)).ok()?;
         let mut buf = Vec::new();
@@ -363,8 +363,9 @@ impl Upstream {
              Connection: close\r\n\r\n{body}",
             body.len()
         );
+        seen.send(Seen { line, headers }).ok()?;
         let _ = stream.write_all(answer.as_bytes());
-        Some(Seen { line, headers })
+        Some(())
     }
 
     /// The requests received since the last call (nginx has answered the
