@@ -8,7 +8,7 @@ use std::process::{Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use crate::common::process::{run_with_stdin, Proc, BIN};
+use crate::common::process::{run_command, run_with_stdin, wait_output, Proc, BIN};
 use crate::common::stores::{self, kind, run_authd as authd, store_args, Kind};
 
 /// A bcrypt hash of "correct horse" (cost 4, libxcrypt's): import takes
@@ -81,50 +81,11 @@ fn assert_private(dir: &Path) {
 /// Runs the binary with a umask that takes nothing off (so every mode it
 /// leaves is its own doing); returns (code, stdout, stderr).
 fn with_umask_000(args: &[&str], stdin: Option<&str>) -> (i32, String, String) {
-    let mut all = vec!["-c", "umask 000; exec \"$0\" \"$@\"", BIN];
-    all.extend_from_slice(args);
-    let mut child = Command::new("sh")
-        .args(&all)
-        .stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    if let Some(input) = stdin {
-        use std::io::Write as _;
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(input.as_bytes())
-            .unwrap();
-    }
-    let output = wait_output(child, Duration::from_secs(60));
-    (
-        output.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
-}
-
-/// Waits for `child` at most `limit` (then kills it and fails the test).
-fn wait_output(child: std::process::Child, limit: Duration) -> std::process::Output {
-    let pid = child.id();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
-    });
-    match rx.recv_timeout(limit) {
-        Ok(output) => output.unwrap(),
-        Err(_) => {
-            signal(pid, libc::SIGKILL);
-            panic!("authd did not exit within {limit:?}");
-        }
-    }
+    let mut command = Command::new("sh");
+    command
+        .args(["-c", "umask 000; exec \"$0\" \"$@\"", BIN])
+        .args(args);
+    run_command(command, stdin.map(str::as_bytes))
 }
 
 fn signal(pid: u32, signal: libc::c_int) {

@@ -152,8 +152,16 @@ pub fn run(args: &[&str]) -> (i32, String, String) {
 /// Runs the binary with `stdin` as its standard input (or none at all);
 /// returns (code, stdout, stderr). Fails the test after a minute.
 pub fn run_with_stdin(args: &[&str], stdin: Option<&[u8]>) -> (i32, String, String) {
-    let mut child = Command::new(BIN)
-        .args(args)
+    let mut command = Command::new(BIN);
+    command.args(args);
+    run_command(command, stdin)
+}
+
+/// Runs `command` (authd, or a shell that execs it) to completion with
+/// `stdin` as its standard input (or none at all); returns (code, stdout,
+/// stderr). Fails the test after a minute.
+pub fn run_command(mut command: Command, stdin: Option<&[u8]>) -> (i32, String, String) {
+    let mut child = command
         .stdin(if stdin.is_some() {
             Stdio::piped()
         } else {
@@ -170,21 +178,27 @@ pub fn run_with_stdin(args: &[&str], stdin: Option<&[u8]>) -> (i32, String, Stri
             let _ = pipe.write_all(&input);
         });
     }
-    let pid = child.id();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
-    });
-    let output = match rx.recv_timeout(Duration::from_secs(60)) {
-        Ok(output) => output.unwrap(),
-        Err(_) => {
-            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
-            panic!("authd {args:?} did not exit within a minute");
-        }
-    };
+    let output = wait_output(child, Duration::from_secs(60));
     (
         output.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&output.stdout).into_owned(),
         String::from_utf8_lossy(&output.stderr).into_owned(),
     )
+}
+
+/// Waits for `child` and collects its output; kills it and fails the test
+/// past `limit`.
+pub fn wait_output(child: std::process::Child, limit: Duration) -> std::process::Output {
+    let pid = child.id();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(limit) {
+        Ok(output) => output.unwrap(),
+        Err(_) => {
+            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+            panic!("authd did not exit within {limit:?}");
+        }
+    }
 }

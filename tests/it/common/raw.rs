@@ -48,6 +48,53 @@ pub fn session_cookie(profile: Profile, token: &str) -> String {
     format!("{}={token}", session_cookie_name(profile))
 }
 
+/// The head of an answer: its length in bytes (blank line included), its
+/// text, status and header lines.
+struct Head {
+    len: usize,
+    raw: String,
+    status: u16,
+    headers: Vec<(String, String)>,
+}
+
+impl Head {
+    /// The head at the start of `bytes`; `Ok(None)` while it is incomplete.
+    fn parse(bytes: &[u8]) -> Result<Option<Head>, String> {
+        let Some(end) = bytes.windows(4).position(|w| w == b"\r\n\r\n") else {
+            return Ok(None);
+        };
+        let len = end + 4;
+        let raw = std::str::from_utf8(&bytes[..len])
+            .map_err(|_| {
+                format!(
+                    "non-UTF-8 head: {:?}",
+                    String::from_utf8_lossy(&bytes[..len])
+                )
+            })?
+            .to_owned();
+        let mut lines = raw[..end].split("\r\n");
+        let status_line = lines.next().unwrap_or("");
+        let status: u16 = status_line
+            .strip_prefix("HTTP/1.1 ")
+            .and_then(|rest| rest.get(..3))
+            .and_then(|code| code.parse().ok())
+            .ok_or_else(|| format!("bad status line in {raw:?}"))?;
+        let headers = lines
+            .map(|line| {
+                line.split_once(':')
+                    .map(|(k, v)| (k.to_owned(), v.trim().to_owned()))
+                    .ok_or_else(|| format!("bad header line {line:?} in {raw:?}"))
+            })
+            .collect::<Result<Vec<(String, String)>, String>>()?;
+        Ok(Some(Head {
+            len,
+            raw,
+            status,
+            headers,
+        }))
+    }
+}
+
 /// One complete answer, as it came off the wire.
 pub struct Answer {
     pub status: u16,
@@ -166,32 +213,15 @@ impl Answer {
     /// such an answer is incomplete. 1xx, 204 and 304 answers have no
     /// body (RFC 9112 section 6.3).
     pub fn parse(bytes: &[u8], closed: bool) -> Result<Option<Answer>, String> {
-        let Some(end) = bytes.windows(4).position(|w| w == b"\r\n\r\n") else {
+        let Some(Head {
+            len: head_len,
+            raw: raw_head,
+            status,
+            headers,
+        }) = Head::parse(bytes)?
+        else {
             return Ok(None);
         };
-        let head_len = end + 4;
-        let raw_head = std::str::from_utf8(&bytes[..head_len])
-            .map_err(|_| {
-                format!(
-                    "non-UTF-8 head: {:?}",
-                    String::from_utf8_lossy(&bytes[..head_len])
-                )
-            })?
-            .to_owned();
-        let mut lines = raw_head[..end].split("\r\n");
-        let status_line = lines.next().unwrap_or("");
-        let status: u16 = status_line
-            .strip_prefix("HTTP/1.1 ")
-            .and_then(|rest| rest.get(..3))
-            .and_then(|code| code.parse().ok())
-            .ok_or_else(|| format!("bad status line in {raw_head:?}"))?;
-        let headers = lines
-            .map(|line| {
-                line.split_once(':')
-                    .map(|(k, v)| (k.to_owned(), v.trim().to_owned()))
-                    .ok_or_else(|| format!("bad header line {line:?} in {raw_head:?}"))
-            })
-            .collect::<Result<Vec<(String, String)>, String>>()?;
         let rest = &bytes[head_len..];
         let chunked = headers.iter().any(|(k, v)| {
             k.eq_ignore_ascii_case("Transfer-Encoding") && v.eq_ignore_ascii_case("chunked")
@@ -475,28 +505,13 @@ pub fn head(
     raw.send(&request("HEAD", path, &all, b""))
         .map_err(|e| e.to_string())?;
     let bytes = raw.until_closed(limit)?;
-    let end = bytes
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
+    let Head {
+        len: head_len,
+        raw: raw_head,
+        status,
+        headers,
+    } = Head::parse(&bytes)?
         .ok_or_else(|| format!("no whole head: {:?}", String::from_utf8_lossy(&bytes)))?;
-    let head_len = end + 4;
-    let raw_head = std::str::from_utf8(&bytes[..head_len])
-        .map_err(|_| format!("non-UTF-8 head: {:?}", String::from_utf8_lossy(&bytes)))?
-        .to_owned();
-    let mut lines = raw_head[..end].split("\r\n");
-    let status_line = lines.next().unwrap_or("");
-    let status: u16 = status_line
-        .strip_prefix("HTTP/1.1 ")
-        .and_then(|rest| rest.get(..3))
-        .and_then(|code| code.parse().ok())
-        .ok_or_else(|| format!("bad status line in {raw_head:?}"))?;
-    let headers = lines
-        .map(|line| {
-            line.split_once(':')
-                .map(|(k, v)| (k.to_owned(), v.trim().to_owned()))
-                .ok_or_else(|| format!("bad header line {line:?} in {raw_head:?}"))
-        })
-        .collect::<Result<Vec<(String, String)>, String>>()?;
     let answer = Answer {
         status,
         raw_head,
