@@ -299,11 +299,11 @@ fn write_format_1(dir: &Path, users: u64) {
         s[..8].copy_from_slice(&n.to_be_bytes());
         let mut r = s;
         r[31] = 1;
-        let user = User {
-            id: UserId(n),
-            email: Email::parse(&format!("u{n}@scale.io")).unwrap(),
-            hashed_password: hash.clone(),
-        };
+        let user = User::existing(
+            UserId(n),
+            Email::parse(&format!("u{n}@scale.io")).unwrap(),
+            hash.clone(),
+        );
         let session = (n % 2 == 0).then_some(LegacySession {
             token_hash: TokenHash(s),
             created_at: 1,

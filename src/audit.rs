@@ -101,6 +101,11 @@ pub enum Event {
     Logout,
     ResetRequested,
     ResetRefused,
+    VerifyRequested,
+    VerifyRefused,
+    EmailVerified,
+    EmailChangeRequested,
+    EmailChanged,
     PasswordChanged,
     /// One or more sessions ended by their user (not a logout of the
     /// current one) or by an administrator.
@@ -158,17 +163,33 @@ impl Audit {
         self.enabled
     }
 
-    /// Writes a reset token to the log: the `log` delivery channel, for a
-    /// single operator who hands tokens over by hand. The one audit line
-    /// that carries a secret, and only when that channel is chosen.
-    pub fn reset_token(&self, email: &str, token: &crate::token::Token, expires_at: &str) {
-        let line = serde_json::json!({
+    /// Writes a message to the log: the `log` delivery channel, for a
+    /// single operator who hands tokens over by hand. `body` is what a
+    /// webhook would get (`{"type", "email", ...}`); the line is
+    /// `{"time", "audit": "<type>_token_delivery", ...body}` for a token
+    /// (a reset's is `reset_token_delivery` with its `reset_token`, as
+    /// before there were other messages) and `"<type>_notice"` for a
+    /// notice. The one audit line that carries a secret, and only when
+    /// that channel is chosen.
+    pub fn delivery(&self, body: &serde_json::Value) {
+        let kind = body["type"].as_str().unwrap_or("message");
+        let with_token = body.get("reset_token").is_some() || body.get("verify_token").is_some();
+        let audit = if with_token {
+            format!("{kind}_token_delivery")
+        } else {
+            format!("{kind}_notice")
+        };
+        let mut line = serde_json::json!({
             "time": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-            "audit": "reset_token_delivery",
-            "email": email,
-            "reset_token": token.as_str(),
-            "expires_at": expires_at,
+            "audit": audit,
         });
+        if let (Some(line), Some(body)) = (line.as_object_mut(), body.as_object()) {
+            for (key, value) in body {
+                if key != "type" {
+                    line.insert(key.clone(), value.clone());
+                }
+            }
+        }
         // Written even with the audit log off: it is a delivery channel.
         write_line(line.to_string());
     }

@@ -31,8 +31,38 @@ pub fn rfc3339(ms: u64) -> String {
         .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
+/// Unix milliseconds as RFC 3339 UTC to the millisecond, for exports,
+/// which must read back exactly ([`parse_rfc3339`]).
+pub fn rfc3339_millis(ms: u64) -> String {
+    i64::try_from(ms)
+        .ok()
+        .and_then(chrono::DateTime::from_timestamp_millis)
+        .unwrap_or(chrono::DateTime::<chrono::Utc>::MAX_UTC)
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// An RFC 3339 time (any offset) as Unix milliseconds; `None` if it is
+/// not one or lies before 1970.
+pub fn parse_rfc3339(text: &str) -> Option<u64> {
+    let time = chrono::DateTime::parse_from_rfc3339(text).ok()?;
+    u64::try_from(time.timestamp_millis()).ok()
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn export_times_read_back_exactly() {
+        for ms in [0, 1, 1_764_115_187_123] {
+            assert_eq!(super::parse_rfc3339(&super::rfc3339_millis(ms)), Some(ms));
+        }
+        assert_eq!(
+            super::parse_rfc3339("2026-11-26T06:00:00+01:00"),
+            Some(1_795_669_200_000)
+        );
+        assert_eq!(super::parse_rfc3339("1969-12-31T23:59:59Z"), None);
+        assert_eq!(super::parse_rfc3339("yesterday"), None);
+    }
+
     #[test]
     fn times_show_as_rfc3339_utc_seconds() {
         assert_eq!(super::rfc3339(0), "1970-01-01T00:00:00Z");

@@ -20,8 +20,11 @@ const USER_RECORD_V1: u8 = 1;
 /// Version byte of the user records of store format 2 (keyed by the
 /// lowercased address, the key not stored).
 const USER_RECORD_V2: u8 = 2;
-/// Version byte of the current user record layout.
+/// Version byte of the user records of store format 3 (no verification
+/// state, no creation time).
 const USER_RECORD_V3: u8 = 3;
+/// Version byte of the current user record layout.
+const USER_RECORD_V4: u8 = 4;
 /// Version byte of the session record layout.
 const SESSION_RECORD_V1: u8 = 1;
 /// Version byte of the one-time token record layout.
@@ -98,12 +101,27 @@ struct UserRecordV2 {
 /// key the address is indexed under (which the rules of the day derive
 /// from the address, except for the older of two accounts whose addresses
 /// came to share a key: see [`crate::email_key`]). The id is the record's
-/// key, so it is not repeated inside the value.
+/// key, so it is not repeated inside the value. Still read: format 4
+/// did not rewrite the records, it reads these as accounts created under
+/// the old rules (verified, creation time unknown).
 #[derive(Serialize, Deserialize)]
 struct UserRecordV3 {
     email: String,
     email_key: String,
     hashed_password: String,
+}
+
+/// Layout of a user record, version 4: version 3 with the state of the
+/// address (verified, an email change pending with its key) and the
+/// creation time.
+#[derive(Serialize, Deserialize)]
+struct UserRecordV4 {
+    email: String,
+    email_key: String,
+    hashed_password: String,
+    email_verified: bool,
+    created_at: Option<u64>,
+    pending_email: Option<(String, String)>,
 }
 
 /// Layout of a session record, version 1; the key is the token's hash.
@@ -162,6 +180,49 @@ fn decode<T: serde::de::DeserializeOwned>(version: u8, bytes: &[u8]) -> Result<T
 /// Encodes a user into its stored form (version byte + body).
 pub fn encode_user(user: &User) -> Result<Vec<u8>, CodecError> {
     encode(
+        USER_RECORD_V4,
+        &UserRecordV4 {
+            email: user.email.as_str().to_owned(),
+            email_key: user.email.key().to_owned(),
+            hashed_password: user.hashed_password.clone(),
+            email_verified: user.email_verified,
+            created_at: user.created_at,
+            pending_email: user
+                .pending_email
+                .as_ref()
+                .map(|e| (e.as_str().to_owned(), e.key().to_owned())),
+        },
+    )
+}
+
+/// Decodes a stored user record of version 4 or 3, refusing other
+/// versions and leftovers. The address is taken as stored, under its
+/// stored key, whatever the rules for new addresses say of it now.
+pub fn decode_user(id: UserId, bytes: &[u8]) -> Result<User, CodecError> {
+    if bytes.first() == Some(&USER_RECORD_V3) {
+        let record: UserRecordV3 = decode(USER_RECORD_V3, bytes)?;
+        return Ok(User::existing(
+            id,
+            Email::stored(record.email, record.email_key),
+            record.hashed_password,
+        ));
+    }
+    let record: UserRecordV4 = decode(USER_RECORD_V4, bytes)?;
+    Ok(User {
+        id,
+        email: Email::stored(record.email, record.email_key),
+        hashed_password: record.hashed_password,
+        email_verified: record.email_verified,
+        created_at: record.created_at,
+        pending_email: record
+            .pending_email
+            .map(|(display, key)| Email::stored(display, key)),
+    })
+}
+
+/// Encodes a version-3 user record (tests make format-3 stores with it).
+pub fn encode_user_v3(user: &User) -> Result<Vec<u8>, CodecError> {
+    encode(
         USER_RECORD_V3,
         &UserRecordV3 {
             email: user.email.as_str().to_owned(),
@@ -171,22 +232,9 @@ pub fn encode_user(user: &User) -> Result<Vec<u8>, CodecError> {
     )
 }
 
-/// Decodes a stored user record, refusing other versions and leftovers.
-/// The address is taken as stored, under its stored key, whatever the
-/// rules for new addresses say of it now.
-pub fn decode_user(id: UserId, bytes: &[u8]) -> Result<User, CodecError> {
-    let record: UserRecordV3 = decode(USER_RECORD_V3, bytes)?;
-    Ok(User {
-        id,
-        email: Email::stored(record.email, record.email_key),
-        hashed_password: record.hashed_password,
-    })
-}
-
-/// Whether a stored user record is of the current version (the migration
-/// skips those it converted before a crash).
+/// Whether a stored user record is of the current version.
 pub fn is_current_user(bytes: &[u8]) -> bool {
-    bytes.first() == Some(&USER_RECORD_V3)
+    bytes.first() == Some(&USER_RECORD_V4)
 }
 
 /// Whether a stored user record is of version 1 (store format 1).
@@ -204,11 +252,11 @@ pub fn is_user_v2(bytes: &[u8]) -> bool {
 pub fn decode_user_v2(id: UserId, bytes: &[u8]) -> Result<User, CodecError> {
     let record: UserRecordV2 = decode(USER_RECORD_V2, bytes)?;
     let legacy = record.email.to_lowercase();
-    Ok(User {
+    Ok(User::existing(
         id,
-        email: Email::stored(record.email, legacy),
-        hashed_password: record.hashed_password,
-    })
+        Email::stored(record.email, legacy),
+        record.hashed_password,
+    ))
 }
 
 /// Encodes a version-2 user record (tests make format-2 stores with it).
@@ -229,11 +277,11 @@ pub fn decode_user_v1(
 ) -> Result<(User, Option<LegacySession>, Option<LegacyGrant>), CodecError> {
     let record: UserRecordV1 = decode(USER_RECORD_V1, bytes)?;
     let legacy = record.email.to_lowercase();
-    let user = User {
+    let user = User::existing(
         id,
-        email: Email::stored(record.email, legacy),
-        hashed_password: record.hashed_password,
-    };
+        Email::stored(record.email, legacy),
+        record.hashed_password,
+    );
     Ok((user, record.session, record.reset))
 }
 
@@ -350,6 +398,9 @@ mod tests {
             id: UserId(7),
             email: Email::parse("Ann@Example.com").unwrap(),
             hashed_password: "$2b$04$abcdefghijklmnopqrstuu".to_owned(),
+            email_verified: false,
+            created_at: Some(1_700_000_000_000),
+            pending_email: Some(Email::parse("Ann@New.example").unwrap()),
         }
     }
 
@@ -357,9 +408,22 @@ mod tests {
     fn user_round_trips_with_a_version_byte() {
         let user = sample();
         let bytes = encode_user(&user).unwrap();
-        assert_eq!(bytes[0], USER_RECORD_V3);
+        assert_eq!(bytes[0], USER_RECORD_V4);
         assert!(is_current_user(&bytes));
         assert_eq!(decode_user(UserId(7), &bytes).unwrap(), user);
+    }
+
+    #[test]
+    fn version_3_users_read_as_verified_accounts_of_unknown_age() {
+        let user = sample();
+        let bytes = encode_user_v3(&user).unwrap();
+        assert!(!is_current_user(&bytes));
+        let back = decode_user(UserId(7), &bytes).unwrap();
+        assert_eq!(
+            back,
+            User::existing(UserId(7), user.email.clone(), user.hashed_password.clone())
+        );
+        assert!(back.email_verified && back.created_at.is_none() && back.pending_email.is_none());
     }
 
     #[test]
@@ -396,9 +460,10 @@ mod tests {
         let bytes = encode_user_v1(&user, Some(session), None).unwrap();
         assert!(!is_current_user(&bytes) && is_user_v1(&bytes));
         assert!(decode_user(UserId(7), &bytes).is_err());
+        let existing = User::existing(user.id, user.email.clone(), user.hashed_password.clone());
         assert_eq!(
             decode_user_v1(UserId(7), &bytes).unwrap(),
-            (user, Some(session), None)
+            (existing, Some(session), None)
         );
     }
 

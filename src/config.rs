@@ -44,8 +44,10 @@ pub struct Config {
     pub access_log: bool,
     /// Log authentication events as JSON lines to stderr.
     pub audit_log: bool,
-    /// Session and reset-token lifetimes.
+    /// Session and one-time token lifetimes.
     pub lifetimes: Lifetimes,
+    /// Refuse logins of accounts whose address is not verified.
+    pub require_verified_email: bool,
     /// Sessions a user may hold at once (the oldest ends first).
     pub max_sessions_per_user: usize,
     /// Throttling of logins, registrations and reset requests.
@@ -162,6 +164,7 @@ impl Config {
             access_log: true,
             audit_log: true,
             lifetimes: Lifetimes::default(),
+            require_verified_email: false,
             max_sessions_per_user: crate::auth::DEFAULT_MAX_SESSIONS,
             limits: LimitSettings::default(),
             sweep_interval: DEFAULT_SWEEP_INTERVAL,

@@ -1,5 +1,6 @@
-//! Delivery of reset tokens outside the HTTP response: to the integrator's
-//! mailer by webhook, or to the audit log.
+//! Delivery of messages (reset and verification tokens, notices) outside
+//! the HTTP response: to the integrator's mailer by webhook, or to the
+//! audit log.
 //!
 //! Requests only enqueue; one background worker issues tokens (in the
 //! production profile) and delivers them, with a timeout and retries, so a
@@ -13,9 +14,10 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::Serialize;
+use serde_json::Value;
 
 use crate::auth::{Auth, AuthError, Caller};
+use crate::one_time::Purpose;
 use crate::outbox::Job;
 use crate::token::Token;
 /// Attempts per webhook delivery, with 1 s, 2 s, ... between them.
@@ -77,67 +79,78 @@ pub fn work(auth: Arc<Auth>, channel: Channel, inbox: Receiver<Job>, stop: Arc<A
 }
 
 fn run(auth: &Auth, channel: &Channel, job: Job) {
-    match job {
-        Job::Issue { email, ip } => {
+    let body = match job {
+        Job::Issue { purpose, to, ip } => {
             let caller = Caller {
                 ip,
                 local: false,
                 user_agent: None,
             };
-            match auth.issue_reset_token(&caller, &email) {
-                Ok((user, token)) => deliver(
-                    auth,
-                    channel,
-                    user.email.as_str(),
-                    &token,
-                    &auth.reset_expires_at(),
-                ),
-                // Logged as reset_refused; nothing to deliver.
-                Err(AuthError::UnknownEmail) => {}
-                Err(e) => eprintln!("authd: could not issue a reset token: {e}"),
+            match auth.issue_token(&caller, &to, purpose) {
+                Ok((_, address, token)) => {
+                    token_body(purpose, &address, &token, &auth.expires_at(purpose))
+                }
+                // Logged as refused; nothing to deliver.
+                Err(AuthError::UnknownEmail) => return,
+                Err(e) => {
+                    eprintln!("authd: could not issue a {} token: {e}", purpose.name());
+                    return;
+                }
             }
         }
         Job::Deliver {
+            purpose,
             email,
             token,
             expires_at,
-        } => deliver(auth, channel, &email, &token, &expires_at),
-    }
-}
-
-#[derive(Serialize)]
-struct Payload<'a> {
-    email: &'a str,
-    reset_token: &'a str,
-    expires_at: &'a str,
-}
-
-fn deliver(auth: &Auth, channel: &Channel, email: &str, token: &Token, expires_at: &str) {
-    let payload = Payload {
-        email,
-        reset_token: token.as_str(),
-        expires_at,
+        } => token_body(purpose, &email, &token, &expires_at),
+        Job::Notify {
+            notice,
+            email,
+            new_email,
+        } => {
+            let mut body = serde_json::json!({"type": notice.name(), "email": email});
+            if let Some(new_email) = new_email {
+                body["new_email"] = new_email.into();
+            }
+            body
+        }
     };
+    deliver(auth, channel, &body);
+}
+
+/// The body of a token's message: `{"type", "email", "reset_token" or
+/// "verify_token", "expires_at"}` (the reset's as before, plus `type`).
+fn token_body(purpose: Purpose, email: &str, token: &Token, expires_at: &str) -> Value {
+    let field = match purpose {
+        Purpose::Reset => "reset_token",
+        Purpose::Verify | Purpose::EmailChange => "verify_token",
+    };
+    let mut body = serde_json::json!({
+        "type": purpose.name(),
+        "email": email,
+        "expires_at": expires_at,
+    });
+    body[field] = token.as_str().into();
+    body
+}
+
+fn deliver(auth: &Auth, channel: &Channel, body: &Value) {
+    let email = body["email"].as_str().unwrap_or_default();
     match channel {
-        Channel::Log => auth.audit().reset_token(email, token, expires_at),
+        Channel::Log => auth.audit().delivery(body),
         Channel::Webhook(url) => {
             let agent: ureq::Agent = ureq::Agent::config_builder()
                 .timeout_global(Some(TIMEOUT))
                 .build()
                 .into();
             let mut last_error = String::new();
+            let encoded = body.to_string();
             for attempt in 1..=ATTEMPTS {
-                let body = match serde_json::to_vec(&payload) {
-                    Ok(body) => body,
-                    Err(e) => {
-                        eprintln!("authd: cannot encode a reset delivery: {e}");
-                        return;
-                    }
-                };
                 match agent
                     .post(url)
                     .content_type("application/json")
-                    .send(&body[..])
+                    .send(encoded.as_bytes())
                 {
                     Ok(_) => return,
                     Err(e) => last_error = e.to_string(),
@@ -147,7 +160,9 @@ fn deliver(auth: &Auth, channel: &Channel, email: &str, token: &Token, expires_a
                 }
             }
             eprintln!(
-                "authd: reset token delivery for {email} to {url} failed after {ATTEMPTS} attempts: {last_error}"
+                "authd: delivery of a {} message for {email} to {url} failed after {ATTEMPTS} \
+                 attempts: {last_error}",
+                body["type"].as_str().unwrap_or_default()
             );
         }
     }

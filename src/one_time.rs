@@ -1,5 +1,5 @@
-//! One-time tokens as records of their own: a password reset today, an
-//! email verification next, each a purpose of the same record.
+//! One-time tokens as records of their own: a password reset, an email
+//! verification, an email change, each a purpose of the same record.
 //!
 //! A user holds at most one token per purpose (a newer request replaces
 //! the older token); a token is found by its SHA-256 and consumed by the
@@ -13,16 +13,23 @@ use crate::user::UserId;
 pub enum Purpose {
     /// Setting a new password (`PUT /reset_password`).
     Reset,
+    /// Proving the account's address (`PUT /verify_email`).
+    Verify,
+    /// Proving an email change's new address, which then becomes the
+    /// account's (`PUT /verify_email` with the new address).
+    EmailChange,
 }
 
 impl Purpose {
     /// Every purpose this authd knows.
-    pub const ALL: [Purpose; 1] = [Purpose::Reset];
+    pub const ALL: [Purpose; 3] = [Purpose::Reset, Purpose::Verify, Purpose::EmailChange];
 
     /// The stored code (a byte on sled).
     pub fn code(self) -> u8 {
         match self {
             Purpose::Reset => 1,
+            Purpose::Verify => 2,
+            Purpose::EmailChange => 3,
         }
     }
 
@@ -30,6 +37,8 @@ impl Purpose {
     pub fn from_code(code: u8) -> Option<Purpose> {
         match code {
             1 => Some(Purpose::Reset),
+            2 => Some(Purpose::Verify),
+            3 => Some(Purpose::EmailChange),
             _ => None,
         }
     }
@@ -38,6 +47,8 @@ impl Purpose {
     pub fn name(self) -> &'static str {
         match self {
             Purpose::Reset => "reset",
+            Purpose::Verify => "verify",
+            Purpose::EmailChange => "email_change",
         }
     }
 
@@ -45,6 +56,8 @@ impl Purpose {
     pub fn from_name(name: &str) -> Option<Purpose> {
         match name {
             "reset" => Some(Purpose::Reset),
+            "verify" => Some(Purpose::Verify),
+            "email_change" => Some(Purpose::EmailChange),
             _ => None,
         }
     }
@@ -84,7 +97,7 @@ mod tests {
             assert_eq!(Purpose::from_name(purpose.name()), Some(purpose));
         }
         assert_eq!(Purpose::from_code(0), None);
-        assert_eq!(Purpose::from_name("verify"), None);
+        assert_eq!(Purpose::from_name("login"), None);
     }
 
     #[test]

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use crate::audit::Audit;
 use crate::auth::limits::Limits;
-use crate::auth::{Auth, AuthError, ResetDelivery, Rules};
+use crate::auth::{Auth, AuthError, Delivery, Rules};
 use crate::config::{Config, Profile};
 use crate::control;
 use crate::delivery;
@@ -93,15 +93,16 @@ pub fn start(config: &Config) -> Result<Running, StartError> {
         config.limits.hashes_per_address,
     )?;
     let (outbox, inbox) = outbox::queue();
-    let reset_delivery = match config.profile {
-        Profile::Production => ResetDelivery::Queued(outbox),
-        Profile::Dev => ResetDelivery::InResponse(config.reset_delivery.as_ref().map(|_| outbox)),
+    let delivery = match config.profile {
+        Profile::Production => Delivery::Queued(outbox),
+        Profile::Dev => Delivery::InResponse(config.reset_delivery.as_ref().map(|_| outbox)),
     };
     let rules = Rules {
         lifetimes: config.lifetimes,
         policy: config.password_policy,
         max_sessions_per_user: config.max_sessions_per_user,
-        reset_delivery,
+        delivery,
+        require_verified_email: config.require_verified_email,
     };
     let key = match &config.secret_key_file {
         Some(path) => ServerKey::from_file(path).map_err(|e| StartError::Config(e.to_string()))?,

@@ -207,14 +207,66 @@ impl fmt::Debug for Password {
     }
 }
 
-/// A stored user: identity and credentials only. Sessions and one-time
-/// tokens are records of their own ([`crate::session`],
-/// [`crate::one_time`]), which is what lets a user have several of them.
+/// A stored user: identity, credentials and the state of the address.
+/// Sessions and one-time tokens are records of their own
+/// ([`crate::session`], [`crate::one_time`]), which is what lets a user
+/// have several of them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct User {
     pub id: UserId,
     pub email: Email,
     pub hashed_password: String,
+    /// Whether a message sent to `email` came back with its token (or the
+    /// account predates verification: those were created under the old
+    /// rules and count as verified).
+    pub email_verified: bool,
+    /// Unix milliseconds at registration; `None` for accounts created
+    /// before authd recorded it (user record v4, schema 6).
+    pub created_at: Option<u64>,
+    /// The address an email change is waiting to verify: it becomes
+    /// `email` when the token sent to it is redeemed, and holds no claim
+    /// on the address until then.
+    pub pending_email: Option<Email>,
+}
+
+impl User {
+    /// A user as a store of an older layout held it: verified (created
+    /// under the rules of its day), creation time unknown, nothing
+    /// pending.
+    pub fn existing(id: UserId, email: Email, hashed_password: String) -> User {
+        User {
+            id,
+            email,
+            hashed_password,
+            email_verified: true,
+            created_at: None,
+            pending_email: None,
+        }
+    }
+}
+
+/// A user about to be created: by registration (unverified, created now)
+/// or by an import (as exported).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewUser {
+    pub email: Email,
+    pub hashed_password: String,
+    pub email_verified: bool,
+    pub created_at: Option<u64>,
+}
+
+impl NewUser {
+    /// The user this becomes under `id`.
+    pub fn with_id(&self, id: UserId) -> User {
+        User {
+            id,
+            email: self.email.clone(),
+            hashed_password: self.hashed_password.clone(),
+            email_verified: self.email_verified,
+            created_at: self.created_at,
+            pending_email: None,
+        }
+    }
 }
 
 #[cfg(test)]

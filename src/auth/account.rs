@@ -10,6 +10,7 @@
 
 use super::{Auth, AuthError, Caller};
 use crate::audit::Event;
+use crate::outbox::{Job, Notice};
 use crate::store::{Ends, StoreError, UserChange};
 use crate::token::Token;
 use crate::user::{Password, User};
@@ -19,7 +20,7 @@ impl Auth {
     /// current one (401 `wrong password`, counted as a failed login) and
     /// the password policy. One write: the new hash (only if the one just
     /// checked is still current), the end of every other session of the
-    /// user and of a pending reset token; the caller's session stays.
+    /// user and of every one-time token; the caller's session stays.
     pub fn change_password(
         &self,
         caller: &Caller,
@@ -31,17 +32,24 @@ impl Auth {
         self.confirm_password(caller, &user, typed_current, "PUT /password")?;
         self.check_policy(new, &user.email)?;
         let hashed = self.hasher.hash_for(caller.ip, new)?;
+        // A link mailed before the change (reset, verification, email
+        // change) must not act after it: every token ends, and with the
+        // email change's token its pending address.
         let ends = Ends {
             sessions: true,
-            reset_token: true,
+            tokens: true,
             keep_session: Some(session.token_hash),
+            ..Ends::default()
         };
         let changed = self
             .store
             .update_user(
                 user.id,
                 Some(&user.hashed_password),
-                &[UserChange::HashedPassword(hashed)],
+                &[
+                    UserChange::HashedPassword(hashed),
+                    UserChange::PendingEmail(None),
+                ],
                 ends,
             )
             .map_err(|e| match e {
@@ -56,6 +64,11 @@ impl Auth {
             Some(changed.id),
             Some(changed.email.as_str()),
         );
+        self.send_after(Job::Notify {
+            notice: Notice::PasswordChanged,
+            email: changed.email.as_str().to_owned(),
+            new_email: None,
+        });
         Ok(changed)
     }
 
@@ -80,6 +93,11 @@ impl Auth {
             Some(user.id),
             Some(user.email.as_str()),
         );
+        self.send_after(Job::Notify {
+            notice: Notice::AccountDeleted,
+            email: user.email.as_str().to_owned(),
+            new_email: None,
+        });
         Ok(user)
     }
 
@@ -87,7 +105,7 @@ impl Auth {
     /// account from `caller`: reserved first (429 while backing off), one
     /// bcrypt verification (padded like a login's), counted when wrong and
     /// audited as a failed login on `route`.
-    fn confirm_password(
+    pub(super) fn confirm_password(
         &self,
         caller: &Caller,
         user: &User,

@@ -54,16 +54,18 @@ impl Auth {
     ) -> Result<User, AuthError> {
         let user = self.find_user(email)?;
         let hashed = self.hasher.hash(password)?;
-        // One write: the new password, the end of every session and of a
-        // pending reset token (which would otherwise undo it).
+        // One write: the new password, the end of every session and of
+        // every one-time token (a pending reset would otherwise undo it).
         let ends = Ends {
             sessions: true,
-            reset_token: true,
-            keep_session: None,
+            tokens: true,
+            ..Ends::default()
         };
-        let user =
-            self.store
-                .update_user(user.id, None, &[UserChange::HashedPassword(hashed)], ends)?;
+        let changes = [
+            UserChange::HashedPassword(hashed),
+            UserChange::PendingEmail(None),
+        ];
+        let user = self.store.update_user(user.id, None, &changes, ends)?;
         self.limits.account_recovered(user.email.key());
         self.record(
             Event::PasswordChanged,
@@ -84,6 +86,24 @@ impl Auth {
         })?;
         self.record(
             Event::UserDeleted,
+            caller,
+            Some(user.id),
+            Some(user.email.as_str()),
+        );
+        Ok(user)
+    }
+
+    /// Marks `email`'s address verified (audited as `email_verified`).
+    pub fn verify_user(&self, caller: &Caller, email: &Email) -> Result<User, AuthError> {
+        let user = self.find_user(email)?;
+        let user = self.store.update_user(
+            user.id,
+            None,
+            &[UserChange::EmailVerified(true)],
+            Ends::default(),
+        )?;
+        self.record(
+            Event::EmailVerified,
             caller,
             Some(user.id),
             Some(user.email.as_str()),

@@ -108,6 +108,8 @@ pub struct Limits {
     register_email: Box<dyn Limiter>,
     reset_ip: Box<dyn Limiter>,
     reset_email: Box<dyn Limiter>,
+    verify_ip: Box<dyn Limiter>,
+    verify_email: Box<dyn Limiter>,
     login_success: Box<dyn Limiter>,
     /// Failed logins per known device (keyed by a keyed hash of its nonce).
     login_device: Box<dyn Limiter>,
@@ -172,6 +174,8 @@ impl Limits {
             register_email: make("register_email", request()),
             reset_ip: make("reset_ip", request()),
             reset_email: make("reset_email", request()),
+            verify_ip: make("verify_ip", request()),
+            verify_email: make("verify_email", request()),
             login_success: make(
                 "login_success",
                 Rule {
@@ -397,6 +401,12 @@ impl Limits {
         self.rate(&*self.reset_ip, &*self.reset_email, client, email)
     }
 
+    /// Checks and counts a verification-token request (`POST
+    /// /verify_email`): as reset requests, with counts of its own.
+    pub fn verify_request(&self, client: &Caller, email: &str) -> Result<(), AuthError> {
+        self.rate(&*self.verify_ip, &*self.verify_email, client, email)
+    }
+
     fn rate(
         &self,
         by_ip: &dyn Limiter,
@@ -429,6 +439,8 @@ impl Limits {
             &self.register_email,
             &self.reset_ip,
             &self.reset_email,
+            &self.verify_ip,
+            &self.verify_email,
         ] {
             throttle.sweep()?;
         }

@@ -145,6 +145,10 @@ impl Auth {
         password: &Password,
     ) -> Result<(User, Token), AuthError> {
         let user = self.valid_login_for(caller.ip, email, password)?;
+        // Said only to whoever knows the password.
+        if self.rules.require_verified_email && !user.email_verified {
+            return Err(AuthError::EmailNotVerified);
+        }
         let rehashed = if self.needs_rehash(&user.hashed_password) {
             self.hasher.hash_for(caller.ip, password).ok()
         } else {

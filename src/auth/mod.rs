@@ -16,6 +16,7 @@ mod login;
 mod register;
 mod reset;
 mod sessions;
+mod verify;
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::{Arc, OnceLock};
@@ -24,7 +25,8 @@ use std::time::Duration;
 use crate::audit::{Audit, Event};
 use crate::clock::millis;
 use crate::hasher::{HashError, Hasher};
-use crate::outbox::Outbox;
+use crate::one_time::Purpose;
+use crate::outbox::{Job, Outbox};
 use crate::policy::PasswordPolicy;
 use crate::session::Session;
 use crate::store::{RequestStore, StoreError};
@@ -32,8 +34,18 @@ use crate::token::{RandomError, Token};
 use crate::user::{Email, Password, UserId};
 use limits::Limits;
 
-pub use reset::ResetAnswer;
 pub use sessions::Scope;
+pub use verify::{AccountView, EmailChangeAnswer};
+
+/// What a request for a one-time token (reset, verification) answers.
+#[derive(Debug)]
+pub enum TokenAnswer {
+    /// The token itself (dev, as the reference).
+    Token { email: String, token: Token },
+    /// Only that a token is on its way if the email is registered
+    /// (production): `shown` is the email as the client typed it.
+    Queued { shown: String },
+}
 
 /// Outcomes of the use cases that are not success.
 #[derive(Debug, thiserror::Error)]
@@ -60,6 +72,14 @@ pub enum AuthError {
     /// with an email that does not own it.
     #[error("invalid reset token")]
     InvalidResetToken,
+    /// A verification token that is malformed, unknown, used, replaced,
+    /// expired, or paired with an address it was not sent to.
+    #[error("invalid verify token")]
+    InvalidVerifyToken,
+    /// `--require-verified-email` and the account's address is not
+    /// verified (said only after the password was right).
+    #[error("email not verified")]
+    EmailNotVerified,
     /// The new password does not meet the password policy; the text says
     /// why, for the person choosing it.
     #[error("password {0}")]
@@ -71,7 +91,7 @@ pub enum AuthError {
     #[error("too many password operations in progress")]
     Busy,
     /// The delivery queue is full: try again shortly.
-    #[error("too many reset requests queued")]
+    #[error("too many messages queued")]
     QueueFull,
     /// The throttle counts cannot be read or kept; an uncounted attempt
     /// is not let through.
@@ -145,17 +165,22 @@ pub struct Lifetimes {
     pub session_idle: Duration,
     /// Lifetime of a reset token, from issue.
     pub reset_token: Duration,
+    /// Lifetime of a verification token (the address's own or an email
+    /// change's), from issue.
+    pub verify_token: Duration,
 }
 
 impl Default for Lifetimes {
     /// 24 h absolute (Ory Kratos's default session lifespan), 30 min idle
     /// (OWASP's bound for low-risk applications), 30 min reset tokens
-    /// (PocketBase, Rauthy).
+    /// (PocketBase, Rauthy), 24 h verification tokens (a mail read the
+    /// next day still works; it grants no sign-in).
     fn default() -> Self {
         Lifetimes {
             session: Duration::from_secs(24 * 3600),
             session_idle: Duration::from_secs(30 * 60),
             reset_token: Duration::from_secs(30 * 60),
+            verify_token: Duration::from_secs(24 * 3600),
         }
     }
 }
@@ -168,21 +193,40 @@ impl Lifetimes {
         millis(self.session_idle / 10).min(60_000)
     }
 
+    /// The lifetime of a one-time token of `purpose`.
+    pub fn token(&self, purpose: Purpose) -> Duration {
+        match purpose {
+            Purpose::Reset => self.reset_token,
+            Purpose::Verify | Purpose::EmailChange => self.verify_token,
+        }
+    }
+
     fn session_expired(&self, session: &Session, now: u64) -> bool {
         now >= session.created_at.saturating_add(millis(self.session))
             || now >= session.last_seen.saturating_add(millis(self.session_idle))
     }
 }
 
-/// Where reset tokens go when asked for over HTTP.
+/// Where one-time tokens (reset, verification) go when asked for over
+/// HTTP, and whether messages are sent at all.
 #[derive(Debug, Clone)]
-pub enum ResetDelivery {
-    /// In the response, as the reference does (dev); also to the delivery
-    /// worker when one is set.
+pub enum Delivery {
+    /// In the response, as the reference does for reset tokens (dev);
+    /// also to the delivery worker when one is set.
     InResponse(Option<Outbox>),
     /// Only to the delivery worker; the answer is the same whether the
     /// email is registered or not (production).
     Queued(Outbox),
+}
+
+impl Delivery {
+    /// The queue to the delivery worker, if messages are sent.
+    pub fn outbox(&self) -> Option<&Outbox> {
+        match self {
+            Delivery::InResponse(outbox) => outbox.as_ref(),
+            Delivery::Queued(outbox) => Some(outbox),
+        }
+    }
 }
 
 /// The rules the use cases follow, beyond lifetimes.
@@ -193,7 +237,10 @@ pub struct Rules {
     /// Sessions a user may hold at once; a new login ends the oldest past
     /// this (1 gives the reference's one session per user).
     pub max_sessions_per_user: usize,
-    pub reset_delivery: ResetDelivery,
+    pub delivery: Delivery,
+    /// Refuse logins of accounts whose address is not verified (403
+    /// `email not verified`, after the password check).
+    pub require_verified_email: bool,
 }
 
 impl Rules {
@@ -203,7 +250,8 @@ impl Rules {
             lifetimes: Lifetimes::default(),
             policy: PasswordPolicy::DEV,
             max_sessions_per_user: DEFAULT_MAX_SESSIONS,
-            reset_delivery: ResetDelivery::InResponse(None),
+            delivery: Delivery::InResponse(None),
+            require_verified_email: false,
         }
     }
 }
@@ -362,6 +410,26 @@ impl Auth {
         })
     }
 
+    /// Hands `job` to the delivery worker, if messages are sent: a full
+    /// queue is `QueueFull` (503), so that a request whose whole point is
+    /// the message is not answered as done.
+    fn send(&self, job: Job) -> Result<(), AuthError> {
+        match self.rules.delivery.outbox() {
+            Some(outbox) => outbox.send(job).map_err(|_| AuthError::QueueFull),
+            None => Ok(()),
+        }
+    }
+
+    /// [`Auth::send`] for a message that follows a change already made
+    /// (a notice, the verification after a registration): the change
+    /// stands whether or not the queue takes it, so a full queue is only
+    /// logged.
+    fn send_after(&self, job: Job) {
+        if let Err(e) = self.send(job) {
+            eprintln!("authd: a message was not queued: {e}");
+        }
+    }
+
     fn check_policy(&self, password: &Password, email: &Email) -> Result<(), AuthError> {
         self.rules
             .policy
@@ -382,9 +450,12 @@ impl Auth {
             now.saturating_sub(millis(lifetimes.session)),
             now.saturating_sub(millis(lifetimes.session_idle)),
         );
+        // Tokens older than the longest lifetime of any purpose; a
+        // redemption also checks its own purpose's (shortened) lifetime.
+        let longest = lifetimes.reset_token.max(lifetimes.verify_token);
         let tokens = self
             .store
-            .expire_tokens(now, now.saturating_sub(millis(lifetimes.reset_token)));
+            .expire_tokens(now, now.saturating_sub(millis(longest)));
         let throttles = self.limits.sweep();
         let (sessions, tokens) = (sessions?, tokens?);
         throttles.map_err(|e| AuthError::ThrottleUnavailable(e.0))?;

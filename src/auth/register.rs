@@ -29,6 +29,7 @@ impl Auth {
                     Some(user.id),
                     Some(user.email.as_str()),
                 );
+                self.verify_new_account(caller, &user);
                 Ok(user)
             }
             Err(e) => {

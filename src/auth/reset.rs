@@ -2,29 +2,31 @@
 //! `PUT /reset_password` (redeem it), with the reference's
 //! `get_reset_password_token` and `update_password`.
 
-use super::{Auth, AuthError, Caller, ResetDelivery};
+use super::{Auth, AuthError, Caller, Delivery, TokenAnswer};
 use crate::audit::Event;
 use crate::clock::{millis, unix_millis};
 use crate::hasher::{HashKey, OWN_WORK};
 use crate::one_time::{OneTimeToken, Purpose};
-use crate::outbox::Job;
-use crate::store::{Redemption, StoreError};
+use crate::outbox::{Job, Recipient};
+use crate::store::{Ends, Redemption, StoreError, UserChange};
 use crate::token::Token;
 use crate::user::{Email, Password, User};
 
-/// What a reset request answers.
-#[derive(Debug)]
-pub enum ResetAnswer {
-    /// The token itself (dev, as the reference).
-    Token { email: String, token: Token },
-    /// Only that a token is on its way if the email is registered
-    /// (production): `shown` is the email as the client typed it.
-    Queued { shown: String },
-}
-
 impl Auth {
     /// Answers a reset request for what `caller` typed, throttled per
-    /// address and per email.
+    /// address and per email: [`Auth::request_token`] for a reset token.
+    pub fn request_reset(&self, caller: &Caller, typed: &str) -> Result<TokenAnswer, AuthError> {
+        self.throttled(
+            self.limits.reset_request(caller, typed),
+            caller,
+            typed,
+            "POST /reset_password",
+        )?;
+        self.request_token(caller, typed, Purpose::Reset)
+    }
+
+    /// Answers a request for a one-time token of `purpose` for what
+    /// `caller` typed (throttled by the caller).
     ///
     /// Dev: the token, or `UnknownEmail` for an email nobody registered
     /// (an email that cannot be an address is answered as one); the token
@@ -32,16 +34,15 @@ impl Auth {
     /// answer whether or not the email is registered, in the same time:
     /// the request only enqueues, and the worker issues and sends the
     /// token. `QueueFull` if the queue is.
-    pub fn request_reset(&self, caller: &Caller, typed: &str) -> Result<ResetAnswer, AuthError> {
-        self.throttled(
-            self.limits.reset_request(caller, typed),
-            caller,
-            typed,
-            "POST /reset_password",
-        )?;
+    pub(super) fn request_token(
+        &self,
+        caller: &Caller,
+        typed: &str,
+        purpose: Purpose,
+    ) -> Result<TokenAnswer, AuthError> {
         let email = Email::parse(typed);
-        match &self.rules.reset_delivery {
-            ResetDelivery::Queued(outbox) => {
+        match &self.rules.delivery {
+            Delivery::Queued(outbox) => {
                 let shown = email
                     .as_ref()
                     .map_or(typed.trim(), |email| email.as_str())
@@ -49,30 +50,33 @@ impl Auth {
                 match email {
                     Ok(email) => outbox
                         .send(Job::Issue {
-                            email,
+                            purpose,
+                            to: Recipient::Address(email),
                             ip: caller.ip,
                         })
                         .map_err(|_| AuthError::QueueFull)?,
-                    Err(_) => self.record_typed(Event::ResetRefused, caller, typed, None),
+                    Err(_) => self.record_typed(refused(purpose), caller, typed, None),
                 }
-                Ok(ResetAnswer::Queued { shown })
+                Ok(TokenAnswer::Queued { shown })
             }
-            ResetDelivery::InResponse(outbox) => {
+            Delivery::InResponse(outbox) => {
                 let Ok(email) = email else {
-                    self.record_typed(Event::ResetRefused, caller, typed, None);
+                    self.record_typed(refused(purpose), caller, typed, None);
                     return Err(AuthError::UnknownEmail);
                 };
-                let (user, token) = self.issue_reset_token(caller, &email)?;
+                let (user, address, token) =
+                    self.issue_token(caller, &Recipient::Address(email), purpose)?;
                 if let Some(outbox) = outbox {
                     outbox
                         .send(Job::Deliver {
-                            email: user.email.as_str().to_owned(),
+                            purpose,
+                            email: address,
                             token: token.clone(),
-                            expires_at: self.reset_expires_at(),
+                            expires_at: self.expires_at(purpose),
                         })
                         .map_err(|_| AuthError::QueueFull)?;
                 }
-                Ok(ResetAnswer::Token {
+                Ok(TokenAnswer::Token {
                     email: user.email.as_str().to_owned(),
                     token,
                 })
@@ -80,31 +84,40 @@ impl Auth {
         }
     }
 
-    /// Issues a reset token for `email` and audits the outcome
-    /// (`reset_requested` or `reset_refused`); the HTTP route and the
-    /// delivery worker alike come here.
-    pub fn issue_reset_token(
+    /// Issues a token of `purpose` for `to`, replacing the user's earlier
+    /// one of that purpose, and audits the outcome; returns the user, the
+    /// address the token goes to (the pending one for an email change)
+    /// and the token. The HTTP routes and the delivery worker alike come
+    /// here. `UnknownEmail` if `to` names no account (or no pending
+    /// change).
+    pub fn issue_token(
         &self,
         caller: &Caller,
-        email: &Email,
-    ) -> Result<(User, Token), AuthError> {
-        match self.get_reset_password_token(email) {
-            Ok((user, token)) => {
-                self.record(
-                    Event::ResetRequested,
-                    caller,
-                    Some(user.id),
-                    Some(user.email.as_str()),
-                );
-                Ok((user, token))
-            }
-            Err(e) => {
-                if matches!(e, AuthError::UnknownEmail) {
-                    self.record_typed(Event::ResetRefused, caller, email.as_str(), None);
+        to: &Recipient,
+        purpose: Purpose,
+    ) -> Result<(User, String, Token), AuthError> {
+        let found = match to {
+            Recipient::Address(email) => self.store.user_by_email(email),
+            Recipient::PendingAddress(id) => self.store.user_by_id(*id),
+        };
+        let user = match found {
+            Ok(user) => user,
+            Err(StoreError::NotFound) => {
+                if let Recipient::Address(email) = to {
+                    self.record_typed(refused(purpose), caller, email.as_str(), None);
                 }
-                Err(e)
+                return Err(AuthError::UnknownEmail);
             }
-        }
+            Err(e) => return Err(e.into()),
+        };
+        let address = match (to, &user.pending_email) {
+            (Recipient::PendingAddress(_), Some(pending)) => pending.as_str().to_owned(),
+            (Recipient::PendingAddress(_), None) => return Err(AuthError::UnknownEmail),
+            (Recipient::Address(_), _) => user.email.as_str().to_owned(),
+        };
+        let token = self.mint(&user, purpose)?;
+        self.record(requested(purpose), caller, Some(user.id), Some(&address));
+        Ok((user, address, token))
     }
 
     /// Issues a reset token for `email`, replacing any earlier one (the
@@ -115,28 +128,36 @@ impl Auth {
             Err(StoreError::NotFound) => return Err(AuthError::UnknownEmail),
             Err(e) => return Err(e.into()),
         };
+        let token = self.mint(&user, Purpose::Reset)?;
+        Ok((user, token))
+    }
+
+    /// Stores a new token of `purpose` for `user` (replacing the older
+    /// one) and returns it.
+    pub(super) fn mint(&self, user: &User, purpose: Purpose) -> Result<Token, AuthError> {
         let token = Token::generate()?;
         let now = unix_millis();
         let grant = OneTimeToken {
             token_hash: token.hash(),
             user: user.id,
-            purpose: Purpose::Reset,
+            purpose,
             created_at: now,
-            expires_at: now.saturating_add(millis(self.rules.lifetimes.reset_token)),
+            expires_at: now.saturating_add(millis(self.rules.lifetimes.token(purpose))),
         };
         self.store.issue_token(&grant).map_err(|e| match e {
             StoreError::NotFound => AuthError::UnknownEmail,
             other => other.into(),
         })?;
-        Ok((user, token))
+        Ok(token)
     }
 
-    /// When a reset token issued now expires, as RFC 3339 (for deliveries).
-    pub fn reset_expires_at(&self) -> String {
+    /// When a token of `purpose` issued now expires, as RFC 3339 (for
+    /// deliveries).
+    pub fn expires_at(&self, purpose: Purpose) -> String {
         let now = chrono::Utc::now();
         // A lifetime too long for a date saturates at the latest date
         // chrono has.
-        chrono::Duration::from_std(self.rules.lifetimes.reset_token)
+        chrono::Duration::from_std(self.rules.lifetimes.token(purpose))
             .ok()
             .and_then(|ttl| now.checked_add_signed(ttl))
             .unwrap_or(chrono::DateTime::<chrono::Utc>::MAX_UTC)
@@ -225,15 +246,47 @@ impl Auth {
         let redemption = Redemption {
             token_hash: &hash,
             user: user.id,
+            purpose: Purpose::Reset,
             now,
             // Valid while created_at + lifetime > now.
             issued_from: now.checked_sub(lifetime).map_or(0, |t| t.saturating_add(1)),
-            hashed_password: &hashed,
         };
-        self.store.redeem_reset(&redemption).map_err(|e| match e {
-            StoreError::PreconditionFailed | StoreError::NotFound => AuthError::InvalidResetToken,
-            other => other.into(),
-        })
+        // The token came to the address: redeeming it proves the address
+        // as a verification token would.
+        let changes = [
+            UserChange::HashedPassword(hashed),
+            UserChange::EmailVerified(true),
+        ];
+        let ends = Ends {
+            sessions: true,
+            ..Ends::default()
+        };
+        self.store
+            .redeem(&redemption, &changes, ends)
+            .map_err(|e| match e {
+                StoreError::PreconditionFailed | StoreError::NotFound => {
+                    AuthError::InvalidResetToken
+                }
+                other => other.into(),
+            })
+    }
+}
+
+/// The audit event of a token of `purpose` issued.
+fn requested(purpose: Purpose) -> Event {
+    match purpose {
+        Purpose::Reset => Event::ResetRequested,
+        Purpose::Verify => Event::VerifyRequested,
+        Purpose::EmailChange => Event::EmailChangeRequested,
+    }
+}
+
+/// The audit event of a token of `purpose` refused (asked for or
+/// redeemed).
+pub(super) fn refused(purpose: Purpose) -> Event {
+    match purpose {
+        Purpose::Reset => Event::ResetRefused,
+        Purpose::Verify | Purpose::EmailChange => Event::VerifyRefused,
     }
 }
 

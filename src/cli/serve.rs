@@ -94,6 +94,21 @@ pub struct ServeArgs {
           value_parser = clap::value_parser!(u64).range(1..))]
     reset_token_ttl: u64,
 
+    /// Verification token lifetime in seconds, from issue (the address's
+    /// own and an email change's).
+    #[arg(long, env = "AUTHD_VERIFY_TOKEN_TTL", value_name = "SECONDS",
+          default_value_t = Lifetimes::default().verify_token.as_secs(),
+          value_parser = clap::value_parser!(u64).range(1..))]
+    verify_token_ttl: u64,
+
+    /// Refuse logins of accounts whose address is not verified (403
+    /// "email not verified", said only after the right password).
+    /// Accounts that existed before verification count as verified.
+    #[arg(long, env = "AUTHD_REQUIRE_VERIFIED_EMAIL", value_name = "on|off",
+          action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "on",
+          default_value = "off", value_parser = BoolishValueParser::new())]
+    require_verified_email: bool,
+
     /// Sessions a user may hold at once (one per device or browser); a new
     /// login past this ends the user's oldest session. 1 gives the Flask
     /// reference's behaviour: a login ends the previous session. At most
@@ -342,7 +357,9 @@ impl ServeArgs {
                 session: secs(self.session_ttl),
                 session_idle: secs(self.session_idle_ttl),
                 reset_token: secs(self.reset_token_ttl),
+                verify_token: secs(self.verify_token_ttl),
             },
+            require_verified_email: self.require_verified_email,
             max_sessions_per_user: self.max_sessions_per_user,
             limits: LimitSettings {
                 login_free_failures: self.login_free_failures,

@@ -40,7 +40,7 @@ use serde::{Deserialize, Serialize};
 use super::{unwritten, CliError, Env, Held, StoreArgs};
 use crate::config::DEFAULT_BCRYPT_COST;
 use crate::store::StoreError;
-use crate::user::Email;
+use crate::user::{Email, NewUser};
 
 /// Users written per transaction (and per progress step) during import.
 const IMPORT_CHUNK: usize = 10_000;
@@ -106,12 +106,28 @@ struct ExportLine<'a> {
     id: u64,
     email: &'a str,
     hashed_password: &'a str,
+    email_verified: bool,
+    /// RFC 3339 to the millisecond; `null` for an account older than the
+    /// record of it.
+    created_at: Option<String>,
 }
 
+/// A line of an import: an export's line, or a line written by hand or by
+/// another system with only the first two fields. A missing
+/// `email_verified` is `true`: the accounts come from a system that let
+/// them sign in.
 #[derive(Deserialize)]
 struct ImportLine {
     email: String,
     hashed_password: String,
+    #[serde(default = "verified_by_default")]
+    email_verified: bool,
+    #[serde(default)]
+    created_at: Option<String>,
+}
+
+fn verified_by_default() -> bool {
+    true
 }
 
 /// Streams every user out, one line each, in id order.
@@ -134,6 +150,8 @@ pub(super) fn export(args: ExportArgs, env: &mut Env<'_>) -> Result<ExitCode, Cl
             id: user.id.0,
             email: user.email.as_str(),
             hashed_password: &user.hashed_password,
+            email_verified: user.email_verified,
+            created_at: user.created_at.map(crate::clock::rfc3339_millis),
         };
         let written = serde_json::to_writer(&mut out, &line)
             .map_err(std::io::Error::from)
@@ -317,17 +335,16 @@ pub(super) fn import(args: ImportArgs, env: &mut Env<'_>) -> Result<ExitCode, Cl
     let mut existing_emails = Vec::new();
     match &existing {
         Some(store) => {
-            for (line, email, hash) in users {
-                match store.request().user_by_email(&email) {
-                    Ok(_) => {
-                        existing_emails.push((line, format!("email {email} is already registered")))
-                    }
-                    Err(StoreError::NotFound) => fresh.push((email, hash)),
+            for (line, user) in users {
+                match store.request().user_by_email(&user.email) {
+                    Ok(_) => existing_emails
+                        .push((line, format!("email {} is already registered", user.email))),
+                    Err(StoreError::NotFound) => fresh.push(user),
                     Err(e) => return Err(e.into()),
                 }
             }
         }
-        None => fresh.extend(users.into_iter().map(|(_, email, hash)| (email, hash))),
+        None => fresh.extend(users.into_iter().map(|(_, user)| user)),
     }
     if !existing_emails.is_empty() && !args.skip_existing {
         return Err(report(
@@ -490,7 +507,7 @@ fn thousands(n: u64) -> String {
     out
 }
 
-type Parsed = (Vec<(usize, Email, String)>, Vec<(usize, String)>);
+type Parsed = (Vec<(usize, NewUser)>, Vec<(usize, String)>);
 
 /// Reads every line; returns the valid users and, by line number, what is
 /// wrong with the others (including an email given twice in the file, and a
@@ -528,11 +545,34 @@ fn parse_lines(reader: impl BufRead, max_cost: u32) -> Result<Parsed, CliError> 
             errors.push((number, problem));
             continue;
         }
+        let created_at = match record
+            .created_at
+            .as_deref()
+            .map(crate::clock::parse_rfc3339)
+        {
+            None => None,
+            Some(Some(ms)) => Some(ms),
+            Some(None) => {
+                errors.push((
+                    number,
+                    "created_at is not an RFC 3339 time after 1970".to_owned(),
+                ));
+                continue;
+            }
+        };
         if let Some(first) = seen.insert(email.key().to_owned(), number) {
             errors.push((number, format!("email {email} is also on line {first}")));
             continue;
         }
-        users.push((number, email, record.hashed_password));
+        users.push((
+            number,
+            NewUser {
+                email,
+                hashed_password: record.hashed_password,
+                email_verified: record.email_verified,
+                created_at,
+            },
+        ));
     }
     Ok((users, errors))
 }
@@ -553,6 +593,29 @@ mod tests {
     use super::*;
 
     const HASH: &str = "$2b$04$EGdrhbKUv8Oc9vGiXX0HQOxSg445d458Muh7DAHskb6QbtCvdxcie";
+
+    #[test]
+    fn imported_accounts_are_verified_unless_said_otherwise() {
+        let input = format!(
+            "{{\"email\":\"a@x.io\",\"hashed_password\":\"{HASH}\"}}\n\
+             {{\"email\":\"b@x.io\",\"hashed_password\":\"{HASH}\",\"email_verified\":false,\
+             \"created_at\":\"2026-11-26T05:00:00.123Z\"}}\n\
+             {{\"email\":\"c@x.io\",\"hashed_password\":\"{HASH}\",\"created_at\":\"soon\"}}\n\
+             {{\"email\":\"d@x.io\",\"hashed_password\":\"{HASH}\",\"created_at\":null}}\n"
+        );
+        let (users, errors) = parse_lines(input.as_bytes(), 31).unwrap();
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert_eq!(errors[0].0, 3);
+        assert!(errors[0].1.starts_with("created_at"), "{errors:?}");
+        let got: Vec<(bool, Option<u64>)> = users
+            .iter()
+            .map(|(_, u)| (u.email_verified, u.created_at))
+            .collect();
+        assert_eq!(
+            got,
+            [(true, None), (false, Some(1_795_669_200_123)), (true, None)]
+        );
+    }
 
     #[test]
     fn only_standard_bcrypt_hashes_are_accepted() {
@@ -651,7 +714,7 @@ mod tests {
         let lines: Vec<usize> = errors.iter().map(|(n, _)| *n).collect();
         assert_eq!(lines, [3, 4, 5, 6, 7], "{errors:?}");
         assert!(errors[3].1.contains("also on line 1"));
-        let emails: Vec<&str> = users.iter().map(|(_, e, _)| e.as_str()).collect();
+        let emails: Vec<&str> = users.iter().map(|(_, u)| u.email.as_str()).collect();
         assert_eq!(emails, ["a@x.io", "d@x.io"]);
     }
 }

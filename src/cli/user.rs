@@ -92,6 +92,14 @@ enum UserCommand {
         #[command(flatten)]
         store: StoreArgs,
     },
+    /// Mark a user's address verified (as redeeming a verification token
+    /// would), e.g. for an account an administrator vouches for.
+    Verify {
+        /// The email address of the user to mark verified.
+        email: String,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
     /// List a user's sessions, newest first (never their tokens).
     Sessions {
         /// The email address of the user whose sessions to list.
@@ -149,6 +157,7 @@ impl UserArgs {
             | UserCommand::Show { store, .. }
             | UserCommand::Delete { store, .. }
             | UserCommand::SetPassword { store, .. }
+            | UserCommand::Verify { store, .. }
             | UserCommand::Sessions { store, .. }
             | UserCommand::Logout { store, .. }
             | UserCommand::Find { store, .. } => store,
@@ -277,6 +286,20 @@ pub(super) fn run(args: UserArgs, env: &mut Env<'_>) -> Result<ExitCode, CliErro
             )
             .map_err(unwritten)?;
         }
+        UserCommand::Verify { email, store } => {
+            let email = parse_email(&email)?;
+            let store = store.open_in(env.store)?;
+            let user = service(&store, DEFAULT_BCRYPT_COST)?
+                .verify_user(&admin, &email)
+                .map_err(refused(&email))?;
+            writeln!(
+                env.out,
+                "email verified for user {} <{}>",
+                user.id,
+                shown(&user.email)
+            )
+            .map_err(unwritten)?;
+        }
         UserCommand::Sessions { email, json, store } => {
             let email = parse_email(&email)?;
             let store = store.open_in(env.store)?;
@@ -364,6 +387,20 @@ fn show(out: &mut dyn Write, user: &User, sessions: usize, json: bool) -> std::i
         writeln!(out, "email:          {}", shown(&user.email))?;
         writeln!(
             out,
+            "verified:       {}",
+            if user.email_verified { "yes" } else { "no" }
+        )?;
+        if let Some(pending) = &user.pending_email {
+            writeln!(out, "changing to:    {} (not verified yet)", shown(pending))?;
+        }
+        writeln!(
+            out,
+            "created:        {}",
+            user.created_at
+                .map_or("before authd recorded it".to_owned(), crate::clock::rfc3339)
+        )?;
+        writeln!(
+            out,
             "bcrypt cost:    {}",
             cost_of(user).map_or("?".to_owned(), |c| c.to_string())
         )?;
@@ -383,6 +420,8 @@ fn summary(user: &User) -> serde_json::Value {
     json!({
         "id": user.id.0,
         "email": user.email.as_str(),
+        "email_verified": user.email_verified,
+        "created_at": user.created_at.map(crate::clock::rfc3339),
         "bcrypt_cost": cost_of(user),
     })
 }

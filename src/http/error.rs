@@ -132,11 +132,13 @@ impl From<AuthError> for ApiError {
             AuthError::SessionNotFound => ApiError::NotFound("session not found"),
             AuthError::UnknownEmail => ApiError::Forbidden("email not registered"),
             AuthError::InvalidResetToken => ApiError::Forbidden("invalid reset token"),
+            AuthError::InvalidVerifyToken => ApiError::Forbidden("invalid verify token"),
+            AuthError::EmailNotVerified => ApiError::Forbidden("email not verified"),
             AuthError::WeakPassword(reason) => ApiError::BadRequest(format!("password {reason}")),
             AuthError::Throttled(wait) => ApiError::TooManyRequests(wait),
             AuthError::Busy => ApiError::Unavailable("server busy, retry shortly"),
             AuthError::QueueFull => {
-                ApiError::Unavailable("too many reset requests queued, retry shortly")
+                ApiError::Unavailable("too many messages queued, retry shortly")
             }
             AuthError::ThrottleUnavailable(detail) => {
                 eprintln!("authd: storage failure: {detail}");

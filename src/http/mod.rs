@@ -155,8 +155,13 @@ impl App {
             ("/auth/verify", _) => Err(ApiError::MethodNotAllowed("GET, HEAD")),
             ("/password", "PUT") => routes::account::put_password(self, request, caller),
             ("/password", _) => Err(ApiError::MethodNotAllowed("PUT")),
+            ("/account", "GET") => routes::account::get(self, request),
+            ("/account", "PUT") => routes::account::put(self, request, caller),
             ("/account", "DELETE") => routes::account::delete(self, request, caller),
-            ("/account", _) => Err(ApiError::MethodNotAllowed("DELETE")),
+            ("/account", _) => Err(ApiError::MethodNotAllowed("GET, PUT, DELETE")),
+            ("/verify_email", "POST") => routes::verify_email::post(self, request, caller),
+            ("/verify_email", "PUT") => routes::verify_email::put(self, request, caller),
+            ("/verify_email", _) => Err(ApiError::MethodNotAllowed("POST, PUT")),
             ("/reset_password", "POST") => routes::reset_password::post(self, request, caller),
             ("/reset_password", "PUT") => routes::reset_password::put(self, request, caller),
             ("/reset_password", _) => Err(ApiError::MethodNotAllowed("POST, PUT")),
@@ -314,7 +319,7 @@ mod broken_store_tests {
         Ends, Redemption, SessionStore, StoreError, TokenStore, UserChange, UserStore,
     };
     use crate::token::{Token, TokenHash};
-    use crate::user::{Email, User, UserId};
+    use crate::user::{NewUser, User, UserId};
 
     struct Broken;
 
@@ -323,7 +328,7 @@ mod broken_store_tests {
     }
 
     impl UserStore for Broken {
-        fn add_user(&self, _: &Email, _: &str) -> Result<User, StoreError> {
+        fn create_user(&self, _: &NewUser) -> Result<User, StoreError> {
             down()
         }
         fn user_by_id(&self, _: UserId) -> Result<User, StoreError> {
@@ -395,7 +400,12 @@ mod broken_store_tests {
         fn drop_token_of(&self, _: UserId, _: Purpose) -> Result<bool, StoreError> {
             down()
         }
-        fn redeem_reset(&self, _: &Redemption<'_>) -> Result<User, StoreError> {
+        fn redeem(
+            &self,
+            _: &Redemption<'_>,
+            _: &[UserChange],
+            _: Ends,
+        ) -> Result<User, StoreError> {
             down()
         }
         fn expire_tokens(&self, _: u64, _: u64) -> Result<usize, StoreError> {

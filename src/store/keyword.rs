@@ -131,7 +131,7 @@ pub fn update_user(
     let ends = Ends {
         sessions: updates.iter().any(|u| matches!(u, Update::EndSessions)),
         reset_token: updates.iter().any(|u| matches!(u, Update::DropReset)),
-        keep_session: None,
+        ..Ends::default()
     };
     let user = store.update_user(id, None, &changes, ends)?;
     for update in &updates {

@@ -8,13 +8,16 @@ use super::StoreError;
 use crate::one_time::{OneTimeToken, Purpose};
 use crate::session::{Session, SessionId};
 use crate::token::TokenHash;
-use crate::user::{Email, User, UserId};
+use crate::user::{Email, NewUser, User, UserId};
 
 /// One field update of a user.
 #[derive(Debug, Clone)]
 pub enum UserChange {
     Email(Email),
     HashedPassword(String),
+    EmailVerified(bool),
+    /// The address an email change waits to verify (`None`: none).
+    PendingEmail(Option<Email>),
 }
 
 impl UserChange {
@@ -24,6 +27,8 @@ impl UserChange {
         match self {
             UserChange::Email(email) => user.email = email.clone(),
             UserChange::HashedPassword(hash) => user.hashed_password = hash.clone(),
+            UserChange::EmailVerified(verified) => user.email_verified = *verified,
+            UserChange::PendingEmail(pending) => user.pending_email = pending.clone(),
         }
     }
 }
@@ -37,27 +42,41 @@ pub struct Ends {
     /// The user's pending reset token (asked for before the change, it must
     /// not undo it).
     pub reset_token: bool,
+    /// Every one-time token of the user, whatever its purpose (a password
+    /// or address change: a link mailed before it must not act after it).
+    pub tokens: bool,
     /// With `sessions`: the one session that stays (the caller's own, when
     /// a signed-in user changes their password).
     pub keep_session: Option<TokenHash>,
 }
 
-/// A reset redemption, with what must still hold when it writes: the
-/// token is the user's, not expired at `now`, and issued at or after
-/// `issued_from` (the configured lifetime, counted back from `now`).
+/// A one-time token's redemption, with what must still hold when it
+/// writes: the token is the user's, of `purpose`, not expired at `now`,
+/// and issued at or after `issued_from` (the configured lifetime, counted
+/// back from `now`).
 #[derive(Debug, Clone, Copy)]
 pub struct Redemption<'a> {
     pub token_hash: &'a TokenHash,
     pub user: UserId,
+    pub purpose: Purpose,
     pub now: u64,
     pub issued_from: u64,
-    pub hashed_password: &'a str,
 }
 
 /// Users: identity and credentials.
 pub trait UserStore: Send + Sync {
-    /// Creates a user; `EmailTaken` if the email exists in any letter case.
-    fn add_user(&self, email: &Email, hashed_password: &str) -> Result<User, StoreError>;
+    /// Creates a user; `EmailTaken` if the email's key exists.
+    fn create_user(&self, new: &NewUser) -> Result<User, StoreError>;
+
+    /// Creates a user as registration does: unverified, created now.
+    fn add_user(&self, email: &Email, hashed_password: &str) -> Result<User, StoreError> {
+        self.create_user(&NewUser {
+            email: email.clone(),
+            hashed_password: hashed_password.to_owned(),
+            email_verified: false,
+            created_at: Some(crate::clock::unix_millis()),
+        })
+    }
 
     /// User `id`; `NotFound` if none.
     fn user_by_id(&self, id: UserId) -> Result<User, StoreError>;
@@ -170,12 +189,19 @@ pub trait TokenStore: Send + Sync {
     /// Drops `user`'s token of `purpose`; `false` if there was none.
     fn drop_token_of(&self, user: UserId, purpose: Purpose) -> Result<bool, StoreError>;
 
-    /// Redeems a reset token in one transaction: if the token still exists
-    /// and is as `redemption` requires (its user's, unexpired), sets the
-    /// user's password hash, consumes the token and ends every session of
-    /// the user. `PreconditionFailed` otherwise (used, replaced or expired
-    /// meanwhile), so two redemptions racing cannot both succeed.
-    fn redeem_reset(&self, redemption: &Redemption<'_>) -> Result<User, StoreError>;
+    /// Redeems a one-time token in one transaction: if the token still
+    /// exists and is as `redemption` requires (its user's, its purpose,
+    /// unexpired), consumes it and makes `changes` to its user with what
+    /// `ends` names, as [`UserStore::update_user`] does (`EmailTaken` if
+    /// a new address's key is held). `PreconditionFailed` otherwise (used,
+    /// replaced or expired meanwhile), so two redemptions racing cannot
+    /// both succeed.
+    fn redeem(
+        &self,
+        redemption: &Redemption<'_>,
+        changes: &[UserChange],
+        ends: Ends,
+    ) -> Result<User, StoreError>;
 
     /// Drops every token that expired by `now` or was issued before
     /// `issued_before` (Unix ms); returns how many.
@@ -201,7 +227,7 @@ pub trait Maintenance: Send + Sync {
     /// Creates many users in as few durable writes as possible (bulk
     /// import), in order, returning their ids. All or nothing per call:
     /// `EmailTaken` if any email exists already or twice in `users`.
-    fn add_users(&self, users: &[(Email, String)]) -> Result<Vec<UserId>, StoreError>;
+    fn add_users(&self, users: &[NewUser]) -> Result<Vec<UserId>, StoreError>;
 
     /// Starts an import that is all or nothing across any number of
     /// [`Import::add_users`] calls: until [`Import::commit`], a crash, a
@@ -232,7 +258,7 @@ pub trait Import {
     /// Creates `users` in order, returning their ids; `EmailTaken` if any
     /// email exists already or twice in `users` (this call then wrote
     /// nothing, and the import may still be rolled back or committed).
-    fn add_users(&mut self, users: &[(Email, String)]) -> Result<Vec<UserId>, StoreError>;
+    fn add_users(&mut self, users: &[NewUser]) -> Result<Vec<UserId>, StoreError>;
 
     /// Makes every user added so far permanent, in one durable write.
     fn commit(self: Box<Self>) -> Result<(), StoreError>;

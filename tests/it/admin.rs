@@ -261,7 +261,19 @@ fn export_then_import_keeps_every_password() {
     let text = std::fs::read_to_string(&file).unwrap();
     let first: serde_json::Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
     let keys: Vec<&String> = first.as_object().unwrap().keys().collect();
-    assert_eq!(keys, ["email", "hashed_password", "id"]);
+    assert_eq!(
+        keys,
+        [
+            "created_at",
+            "email",
+            "email_verified",
+            "hashed_password",
+            "id"
+        ]
+    );
+    // Created by `authd user add` now, its address not proven.
+    assert_eq!(first["email_verified"], false);
+    assert!(first["created_at"].as_str().unwrap().ends_with('Z'));
     // Export to stdout gives the same lines.
     let (_, stdout, _) = authd(&old, &["export"], None);
     assert_eq!(stdout, text);
@@ -272,6 +284,9 @@ fn export_then_import_keeps_every_password() {
     assert!(err.contains("imported 20 users"), "{err}");
     let (code, out, _) = authd(&new, &["check"], None);
     assert_eq!(code, 0, "{out}");
+    // Verification state and creation times made the trip too.
+    let (_, again, _) = authd(&new, &["export"], None);
+    assert_eq!(again, text);
     let server = Proc::start(&new, &[]);
     for (email, password) in &users {
         assert!(server.log_in(email, password).is_ok(), "{email}");

@@ -70,3 +70,5 @@ mod store_model;
 mod tokens;
 /// A store written by the previous release opens and keeps working.
 mod upgrade;
+/// Verified addresses, the account view and email changes.
+mod verification;

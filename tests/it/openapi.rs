@@ -460,6 +460,75 @@ fn the_document_matches_the_live_server() {
         app.request("GET", "/account", None, b"", None),
     );
 
+    // Addresses: verification, the account view, an email change.
+    let mail = [("email", "mail@b.io"), ("password", "pw")];
+    hit("POST", "/users", form("POST", "/users", &mail));
+    let session = hit("POST", "/sessions", form("POST", "/sessions", &mail)).session();
+    let asked = hit(
+        "POST",
+        "/verify_email",
+        form("POST", "/verify_email", &[("email", "mail@b.io")]),
+    );
+    let token = asked.json()["verify_token"].as_str().unwrap().to_owned();
+    for fields in [&[("email", "nobody@b.io")][..], &[][..]] {
+        let reply = hit(
+            "POST",
+            "/verify_email",
+            form("POST", "/verify_email", fields),
+        );
+        assert_eq!(reply.status, 403, "{fields:?}: {}", reply.text());
+    }
+    let redeem = [("email", "mail@b.io"), ("verify_token", token.as_str())];
+    for fields in [&[("email", "a@b.io"), redeem[1]][..], &redeem[..1], &redeem] {
+        hit("PUT", "/verify_email", form("PUT", "/verify_email", fields));
+    }
+    let again = hit(
+        "PUT",
+        "/verify_email",
+        form("PUT", "/verify_email", &redeem),
+    );
+    assert_eq!(again.status, 403, "{}", again.text());
+    hit(
+        "PATCH",
+        "/verify_email",
+        app.request("PATCH", "/verify_email", None, b"", None),
+    );
+    let view = hit(
+        "GET",
+        "/account",
+        app.request("GET", "/account", None, b"", Some(&session)),
+    );
+    assert_eq!(view.json()["email_verified"], true, "{}", view.text());
+    let mut moves = |fields: &[(&str, &str)], token: Option<&str>| {
+        hit("PUT", "/account", signed("PUT", "/account", fields, token))
+    };
+    moves(
+        &[("password", "no"), ("new_email", "moved@b.io")],
+        Some(&session),
+    );
+    let taken = moves(
+        &[("password", "pw"), ("new_email", "A@b.io")],
+        Some(&session),
+    );
+    assert_eq!(taken.message(), "email already registered");
+    moves(&[("password", "pw")], Some(&session));
+    moves(&[("password", "pw"), ("new_email", "moved@b.io")], None);
+    let moved = moves(
+        &[("password", "pw"), ("new_email", "moved@b.io")],
+        Some(&session),
+    );
+    let token = moved.json()["verify_token"].as_str().unwrap().to_owned();
+    let done = hit(
+        "PUT",
+        "/verify_email",
+        form(
+            "PUT",
+            "/verify_email",
+            &[("email", "moved@b.io"), ("verify_token", token.as_str())],
+        ),
+    );
+    assert_eq!(done.json()["email"], "moved@b.io", "{}", done.text());
+
     // What the HTTP edge answers on its own, on any route.
     hit(
         "GET",

@@ -51,11 +51,19 @@ impl Mailer {
         }
     }
 
-    /// Waits (up to 20 s) for `n` deliveries and returns them.
-    fn wait_for(&self, n: usize) -> Vec<Value> {
+    /// Waits (up to 20 s) for `n` deliveries of `kind` (their `type`:
+    /// `reset`, `verify`...) and returns those.
+    fn wait_for_kind(&self, kind: &str, n: usize) -> Vec<Value> {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            let got = self.received.lock().unwrap().clone();
+            let got: Vec<Value> = self
+                .received
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|body| body["type"] == kind)
+                .cloned()
+                .collect();
             if got.len() >= n {
                 return got;
             }
@@ -97,7 +105,7 @@ fn reset_tokens_go_to_the_webhook_and_never_into_a_response() {
     );
     assert!(!known.text().contains("reset_token"), "{known:?}");
 
-    let delivered = mailer.wait_for(1);
+    let delivered = mailer.wait_for_kind("reset", 1);
     assert_eq!(delivered[0]["email"], "ann@x.io");
     let token = delivered[0]["reset_token"].as_str().unwrap().to_owned();
     let expires = delivered[0]["expires_at"].as_str().unwrap();
@@ -107,7 +115,7 @@ fn reset_tokens_go_to_the_webhook_and_never_into_a_response() {
     );
     // Nothing is sent for the unknown email.
     std::thread::sleep(Duration::from_millis(300));
-    assert_eq!(mailer.wait_for(1).len(), 1);
+    assert_eq!(mailer.wait_for_kind("reset", 1).len(), 1);
 
     let update = [
         ("email", "ann@x.io"),
@@ -127,6 +135,9 @@ fn a_failing_mailer_is_retried() {
     let mailer = Mailer::start(1);
     let app = TestApp::spawn_with(|c| production(c, Channel::Webhook(mailer.url.clone())));
     assert_eq!(app.register("ann@x.io", STRONG).status, 200);
+    // The verification a registration sends takes the failure and the
+    // retry; the reset comes after it.
+    mailer.wait_for_kind("verify", 1);
     let started = Instant::now();
     assert_eq!(
         form(&app, "POST", "/reset_password", &[("email", "ann@x.io")]).status,
@@ -134,9 +145,9 @@ fn a_failing_mailer_is_retried() {
     );
     // The request did not wait for the retry.
     let answered = started.elapsed();
-    let delivered = mailer.wait_for(1);
+    let delivered = mailer.wait_for_kind("reset", 1);
     assert_eq!(delivered[0]["email"], "ann@x.io");
-    assert_eq!(mailer.calls.load(Ordering::SeqCst), 2);
+    assert_eq!(mailer.calls.load(Ordering::SeqCst), 3);
     assert!(answered < started.elapsed());
 }
 
@@ -170,7 +181,7 @@ fn the_password_policy_refuses_weak_passwords_with_a_reason() {
         form(&app, "POST", "/reset_password", &[("email", "ann@x.io")]).status,
         200
     );
-    let token = mailer.wait_for(1)[0]["reset_token"]
+    let token = mailer.wait_for_kind("reset", 1)[0]["reset_token"]
         .as_str()
         .unwrap()
         .to_owned();
@@ -393,14 +404,104 @@ fn dev_with_a_channel_answers_the_reference_way_and_delivers_too() {
     let reply = form(&app, "POST", "/reset_password", &[("email", "ann@x.io")]);
     assert_eq!(reply.status, 200);
     let token = reply.json()["reset_token"].as_str().unwrap().to_owned();
-    assert_eq!(mailer.wait_for(1)[0]["reset_token"], token.as_str());
+    assert_eq!(
+        mailer.wait_for_kind("reset", 1)[0]["reset_token"],
+        token.as_str()
+    );
     assert_eq!(
         form(&app, "POST", "/reset_password", &[("email", "nobody@x.io")]).status,
         403
     );
 }
 
+/// `fields` as JSON with the session `session`.
+fn signed(
+    app: &TestApp,
+    method: &str,
+    path: &str,
+    fields: &[(&str, &str)],
+    session: &str,
+) -> Answer {
+    let (content_type, body) = crate::common::encode(Format::Json, fields);
+    app.request(method, path, Some(&content_type), &body, Some(session))
+}
+
+fn verifications_and_notices_go_to_the_webhook() {
+    let mailer = Mailer::start(0);
+    let app = TestApp::spawn_with(|c| production(c, Channel::Webhook(mailer.url.clone())));
+    assert_eq!(app.register("ann@x.io", STRONG).status, 200);
+    // A registration sends its verification on its own.
+    let sent = mailer.wait_for_kind("verify", 1);
+    assert_eq!(sent[0]["email"], "ann@x.io");
+    let token = sent[0]["verify_token"].as_str().unwrap().to_owned();
+    let redeem = [("email", "ann@x.io"), ("verify_token", token.as_str())];
+    assert_eq!(form(&app, "PUT", "/verify_email", &redeem).status, 200);
+
+    // Asking again: the same answer whether or not the address exists.
+    let known = form(&app, "POST", "/verify_email", &[("email", "ann@x.io")]);
+    let unknown = form(&app, "POST", "/verify_email", &[("email", "nobody@x.io")]);
+    assert_eq!((known.status, unknown.status), (200, 200));
+    assert_eq!(
+        known.text(),
+        unknown.text().replace("nobody@x.io", "ann@x.io")
+    );
+    assert!(!known.text().contains("verify_token"), "{known:?}");
+    assert_eq!(mailer.wait_for_kind("verify", 2).len(), 2);
+
+    let session = app.session_of(&app.log_in("ann@x.io", STRONG));
+    let started = signed(
+        &app,
+        "PUT",
+        "/account",
+        &[("password", STRONG), ("new_email", "new@x.io")],
+        &session,
+    );
+    assert_eq!(started.status, 200, "{started:?}");
+    assert!(started.json().get("verify_token").is_none(), "{started:?}");
+    let change = &mailer.wait_for_kind("email_change", 1)[0];
+    assert_eq!(change["email"], "new@x.io");
+    let notice = &mailer.wait_for_kind("email_changed", 1)[0];
+    assert_eq!(
+        (&notice["email"], &notice["new_email"]),
+        (&"ann@x.io".into(), &"new@x.io".into())
+    );
+    assert!(notice.get("verify_token").is_none());
+    let token = change["verify_token"].as_str().unwrap();
+    let redeem = [("email", "new@x.io"), ("verify_token", token)];
+    let done = form(&app, "PUT", "/verify_email", &redeem);
+    assert_eq!(done.json()["email"], "new@x.io", "{done:?}");
+
+    let changed = signed(
+        &app,
+        "PUT",
+        "/password",
+        &[
+            ("password", STRONG),
+            ("new_password", "another strong passphrase"),
+        ],
+        &session,
+    );
+    assert_eq!(changed.status, 200, "{changed:?}");
+    assert_eq!(
+        mailer.wait_for_kind("password_changed", 1)[0]["email"],
+        "new@x.io"
+    );
+    let deleted = signed(
+        &app,
+        "DELETE",
+        "/account",
+        &[("password", "another strong passphrase")],
+        &session,
+    );
+    assert_eq!(deleted.status, 200, "{deleted:?}");
+    assert_eq!(
+        mailer.wait_for_kind("account_deleted", 1)[0]["email"],
+        "new@x.io"
+    );
+}
+
 crate::on_every_store!(
+    verifications_and_notices_go_to_the_webhook,
     reset_tokens_go_to_the_webhook_and_never_into_a_response,
     a_failing_mailer_is_retried,
     the_password_policy_refuses_weak_passwords_with_a_reason,

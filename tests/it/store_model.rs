@@ -47,7 +47,7 @@ use authd::store::{
     Counts, Ends, Maintenance, Redemption, RequestStore, SledStore, StoreError, Upgrade, UserChange,
 };
 use authd::token::{Token, TokenHash};
-use authd::user::{Email, User, UserId};
+use authd::user::{Email, NewUser, User, UserId};
 use proptest::prelude::*;
 
 /// Small pools, so collisions (taken emails, reused tokens, right and
@@ -232,6 +232,8 @@ fn op() -> impl Strategy<Value = Op> {
 struct ModelUser {
     email: String,
     hash: String,
+    verified: bool,
+    created_at: Option<u64>,
 }
 
 struct Model {
@@ -296,6 +298,9 @@ impl Model {
             id: UserId(id),
             email: Email::parse(&u.email).unwrap(),
             hashed_password: u.hash.clone(),
+            email_verified: u.verified,
+            created_at: u.created_at,
+            pending_email: None,
         })
     }
 
@@ -497,6 +502,10 @@ impl Model {
                 ModelUser {
                     email: (*email).to_owned(),
                     hash: FIRST_HASH.to_owned(),
+                    // As an import's users are (`AddMany`); one `Add` sets
+                    // its own.
+                    verified: true,
+                    created_at: None,
                 },
             );
         }
@@ -527,21 +536,35 @@ fn run(store: &dyn Store, ids: Ids, ops: Vec<Op>) {
 fn step(store: &dyn Store, model: &mut Model, ids: Ids, op: Op) {
     match op {
         Op::Add(e) => {
-            let email = Email::parse(EMAILS[e]).unwrap();
-            let result = outcome(store.add_user(&email, FIRST_HASH));
+            let new = NewUser {
+                email: Email::parse(EMAILS[e]).unwrap(),
+                hashed_password: FIRST_HASH.to_owned(),
+                email_verified: false,
+                created_at: Some(1_000 + e as u64),
+            };
+            let result = outcome(store.create_user(&new));
             if model.by_email(EMAILS[e]).is_some() {
                 assert_eq!(result, Err(Refused::EmailTaken));
             } else {
                 let user = result.unwrap();
                 model.added(ids, &[EMAILS[e]], &[user.id]);
+                if let Some(added) = model.users.get_mut(&user.id.0) {
+                    added.verified = false;
+                    added.created_at = new.created_at;
+                }
                 assert_eq!(Some(user), model.user(model.next_id - 1));
             }
         }
         Op::AddMany(batch) => {
             let emails: Vec<&str> = batch.iter().map(|e| EMAILS[*e]).collect();
-            let users: Vec<(Email, String)> = emails
+            let users: Vec<NewUser> = emails
                 .iter()
-                .map(|e| (Email::parse(e).unwrap(), FIRST_HASH.to_owned()))
+                .map(|e| NewUser {
+                    email: Email::parse(e).unwrap(),
+                    hashed_password: FIRST_HASH.to_owned(),
+                    email_verified: true,
+                    created_at: None,
+                })
                 .collect();
             let result = outcome(store.add_users(&users));
             let mut keys: Vec<String> = emails.iter().map(|e| Model::key(e)).collect();
@@ -594,7 +617,7 @@ fn step(store: &dyn Store, model: &mut Model, ids: Ids, op: Op) {
             let ends = Ends {
                 sessions: end_sessions,
                 reset_token: end_sessions && password.is_some(),
-                keep_session: None,
+                ..Ends::default()
             };
             let result =
                 outcome(store.update_user(UserId(id), password_is.as_deref(), &changes, ends));
@@ -808,13 +831,19 @@ fn step(store: &dyn Store, model: &mut Model, ids: Ids, op: Op) {
             // user 1 for a token nobody holds), at the model's time.
             let owner = model.token(&hash_of_token).map_or(UserId(1), |t| t.user);
             let hashed = hash(password);
-            let result = outcome(store.redeem_reset(&Redemption {
+            let ends = Ends {
+                sessions: true,
+                ..Ends::default()
+            };
+            let redemption = Redemption {
                 token_hash: &hash_of_token,
                 user: owner,
+                purpose: Purpose::Reset,
                 now: model.now,
                 issued_from: 0,
-                hashed_password: &hashed,
-            }));
+            };
+            let changes = [UserChange::HashedPassword(hashed)];
+            let result = outcome(store.redeem(&redemption, &changes, ends));
             let expected = match model.token(&hash_of_token).copied() {
                 Some(t) if t.purpose == Purpose::Reset && model.now < t.expires_at => {
                     let id = t.user.0;

@@ -57,7 +57,7 @@ fn admin_commands_refuse_an_old_store_and_dry_run_changes_nothing() {
         let (code, out, err) = run_authd(&dir, args, None);
         assert_eq!(code, 1, "{args:?}: {out}{err}");
         assert!(
-            err.contains("is of format 1, older than this authd's (3)")
+            err.contains("is of format 1, older than this authd's (4)")
                 && err.contains("authd migrate"),
             "{args:?}: {err}"
         );
@@ -89,6 +89,13 @@ fn serve_migrates_at_start_and_everything_live_stays_live() {
             assert_eq!(answer.json()["email"], email.as_str());
             let list = server.send("GET", "/sessions", "", Some(token));
             assert_eq!(list.json()["sessions"].as_array().unwrap().len(), 1);
+            // Created under the old rules: verified, of unknown age.
+            let account = server.send("GET", "/account", "", Some(token)).json();
+            assert_eq!(
+                (&account["email_verified"], &account["created_at"]),
+                (&true.into(), &serde_json::Value::Null),
+                "{email}"
+            );
         }
     }
     // A pending reset token redeems once, and ends the user's sessions.
@@ -172,12 +179,11 @@ fn write_format_1(dir: &Path, users: u64) {
         s[..8].copy_from_slice(&n.to_be_bytes());
         let mut r = s;
         r[31] = 1;
-        let user = User {
-            id: UserId(n),
-            email: Email::parse(&format!("u{n}@x.io")).unwrap(),
-            hashed_password: "$2b$04$AAAAAAAAAAAAAAAAAAAAAOAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
-                .to_owned(),
-        };
+        let user = User::existing(
+            UserId(n),
+            Email::parse(&format!("u{n}@x.io")).unwrap(),
+            "$2b$04$AAAAAAAAAAAAAAAAAAAAAOAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA".to_owned(),
+        );
         let session = LegacySession {
             token_hash: TokenHash(s),
             created_at: 1,
@@ -308,7 +314,7 @@ fn a_schema_at_migration_1_is_brought_up_to_date() {
     let (code, _, err) = run_authd(&dir, &["user", "list"], None);
     assert_eq!(code, 1);
     assert!(
-        err.contains("of format 1, older than this authd's (5)"),
+        err.contains("of format 1, older than this authd's (6)"),
         "{err}"
     );
     let (code, out, err) = run_authd(&dir, &["migrate", "--dry-run"], None);
@@ -327,6 +333,13 @@ fn a_schema_at_migration_1_is_brought_up_to_date() {
     let answer = server.send("GET", "/profile", "", Some(session.as_str()));
     assert_eq!(answer.status, 200, "{answer:?}");
     assert_eq!(answer.json()["email"], "Ann@example.com");
+    // Created under the old rules: verified, of unknown age.
+    let account = server.send("GET", "/account", "", Some(session.as_str()));
+    assert_eq!(
+        account.text(),
+        "{\"created_at\":null,\"email\":\"Ann@example.com\",\"email_verified\":true,\
+         \"session_count\":1}\n"
+    );
     let form = format!(
         "email=ann%40example.com&reset_token={}&new_password=pw-new",
         reset.as_str()

@@ -1,5 +1,6 @@
-//! A signed-in user's own account: `PUT /password` and `DELETE /account`.
-//! Not in the reference; both ask for the current password again.
+//! A signed-in user's own account: `GET /account`, `PUT /account` (a new
+//! address), `PUT /password` and `DELETE /account`. Not in the reference;
+//! every change asks for the current password again.
 
 use rouille::{Request, Response};
 
@@ -9,7 +10,7 @@ use crate::http::credential::Credential;
 use crate::http::error::ApiError;
 use crate::http::{cookie, json, App};
 use crate::token::Token;
-use crate::user::Password;
+use crate::user::{Email, Password};
 
 /// The session a state change is made in: a cookie-authenticated one is
 /// refused cross-site first (production), as every other state change.
@@ -55,4 +56,50 @@ pub fn delete(app: &App, request: &Request, caller: &Caller) -> Result<Response,
         app.settings.cookie_name,
         app.settings.secure_cookies,
     ))
+}
+
+/// `GET /account`: 200 `{"created_at", "email", "email_verified",
+/// "session_count"}` for a valid session (`created_at` RFC 3339, `null`
+/// for an account older than the record of it), 403 otherwise.
+pub fn get(app: &App, request: &Request) -> Result<Response, ApiError> {
+    let presented = Credential::of(request, app.settings.cookie_name);
+    let token = presented
+        .token()
+        .ok_or(ApiError::Forbidden("no valid session"))?;
+    let view = app.auth.account(token)?;
+    let user = &view.user;
+    Ok(json::response(&serde_json::json!({
+        "created_at": user.created_at.map(crate::clock::rfc3339),
+        "email": user.email.as_str(),
+        "email_verified": user.email_verified,
+        "session_count": view.session_count,
+    })))
+}
+
+/// `PUT /account` (`password`, `new_email`): 200 `{"email", "message",
+/// "new_email"}` (with `verify_token` in the dev profile): a verification
+/// goes to the new address, which becomes the account's when it is
+/// redeemed with `PUT /verify_email`, and a notice to the current one.
+/// 400 `email already registered` for a taken address (the current one
+/// included) or one a new account could not have; 401 `wrong password`
+/// as above.
+pub fn put(app: &App, request: &Request, caller: &Caller) -> Result<Response, ApiError> {
+    let token = session(app, request)?;
+    let fields = read_fields(request, app.settings.max_body_bytes)?;
+    let password = fields.required("password")?;
+    let new_email =
+        Email::parse_new(fields.required("new_email")?).map_err(ApiError::invalid("new_email"))?;
+    let answer = app
+        .auth
+        .change_email(caller, &token, password, &new_email)?;
+    let message = "a verification token was sent to the new address";
+    let mut pairs = vec![
+        ("email", answer.user.email.as_str()),
+        ("message", message),
+        ("new_email", answer.new_email.as_str()),
+    ];
+    if let Some(token) = &answer.token {
+        pairs.push(("verify_token", token.as_str()));
+    }
+    Ok(json::fields(&pairs))
 }

@@ -8,6 +8,7 @@ pub mod reset_password;
 pub mod sessions;
 pub mod users;
 pub mod verify;
+pub mod verify_email;
 
 use super::body::Fields;
 use super::error::ApiError;

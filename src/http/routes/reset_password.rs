@@ -2,7 +2,7 @@
 
 use rouille::{Request, Response};
 
-use crate::auth::{Caller, ResetAnswer};
+use crate::auth::{Caller, TokenAnswer};
 use crate::http::body::read_fields;
 use crate::http::error::ApiError;
 use crate::http::json;
@@ -22,10 +22,10 @@ pub fn post(app: &App, request: &Request, caller: &Caller) -> Result<Response, A
     let fields = read_fields(request, app.settings.max_body_bytes)?;
     let typed = fields.optional("email")?.unwrap_or("");
     Ok(match app.auth.request_reset(caller, typed)? {
-        ResetAnswer::Token { email, token } => {
+        TokenAnswer::Token { email, token } => {
             json::fields(&[("email", &email), ("reset_token", token.as_str())])
         }
-        ResetAnswer::Queued { shown } => json::fields(&[
+        TokenAnswer::Queued { shown } => json::fields(&[
             ("email", &shown),
             (
                 "message",

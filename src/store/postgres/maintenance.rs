@@ -7,28 +7,30 @@ use postgres::Row;
 use super::pool::Conn;
 use super::rows::{self, violation};
 use super::schema::{schema_version, APPLIED_VERSION};
-use super::PgStore;
+use super::{ms, PgStore};
 use crate::store::{Counts, Import, Maintenance, StoreError};
-use crate::user::{Email, UserId};
+use crate::user::{NewUser, UserId};
 
 /// Creates `users` with one multi-row insert; the ids come back matched to
 /// their emails, so the order of `RETURNING` does not matter.
 fn insert_users(
     client: &mut postgres::Client,
-    users: &[(Email, String)],
+    users: &[NewUser],
 ) -> Result<Vec<UserId>, StoreError> {
     if users.is_empty() {
         return Ok(Vec::new());
     }
-    let emails: Vec<&str> = users.iter().map(|(e, _)| e.as_str()).collect();
-    let keys: Vec<&str> = users.iter().map(|(e, _)| e.key()).collect();
-    let hashes: Vec<&str> = users.iter().map(|(_, h)| h.as_str()).collect();
+    let emails: Vec<&str> = users.iter().map(|u| u.email.as_str()).collect();
+    let keys: Vec<&str> = users.iter().map(|u| u.email.key()).collect();
+    let hashes: Vec<&str> = users.iter().map(|u| u.hashed_password.as_str()).collect();
+    let verified: Vec<bool> = users.iter().map(|u| u.email_verified).collect();
+    let created: Vec<Option<i64>> = users.iter().map(|u| u.created_at.map(ms)).collect();
     let rows = client
         .query(
-            "INSERT INTO authd_users (email, email_key, hashed_password)
-             SELECT * FROM unnest($1::text[], $2::text[], $3::text[])
+            "INSERT INTO authd_users (email, email_key, hashed_password, email_verified, created_at)
+             SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bool[], $5::int8[])
              RETURNING id, email_key",
-            &[&emails, &keys, &hashes],
+            &[&emails, &keys, &hashes, &verified, &created],
         )
         .map_err(violation)?;
     let mut ids = std::collections::HashMap::with_capacity(rows.len());
@@ -59,7 +61,7 @@ struct PgImport {
 impl Import for PgImport {
     /// One batch under a savepoint, so a refused batch (an email taken
     /// meanwhile) leaves the transaction usable, as the trait promises.
-    fn add_users(&mut self, users: &[(Email, String)]) -> Result<Vec<UserId>, StoreError> {
+    fn add_users(&mut self, users: &[NewUser]) -> Result<Vec<UserId>, StoreError> {
         self.conn.batch_execute("SAVEPOINT authd_import_batch")?;
         match insert_users(&mut self.conn.client, users) {
             Ok(ids) => {
@@ -110,8 +112,8 @@ impl PgStore {
     ) -> Result<(), StoreError> {
         const PAGE: usize = 1000;
         let sql = format!(
-            "SELECT u.id, u.email, u.email_key, u.hashed_password FROM authd_users u
-             WHERE u.id > $1 ORDER BY u.id LIMIT {PAGE}"
+            "SELECT {} FROM authd_users u WHERE u.id > $1 ORDER BY u.id LIMIT {PAGE}",
+            rows::USER
         );
         let mut conn = self.conn()?;
         let mut after = 0i64;
@@ -132,7 +134,7 @@ impl PgStore {
 
 impl Maintenance for PgStore {
     /// One multi-row insert, one transaction.
-    fn add_users(&self, users: &[(Email, String)]) -> Result<Vec<UserId>, StoreError> {
+    fn add_users(&self, users: &[NewUser]) -> Result<Vec<UserId>, StoreError> {
         insert_users(&mut self.conn()?.client, users)
     }
 

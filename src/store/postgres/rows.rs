@@ -10,6 +10,18 @@ use crate::store::StoreError;
 use crate::token::TokenHash;
 use crate::user::{Email, User, UserId};
 
+/// The columns [`user`] reads, as a literal for `concat!`.
+macro_rules! pg_user_columns {
+    () => {
+        "u.id, u.email, u.email_key, u.hashed_password, u.email_verified, u.created_at, \
+         u.pending_email, u.pending_email_key"
+    };
+}
+pub(crate) use pg_user_columns as user_columns;
+
+/// The columns [`user`] reads, from its first column on.
+pub const USER: &str = user_columns!();
+
 /// The columns [`session`] reads, from its first column on.
 pub const SESSION: &str = "s.token_hash, s.handle, s.user_id, s.created_at, s.last_seen, \
                            s.user_agent, s.ip";
@@ -34,14 +46,27 @@ fn millis(value: i64, column: &str) -> Result<u64, StoreError> {
     u64::try_from(value).map_err(|_| StoreError::Corrupt(format!("{column} is negative")))
 }
 
-/// A user from `id, email, email_key, hashed_password` at column `at`: the
-/// address as stored, under its stored key, whatever the rules for new
-/// addresses say of it now.
+/// A user from [`USER`] at column `at`: the address as stored, under its
+/// stored key, whatever the rules for new addresses say of it now.
 pub fn user(row: &Row, at: usize) -> Result<User, StoreError> {
+    let created_at: Option<i64> = row.try_get(at + 5)?;
+    let pending: Option<String> = row.try_get(at + 6)?;
+    let pending_key: Option<String> = row.try_get(at + 7)?;
     Ok(User {
         id: id_of(row.try_get(at)?)?,
         email: Email::stored(row.try_get(at + 1)?, row.try_get(at + 2)?),
         hashed_password: row.try_get(at + 3)?,
+        email_verified: row.try_get(at + 4)?,
+        created_at: created_at.map(|ms| millis(ms, "created_at")).transpose()?,
+        pending_email: match (pending, pending_key) {
+            (Some(display), Some(key)) => Some(Email::stored(display, key)),
+            (None, None) => None,
+            _ => {
+                return Err(StoreError::Corrupt(
+                    "pending_email without its key".to_owned(),
+                ))
+            }
+        },
     })
 }
 

@@ -131,6 +131,21 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         // by the same code that computes them for requests.
         "",
     ),
+    (
+        6,
+        "users record whether their address is verified (existing accounts are), when they \
+         were created, and an email change waiting for verification",
+        // Existing rows take the default `true` (they were created under
+        // the old rules); new rows say what they are, so the default goes.
+        "ALTER TABLE authd_users
+            ADD COLUMN email_verified BOOLEAN NOT NULL DEFAULT true,
+            ADD COLUMN created_at BIGINT,
+            ADD COLUMN pending_email TEXT,
+            ADD COLUMN pending_email_key TEXT,
+            ADD CONSTRAINT authd_users_pending_whole
+                CHECK ((pending_email IS NULL) = (pending_email_key IS NULL));
+        ALTER TABLE authd_users ALTER COLUMN email_verified DROP DEFAULT;",
+    ),
 ];
 
 /// The schema version whose data step re-keys email addresses.

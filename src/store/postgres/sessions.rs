@@ -1,6 +1,6 @@
 //! [`SessionStore`] on PostgreSQL: `authd_sessions`.
 
-use super::rows::{self, violation, SESSION_COLUMNS};
+use super::rows::{self, user_columns, violation, SESSION_COLUMNS};
 use super::{key, ms, PgStore};
 use crate::session::{Session, SessionId};
 use crate::store::{SessionStore, StoreError};
@@ -8,9 +8,11 @@ use crate::token::TokenHash;
 use crate::user::{User, UserId};
 
 /// A session and its user in one round trip: the whole session check.
-const SESSION_AND_USER: &str = "SELECT s.token_hash, s.handle, s.user_id, s.created_at, \
-     s.last_seen, s.user_agent, s.ip, u.id, u.email, u.email_key, u.hashed_password \
-     FROM authd_sessions s JOIN authd_users u ON u.id = s.user_id WHERE s.token_hash = $1";
+const SESSION_AND_USER: &str = concat!(
+    "SELECT s.token_hash, s.handle, s.user_id, s.created_at, s.last_seen, s.user_agent, s.ip, ",
+    user_columns!(),
+    " FROM authd_sessions s JOIN authd_users u ON u.id = s.user_id WHERE s.token_hash = $1"
+);
 const TOUCH: &str =
     "UPDATE authd_sessions SET last_seen = greatest(last_seen, $2) WHERE token_hash = $1";
 

@@ -1,15 +1,17 @@
 //! [`TokenStore`] on PostgreSQL: `authd_tokens`.
 
-use super::rows::{self, violation};
+use super::rows::{self, user_columns, violation};
 use super::{key, ms, PgStore};
 use crate::one_time::{OneTimeToken, Purpose};
-use crate::store::{Redemption, StoreError, TokenStore};
+use crate::store::{Ends, Redemption, StoreError, TokenStore, UserChange};
 use crate::token::TokenHash;
 use crate::user::{User, UserId};
 
-const TOKEN_AND_USER: &str = "SELECT t.token_hash, t.user_id, t.purpose, t.created_at, \
-     t.expires_at, u.id, u.email, u.email_key, u.hashed_password \
-     FROM authd_tokens t JOIN authd_users u ON u.id = t.user_id WHERE t.token_hash = $1";
+const TOKEN_AND_USER: &str = concat!(
+    "SELECT t.token_hash, t.user_id, t.purpose, t.created_at, t.expires_at, ",
+    user_columns!(),
+    " FROM authd_tokens t JOIN authd_users u ON u.id = t.user_id WHERE t.token_hash = $1"
+);
 
 /// Columns of a token row before its user's.
 const TOKEN_COLUMNS: usize = 5;
@@ -73,38 +75,33 @@ impl TokenStore for PgStore {
 
     /// The token's row is deleted first: of two redemptions racing, the
     /// second waits on that row and then finds it gone.
-    fn redeem_reset(&self, redemption: &Redemption<'_>) -> Result<User, StoreError> {
+    fn redeem(
+        &self,
+        redemption: &Redemption<'_>,
+        changes: &[UserChange],
+        ends: Ends,
+    ) -> Result<User, StoreError> {
         let Some(user) = key(redemption.user) else {
             return Err(StoreError::PreconditionFailed);
         };
-        let hashed_password = redemption.hashed_password;
         let mut conn = self.conn()?;
         let mut tx = conn.transaction()?;
         let row = tx.query_opt(
-            "DELETE FROM authd_tokens WHERE token_hash = $1 AND purpose = 'reset'
-                AND user_id = $2 AND expires_at > $3 AND created_at >= $4
+            "DELETE FROM authd_tokens WHERE token_hash = $1 AND purpose = $2
+                AND user_id = $3 AND expires_at > $4 AND created_at >= $5
              RETURNING user_id",
             &[
                 &redemption.token_hash.as_bytes().as_slice(),
+                &redemption.purpose.name(),
                 &user,
                 &ms(redemption.now),
                 &ms(redemption.issued_from),
             ],
         )?;
-        let Some(row) = row else {
+        if row.is_none() {
             return Err(StoreError::PreconditionFailed);
-        };
-        let user: i64 = row.try_get(0)?;
-        let row = tx.query_opt(
-            "UPDATE authd_users u SET hashed_password = $2 WHERE u.id = $1
-             RETURNING u.id, u.email, u.email_key, u.hashed_password",
-            &[&user, &hashed_password],
-        )?;
-        let Some(row) = row else {
-            return Err(StoreError::NotFound);
-        };
-        let updated = rows::user(&row, 0)?;
-        tx.execute("DELETE FROM authd_sessions WHERE user_id = $1", &[&user])?;
+        }
+        let updated = super::users::change_in(&mut tx, user, None, changes, ends)?;
         tx.commit()?;
         Ok(updated)
     }

@@ -1,14 +1,81 @@
 //! [`UserStore`] on PostgreSQL: `authd_users`.
 
-use super::rows::{self, violation};
-use super::{key, PgStore};
+use super::rows::{self, user_columns, violation};
+use super::{key, ms, PgStore};
 use crate::store::{Ends, StoreError, UserChange, UserStore};
-use crate::user::{Email, User, UserId};
+use crate::user::{NewUser, User, UserId};
 
-const BY_ID: &str =
-    "SELECT u.id, u.email, u.email_key, u.hashed_password FROM authd_users u WHERE u.id = $1";
-const BY_EMAIL: &str =
-    "SELECT u.id, u.email, u.email_key, u.hashed_password FROM authd_users u WHERE u.email_key = $1";
+const BY_ID: &str = concat!(
+    "SELECT ",
+    user_columns!(),
+    " FROM authd_users u WHERE u.id = $1"
+);
+const BY_EMAIL: &str = concat!(
+    "SELECT ",
+    user_columns!(),
+    " FROM authd_users u WHERE u.email_key = $1"
+);
+const FOR_UPDATE: &str = concat!(
+    "SELECT ",
+    user_columns!(),
+    " FROM authd_users u WHERE u.id = $1 FOR UPDATE"
+);
+const WRITE: &str = "UPDATE authd_users SET email = $2, email_key = $3, hashed_password = $4, \
+     email_verified = $5, pending_email = $6, pending_email_key = $7 WHERE id = $1";
+
+/// Applies `changes` to user `id` in `tx`, if its password hash is still
+/// `password_is`, ending what `ends` names: the whole of
+/// [`UserStore::update_user`], shared with a token's redemption.
+pub(super) fn change_in(
+    tx: &mut postgres::Transaction<'_>,
+    id: i64,
+    password_is: Option<&str>,
+    changes: &[UserChange],
+    ends: Ends,
+) -> Result<User, StoreError> {
+    let old = match tx.query_opt(FOR_UPDATE, &[&id])? {
+        Some(row) => rows::user(&row, 0)?,
+        None => return Err(StoreError::NotFound),
+    };
+    if password_is.is_some_and(|hash| hash != old.hashed_password) {
+        return Err(StoreError::PreconditionFailed);
+    }
+    let mut new = old;
+    for change in changes {
+        change.apply_to(&mut new);
+    }
+    let pending = new.pending_email.as_ref();
+    tx.execute(
+        WRITE,
+        &[
+            &id,
+            &new.email.as_str(),
+            &new.email.key(),
+            &new.hashed_password,
+            &new.email_verified,
+            &pending.map(|e| e.as_str()),
+            &pending.map(|e| e.key()),
+        ],
+    )
+    .map_err(violation)?;
+    if ends.sessions {
+        let kept = ends.keep_session.map(|hash| hash.as_bytes().to_vec());
+        tx.execute(
+            "DELETE FROM authd_sessions WHERE user_id = $1 \
+             AND ($2::bytea IS NULL OR token_hash <> $2)",
+            &[&id, &kept],
+        )?;
+    }
+    if ends.tokens {
+        tx.execute("DELETE FROM authd_tokens WHERE user_id = $1", &[&id])?;
+    } else if ends.reset_token {
+        tx.execute(
+            "DELETE FROM authd_tokens WHERE user_id = $1 AND purpose = 'reset'",
+            &[&id],
+        )?;
+    }
+    Ok(new)
+}
 
 impl PgStore {
     /// One user by an indexed column (`sql` is one of the `BY_*` queries).
@@ -26,21 +93,24 @@ impl PgStore {
 }
 
 impl UserStore for PgStore {
-    fn add_user(&self, email: &Email, hashed_password: &str) -> Result<User, StoreError> {
+    fn create_user(&self, new: &NewUser) -> Result<User, StoreError> {
+        let created_at = new.created_at.map(ms);
         let row = super::pool::write(&self.pool, |conn| {
             conn.client.query_one(
-                "INSERT INTO authd_users (email, email_key, hashed_password)
-                 VALUES ($1, $2, $3) RETURNING id",
-                &[&email.as_str(), &email.key(), &hashed_password],
+                "INSERT INTO authd_users (email, email_key, hashed_password, email_verified, \
+                 created_at) VALUES ($1, $2, $3, $4, $5) RETURNING id",
+                &[
+                    &new.email.as_str(),
+                    &new.email.key(),
+                    &new.hashed_password,
+                    &new.email_verified,
+                    &created_at,
+                ],
             )
         })?
         .map_err(violation)?;
         let id: i64 = row.try_get(0)?;
-        Ok(User {
-            id: UserId(id as u64),
-            email: email.clone(),
-            hashed_password: hashed_password.to_owned(),
-        })
+        Ok(new.with_id(UserId(id as u64)))
     }
 
     fn user_by_id(&self, id: UserId) -> Result<User, StoreError> {
@@ -66,45 +136,7 @@ impl UserStore for PgStore {
         };
         let mut conn = self.conn()?;
         let mut tx = conn.transaction()?;
-        let row = tx.query_opt(
-            "SELECT u.id, u.email, u.email_key, u.hashed_password FROM authd_users u WHERE u.id = $1 FOR UPDATE",
-            &[&id_key],
-        )?;
-        let old = match row {
-            Some(row) => rows::user(&row, 0)?,
-            None => return Err(StoreError::NotFound),
-        };
-        if password_is.is_some_and(|hash| hash != old.hashed_password) {
-            return Err(StoreError::PreconditionFailed);
-        }
-        let mut new = old;
-        for change in changes {
-            change.apply_to(&mut new);
-        }
-        tx.execute(
-            "UPDATE authd_users SET email = $2, email_key = $3, hashed_password = $4 WHERE id = $1",
-            &[
-                &id_key,
-                &new.email.as_str(),
-                &new.email.key(),
-                &new.hashed_password,
-            ],
-        )
-        .map_err(violation)?;
-        if ends.sessions {
-            let kept = ends.keep_session.map(|hash| hash.as_bytes().to_vec());
-            tx.execute(
-                "DELETE FROM authd_sessions WHERE user_id = $1 \
-                 AND ($2::bytea IS NULL OR token_hash <> $2)",
-                &[&id_key, &kept],
-            )?;
-        }
-        if ends.reset_token {
-            tx.execute(
-                "DELETE FROM authd_tokens WHERE user_id = $1 AND purpose = 'reset'",
-                &[&id_key],
-            )?;
-        }
+        let new = change_in(&mut tx, id_key, password_is, changes, ends)?;
         tx.commit()?;
         Ok(new)
     }

@@ -26,7 +26,7 @@ use crate::codec::{
     encode_user,
 };
 use crate::store::{Counts, Import, Maintenance, StoreError};
-use crate::user::{Email, User, UserId};
+use crate::user::{NewUser, User, UserId};
 
 /// Version byte of a tag's value.
 const TAG_VERSION: u8 = 1;
@@ -82,7 +82,7 @@ struct SledImport<'a> {
 }
 
 impl Import for SledImport<'_> {
-    fn add_users(&mut self, users: &[(Email, String)]) -> Result<Vec<UserId>, StoreError> {
+    fn add_users(&mut self, users: &[NewUser]) -> Result<Vec<UserId>, StoreError> {
         if users.is_empty() {
             return Ok(Vec::new());
         }
@@ -125,20 +125,14 @@ impl SledStore {
     /// given, and flushes.
     fn insert_users(
         &self,
-        batch: &[(Email, String)],
+        batch: &[NewUser],
         import: Option<u64>,
     ) -> Result<Vec<UserId>, StoreError> {
         let _writing = self.writing();
         // Encode outside the transaction: the closure may run again.
         let records = batch
             .iter()
-            .map(|(email, hashed_password)| {
-                encode_user(&User {
-                    id: UserId(0),
-                    email: email.clone(),
-                    hashed_password: hashed_password.clone(),
-                })
-            })
+            .map(|new| encode_user(&new.with_id(UserId(0))))
             .collect::<Result<Vec<_>, _>>()?;
         let ids = (&self.users, &self.by_email, &self.meta, &self.imports)
             .transaction(|(users, by_email, meta, imports)| {
@@ -147,9 +141,9 @@ impl SledStore {
                     None => 1,
                 };
                 let mut ids = Vec::with_capacity(batch.len());
-                for (n, ((email, _), record)) in batch.iter().zip(&records).enumerate() {
+                for (n, (new, record)) in batch.iter().zip(&records).enumerate() {
                     let id = UserId(first + n as u64);
-                    let previous = by_email.insert(email.key(), encode_id(id).as_slice())?;
+                    let previous = by_email.insert(new.email.key(), encode_id(id).as_slice())?;
                     if previous.is_some() {
                         return abort(StoreError::EmailTaken);
                     }
@@ -247,7 +241,7 @@ impl SledStore {
 }
 
 impl Maintenance for SledStore {
-    fn add_users(&self, batch: &[(Email, String)]) -> Result<Vec<UserId>, StoreError> {
+    fn add_users(&self, batch: &[NewUser]) -> Result<Vec<UserId>, StoreError> {
         self.insert_users(batch, None)
     }
 
@@ -436,16 +430,17 @@ mod tests {
     use super::super::test_support::{open_when_free, store, wait_released};
     use super::*;
     use crate::store::{Upgrade, UserStore};
+    use crate::user::Email;
 
     const HASH: &str = "$2b$04$abcdefghijklmnopqrstuujydOTSfIH/d5oUHpsygqV5X9xJLQc6e";
 
-    fn users(from: usize, n: usize) -> Vec<(Email, String)> {
+    fn users(from: usize, n: usize) -> Vec<NewUser> {
         (from..from + n)
-            .map(|i| {
-                (
-                    Email::parse(&format!("u{i}@x.io")).unwrap(),
-                    HASH.to_owned(),
-                )
+            .map(|i| NewUser {
+                email: Email::parse(&format!("u{i}@x.io")).unwrap(),
+                hashed_password: HASH.to_owned(),
+                email_verified: true,
+                created_at: None,
             })
             .collect()
     }
@@ -478,7 +473,7 @@ mod tests {
     #[test]
     fn a_committed_import_stays_and_leaves_no_tag() {
         let (_dir, store) = store();
-        store.add_user(&users(100, 1)[0].0, HASH).unwrap();
+        store.add_user(&users(100, 1)[0].email, HASH).unwrap();
         let mut import = store.begin_import().unwrap();
         let first = import.add_users(&users(0, 3)).unwrap();
         let second = import.add_users(&users(3, 2)).unwrap();
@@ -496,7 +491,7 @@ mod tests {
     #[test]
     fn a_rolled_back_import_leaves_the_store_as_it_was() {
         let (_dir, store) = store();
-        let before = store.add_user(&users(100, 1)[0].0, HASH).unwrap();
+        let before = store.add_user(&users(100, 1)[0].email, HASH).unwrap();
         let mut import = store.begin_import().unwrap();
         import.add_users(&users(0, 3)).unwrap();
         // A refused batch writes nothing and no tag.
@@ -510,7 +505,7 @@ mod tests {
         assert!(store.imports.is_empty());
         assert_eq!(store.counts().unwrap().users, 1);
         assert_eq!(store.user_by_email(&before.email).unwrap(), before);
-        assert!(store.user_by_email(&users(0, 1)[0].0).is_err());
+        assert!(store.user_by_email(&users(0, 1)[0].email).is_err());
         assert_eq!(store.check().unwrap(), Vec::<String>::new());
         // The emails are free again.
         store.add_users(&users(0, 3)).unwrap();
@@ -521,7 +516,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         {
             let store = SledStore::open(dir.path()).unwrap();
-            store.add_user(&users(100, 1)[0].0, HASH).unwrap();
+            store.add_user(&users(100, 1)[0].email, HASH).unwrap();
             let mut import = store.begin_import().unwrap();
             import.add_users(&users(0, 4)).unwrap();
             import.add_users(&users(4, 4)).unwrap();
@@ -536,7 +531,7 @@ mod tests {
         assert_eq!(store.by_email.len(), 1);
         assert_eq!(store.check().unwrap(), Vec::<String>::new());
         // New ids continue after the rolled-back ones.
-        let next = store.add_user(&users(0, 1)[0].0, HASH).unwrap();
+        let next = store.add_user(&users(0, 1)[0].email, HASH).unwrap();
         assert_eq!(next.id, UserId(10));
     }
 }

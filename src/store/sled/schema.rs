@@ -47,7 +47,7 @@ const SERVER_KEY: &[u8] = b"server_key";
 const PREVIOUS_SERVER_KEY: &[u8] = b"server_key_previous";
 
 /// The format this authd writes.
-pub const CURRENT_FORMAT: u32 = 3;
+pub const CURRENT_FORMAT: u32 = 4;
 
 /// Users converted per transaction: small enough that a transaction stays
 /// cheap, large enough that a million users take a few thousand flushes.
@@ -69,6 +69,11 @@ const MIGRATIONS: &[Migration] = &[
         version: 3,
         description: "email keys by Unicode and IDN rules (NFKC_Casefold, UTS 46); look-alike \
                       accounts keep their old keys and `authd check` lists them",
+    },
+    Migration {
+        version: 4,
+        description: "users record whether their address is verified (existing accounts are) \
+                      and when they were created; records are rewritten as they change",
     },
 ];
 
@@ -228,6 +233,7 @@ impl SledStore {
             match migration.version {
                 2 => self.to_format_2(usize::MAX)?,
                 3 => self.to_format_3(usize::MAX)?,
+                4 => self.to_format_4()?,
                 other => {
                     return Err(StoreError::Corrupt(format!(
                         "no migration to format {other}"
@@ -396,6 +402,19 @@ impl SledStore {
             after = Some(last);
         }
         Ok(false)
+    }
+
+    /// Brings a format-3 store to format 4 by its marker alone: format 4
+    /// reads the version-3 user records it finds as accounts created under
+    /// the old rules (verified, creation time unknown) and writes version
+    /// 4 whenever a user changes, so a million users cost no start-up
+    /// time. The new marker keeps an older authd, which cannot read
+    /// version-4 records, away.
+    pub fn to_format_4(&self) -> Result<bool, StoreError> {
+        self.begin_migration(3)?;
+        self.meta.remove(MIGRATING_KEY)?;
+        self.flush()?;
+        Ok(true)
     }
 
     /// Converts the format-2 records under `keys` in one transaction.

@@ -8,7 +8,9 @@ use super::*;
 use crate::codec::{LegacyGrant, LegacySession};
 use crate::one_time::{OneTimeToken, Purpose};
 use crate::session::{Session, SessionId};
-use crate::store::{keyword, Maintenance, Redemption, SessionStore, TokenStore, UserStore};
+use crate::store::{
+    keyword, Ends, Maintenance, Redemption, SessionStore, TokenStore, UserChange, UserStore,
+};
 use crate::token::Token;
 use crate::user::Email;
 
@@ -182,13 +184,21 @@ fn sessions_and_tokens_are_records_kept_in_step() {
     // user's and unexpired.
     let hash = r2.hash();
     let redeem = |user: UserId, now: u64, issued_from: u64, password: &'static str| {
-        store.redeem_reset(&Redemption {
-            token_hash: &hash,
-            user,
-            now,
-            issued_from,
-            hashed_password: password,
-        })
+        let ends = Ends {
+            sessions: true,
+            ..Ends::default()
+        };
+        store.redeem(
+            &Redemption {
+                token_hash: &hash,
+                user,
+                purpose: Purpose::Reset,
+                now,
+                issued_from,
+            },
+            &[UserChange::HashedPassword(password.to_owned())],
+            ends,
+        )
     };
     for (who, now, from) in [(other.id, 15, 0), (user.id, 20, 0), (user.id, 15, 11)] {
         assert!(
@@ -389,11 +399,11 @@ fn write_format_1(path: &Path, users: usize) -> Vec<(Email, Token, Token)> {
     let mut made = Vec::new();
     let mut records = Vec::new();
     for n in 1..=users as u64 {
-        let user = User {
-            id: UserId(n),
-            email: email(&format!("u{n}@x.io")),
-            hashed_password: "$2b$04$hash".to_owned(),
-        };
+        let user = User::existing(
+            UserId(n),
+            email(&format!("u{n}@x.io")),
+            "$2b$04$hash".to_owned(),
+        );
         let (s, r) = (Token::generate().unwrap(), Token::generate().unwrap());
         let session = LegacySession {
             token_hash: s.hash(),
@@ -420,7 +430,7 @@ fn format_1_is_refused_inspected_or_migrated_as_asked() {
         open_when_free(dir.path(), Upgrade::Refuse),
         Err(OpenError::Outdated {
             found: 1,
-            current: 3,
+            current: 4,
             ..
         })
     ));
@@ -428,13 +438,15 @@ fn format_1_is_refused_inspected_or_migrated_as_asked() {
     let pending = store.pending_migrations().unwrap();
     assert_eq!(
         pending.iter().map(|m| m.version).collect::<Vec<_>>(),
-        [2, 3]
+        [2, 3, 4]
     );
     store.migrate().unwrap();
     assert!(store.pending_migrations().unwrap().is_empty());
     assert_consistent(&store);
     for (email, session, reset) in &made {
         let user = store.user_by_email(email).unwrap();
+        // Created under the old rules: verified, of unknown age.
+        assert!(user.email_verified && user.created_at.is_none());
         let (found, owner) = store.session(&session.hash()).unwrap().unwrap();
         assert_eq!(
             (owner.id, found.created_at, found.last_seen),
@@ -505,11 +517,11 @@ fn lookalike_spelling(n: u64) -> String {
 fn write_format_2_lookalikes(path: &Path, users: u64) {
     let records = (4..4 + users).map(|n| {
         let spelling = lookalike_spelling(n);
-        let user = User {
-            id: UserId(n),
-            email: Email::stored(spelling.clone(), spelling.to_lowercase()),
-            hashed_password: "$2b$04$hash".to_owned(),
-        };
+        let user = User::existing(
+            UserId(n),
+            Email::stored(spelling.clone(), spelling.to_lowercase()),
+            "$2b$04$hash".to_owned(),
+        );
         (user, None, None)
     });
     schema::write_format_1(path, records).unwrap();
@@ -523,7 +535,7 @@ fn write_format_2_lookalikes(path: &Path, users: u64) {
             .iter()
             .map(|m| m.version)
             .collect::<Vec<_>>(),
-        [3]
+        [3, 4]
     );
 }
 

@@ -4,10 +4,11 @@
 use sled::transaction::TransactionalTree;
 use sled::Transactional;
 
+use super::users::{change_in, UserTrees};
 use super::{abort, flatten, owned_in, put_owned, tx, SledStore};
-use crate::codec::{decode_hash, decode_token, decode_user, encode_id, encode_token, encode_user};
+use crate::codec::{decode_hash, decode_token, encode_id, encode_token};
 use crate::one_time::{OneTimeToken, Purpose};
-use crate::store::{Redemption, StoreError, TokenStore};
+use crate::store::{Ends, Redemption, StoreError, TokenStore, UserChange};
 use crate::token::TokenHash;
 use crate::user::{User, UserId};
 
@@ -101,38 +102,42 @@ impl TokenStore for SledStore {
         Ok(dropped)
     }
 
-    fn redeem_reset(&self, redemption: &Redemption<'_>) -> Result<User, StoreError> {
+    fn redeem(
+        &self,
+        redemption: &Redemption<'_>,
+        changes: &[UserChange],
+        ends: Ends,
+    ) -> Result<User, StoreError> {
         let _writing = self.writing();
         let token_hash = redemption.token_hash;
-        let hashed_password = redemption.hashed_password;
-        let user = (&self.users, &self.sessions, &self.tokens, &self.owned)
-            .transaction(|(users, sessions, tokens, owned)| {
+        let user = (
+            &self.users,
+            &self.by_email,
+            &self.sessions,
+            &self.tokens,
+            &self.owned,
+        )
+            .transaction(|(users, by_email, sessions, tokens, owned)| {
                 let Some(bytes) = tokens.get(token_hash.as_bytes())? else {
                     return abort(StoreError::PreconditionFailed);
                 };
                 let token = tx(decode_token(*token_hash, &bytes))?;
-                if token.purpose != Purpose::Reset
+                if token.purpose != redemption.purpose
                     || token.user != redemption.user
                     || redemption.now >= token.expires_at
                     || token.created_at < redemption.issued_from
                 {
                     return abort(StoreError::PreconditionFailed);
                 }
-                let key = encode_id(token.user);
-                let Some(bytes) = users.get(key)? else {
-                    return abort(StoreError::NotFound);
+                drop_in(tokens, owned, token_hash)?;
+                let trees = UserTrees {
+                    users,
+                    by_email,
+                    sessions,
+                    tokens,
+                    owned,
                 };
-                let mut user = tx(decode_user(token.user, &bytes))?;
-                user.hashed_password = hashed_password.to_owned();
-                users.insert(key.as_slice(), tx(encode_user(&user))?)?;
-                tokens.remove(token_hash.as_bytes().as_slice())?;
-                let mut list = owned_in(owned, token.user)?;
-                list.tokens.retain(|(_, h)| h != token_hash);
-                for (hash, _) in list.sessions.drain(..) {
-                    sessions.remove(hash.as_bytes().as_slice())?;
-                }
-                put_owned(owned, token.user, &list)?;
-                Ok(user)
+                change_in(&trees, token.user, None, changes, ends)
             })
             .map_err(flatten)?;
         self.flush()?;

@@ -1,26 +1,85 @@
 //! [`UserStore`] on sled: `users`, `by_email`, and `owned` when a change
 //! ends the user's sessions.
 
+use sled::transaction::TransactionalTree;
 use sled::Transactional;
 
 use super::schema::NEXT_ID_KEY;
-use super::{abort, flatten, owned_in, put_owned, tx, SledStore};
+use super::{abort, flatten, owned_in, put_owned, tx, SledStore, TxResult};
 use crate::codec::{decode_id, decode_user, encode_id, encode_user};
 use crate::one_time::Purpose;
 use crate::store::{Ends, StoreError, UserChange, UserStore};
-use crate::user::{Email, User, UserId};
+use crate::user::{NewUser, User, UserId};
+
+/// The trees a change to a user touches, inside one transaction.
+pub(super) struct UserTrees<'a> {
+    pub users: &'a TransactionalTree,
+    pub by_email: &'a TransactionalTree,
+    pub sessions: &'a TransactionalTree,
+    pub tokens: &'a TransactionalTree,
+    pub owned: &'a TransactionalTree,
+}
+
+/// Applies `changes` to user `id` inside a transaction, keeping the email
+/// index in step and ending what `ends` names: the whole of
+/// [`UserStore::update_user`], shared with a token's redemption.
+pub(super) fn change_in(
+    trees: &UserTrees<'_>,
+    id: UserId,
+    password_is: Option<&str>,
+    changes: &[UserChange],
+    ends: Ends,
+) -> TxResult<User> {
+    let key = encode_id(id);
+    let Some(bytes) = trees.users.get(key)? else {
+        return abort(StoreError::NotFound);
+    };
+    let old = tx(decode_user(id, &bytes))?;
+    if password_is.is_some_and(|hash| hash != old.hashed_password) {
+        return abort(StoreError::PreconditionFailed);
+    }
+    let mut new = old.clone();
+    for change in changes {
+        change.apply_to(&mut new);
+    }
+    if new.email.key() != old.email.key() {
+        if trees.by_email.get(new.email.key())?.is_some() {
+            return abort(StoreError::EmailTaken);
+        }
+        trees.by_email.remove(old.email.key())?;
+        trees.by_email.insert(new.email.key(), key.as_slice())?;
+    }
+    if ends.sessions || ends.reset_token || ends.tokens {
+        let mut list = owned_in(trees.owned, id)?;
+        if ends.sessions {
+            let (kept, ended): (Vec<_>, Vec<_>) = list
+                .sessions
+                .drain(..)
+                .partition(|(hash, _)| Some(*hash) == ends.keep_session);
+            for (hash, _) in ended {
+                trees.sessions.remove(hash.as_bytes().as_slice())?;
+            }
+            list.sessions = kept;
+        }
+        let reset = Purpose::Reset.code();
+        let ends_token = |purpose: u8| ends.tokens || (ends.reset_token && purpose == reset);
+        for (_, hash) in list.tokens.iter().filter(|(p, _)| ends_token(*p)) {
+            trees.tokens.remove(hash.as_bytes().as_slice())?;
+        }
+        list.tokens.retain(|(p, _)| !ends_token(*p));
+        put_owned(trees.owned, id, &list)?;
+    }
+    trees.users.insert(key.as_slice(), tx(encode_user(&new))?)?;
+    Ok(new)
+}
 
 impl UserStore for SledStore {
-    fn add_user(&self, email: &Email, hashed_password: &str) -> Result<User, StoreError> {
+    fn create_user(&self, new: &NewUser) -> Result<User, StoreError> {
         let _writing = self.writing();
-        let template = User {
-            id: UserId(0),
-            email: email.clone(),
-            hashed_password: hashed_password.to_owned(),
-        };
+        let email = &new.email;
         // The record body does not contain the id, so encode it once,
         // outside the transaction closure (which may run several times).
-        let record = encode_user(&template)?;
+        let record = encode_user(&new.with_id(UserId(0)))?;
         let id = (&self.users, &self.by_email, &self.meta)
             .transaction(|(users, by_email, meta)| {
                 if by_email.get(email.key())?.is_some() {
@@ -37,7 +96,7 @@ impl UserStore for SledStore {
             })
             .map_err(flatten)?;
         self.flush()?;
-        Ok(User { id, ..template })
+        Ok(new.with_id(id))
     }
 
     fn user_by_id(&self, id: UserId) -> Result<User, StoreError> {
@@ -61,7 +120,6 @@ impl UserStore for SledStore {
         ends: Ends,
     ) -> Result<User, StoreError> {
         let _writing = self.writing();
-        let key = encode_id(id);
         let user = (
             &self.users,
             &self.by_email,
@@ -70,47 +128,14 @@ impl UserStore for SledStore {
             &self.owned,
         )
             .transaction(|(users, by_email, sessions, tokens, owned)| {
-                let Some(bytes) = users.get(key)? else {
-                    return abort(StoreError::NotFound);
+                let trees = UserTrees {
+                    users,
+                    by_email,
+                    sessions,
+                    tokens,
+                    owned,
                 };
-                let old = tx(decode_user(id, &bytes))?;
-                if password_is.is_some_and(|hash| hash != old.hashed_password) {
-                    return abort(StoreError::PreconditionFailed);
-                }
-                let mut new = old.clone();
-                for change in changes {
-                    change.apply_to(&mut new);
-                }
-                if new.email.key() != old.email.key() {
-                    if by_email.get(new.email.key())?.is_some() {
-                        return abort(StoreError::EmailTaken);
-                    }
-                    by_email.remove(old.email.key())?;
-                    by_email.insert(new.email.key(), key.as_slice())?;
-                }
-                if ends.sessions || ends.reset_token {
-                    let mut list = owned_in(owned, id)?;
-                    if ends.sessions {
-                        let (kept, ended): (Vec<_>, Vec<_>) = list
-                            .sessions
-                            .drain(..)
-                            .partition(|(hash, _)| Some(*hash) == ends.keep_session);
-                        for (hash, _) in ended {
-                            sessions.remove(hash.as_bytes().as_slice())?;
-                        }
-                        list.sessions = kept;
-                    }
-                    if ends.reset_token {
-                        let reset = Purpose::Reset.code();
-                        for (_, hash) in list.tokens.iter().filter(|(p, _)| *p == reset) {
-                            tokens.remove(hash.as_bytes().as_slice())?;
-                        }
-                        list.tokens.retain(|(p, _)| *p != reset);
-                    }
-                    put_owned(owned, id, &list)?;
-                }
-                users.insert(key.as_slice(), tx(encode_user(&new))?)?;
-                Ok(new)
+                change_in(&trees, id, password_is, changes, ends)
             })
             .map_err(flatten)?;
         self.flush()?;
