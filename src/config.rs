@@ -83,6 +83,9 @@ pub struct Config {
     pub edge: EdgeLimits,
     /// The server key from a file instead of the store.
     pub secret_key_file: Option<PathBuf>,
+    /// Serve HTTPS with this certificate and key (`--tls-cert`,
+    /// `--tls-key`); `None` serves plain HTTP (behind a TLS proxy, say).
+    pub tls: Option<crate::tls::TlsFiles>,
 }
 
 /// Connection caps and timeouts of the HTTP edge: what a slow, idle or
@@ -180,6 +183,7 @@ impl Config {
             db_pool_size: DEFAULT_DB_POOL_SIZE,
             edge: EdgeLimits::default(),
             secret_key_file: None,
+            tls: None,
         }
     }
 

@@ -39,5 +39,6 @@ pub mod server_key;
 pub mod session;
 pub mod store;
 pub mod throttle;
+pub mod tls;
 pub mod token;
 pub mod user;

@@ -48,6 +48,9 @@ pub enum StartError {
     ServerKey(StoreError),
     #[error("cannot migrate the store: {0}")]
     Migration(String),
+    /// The certificate or key of `--tls-cert`/`--tls-key`, named.
+    #[error("{0}")]
+    Tls(String),
 }
 
 /// A running server.
@@ -63,6 +66,8 @@ pub struct Running {
     app: Arc<App>,
     /// The control socket, when one is served (embedded store only).
     control: Option<control::listener::Listener>,
+    /// The certificate served over HTTPS, to re-read on SIGHUP.
+    certificate: Option<crate::tls::Certificate>,
 }
 
 /// Opens the store and starts serving `config` on a background thread.
@@ -71,11 +76,28 @@ pub struct Running {
 /// the same data directory fails on the store, with the clearer message.
 pub fn start(config: &Config) -> Result<Running, StartError> {
     config.validate().map_err(StartError::Config)?;
+    crate::tls::install_crypto_provider();
+    // The certificate first: a bad pair leaves no store and no socket.
+    let certificate = match &config.tls {
+        Some(files) => Some(crate::tls::Certificate::load(files).map_err(StartError::Tls)?),
+        None => None,
+    };
+    let tls = match &certificate {
+        Some(certificate) => Some(certificate.server_config().map_err(StartError::Tls)?),
+        None => None,
+    };
+    let hsts = tls.is_some();
     // The listener exists before the application (which reports its
     // health), so its handler finds the application through a cell.
     let served = Arc::new(OnceLock::new());
     let permits = Arc::new(Permits::new(config.threads.max(1)));
-    let bind = || listen(config, handler(Arc::clone(&served), Arc::clone(&permits)));
+    let bind = || {
+        listen(
+            config,
+            handler(Arc::clone(&served), Arc::clone(&permits), hsts),
+            tls.clone(),
+        )
+    };
     // An existing store first, so a store held by another process is what
     // is reported, not the port it holds too; a new one after binding, so a
     // port in use leaves no empty store behind.
@@ -130,8 +152,9 @@ pub fn start(config: &Config) -> Result<Running, StartError> {
         auth: Arc::clone(&auth),
         settings: Settings {
             max_body_bytes: config.max_body_bytes,
-            // `__Host-` cookies must be Secure: production always is.
-            secure_cookies: config.secure_cookies || config.profile == Profile::Production,
+            // `__Host-` cookies must be Secure: production always is; and
+            // so is a cookie authd itself sends over HTTPS.
+            secure_cookies: config.secure_cookies || config.profile == Profile::Production || hsts,
             access_log: config.access_log,
             client_ip_header: config.client_ip_header.clone(),
             trusted_proxies: config.trusted_proxies.clone(),
@@ -168,6 +191,7 @@ pub fn start(config: &Config) -> Result<Running, StartError> {
         store,
         app,
         control: None,
+        certificate,
     })
 }
 
@@ -207,8 +231,27 @@ fn open_migrated(config: &Config) -> Result<AnyStore, StartError> {
     Ok(store)
 }
 
-/// Binds the listener with the edge limits of `config`.
-fn listen(config: &Config, handler: tiny_http::Handler) -> Result<tiny_http::Server, StartError> {
+/// What every answer over HTTPS carries: browsers that saw authd over
+/// HTTPS once never try plain HTTP to it for a year (RFC 6797).
+const HSTS: (&str, &str) = ("Strict-Transport-Security", "max-age=31536000");
+
+/// `response` with the [`HSTS`] header when `hsts` (served over HTTPS).
+fn over_tls(mut response: tiny_http::ResponseBox, hsts: bool) -> tiny_http::ResponseBox {
+    if hsts {
+        if let Ok(header) = tiny_http::Header::from_bytes(HSTS.0, HSTS.1) {
+            response.add_header(header);
+        }
+    }
+    response
+}
+
+/// Binds the listener with the edge limits of `config`, serving HTTPS
+/// with `tls` when given.
+fn listen(
+    config: &Config,
+    handler: tiny_http::Handler,
+    tls: Option<Arc<tiny_http::tls::ServerConfig>>,
+) -> Result<tiny_http::Server, StartError> {
     let bind_error = |reason: String| StartError::Bind {
         addr: config.addr.clone(),
         reason,
@@ -228,13 +271,20 @@ fn listen(config: &Config, handler: tiny_http::Handler) -> Result<tiny_http::Ser
         max_connections: edge.max_connections,
         max_connections_per_ip: edge.max_connections_per_ip,
     };
+    let hsts = tls.is_some();
+    let edge_response = edge::edge_response();
     let hooks = tiny_http::Hooks {
-        edge_response: edge::edge_response(),
+        edge_response: Arc::new(move |status, message| {
+            over_tls(edge_response(status, message), hsts)
+        }),
         log: Arc::new(|line| eprintln!("authd: {line}")),
         handler: Some(handler),
     };
-    tiny_http::Server::from_listener_with(listener, None, limits, hooks)
-        .map_err(|e| bind_error(e.to_string()))
+    match tls {
+        Some(tls) => tiny_http::Server::from_listener_tls(listener, tls, limits, hooks),
+        None => tiny_http::Server::from_listener_with(listener, None, limits, hooks),
+    }
+    .map_err(|e| bind_error(e.to_string()))
 }
 
 /// Connections the kernel completes and queues before authd accepts them.
@@ -293,32 +343,33 @@ fn serve(
 }
 
 /// The request handler of the listener: on the connection's own thread,
-/// once its body is read, within one of the `--threads` permits.
-fn handler(app: Arc<OnceLock<Arc<App>>>, permits: Arc<Permits>) -> tiny_http::Handler {
+/// once its body is read, within one of the `--threads` permits; `hsts`
+/// when serving HTTPS.
+fn handler(app: Arc<OnceLock<Arc<App>>>, permits: Arc<Permits>, hsts: bool) -> tiny_http::Handler {
     Arc::new(move |request| {
         let refusal = match (app.get(), permits.acquire()) {
-            (Some(app), Some(_permit)) => return answer(app, request),
+            (Some(app), Some(_permit)) => return answer(app, request, hsts),
             // Bound, but the application is not set yet (a moment at start).
             (None, _) => "the server is starting, retry shortly",
             (_, None) => "the server is stopping",
         };
         let refused =
             crate::http::with_common_headers(ApiError::Unavailable(refusal).into_response());
-        let _ = request.respond(edge::outgoing(refused));
+        let _ = request.respond(over_tls(edge::outgoing(refused), hsts));
     })
 }
 
 /// Answers one request. A panic (there should be none: the request path
 /// denies `unwrap` and friends) becomes a JSON 500 and leaves the handler
 /// thread alive.
-fn answer(app: &App, mut request: tiny_http::Request) {
+fn answer(app: &App, mut request: tiny_http::Request, hsts: bool) {
     let incoming = edge::incoming(&mut request);
     let response = catch_unwind(AssertUnwindSafe(|| app.handle(&incoming))).unwrap_or_else(|_| {
         crate::http::with_common_headers(
             ApiError::Internal("a request handler panicked".to_owned()).into_response(),
         )
     });
-    let _ = request.respond(edge::outgoing(response));
+    let _ = request.respond(over_tls(edge::outgoing(response), hsts));
 }
 
 /// Every `interval`, removes expired sessions and reset tokens from the
@@ -355,6 +406,12 @@ impl Running {
     /// The address actually bound (the real port when 0 was asked for).
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The certificate served over HTTPS (`None` over plain HTTP), to
+    /// re-read it on SIGHUP.
+    pub fn certificate(&self) -> Option<crate::tls::Certificate> {
+        self.certificate.clone()
     }
 
     /// The flag that stops the server when set; for signal handlers.

@@ -296,7 +296,7 @@ pub enum CliError {
     #[error(transparent)]
     Open(#[from] OpenError),
     #[error("cannot install the signal handler: {0}")]
-    Signal(#[from] ctrlc::Error),
+    Signal(std::io::Error),
     #[error("{0}")]
     Store(#[from] StoreError),
     #[error("{0}")]
@@ -315,6 +315,8 @@ pub enum CliError {
 /// Parses the command line and runs the command.
 pub fn main() -> ExitCode {
     let cli: Cli = usage::parse();
+    // One crypto provider for the whole process, before anything uses TLS.
+    crate::tls::install_crypto_provider();
     // authd writes nothing anyone else should read (stores, exports,
     // backups): whatever it or sled creates is private even where no
     // explicit mode is set (sled's later snapshot files), serving included.

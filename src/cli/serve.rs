@@ -5,7 +5,8 @@
 //! checked [`Config`] the server runs on.
 
 use std::io::Write as _;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::builder::{BoolishValueParser, TypedValueParser as _};
@@ -60,8 +61,19 @@ pub struct ServeArgs {
           value_parser = clap::value_parser!(u32).range(256..).map(|n| n as usize))]
     max_body_bytes: usize,
 
+    /// Serve HTTPS with this PEM certificate chain (the server's
+    /// certificate first), with --tls-key. Both files are re-read on
+    /// SIGHUP; new connections get the new pair, open ones keep theirs.
+    #[arg(long, env = "AUTHD_TLS_CERT", value_name = "FILE")]
+    tls_cert: Option<std::path::PathBuf>,
+
+    /// The PEM private key of --tls-cert (PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, env = "AUTHD_TLS_KEY", value_name = "FILE")]
+    tls_key: Option<std::path::PathBuf>,
+
     /// Mark the session cookie `Secure` (set this when clients reach authd
-    /// over HTTPS, e.g. through a TLS-terminating reverse proxy).
+    /// over HTTPS through a TLS-terminating reverse proxy; with --tls-cert
+    /// it is always set).
     #[arg(long, env = "AUTHD_SECURE_COOKIES", value_parser = BoolishValueParser::new())]
     secure_cookies: bool,
 
@@ -333,6 +345,20 @@ impl ServeArgs {
                 self.lockout_failures, self.login_free_failures
             ));
         }
+        let tls = match (self.tls_cert, self.tls_key) {
+            (Some(cert), Some(key)) => Some(crate::tls::TlsFiles { cert, key }),
+            (None, None) => None,
+            (Some(_), None) => {
+                return Err("--tls-cert needs --tls-key (AUTHD_TLS_KEY): \
+                            the private key of the certificate"
+                    .to_owned())
+            }
+            (None, Some(_)) => {
+                return Err("--tls-key needs --tls-cert (AUTHD_TLS_CERT): \
+                            the certificate of the key"
+                    .to_owned())
+            }
+        };
         let secs = Duration::from_secs;
         let base = if self.profile == Profile::Production {
             PasswordPolicy::PRODUCTION
@@ -409,6 +435,7 @@ impl ServeArgs {
                 .collect(),
             public_origin: self.public_url,
             secret_key_file: self.secret_key_file,
+            tls,
         };
         config.validate()?;
         Ok(config)
@@ -483,9 +510,17 @@ fn summary(config: &Config) -> String {
         (Profile::Production, Some(channel)) => format!("to {channel}"),
         (Profile::Production, None) => "nowhere".to_owned(),
     };
+    let transport = match &config.tls {
+        Some(files) => format!(
+            "HTTPS with {} and {} (SIGHUP re-reads them)",
+            files.cert.display(),
+            files.key.display()
+        ),
+        None => "plain HTTP".to_owned(),
+    };
     format!(
-        "profile {}, {store}, reset tokens {delivery}, bcrypt cost {} on {} workers \
-         ({} places per client address), {} requests handled at once, at most {} \
+        "profile {}, {transport}, {store}, reset tokens {delivery}, bcrypt cost {} on {} \
+         workers ({} places per client address), {} requests handled at once, at most {} \
          connections ({} per client address)",
         match config.profile {
             Profile::Dev => "dev",
@@ -522,6 +557,44 @@ fn redacted_channel(channel: &Channel) -> String {
     }
 }
 
+/// Handles the signals of a running server on a thread of its own:
+/// SIGINT and SIGTERM set `stop`; SIGHUP re-reads the TLS certificate and
+/// key (keeping the pair served when the new one is bad) and never stops
+/// the server.
+fn handle_signals(
+    stop: Arc<AtomicBool>,
+    certificate: Option<crate::tls::Certificate>,
+) -> Result<(), CliError> {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let mut signals =
+        signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP]).map_err(CliError::Signal)?;
+    std::thread::Builder::new()
+        .name("signals".to_owned())
+        .spawn(move || {
+            for signal in signals.forever() {
+                if signal != SIGHUP {
+                    stop.store(true, Ordering::SeqCst);
+                    continue;
+                }
+                match &certificate {
+                    None => eprintln!("authd: SIGHUP: no --tls-cert to re-read; still serving"),
+                    Some(certificate) => match certificate.reload() {
+                        Ok(()) => eprintln!(
+                            "authd: SIGHUP: re-read the TLS certificate {} and key {}",
+                            certificate.files().cert.display(),
+                            certificate.files().key.display()
+                        ),
+                        Err(e) => {
+                            eprintln!("authd: SIGHUP: keeping the TLS certificate served: {e}")
+                        }
+                    },
+                }
+            }
+        })
+        .map_err(CliError::Signal)?;
+    Ok(())
+}
+
 /// Serves until SIGINT or SIGTERM, then stops accepting, lets in-flight
 /// requests finish, flushes the store and returns.
 pub fn serve(config: Config, control_socket: std::path::PathBuf) -> Result<(), CliError> {
@@ -538,8 +611,7 @@ pub fn serve(config: Config, control_socket: std::path::PathBuf) -> Result<(), C
             );
         }
     }
-    let stop = running.stop_flag();
-    ctrlc::set_handler(move || stop.store(true, Ordering::SeqCst))?;
+    handle_signals(running.stop_flag(), running.certificate())?;
     eprintln!("authd: {}", summary(&config));
     if config.profile == Profile::Dev && !running.addr().ip().is_loopback() {
         eprintln!(
@@ -552,7 +624,12 @@ pub fn serve(config: Config, control_socket: std::path::PathBuf) -> Result<(), C
     }
     // The one line on stdout, for scripts that started us on port 0.
     let mut stdout = std::io::stdout().lock();
-    let _ = writeln!(stdout, "listening on http://{}", running.addr());
+    let scheme = if config.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    let _ = writeln!(stdout, "listening on {scheme}://{}", running.addr());
     let _ = stdout.flush();
     drop(stdout);
     let stopped = running.wait();

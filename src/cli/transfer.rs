@@ -268,7 +268,11 @@ impl Interrupt {
         let raised = Arc::new(AtomicBool::new(false));
         let phase = Arc::new(AtomicU8::new(READING));
         let (flag, at) = (Arc::clone(&raised), Arc::clone(&phase));
-        ctrlc::set_handler(move || {
+        // SIGHUP too: a closed terminal interrupts an import as ^C does.
+        use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+        let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])
+            .map_err(CliError::Signal)?;
+        let on_signal = move || {
             let again = flag.swap(true, Ordering::SeqCst);
             match at.load(Ordering::SeqCst) {
                 READING => {
@@ -285,7 +289,11 @@ impl Interrupt {
                 }
                 _ => {}
             }
-        })?;
+        };
+        std::thread::Builder::new()
+            .name("interrupt".to_owned())
+            .spawn(move || signals.forever().for_each(|_| on_signal()))
+            .map_err(CliError::Signal)?;
         Ok(Interrupt { raised, phase })
     }
 

@@ -46,6 +46,8 @@ mod forward_auth;
 mod hardening;
 /// Malformed HTTP and slow clients.
 mod hostile;
+/// HTTPS from the binary: the flow, Secure cookies, HSTS, SIGHUP reloads, the edge over TLS.
+mod https;
 /// `/openapi.json` is valid and tells the truth about the live server.
 mod openapi;
 /// The operator's safety nets: no accidental stores, all-or-nothing import, private files.

@@ -17,7 +17,7 @@ use crate::client::{render, ClientConnection};
 use crate::connection::{Connection, Listener};
 use crate::limits::{Hooks, Limits};
 use crate::util::{ConnectionTable, MessagesQueue, TaskPool};
-use crate::Request;
+use crate::{Request, TlsSetup};
 
 /// First pause after a failure; it doubles up to [`MAX_PAUSE`].
 const FIRST_PAUSE: Duration = Duration::from_millis(10);
@@ -31,6 +31,8 @@ pub(crate) struct Acceptor {
     pub(crate) connections: ConnectionTable,
     pub(crate) limits: Arc<Limits>,
     pub(crate) hooks: Hooks,
+    /// HTTPS: each connection's thread does the handshake (fork).
+    pub(crate) tls: Option<TlsSetup>,
 }
 
 /// A run of failures of one kind: logged when it starts and when it ends,
@@ -93,12 +95,13 @@ impl Acceptor {
                 break;
             }
             let Some(slot) = self.connections.admit(peer.map(|p| p.ip())) else {
-                refuse(conn, &self.hooks);
+                refuse(conn, &self.hooks, self.tls.is_some());
                 continue;
             };
             let client = match ClientConnection::new(
                 conn,
                 peer,
+                self.tls.as_ref(),
                 Arc::clone(&self.limits),
                 self.hooks.clone(),
             ) {
@@ -147,14 +150,18 @@ impl Acceptor {
 /// Answers a connection over the caps with 503 and closes it, without
 /// blocking the accept loop: one non-blocking write (a fresh socket's send
 /// buffer always has room), then whatever the client sent already is read
-/// so that the close does not reset the answer away.
-fn refuse(conn: Connection, hooks: &Hooks) {
-    let bytes = render(hooks, 503, "too many connections", &[("Retry-After", "1")]);
+/// so that the close does not reset the answer away. Over TLS there is no
+/// answer, only the close: an answer would need a handshake, which is the
+/// very cost the cap refuses (and the accept loop must not wait for).
+fn refuse(conn: Connection, hooks: &Hooks, tls: bool) {
     let mut conn = conn;
     if conn.set_nonblocking(true).is_err() {
         return;
     }
-    let _ = conn.write(&bytes);
+    if !tls {
+        let bytes = render(hooks, 503, "too many connections", &[("Retry-After", "1")]);
+        let _ = conn.write(&bytes);
+    }
     let _ = conn.shutdown(Shutdown::Write);
     let mut scratch = [0u8; 4096];
     for _ in 0..16 {

@@ -28,7 +28,7 @@ use crate::connection::Connection;
 use crate::limits::{Hooks, Limits};
 use crate::request::{Reply, Sink};
 use crate::util::TimedReader;
-use crate::Request;
+use crate::{Request, TlsSetup};
 
 /// Bytes read from the socket at a time.
 const READ_BUFFER: usize = 8 * 1024;
@@ -39,11 +39,118 @@ const LINGER: Duration = Duration::from_millis(500);
 /// Most bytes thrown away while lingering.
 const LINGER_BYTES: u64 = 64 * 1024;
 
+/// The bytes of a connection: the socket itself, or TLS over it. Either
+/// way every read from the socket is a [`TimedReader`]'s, within the
+/// budget the connection's thread sets, TLS handshake included.
+enum Transport {
+    Plain(TimedReader),
+    #[cfg(feature = "ssl-rustls")]
+    Tls(Box<rustls::StreamOwned<rustls::ServerConnection, TimedReader>>),
+}
+
+impl Transport {
+    fn timed(&mut self) -> &mut TimedReader {
+        match self {
+            Transport::Plain(timed) => timed,
+            #[cfg(feature = "ssl-rustls")]
+            Transport::Tls(stream) => &mut stream.sock,
+        }
+    }
+
+    fn socket(&self) -> &Connection {
+        match self {
+            Transport::Plain(timed) => timed.get_ref(),
+            #[cfg(feature = "ssl-rustls")]
+            Transport::Tls(stream) => stream.sock.get_ref(),
+        }
+    }
+
+    fn is_tls(&self) -> bool {
+        !matches!(self, Transport::Plain(_))
+    }
+
+    /// Completes the TLS handshake (nothing to do in plain text), within
+    /// the budget already set: a client that never sends its hello is cut
+    /// off like one that never sends its head.
+    fn handshake(&mut self) -> io::Result<()> {
+        #[cfg(feature = "ssl-rustls")]
+        if let Transport::Tls(stream) = self {
+            while stream.conn.is_handshaking() {
+                stream.conn.complete_io(&mut stream.sock)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Says that no more will be written (TLS: `close_notify`), then
+    /// stops sending on the socket.
+    fn close_write(&mut self) {
+        #[cfg(feature = "ssl-rustls")]
+        if let Transport::Tls(stream) = self {
+            stream.conn.send_close_notify();
+            let _ = stream.flush();
+        }
+        let _ = self.socket().shutdown(Shutdown::Write);
+    }
+}
+
+impl Read for Transport {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Transport::Plain(timed) => timed.read(buf),
+            #[cfg(feature = "ssl-rustls")]
+            Transport::Tls(stream) => stream.read(buf),
+        }
+    }
+}
+
+impl Write for Transport {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Transport::Plain(timed) => timed.get_mut().write(buf),
+            #[cfg(feature = "ssl-rustls")]
+            Transport::Tls(stream) => stream.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Transport::Plain(timed) => timed.get_mut().flush(),
+            #[cfg(feature = "ssl-rustls")]
+            Transport::Tls(stream) => stream.flush(),
+        }
+    }
+}
+
+/// An upgraded TLS connection, handed over whole: the TLS state cannot be
+/// split into a reader and a writer on two descriptors.
+#[cfg(feature = "ssl-rustls")]
+struct Upgraded(BufReader<Transport>);
+
+#[cfg(feature = "ssl-rustls")]
+impl Read for Upgraded {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.0.read(buf)
+    }
+}
+
+#[cfg(feature = "ssl-rustls")]
+impl Write for Upgraded {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.get_mut().write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.0.get_mut().flush()
+    }
+}
+
 /// A client connection and what it may cost.
 pub(crate) struct ClientConnection {
-    /// The socket, read through a buffer and written directly: one file
-    /// descriptor per connection (the connection cap counts on it).
-    reader: BufReader<TimedReader>,
+    /// The socket (or TLS over it), read through a buffer and written
+    /// directly: one file descriptor per connection (the connection cap
+    /// counts on it).
+    reader: BufReader<Transport>,
     remote_addr: Option<SocketAddr>,
     limits: Arc<Limits>,
     hooks: Hooks,
@@ -87,12 +194,25 @@ impl ClientConnection {
     pub(crate) fn new(
         conn: Connection,
         remote_addr: Option<SocketAddr>,
+        tls: Option<&TlsSetup>,
         limits: Arc<Limits>,
         hooks: Hooks,
     ) -> io::Result<ClientConnection> {
         conn.set_write_timeout(Some(limits.write_timeout.max(Duration::from_millis(1))))?;
+        let timed = TimedReader::new(conn);
+        let transport = match tls {
+            None => Transport::Plain(timed),
+            #[cfg(feature = "ssl-rustls")]
+            Some(config) => {
+                let session =
+                    rustls::ServerConnection::new(Arc::clone(config)).map_err(io::Error::other)?;
+                Transport::Tls(Box::new(rustls::StreamOwned::new(session, timed)))
+            }
+            #[cfg(not(feature = "ssl-rustls"))]
+            Some(never) => match *never {},
+        };
         Ok(ClientConnection {
-            reader: BufReader::with_capacity(READ_BUFFER, TimedReader::new(conn)),
+            reader: BufReader::with_capacity(READ_BUFFER, transport),
             remote_addr,
             limits,
             hooks,
@@ -106,6 +226,14 @@ impl ClientConnection {
     /// request for the handlers and says whether it could (not when the
     /// server is stopping).
     pub(crate) fn serve(mut self, dispatch: &dyn Fn(Request) -> bool) {
+        // The handshake spends the first request's head budget: from the
+        // accept, the client has the head timeout for both.
+        let timeout = self.limits.header_timeout;
+        let deadline = self.accepted + timeout;
+        self.timed().set_budget(Some(deadline), timeout);
+        if self.reader.get_mut().handshake().is_err() {
+            return;
+        }
         loop {
             let (request, last) = match self.read_request() {
                 Ok(next) => next,
@@ -126,10 +254,18 @@ impl ClientConnection {
                     }
                 }
                 Ok(Reply::Upgrade { bytes, take }) => {
+                    #[cfg(feature = "ssl-rustls")]
+                    if self.reader.get_ref().is_tls() {
+                        if self.write(&bytes).is_ok() {
+                            let _ = self.reader.get_ref().socket().set_read_timeout(None);
+                            let _ = take.send(Box::new(Upgraded(self.reader)));
+                        }
+                        return;
+                    }
                     // The one place a second descriptor is needed: the
                     // stream handed over reads and writes on its own.
                     if self.write(&bytes).is_ok() {
-                        let conn = self.reader.get_ref().get_ref();
+                        let conn = self.reader.get_ref().socket();
                         let _ = conn.set_read_timeout(None);
                         if let Ok(writer) = conn.try_clone() {
                             let stream = crate::util::CustomStream::new(self.reader, writer);
@@ -232,15 +368,18 @@ impl ClientConnection {
     /// Writes all of `bytes` to the client, each write within the write
     /// timeout.
     fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
-        self.reader.get_mut().get_mut().write_all(bytes)
+        let transport = self.reader.get_mut();
+        transport.write_all(bytes)?;
+        // TLS buffers what it encrypts: send all of it now.
+        transport.flush()
     }
 
     fn secure(&self) -> bool {
-        false
+        self.reader.get_ref().is_tls()
     }
 
     fn timed(&mut self) -> &mut TimedReader {
-        self.reader.get_mut()
+        self.reader.get_mut().timed()
     }
 
     /// Answers `status` with `message`, then closes: stops sending, reads
@@ -251,7 +390,7 @@ impl ClientConnection {
         if self.write(&bytes).is_err() {
             return;
         }
-        let _ = self.reader.get_ref().get_ref().shutdown(Shutdown::Write);
+        self.reader.get_mut().close_write();
         self.timed()
             .set_budget(Some(Instant::now() + LINGER), LINGER);
         let _ = io::copy(&mut self.reader.take(LINGER_BYTES), &mut io::sink());

@@ -91,9 +91,9 @@
 #![deny(rust_2018_idioms)]
 #![allow(clippy::match_like_matches_macro)]
 
-#[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
+#[cfg(feature = "ssl-openssl")]
 compile_error!(
-    "this fork of tiny_http has no TLS yet (upstream's pins rustls 0.20): see vendor/tiny_http/PATCHES.md"
+    "this fork of tiny_http serves HTTPS with rustls only (feature ssl-rustls): see vendor/tiny_http/PATCHES.md"
 );
 
 use std::error::Error;
@@ -123,7 +123,17 @@ mod limits;
 mod request;
 mod response;
 mod test;
+#[cfg(feature = "ssl-rustls")]
+pub mod tls;
 mod util;
+
+/// What a connection needs to speak TLS (fork): a rustls configuration,
+/// whose certificate resolver may be swapped while the server runs
+/// ([`tls::SwappableCert`]). Without the feature there is none.
+#[cfg(feature = "ssl-rustls")]
+pub(crate) type TlsSetup = Arc<rustls::ServerConfig>;
+#[cfg(not(feature = "ssl-rustls"))]
+pub(crate) type TlsSetup = std::convert::Infallible;
 
 /// The main class of this library.
 ///
@@ -199,7 +209,7 @@ impl Server {
     }
 
     /// Shortcut for an HTTPS server on a specific address.
-    #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
+    #[cfg(feature = "ssl-rustls")]
     #[inline]
     pub fn https<A>(
         addr: A,
@@ -247,17 +257,48 @@ impl Server {
         Self::from_listener_with(listener, ssl_config, Limits::default(), Hooks::default())
     }
 
-    /// [`Server::from_listener`] with limits and hooks (fork).
+    /// [`Server::from_listener`] with limits and hooks (fork). An
+    /// `ssl_config` (PEM certificate and key) serves HTTPS with a fixed
+    /// certificate; see [`Server::from_listener_tls`] for one that can
+    /// change.
     pub fn from_listener_with<L: Into<Listener>>(
         listener: L,
         ssl_config: Option<SslConfig>,
         limits: Limits,
         hooks: Hooks,
     ) -> Result<Server, Box<dyn Error + Send + Sync + 'static>> {
-        if ssl_config.is_some() {
-            return Err("this fork of tiny_http serves no HTTPS yet".into());
-        }
-        let listener = listener.into();
+        let tls = match ssl_config {
+            None => None,
+            #[cfg(feature = "ssl-rustls")]
+            Some(ssl) => Some(tls::from_ssl_config(&ssl)?),
+            #[cfg(not(feature = "ssl-rustls"))]
+            Some(_) => {
+                return Err("this tiny_http was built without HTTPS (feature ssl-rustls)".into())
+            }
+        };
+        Self::start(listener.into(), tls, limits, hooks)
+    }
+
+    /// Serves HTTPS with `tls` on `listener` (fork): each connection's
+    /// thread does the handshake within the head timeout. Build `tls` with
+    /// [`tls::server_config`] and a [`tls::SwappableCert`] to replace the
+    /// certificate while serving.
+    #[cfg(feature = "ssl-rustls")]
+    pub fn from_listener_tls<L: Into<Listener>>(
+        listener: L,
+        tls: Arc<rustls::ServerConfig>,
+        limits: Limits,
+        hooks: Hooks,
+    ) -> Result<Server, Box<dyn Error + Send + Sync + 'static>> {
+        Self::start(listener.into(), Some(tls), limits, hooks)
+    }
+
+    fn start(
+        listener: Listener,
+        tls: Option<TlsSetup>,
+        limits: Limits,
+        hooks: Hooks,
+    ) -> Result<Server, Box<dyn Error + Send + Sync + 'static>> {
         let local_addr = listener.local_addr()?;
         log::debug!("Server listening on {}", local_addr);
         let close = Arc::new(AtomicBool::new(false));
@@ -273,6 +314,7 @@ impl Server {
             connections: connections.clone(),
             limits: Arc::new(limits),
             hooks,
+            tls,
         };
         thread::Builder::new()
             .name("accept".to_owned())

@@ -3,7 +3,7 @@
 //! Upstream reads with no timeout at all, so a client that stops sending
 //! holds its connection's thread, and a request it started, forever.
 
-use std::io::{self, ErrorKind, Read};
+use std::io::{self, ErrorKind, Read, Write};
 use std::time::{Duration, Instant};
 
 use crate::connection::Connection;
@@ -83,6 +83,19 @@ impl Read for TimedReader {
                 other => return other,
             }
         }
+    }
+}
+
+/// Writes go straight to the socket, each bounded by the socket's own
+/// write timeout (set once per connection): TLS writes its records
+/// through here.
+impl Write for TimedReader {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.conn.write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.conn.flush()
     }
 }
 
