@@ -30,6 +30,7 @@ pub mod device;
 pub mod email_key;
 pub mod hasher;
 pub mod http;
+pub mod message;
 pub mod one_time;
 pub mod outbox;
 pub mod permits;
