@@ -41,4 +41,5 @@ pub mod session;
 pub mod store;
 pub mod throttle;
 pub mod token;
+pub mod transport;
 pub mod user;
