@@ -799,7 +799,8 @@ mod tests {
 
     #[test]
     fn broken_files_are_start_up_errors() {
-        let cases: [(&str, &[u8], fn(&TemplateError) -> bool); 5] = [
+        type Expected = fn(&TemplateError) -> bool;
+        let cases: [(&str, &[u8], Expected); 5] = [
             ("reset.txt", b"Open {{link", |e| {
                 matches!(e, TemplateError::Unclosed { .. })
             }),

@@ -334,12 +334,29 @@ impl Smtp {
         // certificates that do not verify stay as they are.
         if e.is_transient() || e.is_timeout() {
             SendError::Transient(text)
-        } else if e.is_permanent() || e.is_client() || e.is_tls() {
+        } else if e.is_permanent() || e.is_client() || e.is_tls() || untrusted_peer(e) {
             SendError::Permanent(text)
         } else {
             SendError::Transient(text)
         }
     }
+}
+
+/// Whether `e` comes from a TLS handshake that refused the server's
+/// certificate: lettre reports it as a network error, with rustls's
+/// refusal as an `InvalidData` I/O error underneath.
+fn untrusted_peer(e: &lettre::transport::smtp::Error) -> bool {
+    let mut source = std::error::Error::source(e);
+    while let Some(cause) = source {
+        if cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::InvalidData)
+        {
+            return true;
+        }
+        source = cause.source();
+    }
+    false
 }
 
 #[cfg(test)]
