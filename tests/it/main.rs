@@ -70,6 +70,8 @@ mod storage_faults;
 mod store_model;
 /// Sessions and reset tokens: replacement, logout, single use.
 mod tokens;
+/// Delivery transports against test SMTP and webhook servers: TLS, AUTH, signatures, retry classes.
+mod transport;
 /// A store written by the previous release opens and keeps working.
 mod upgrade;
 /// Verified addresses, the account view and email changes.

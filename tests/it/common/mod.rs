@@ -5,7 +5,10 @@
 
 pub mod process;
 pub mod raw;
+pub mod smtp_sink;
 pub mod stores;
+pub mod test_ca;
+pub mod webhook_sink;
 
 use std::sync::{Arc, Barrier};
 use std::thread;
