@@ -9,7 +9,9 @@
 use bincode::config::{Configuration, Limit, LittleEndian, Varint};
 use serde::{Deserialize, Serialize};
 
+use crate::message::{Kind, Message};
 use crate::one_time::{OneTimeToken, Purpose};
+use crate::outbox::{Caught, Intent, Queued};
 use crate::session::{Session, SessionId};
 use crate::token::TokenHash;
 use crate::user::{Email, User, UserId};
@@ -31,9 +33,15 @@ const SESSION_RECORD_V1: u8 = 1;
 const TOKEN_RECORD_V1: u8 = 1;
 /// Version byte of the per-user list of sessions and tokens.
 const OWNED_RECORD_V1: u8 = 1;
+/// Version byte of a queued message's record.
+const QUEUED_RECORD_V1: u8 = 1;
+/// Version byte of a dev outbox message's record.
+const CAUGHT_RECORD_V1: u8 = 1;
 /// Upper bound for one decoded record, so a corrupted length prefix cannot
-/// make the decoder allocate without limit. Real records are ~200 bytes.
-const MAX_RECORD_BYTES: usize = 16 * 1024;
+/// make the decoder allocate without limit. Users, sessions and tokens are
+/// ~200 bytes; a message the dev outbox caught holds three rendered
+/// templates of at most 64 KiB each.
+const MAX_RECORD_BYTES: usize = 256 * 1024;
 
 /// bincode's standard configuration with a decode size limit.
 fn config() -> Configuration<LittleEndian, Varint, Limit<MAX_RECORD_BYTES>> {
@@ -60,6 +68,8 @@ pub enum CodecError {
     BadHash(usize),
     #[error("one-time token has unknown purpose {0}")]
     UnknownPurpose(u8),
+    #[error("message has unknown kind {0:?}")]
+    UnknownKind(String),
 }
 
 /// Layout of a user record, version 1 (stores of format 1): the user with
@@ -143,6 +153,36 @@ struct TokenRecordV1 {
     purpose: u8,
     created_at: u64,
     expires_at: u64,
+}
+
+/// Layout of a queued message's record, version 1; the key is its id.
+/// The kind by name, so a record stays readable whatever order the kinds
+/// are declared in.
+#[derive(Serialize, Deserialize)]
+struct QueuedRecordV1 {
+    kind: String,
+    to: String,
+    user: Option<u64>,
+    new_email: Option<String>,
+    token: Option<String>,
+    ip: Option<String>,
+    created_at: u64,
+    attempts: u32,
+    next_at: u64,
+    last_error: Option<String>,
+    dead: bool,
+}
+
+/// Layout of a message the dev outbox caught, version 1; the key is its
+/// id.
+#[derive(Serialize, Deserialize)]
+struct CaughtRecordV1 {
+    created_at: u64,
+    kind: String,
+    to: String,
+    subject: String,
+    text: String,
+    html: String,
 }
 
 /// What a user owns, kept beside the user record so that a transaction can
@@ -300,6 +340,82 @@ pub fn encode_user_v1(
             reset,
         },
     )
+}
+
+/// Encodes a queued message (its key, the id, is not repeated).
+pub fn encode_queued(queued: &Queued) -> Result<Vec<u8>, CodecError> {
+    let intent = &queued.intent;
+    encode(
+        QUEUED_RECORD_V1,
+        &QueuedRecordV1 {
+            kind: intent.kind.name().to_owned(),
+            to: intent.to.clone(),
+            user: intent.user.map(|id| id.0),
+            new_email: intent.new_email.clone(),
+            token: intent.token.clone(),
+            ip: intent.ip.clone(),
+            created_at: queued.created_at,
+            attempts: queued.attempts,
+            next_at: queued.next_at,
+            last_error: queued.last_error.clone(),
+            dead: queued.dead,
+        },
+    )
+}
+
+/// Decodes a queued message stored under `id`.
+pub fn decode_queued(id: u64, bytes: &[u8]) -> Result<Queued, CodecError> {
+    let record: QueuedRecordV1 = decode(QUEUED_RECORD_V1, bytes)?;
+    let kind = Kind::from_name(&record.kind).ok_or(CodecError::UnknownKind(record.kind))?;
+    Ok(Queued {
+        id,
+        intent: Intent {
+            kind,
+            to: record.to,
+            user: record.user.map(UserId),
+            new_email: record.new_email,
+            token: record.token,
+            ip: record.ip,
+        },
+        created_at: record.created_at,
+        attempts: record.attempts,
+        next_at: record.next_at,
+        last_error: record.last_error,
+        dead: record.dead,
+    })
+}
+
+/// Encodes a message the dev outbox caught.
+pub fn encode_caught(caught: &Caught) -> Result<Vec<u8>, CodecError> {
+    let message = &caught.message;
+    encode(
+        CAUGHT_RECORD_V1,
+        &CaughtRecordV1 {
+            created_at: caught.created_at,
+            kind: message.kind.name().to_owned(),
+            to: message.to.clone(),
+            subject: message.subject.clone(),
+            text: message.text.clone(),
+            html: message.html.clone(),
+        },
+    )
+}
+
+/// Decodes a caught message stored under `id`.
+pub fn decode_caught(id: u64, bytes: &[u8]) -> Result<Caught, CodecError> {
+    let record: CaughtRecordV1 = decode(CAUGHT_RECORD_V1, bytes)?;
+    let kind = Kind::from_name(&record.kind).ok_or(CodecError::UnknownKind(record.kind))?;
+    Ok(Caught {
+        id,
+        created_at: record.created_at,
+        message: Message {
+            kind,
+            to: record.to,
+            subject: record.subject,
+            text: record.text,
+            html: record.html,
+        },
+    })
 }
 
 /// Encodes a session (its key, the token hash, is not repeated).

@@ -62,9 +62,13 @@ pub struct Config {
     pub trusted_proxies: Vec<crate::cidr::Cidr>,
     /// Dev or production behaviour.
     pub profile: Profile,
-    /// Where reset tokens go besides (dev) or instead of (production) the
-    /// response.
-    pub reset_delivery: Option<Channel>,
+    /// Where messages go; tokens also go in responses in dev.
+    pub delivery: Option<Channel>,
+    /// What the delivery channel needs besides (sender, templates, links,
+    /// secret).
+    pub delivery_settings: crate::delivery::Settings,
+    /// Messages that may wait in the delivery queue; past it, 503.
+    pub delivery_queue_max: usize,
     /// Rules for new passwords.
     pub password_policy: PasswordPolicy,
     /// Origins of other sites whose pages may make state-changing
@@ -174,7 +178,9 @@ impl Config {
             client_ip_header: None,
             trusted_proxies: Vec::new(),
             profile: Profile::Dev,
-            reset_delivery: None,
+            delivery: None,
+            delivery_settings: crate::delivery::Settings::default(),
+            delivery_queue_max: crate::outbox::QUEUE_MAX,
             password_policy: PasswordPolicy::DEV,
             allowed_origins: Vec::new(),
             public_origin: None,
@@ -224,9 +230,10 @@ impl Config {
             );
         }
         if self.profile == Profile::Production {
-            if self.reset_delivery.is_none() {
-                return Err("the production profile never puts reset tokens in responses: set \
-                            --reset-delivery webhook:http://MAILER/PATH (or log) to say where they go"
+            if self.delivery.is_none() {
+                return Err("the production profile never puts tokens in responses: set \
+                            --delivery smtp://HOST, webhook:https://HOST/PATH, outbox or log to say \
+                            where messages go"
                     .to_owned());
             }
             if self.bcrypt_cost < 10 {

@@ -1,169 +1,389 @@
 //! Delivery of messages (reset and verification tokens, notices) outside
-//! the HTTP response: to the integrator's mailer by webhook, or to the
-//! audit log.
+//! the HTTP response: by SMTP, to the integrator's mailer by signed
+//! webhook, into the dev outbox, or to the audit log.
 //!
-//! Requests only enqueue; one background worker issues tokens (in the
-//! production profile) and delivers them, with a timeout and retries, so a
-//! slow or failing mailer never holds up a request, and `POST
-//! /reset_password` takes the same time whether the email exists or not.
+//! Requests only queue an intent in the store ([`crate::outbox`]); one
+//! background worker per instance claims what is due, mints the token
+//! when the message carries one (production), renders it from the
+//! templates and hands it to the channel, with retries and backoff, and
+//! keeps what keeps failing as a dead letter. A slow or failing mailer
+//! never holds up a request, and `POST /reset_password` takes the same
+//! time whether the email exists or not.
 
 use std::fmt;
+use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::auth::{Auth, AuthError, Caller};
-use crate::one_time::Purpose;
-use crate::outbox::Job;
-use crate::token::Token;
-/// Attempts per webhook delivery, with 1 s, 2 s, ... between them.
-const ATTEMPTS: u32 = 3;
-/// Time allowed for one webhook call.
-const TIMEOUT: Duration = Duration::from_secs(5);
+use crate::auth::{Auth, AuthError, Caller, Recipient};
+use crate::clock::unix_millis;
+use crate::message::{Kind, Message, PublicUrl, Templates, Vars};
+use crate::outbox::{purpose_of, Queued, CAUGHT_MAX};
+use crate::store::StoreError;
+use crate::transport::smtp::{Smtp, SmtpConfig};
+use crate::transport::webhook::{Webhook, WebhookSecret, WebhookTarget};
+use crate::transport::{backoff, SendError};
+use crate::user::Email;
 
-/// Where reset tokens go.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// How long a claimed message is the worker's alone: longer than the
+/// slowest attempt (SMTP's 10 s timeouts, a few round trips). A worker that
+/// dies holding it delays it by this much.
+pub const LEASE: Duration = Duration::from_secs(60);
+/// Attempts before a message that keeps failing is kept as a dead letter
+/// (with backoff 2 s, 4 s ... the last about 4 min after the first).
+pub const MAX_ATTEMPTS: u32 = 8;
+/// The worker looks at the queue at least this often (messages queued by
+/// other instances, retries coming due).
+const POLL: Duration = Duration::from_secs(1);
+
+/// Where messages go.
+#[derive(Clone, PartialEq, Eq)]
 pub enum Channel {
-    /// POST `{"email", "reset_token", "expires_at"}` to this URL.
+    /// `smtp://[user:pass@]host[:port]` or `smtps://...`, as given.
+    Smtp(String),
+    /// POST each message as JSON to this URL, signed when a secret is set.
     Webhook(String),
-    /// Write the token to the audit log, for a single operator.
+    /// Keep each message in the store: `authd outbox`, `GET /dev/outbox`.
+    Outbox,
+    /// Write each message to the audit log, for a single operator.
     Log,
 }
 
 impl FromStr for Channel {
     type Err = String;
 
-    /// `log` or `webhook:http://HOST[:PORT]/PATH`.
+    /// `smtp://...`, `smtps://...`, `webhook:URL`, `outbox` or `log`.
     fn from_str(s: &str) -> Result<Channel, String> {
-        if s == "log" {
-            return Ok(Channel::Log);
+        match s {
+            "log" => return Ok(Channel::Log),
+            "outbox" => return Ok(Channel::Outbox),
+            _ => {}
         }
-        let Some(url) = s.strip_prefix("webhook:") else {
-            return Err(format!("{s:?} is neither `log` nor `webhook:URL`"));
-        };
-        let uri: ureq::http::Uri = url
-            .parse()
-            .map_err(|e| format!("webhook URL {url:?} is not a URL: {e}"))?;
-        if uri.scheme_str() != Some("http") || uri.host().is_none() {
-            return Err(format!(
-                "webhook URL {url:?} must be http://HOST/PATH (authd speaks plain HTTP to the mailer; put a local relay in front of an https endpoint)"
-            ));
+        if s.starts_with("smtp://") || s.starts_with("smtps://") {
+            // The sender is checked with the rest at start; any valid one
+            // will do to check the URL's shape now.
+            SmtpConfig::parse(s, "authd@localhost")?;
+            return Ok(Channel::Smtp(s.to_owned()));
         }
-        Ok(Channel::Webhook(url.to_owned()))
+        if let Some(url) = s.strip_prefix("webhook:") {
+            WebhookTarget::parse(url)?;
+            return Ok(Channel::Webhook(url.to_owned()));
+        }
+        Err(format!(
+            "{:?} is none of smtp://HOST, smtps://HOST, webhook:URL, outbox, log",
+            redact(s)
+        ))
+    }
+}
+
+/// `s` with any password of a URL in it hidden.
+fn redact(s: &str) -> String {
+    match (s.find("://"), s.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &s[scheme + 3..at];
+            match userinfo.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &s[..scheme + 3], &s[at..]),
+                None => s.to_owned(),
+            }
+        }
+        _ => s.to_owned(),
     }
 }
 
 impl fmt::Display for Channel {
+    /// The channel with any SMTP password hidden: safe for logs.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            Channel::Smtp(url) => f.write_str(&redact(url)),
             Channel::Webhook(url) => write!(f, "webhook:{url}"),
+            Channel::Outbox => f.write_str("outbox"),
             Channel::Log => f.write_str("log"),
         }
     }
 }
 
-/// The worker: runs jobs until `stop` is set, then finishes what is queued.
-pub fn work(auth: Arc<Auth>, channel: Channel, inbox: Receiver<Job>, stop: Arc<AtomicBool>) {
-    loop {
-        match inbox.recv_timeout(Duration::from_millis(50)) {
-            Ok(job) => run(&auth, &channel, job),
-            Err(RecvTimeoutError::Timeout) if stop.load(Ordering::SeqCst) => return,
-            Err(RecvTimeoutError::Timeout) => {}
-            Err(RecvTimeoutError::Disconnected) => return,
+impl fmt::Debug for Channel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Channel({self})")
+    }
+}
+
+/// What the delivery worker needs beyond the channel, from the
+/// configuration.
+#[derive(Debug, Clone, Default)]
+pub struct Settings {
+    /// `--mail-from`: the sender of SMTP mail.
+    pub mail_from: Option<String>,
+    /// `--templates DIR`: files that replace the built-in templates.
+    pub templates: Option<PathBuf>,
+    /// The base of every link (`--public-url`).
+    pub public_url: Option<String>,
+    /// Without a public URL, build links on the address the server
+    /// listens at (`http://HOST:PORT`, known once bound) rather than
+    /// refusing to start: the dev profile, on one machine.
+    pub links_to_listener: bool,
+    /// The webhook's `whsec_...` secret.
+    pub webhook_secret: Option<String>,
+    /// `--delivery-ca-file`: the certificates SMTP and webhook servers are
+    /// checked against instead of the public roots.
+    pub ca_file: Option<PathBuf>,
+}
+
+/// A channel made ready to send: its transport, the templates and the
+/// base of links. Built at start, so every mistake in the delivery
+/// configuration is a start-up error.
+pub struct Courier {
+    transport: Transport,
+    templates: Templates,
+    public_url: Option<PublicUrl>,
+}
+
+enum Transport {
+    /// Boxed: the SMTP client is several times the size of the others.
+    Smtp(Box<Smtp>),
+    Webhook(Webhook),
+    Outbox,
+    Log,
+}
+
+impl Courier {
+    /// Makes `channel` ready; returns it with the warnings to print at
+    /// start (a plain-http webhook). Links need a public URL for the
+    /// channels that render them (SMTP, the outbox).
+    pub fn new(channel: &Channel, settings: &Settings) -> Result<(Courier, Vec<String>), String> {
+        let mut warnings = Vec::new();
+        let ca = settings.ca_file.as_deref();
+        let transport = match channel {
+            Channel::Smtp(url) => {
+                let from = settings.mail_from.as_deref().ok_or(
+                    "--delivery smtp needs --mail-from (the sender address, e.g. \
+                     'Example <no-reply@example.com>')",
+                )?;
+                Transport::Smtp(Box::new(Smtp::new(SmtpConfig::parse(url, from)?, ca)?))
+            }
+            Channel::Webhook(url) => {
+                let (target, warning) = WebhookTarget::parse(url)?;
+                warnings.extend(warning);
+                let secret = settings
+                    .webhook_secret
+                    .as_deref()
+                    .map(WebhookSecret::parse)
+                    .transpose()?;
+                if secret.is_none() {
+                    warnings.push(
+                        "webhook deliveries are not signed: set --webhook-secret-file or \
+                         AUTHD_WEBHOOK_SECRET (whsec_...) so the receiver can tell authd's \
+                         calls from anyone's"
+                            .to_owned(),
+                    );
+                }
+                Transport::Webhook(Webhook::new(target, secret, ca)?)
+            }
+            Channel::Outbox => Transport::Outbox,
+            Channel::Log => Transport::Log,
+        };
+        let templates =
+            Templates::load(settings.templates.as_deref()).map_err(|e| e.to_string())?;
+        let public_url = settings
+            .public_url
+            .as_deref()
+            .map(PublicUrl::parse)
+            .transpose()?;
+        let links = matches!(transport, Transport::Smtp(_) | Transport::Outbox);
+        if public_url.is_none() && links && !settings.links_to_listener {
+            return Err(format!(
+                "--delivery {channel} sends links: set --public-url to the address users reach \
+                 authd at (links are never built from a request's Host)"
+            ));
+        }
+        Ok((
+            Courier {
+                transport,
+                templates,
+                public_url,
+            },
+            warnings,
+        ))
+    }
+
+    /// Builds links on `listener` (the address bound) when no public URL
+    /// was given ([`Settings::links_to_listener`]).
+    pub fn link_to(&mut self, listener: std::net::SocketAddr) {
+        if self.public_url.is_none() {
+            self.public_url = PublicUrl::parse(&format!("http://{listener}")).ok();
+        }
+    }
+
+    /// Makes one attempt at message `queued` and records the outcome:
+    /// done, to be retried after a backoff, or a dead letter.
+    fn run(&self, auth: &Auth, queued: &Queued) {
+        let attempts = queued.attempts + 1;
+        let store = auth.store();
+        let outcome = match self.attempt(auth, queued) {
+            Ok(()) => store.finish(queued.id),
+            Err(e) => {
+                let now = unix_millis();
+                let dead = !e.is_transient() || attempts >= MAX_ATTEMPTS;
+                let next_at = now.saturating_add(crate::clock::millis(backoff(attempts)));
+                if dead {
+                    eprintln!(
+                        "authd: a {} message to {} failed {attempts} time(s) and is kept as a \
+                         dead letter (`authd outbox list`): {e}",
+                        queued.intent.kind, queued.intent.to
+                    );
+                } else {
+                    eprintln!(
+                        "authd: a {} message to {} failed (attempt {attempts} of \
+                         {MAX_ATTEMPTS}), retried in {} s: {e}",
+                        queued.intent.kind,
+                        queued.intent.to,
+                        next_at.saturating_sub(now).div_ceil(1000)
+                    );
+                }
+                store.fail(queued.id, attempts, next_at, &e.to_string(), dead)
+            }
+        };
+        if let Err(e) = outcome {
+            eprintln!("authd: could not record a delivery's outcome: {e}");
+        }
+    }
+
+    /// Builds and sends message `queued`. A token message minted by the
+    /// request (dev) is sent as queued; otherwise the token is minted
+    /// now, if the address still has an account (and an email change is
+    /// still the one asked for): when not, there is nothing to send.
+    fn attempt(&self, auth: &Auth, queued: &Queued) -> Result<(), SendError> {
+        let intent = &queued.intent;
+        let kind = intent.kind;
+        let transient = |e: &dyn fmt::Display| SendError::Transient(e.to_string());
+        let mut vars = Vars {
+            email: intent.to.clone(),
+            new_email: intent.new_email.clone(),
+            ..Vars::default()
+        };
+        if kind == Kind::EmailChanged {
+            vars.old_email = Some(intent.to.clone());
+        }
+        if let Some(purpose) = purpose_of(kind) {
+            let token = match &intent.token {
+                Some(token) => token.clone(),
+                None => {
+                    let caller = Caller {
+                        ip: intent
+                            .ip
+                            .as_deref()
+                            .and_then(|ip| ip.parse().ok())
+                            .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED)),
+                        local: false,
+                        user_agent: None,
+                    };
+                    let recipient = match (kind, intent.user) {
+                        (Kind::EmailChange, Some(id)) => {
+                            // A newer change (or a cancelled one) makes
+                            // this message stale: minting now would end
+                            // the newer change's token.
+                            let user = match auth.store().user_by_id(id) {
+                                Ok(user) => user,
+                                Err(StoreError::NotFound) => return Ok(()),
+                                Err(e) => return Err(transient(&e)),
+                            };
+                            let current = user.pending_email.as_ref().map(Email::key);
+                            let asked = Email::parse(&intent.to).ok();
+                            if current.is_none() || current != asked.as_ref().map(Email::key) {
+                                return Ok(());
+                            }
+                            vars.old_email = Some(user.email.as_str().to_owned());
+                            Recipient::PendingAddress(id)
+                        }
+                        _ => match Email::parse(&intent.to) {
+                            Ok(email) => Recipient::Address(email),
+                            Err(_) => return Ok(()),
+                        },
+                    };
+                    match auth.issue_token(&caller, &recipient, purpose) {
+                        Ok((_, address, token)) => {
+                            vars.email = address;
+                            token.as_str().to_owned()
+                        }
+                        Err(AuthError::UnknownEmail) => return Ok(()),
+                        Err(e) => return Err(transient(&e)),
+                    }
+                }
+            };
+            vars.expires_at = Some(auth.expires_at(purpose));
+            vars.link = self
+                .public_url
+                .as_ref()
+                .and_then(|url| url.link(kind, &vars.email, &token));
+            vars.token = Some(token);
+        }
+        match &self.transport {
+            Transport::Smtp(smtp) => smtp.send(&self.templates.render(kind, &vars)),
+            Transport::Webhook(webhook) => {
+                let body = body(kind, &vars).to_string();
+                webhook.send(&format!("authd_{}", queued.id), body.as_bytes())
+            }
+            Transport::Outbox => {
+                let message: Message = self.templates.render(kind, &vars);
+                auth.store()
+                    .catch(&message, unix_millis(), CAUGHT_MAX)
+                    .map(|_| ())
+                    .map_err(|e| transient(&e))
+            }
+            Transport::Log => {
+                auth.audit().delivery(&body(kind, &vars));
+                Ok(())
+            }
         }
     }
 }
 
-fn run(auth: &Auth, channel: &Channel, job: Job) {
-    let body = match job {
-        Job::Issue { purpose, to, ip } => {
-            let caller = Caller {
-                ip,
-                local: false,
-                user_agent: None,
-            };
-            match auth.issue_token(&caller, &to, purpose) {
-                Ok((_, address, token)) => {
-                    token_body(purpose, &address, &token, &auth.expires_at(purpose))
-                }
-                // Logged as refused; nothing to deliver.
-                Err(AuthError::UnknownEmail) => return,
-                Err(e) => {
-                    eprintln!("authd: could not issue a {} token: {e}", purpose.name());
-                    return;
-                }
-            }
+/// What a webhook receives (and the log channel writes): `{"type",
+/// "email"}`, with `reset_token` or `verify_token` and `expires_at` for a
+/// token, `new_email` for an address change's notice.
+fn body(kind: Kind, vars: &Vars) -> Value {
+    let mut body = serde_json::json!({"type": kind.name(), "email": vars.email});
+    if let Some(token) = &vars.token {
+        let field = match kind {
+            Kind::Reset => "reset_token",
+            _ => "verify_token",
+        };
+        body[field] = token.as_str().into();
+        body["expires_at"] = vars.expires_at.clone().unwrap_or_default().into();
+    }
+    if kind == Kind::EmailChanged {
+        if let Some(new_email) = &vars.new_email {
+            body["new_email"] = new_email.as_str().into();
         }
-        Job::Deliver {
-            purpose,
-            email,
-            token,
-            expires_at,
-        } => token_body(purpose, &email, &token, &expires_at),
-        Job::Notify {
-            notice,
-            email,
-            new_email,
-        } => {
-            let mut body = serde_json::json!({"type": notice.name(), "email": email});
-            if let Some(new_email) = new_email {
-                body["new_email"] = new_email.into();
-            }
-            body
-        }
-    };
-    deliver(auth, channel, &body);
-}
-
-/// The body of a token's message: `{"type", "email", "reset_token" or
-/// "verify_token", "expires_at"}` (the reset's as before, plus `type`).
-fn token_body(purpose: Purpose, email: &str, token: &Token, expires_at: &str) -> Value {
-    let field = match purpose {
-        Purpose::Reset => "reset_token",
-        Purpose::Verify | Purpose::EmailChange => "verify_token",
-    };
-    let mut body = serde_json::json!({
-        "type": purpose.name(),
-        "email": email,
-        "expires_at": expires_at,
-    });
-    body[field] = token.as_str().into();
+    }
     body
 }
 
-fn deliver(auth: &Auth, channel: &Channel, body: &Value) {
-    let email = body["email"].as_str().unwrap_or_default();
-    match channel {
-        Channel::Log => auth.audit().delivery(body),
-        Channel::Webhook(url) => {
-            let agent: ureq::Agent = ureq::Agent::config_builder()
-                .timeout_global(Some(TIMEOUT))
-                .build()
-                .into();
-            let mut last_error = String::new();
-            let encoded = body.to_string();
-            for attempt in 1..=ATTEMPTS {
-                match agent
-                    .post(url)
-                    .content_type("application/json")
-                    .send(encoded.as_bytes())
-                {
-                    Ok(_) => return,
-                    Err(e) => last_error = e.to_string(),
-                }
-                if attempt < ATTEMPTS {
-                    std::thread::sleep(Duration::from_secs(1 << (attempt - 1)));
-                }
+/// The worker: sends what is due until `stop` is set; woken at once by a
+/// new message (the service's bell), and at least every second for what
+/// other instances queued and for retries.
+pub fn work(auth: Arc<Auth>, courier: Courier, stop: Arc<AtomicBool>) {
+    let bell = Arc::clone(auth.bell());
+    let lease = crate::clock::millis(LEASE);
+    while !stop.load(Ordering::SeqCst) {
+        let now = unix_millis();
+        match auth.store().claim(now, lease) {
+            Ok(Some(queued)) => courier.run(&auth, &queued),
+            Ok(None) => {
+                let wait = match auth.store().next_due() {
+                    Ok(Some(due)) => Duration::from_millis(due.saturating_sub(now)).min(POLL),
+                    _ => POLL,
+                };
+                bell.wait(wait.max(Duration::from_millis(1)));
             }
-            eprintln!(
-                "authd: delivery of a {} message for {email} to {url} failed after {ATTEMPTS} \
-                 attempts: {last_error}",
-                body["type"].as_str().unwrap_or_default()
-            );
+            Err(e) => {
+                eprintln!("authd: cannot read the delivery queue: {e}");
+                bell.wait(POLL);
+            }
         }
     }
 }
@@ -173,21 +393,63 @@ mod tests {
     use super::*;
 
     #[test]
-    fn channels_parse_strictly() {
+    fn channels_parse_strictly_and_show_no_password() {
         assert_eq!("log".parse::<Channel>(), Ok(Channel::Log));
+        assert_eq!("outbox".parse::<Channel>(), Ok(Channel::Outbox));
         assert_eq!(
             "webhook:http://127.0.0.1:8025/reset".parse::<Channel>(),
             Ok(Channel::Webhook("http://127.0.0.1:8025/reset".to_owned()))
         );
+        assert_eq!(
+            "webhook:https://hooks.example.com/authd".parse::<Channel>(),
+            Ok(Channel::Webhook(
+                "https://hooks.example.com/authd".to_owned()
+            ))
+        );
+        let smtp: Channel = "smtp://mailer:s3cret@mail.example.com:587".parse().unwrap();
+        assert_eq!(smtp.to_string(), "smtp://mailer:***@mail.example.com:587");
+        assert!(!format!("{smtp:?}").contains("s3cret"));
         for bad in [
             "",
             "email",
             "webhook:",
             "webhook:ftp://x/",
-            "webhook:https://x/",
+            "webhook:http://mailer.example.com/",
             "webhook:not a url",
+            "smtp://",
         ] {
             assert!(bad.parse::<Channel>().is_err(), "{bad:?}");
         }
+        let refused = "smtpx://u:s3cret@x".parse::<Channel>().unwrap_err();
+        assert!(!refused.contains("s3cret"), "{refused}");
+    }
+
+    #[test]
+    fn bodies_name_their_token_and_type() {
+        let vars = Vars {
+            email: "a@x.io".to_owned(),
+            token: Some("T".to_owned()),
+            expires_at: Some("2026-11-26T07:00:00Z".to_owned()),
+            ..Vars::default()
+        };
+        assert_eq!(
+            body(Kind::Reset, &vars),
+            serde_json::json!({"type": "reset", "email": "a@x.io", "reset_token": "T",
+                               "expires_at": "2026-11-26T07:00:00Z"})
+        );
+        assert_eq!(body(Kind::Verify, &vars)["verify_token"], "T");
+        let notice = Vars {
+            email: "a@x.io".to_owned(),
+            new_email: Some("b@x.io".to_owned()),
+            ..Vars::default()
+        };
+        assert_eq!(
+            body(Kind::EmailChanged, &notice),
+            serde_json::json!({"type": "email_changed", "email": "a@x.io", "new_email": "b@x.io"})
+        );
+        assert_eq!(
+            body(Kind::PasswordChanged, &notice),
+            serde_json::json!({"type": "password_changed", "email": "a@x.io"})
+        );
     }
 }

@@ -1,95 +1,159 @@
-//! The queue between the use cases and the delivery worker: requests only
-//! enqueue, so a slow or failing mailer never holds one up.
+//! The delivery queue's records: what a use case asks to be sent, and what
+//! the dev outbox caught.
+//!
+//! The queue lives in the store, so a message accepted before a crash is
+//! sent after the restart, and several instances on one database share it.
+//! It holds the intent (the kind, the address, the account), never a token
+//! in the production profile: the delivery worker mints the token when it
+//! sends, so a copy of the store or a backup grants nothing. Only the dev
+//! profile, whose answers carry the token anyway, queues the token it
+//! minted, and only the dev outbox keeps sent text (the newest
+//! [`CAUGHT_MAX`] messages).
 
-use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
+use std::sync::{Condvar, Mutex};
+use std::time::Duration;
 
+use crate::message::{Kind, Message};
 use crate::one_time::Purpose;
-use crate::token::Token;
-use crate::user::{Email, UserId};
+use crate::user::UserId;
 
-/// Jobs waiting for the worker at most; past that, requests get 503.
-pub const QUEUE: usize = 1024;
+/// Messages waiting at most (dead letters not counted); past that, a
+/// request whose point is a message gets 503, so open registration cannot
+/// grow the queue without bound.
+pub const QUEUE_MAX: usize = 10_000;
 
-/// Who a token goes to.
-#[derive(Debug, Clone)]
-pub enum Recipient {
-    /// Whoever registered this address, if anyone (production: the
-    /// request learns nothing either way).
-    Address(Email),
-    /// This user, at the pending address of their email change.
-    PendingAddress(UserId),
+/// Messages the dev outbox keeps; the oldest go first.
+pub const CAUGHT_MAX: usize = 1_000;
+
+/// A message to send, as queued.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Intent {
+    pub kind: Kind,
+    /// The address it goes to. For a token asked for by address in the
+    /// production profile, the address as typed: the worker looks the
+    /// account up when it sends, and sends nothing if there is none.
+    pub to: String,
+    /// The account it is about, when the request knew it.
+    pub user: Option<UserId>,
+    /// An email change's new address (in the old address's notice).
+    pub new_email: Option<String>,
+    /// A token minted by the request: the dev profile only, where the
+    /// answer carries it too.
+    pub token: Option<String>,
+    /// Who asked (for the worker's audit line).
+    pub ip: Option<String>,
 }
 
-/// A message with no token: something happened to the account, said to
-/// the address that would want to know.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Notice {
-    PasswordChanged,
-    /// To the old address, when a change to a new one is asked for.
-    EmailChanged,
-    AccountDeleted,
+/// A queued message with its delivery state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Queued {
+    /// The queue's own numbering, increasing.
+    pub id: u64,
+    pub intent: Intent,
+    /// Unix milliseconds at enqueue.
+    pub created_at: u64,
+    /// Failed attempts so far.
+    pub attempts: u32,
+    /// Unix milliseconds from which it may be tried (again); while a
+    /// worker holds it, the end of that worker's lease.
+    pub next_at: u64,
+    /// Why the last attempt failed, without secrets.
+    pub last_error: Option<String>,
+    /// Given up on: kept for `authd outbox` to show and retry.
+    pub dead: bool,
 }
 
-impl Notice {
-    /// The message type, as webhook bodies and templates name it.
-    pub fn name(self) -> &'static str {
-        match self {
-            Notice::PasswordChanged => "password_changed",
-            Notice::EmailChanged => "email_changed",
-            Notice::AccountDeleted => "account_deleted",
+/// A message the dev outbox caught: what it would have sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caught {
+    pub id: u64,
+    /// Unix milliseconds.
+    pub created_at: u64,
+    pub message: Message,
+}
+
+/// The message kind that carries a token of `purpose`.
+pub fn kind_of(purpose: Purpose) -> Kind {
+    match purpose {
+        Purpose::Reset => Kind::Reset,
+        Purpose::Verify => Kind::Verify,
+        Purpose::EmailChange => Kind::EmailChange,
+    }
+}
+
+/// The token purpose a message kind carries, if it carries one.
+pub fn purpose_of(kind: Kind) -> Option<Purpose> {
+    match kind {
+        Kind::Reset => Some(Purpose::Reset),
+        Kind::Verify => Some(Purpose::Verify),
+        Kind::EmailChange => Some(Purpose::EmailChange),
+        Kind::PasswordChanged | Kind::EmailChanged | Kind::AccountDeleted => None,
+    }
+}
+
+/// Wakes the delivery worker when a message is queued, so delivery starts
+/// at once rather than at the worker's next look (which is what picks up
+/// messages other instances queued, and retries).
+#[derive(Debug, Default)]
+pub struct Bell {
+    rung: Mutex<bool>,
+    wake: Condvar,
+}
+
+impl Bell {
+    /// Rings: the worker stops waiting.
+    pub fn ring(&self) {
+        if let Ok(mut rung) = self.rung.lock() {
+            *rung = true;
+            self.wake.notify_all();
+        }
+    }
+
+    /// Waits until rung or `timeout` passed, and resets.
+    pub fn wait(&self, timeout: Duration) {
+        let Ok(rung) = self.rung.lock() else {
+            return;
+        };
+        let result = self.wake.wait_timeout_while(rung, timeout, |rung| !*rung);
+        if let Ok((mut rung, _)) = result {
+            *rung = false;
         }
     }
 }
 
-/// Work for the delivery worker.
-#[derive(Debug)]
-pub enum Job {
-    /// Issue a token of `purpose` for `to` (if it names an account),
-    /// then deliver it. The address is the requester's, for the audit
-    /// line.
-    Issue {
-        purpose: Purpose,
-        to: Recipient,
-        ip: std::net::IpAddr,
-    },
-    /// Deliver a token already issued (dev, where the answer carries it
-    /// too).
-    Deliver {
-        purpose: Purpose,
-        email: String,
-        token: Token,
-        expires_at: String,
-    },
-    /// Send a notice to `email`; `new_email` says where an address change
-    /// goes.
-    Notify {
-        notice: Notice,
-        email: String,
-        new_email: Option<String>,
-    },
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use std::time::Instant;
 
-/// The sending side, held by the service.
-#[derive(Debug, Clone)]
-pub struct Outbox(SyncSender<Job>);
-
-/// The queue is full: answer 503 and let the client retry.
-#[derive(Debug)]
-pub struct Full;
-
-impl Outbox {
-    /// Enqueues `job` without waiting.
-    pub fn send(&self, job: Job) -> Result<(), Full> {
-        match self.0.try_send(job) {
-            Ok(()) => Ok(()),
-            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => Err(Full),
+    #[test]
+    fn kinds_and_purposes_pair_up() {
+        for purpose in Purpose::ALL {
+            assert_eq!(purpose_of(kind_of(purpose)), Some(purpose));
         }
+        assert_eq!(purpose_of(Kind::AccountDeleted), None);
     }
-}
 
-/// A bounded job queue: the outbox for the service, the inbox for the
-/// worker.
-pub fn queue() -> (Outbox, Receiver<Job>) {
-    let (tx, rx) = mpsc::sync_channel(QUEUE);
-    (Outbox(tx), rx)
+    #[test]
+    fn a_bell_wakes_a_waiter_and_times_out_alone() {
+        let bell = Arc::new(Bell::default());
+        let started = Instant::now();
+        bell.wait(Duration::from_millis(50));
+        assert!(started.elapsed() >= Duration::from_millis(50));
+        let ringer = Arc::clone(&bell);
+        let thread = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(50));
+            ringer.ring();
+        });
+        let started = Instant::now();
+        bell.wait(Duration::from_secs(30));
+        assert!(started.elapsed() < Duration::from_secs(10));
+        thread.join().unwrap();
+        // A ring before the wait is not lost.
+        bell.ring();
+        let started = Instant::now();
+        bell.wait(Duration::from_secs(30));
+        assert!(started.elapsed() < Duration::from_secs(10));
+    }
 }

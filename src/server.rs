@@ -20,7 +20,6 @@ use crate::device::DeviceKeys;
 use crate::hasher::Hasher;
 use crate::http::error::ApiError;
 use crate::http::{edge, App, Settings, MAX_HEAD_BYTES};
-use crate::outbox;
 use crate::permits::Permits;
 use crate::server_key::ServerKey;
 use crate::store::{AnyStore, Migration, OpenError, RequestStore, StoreError, Upgrade};
@@ -60,8 +59,10 @@ pub struct Running {
     /// Stops the handlers once the stop flag is set.
     thread: Option<JoinHandle<()>>,
     janitor: Option<JoinHandle<()>>,
-    /// The reset-token delivery worker, when a channel is set.
+    /// The delivery worker, when a channel is set.
     courier: Option<JoinHandle<()>>,
+    /// Wakes the delivery worker (to see the stop flag at once).
+    bell: Arc<crate::outbox::Bell>,
     store: AnyStore,
     app: Arc<App>,
     /// The control socket, when one is served (embedded store only).
@@ -87,6 +88,19 @@ pub fn start(config: &Config) -> Result<Running, StartError> {
         None => None,
     };
     let hsts = tls.is_some();
+    // The delivery channel too: a bad SMTP URL, webhook secret or
+    // template is a start-up error before anything is created.
+    let courier = match &config.delivery {
+        Some(channel) => {
+            let (courier, warnings) = delivery::Courier::new(channel, &config.delivery_settings)
+                .map_err(StartError::Config)?;
+            for warning in warnings {
+                eprintln!("authd: warning: {warning}");
+            }
+            Some(courier)
+        }
+        None => None,
+    };
     // The listener exists before the application (which reports its
     // health), so its handler finds the application through a cell.
     let served = Arc::new(OnceLock::new());
@@ -114,10 +128,11 @@ pub fn start(config: &Config) -> Result<Running, StartError> {
         config.bcrypt_cost,
         config.limits.hashes_per_address,
     )?;
-    let (outbox, inbox) = outbox::queue();
     let delivery = match config.profile {
-        Profile::Production => Delivery::Queued(outbox),
-        Profile::Dev => Delivery::InResponse(config.reset_delivery.as_ref().map(|_| outbox)),
+        Profile::Production => Delivery::Queued,
+        Profile::Dev => Delivery::InResponse {
+            sends: config.delivery.is_some(),
+        },
     };
     let rules = Rules {
         lifetimes: config.lifetimes,
@@ -125,6 +140,7 @@ pub fn start(config: &Config) -> Result<Running, StartError> {
         max_sessions_per_user: config.max_sessions_per_user,
         delivery,
         require_verified_email: config.require_verified_email,
+        queue_max: config.delivery_queue_max,
     };
     let key = match &config.secret_key_file {
         Some(path) => ServerKey::from_file(path).map_err(|e| StartError::Config(e.to_string()))?,
@@ -171,13 +187,17 @@ pub fn start(config: &Config) -> Result<Running, StartError> {
     let stop = Arc::new(AtomicBool::new(false));
     let thread = serve(listener, permits, Arc::clone(&stop))?;
     let janitor = spawn_janitor(Arc::clone(&auth), Arc::clone(&stop), config.sweep_interval)?;
-    let courier = match &config.reset_delivery {
-        Some(channel) => {
-            let (auth, channel, stop) = (auth, channel.clone(), Arc::clone(&stop));
+    let bell = Arc::clone(auth.bell());
+    let courier = match courier {
+        Some(mut courier) => {
+            if config.delivery_settings.links_to_listener {
+                courier.link_to(addr);
+            }
+            let (auth, stop) = (auth, Arc::clone(&stop));
             Some(
                 thread::Builder::new()
                     .name("delivery".to_owned())
-                    .spawn(move || delivery::work(auth, channel, inbox, stop))?,
+                    .spawn(move || delivery::work(auth, courier, stop))?,
             )
         }
         None => None,
@@ -188,6 +208,7 @@ pub fn start(config: &Config) -> Result<Running, StartError> {
         thread: Some(thread),
         janitor: Some(janitor),
         courier,
+        bell,
         store,
         app,
         control: None,
@@ -460,6 +481,7 @@ impl Running {
         if let Some(listener) = self.control.take() {
             listener.stop();
         }
+        self.bell.ring();
         for worker in [self.janitor.take(), self.courier.take()]
             .into_iter()
             .flatten()

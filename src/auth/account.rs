@@ -10,7 +10,8 @@
 
 use super::{Auth, AuthError, Caller};
 use crate::audit::Event;
-use crate::outbox::{Job, Notice};
+use crate::message::Kind;
+use crate::outbox::Intent;
 use crate::store::{Ends, StoreError, UserChange};
 use crate::token::Token;
 use crate::user::{Password, User};
@@ -64,11 +65,7 @@ impl Auth {
             Some(changed.id),
             Some(changed.email.as_str()),
         );
-        self.send_after(Job::Notify {
-            notice: Notice::PasswordChanged,
-            email: changed.email.as_str().to_owned(),
-            new_email: None,
-        });
+        self.send_after(caller, notice(Kind::PasswordChanged, &changed, None));
         Ok(changed)
     }
 
@@ -93,11 +90,7 @@ impl Auth {
             Some(user.id),
             Some(user.email.as_str()),
         );
-        self.send_after(Job::Notify {
-            notice: Notice::AccountDeleted,
-            email: user.email.as_str().to_owned(),
-            new_email: None,
-        });
+        self.send_after(caller, notice(Kind::AccountDeleted, &user, None));
         Ok(user)
     }
 
@@ -148,5 +141,18 @@ impl Auth {
                 Err(e)
             }
         }
+    }
+}
+
+/// A notice of `kind` about `user`, to its address; `new_email` says
+/// where an address change goes.
+pub(super) fn notice(kind: Kind, user: &User, new_email: Option<&str>) -> Intent {
+    Intent {
+        kind,
+        to: user.email.as_str().to_owned(),
+        user: Some(user.id),
+        new_email: new_email.map(str::to_owned),
+        token: None,
+        ip: None,
     }
 }

@@ -87,6 +87,15 @@ pub const DEFAULT_LOGIN_SUCCESS_REFILL: Duration = Duration::from_secs(6);
 /// First delay once the free events are used up; it doubles from there.
 const BASE_DELAY: Duration = Duration::from_secs(1);
 
+/// Messages anyone can have sent to one address at once ...
+pub const DELIVERY_TO_BURST: u32 = 3;
+/// ... and the time for one more to come back: 3 an hour.
+const DELIVERY_TO_REFILL: Duration = Duration::from_secs(20 * 60);
+/// Such messages in all at once ...
+pub const DELIVERY_ALL_BURST: u32 = 1_000;
+/// ... and the time for one more: 1,000 an hour.
+const DELIVERY_ALL_REFILL: Duration = Duration::from_millis(3_600);
+
 /// Request refill of the dev profile: 3,600 an hour per address once the
 /// burst is spent, so a prototype behind Docker's port mapping (not a
 /// loopback peer) still seeds its data.
@@ -110,6 +119,10 @@ pub struct Limits {
     reset_email: Box<dyn Limiter>,
     verify_ip: Box<dyn Limiter>,
     verify_email: Box<dyn Limiter>,
+    /// Messages anyone can have sent, per recipient address.
+    delivery_to: Box<dyn Limiter>,
+    /// The same messages, in all.
+    delivery_all: Box<dyn Limiter>,
     login_success: Box<dyn Limiter>,
     /// Failed logins per known device (keyed by a keyed hash of its nonce).
     login_device: Box<dyn Limiter>,
@@ -176,6 +189,22 @@ impl Limits {
             reset_email: make("reset_email", request()),
             verify_ip: make("verify_ip", request()),
             verify_email: make("verify_email", request()),
+            delivery_to: make(
+                "delivery_to",
+                Rule {
+                    refill: Some(DELIVERY_TO_REFILL),
+                    window: DELIVERY_TO_REFILL.saturating_mul(DELIVERY_TO_BURST),
+                    ..rule(DELIVERY_TO_BURST, None)
+                },
+            ),
+            delivery_all: make(
+                "delivery_all",
+                Rule {
+                    refill: Some(DELIVERY_ALL_REFILL),
+                    window: DELIVERY_ALL_REFILL.saturating_mul(DELIVERY_ALL_BURST),
+                    ..rule(DELIVERY_ALL_BURST, None)
+                },
+            ),
             login_success: make(
                 "login_success",
                 Rule {
@@ -407,6 +436,24 @@ impl Limits {
         self.rate(&*self.verify_ip, &*self.verify_email, client, email)
     }
 
+    /// Counts a message anyone can have sent to `address` (a reset or a
+    /// verification asked for by address): at most [`DELIVERY_TO_BURST`]
+    /// to one address at once, one more every 20 min (3 an hour), and
+    /// [`DELIVERY_ALL_BURST`] in all, one more every 3.6 s (1,000 an
+    /// hour), so open registration and reset requests are no mail cannon.
+    /// Loopback callers in dev are not exempt: the limit is on mail, not
+    /// on the caller.
+    pub fn delivery(&self, address: &str) -> Result<(), AuthError> {
+        let key = self.account(address);
+        if let Some(wait) = self.delivery_to.take(&key).map_err(unavailable)? {
+            return Err(AuthError::Throttled(wait));
+        }
+        match self.delivery_all.take("all").map_err(unavailable)? {
+            Some(wait) => Err(AuthError::Throttled(wait)),
+            None => Ok(()),
+        }
+    }
+
     fn rate(
         &self,
         by_ip: &dyn Limiter,
@@ -441,6 +488,8 @@ impl Limits {
             &self.reset_email,
             &self.verify_ip,
             &self.verify_email,
+            &self.delivery_to,
+            &self.delivery_all,
         ] {
             throttle.sweep()?;
         }

@@ -25,8 +25,9 @@ use std::time::Duration;
 use crate::audit::{Audit, Event};
 use crate::clock::millis;
 use crate::hasher::{HashError, Hasher};
+use crate::message::Kind;
 use crate::one_time::Purpose;
-use crate::outbox::{Job, Outbox};
+use crate::outbox::{Bell, Intent, QUEUE_MAX};
 use crate::policy::PasswordPolicy;
 use crate::session::Session;
 use crate::store::{RequestStore, StoreError};
@@ -207,24 +208,33 @@ impl Lifetimes {
     }
 }
 
-/// Where one-time tokens (reset, verification) go when asked for over
-/// HTTP, and whether messages are sent at all.
+/// Whom a token is for, when the delivery worker mints it.
 #[derive(Debug, Clone)]
+pub enum Recipient {
+    /// Whoever registered this address, if anyone (production: the
+    /// request learns nothing either way).
+    Address(Email),
+    /// This user, at the pending address of their email change.
+    PendingAddress(UserId),
+}
+
+/// Whether messages are sent, and whether tokens also go in answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Delivery {
-    /// In the response, as the reference does for reset tokens (dev);
-    /// also to the delivery worker when one is set.
-    InResponse(Option<Outbox>),
-    /// Only to the delivery worker; the answer is the same whether the
-    /// email is registered or not (production).
-    Queued(Outbox),
+    /// Tokens in the answers, as the reference does for reset tokens
+    /// (dev); messages queued too when `sends` (a channel is set).
+    InResponse { sends: bool },
+    /// Tokens only by message; the answer is the same whether the email
+    /// is registered or not (production).
+    Queued,
 }
 
 impl Delivery {
-    /// The queue to the delivery worker, if messages are sent.
-    pub fn outbox(&self) -> Option<&Outbox> {
+    /// Whether messages are queued at all.
+    pub fn sends(self) -> bool {
         match self {
-            Delivery::InResponse(outbox) => outbox.as_ref(),
-            Delivery::Queued(outbox) => Some(outbox),
+            Delivery::InResponse { sends } => sends,
+            Delivery::Queued => true,
         }
     }
 }
@@ -241,6 +251,8 @@ pub struct Rules {
     /// Refuse logins of accounts whose address is not verified (403
     /// `email not verified`, after the password check).
     pub require_verified_email: bool,
+    /// Messages that may wait in the delivery queue.
+    pub queue_max: usize,
 }
 
 impl Rules {
@@ -250,8 +262,9 @@ impl Rules {
             lifetimes: Lifetimes::default(),
             policy: PasswordPolicy::DEV,
             max_sessions_per_user: DEFAULT_MAX_SESSIONS,
-            delivery: Delivery::InResponse(None),
+            delivery: Delivery::InResponse { sends: false },
             require_verified_email: false,
+            queue_max: QUEUE_MAX,
         }
     }
 }
@@ -280,6 +293,8 @@ pub struct Auth {
     dummy_hash: OnceLock<String>,
     /// How long a failed verification at the configured cost takes.
     verify_time: login::VerifyTime,
+    /// Rung when a message is queued.
+    bell: Arc<Bell>,
 }
 
 impl Auth {
@@ -322,6 +337,7 @@ impl Auth {
             audit,
             dummy_hash: OnceLock::new(),
             verify_time: login::VerifyTime::default(),
+            bell: Arc::default(),
         }
     }
 
@@ -410,24 +426,57 @@ impl Auth {
         })
     }
 
-    /// Hands `job` to the delivery worker, if messages are sent: a full
-    /// queue is `QueueFull` (503), so that a request whose whole point is
-    /// the message is not answered as done.
-    fn send(&self, job: Job) -> Result<(), AuthError> {
-        match self.rules.delivery.outbox() {
-            Some(outbox) => outbox.send(job).map_err(|_| AuthError::QueueFull),
-            None => Ok(()),
+    /// Queues `intent` for the delivery worker, if messages are sent:
+    /// durably (on disk, or committed, before the answer), and the worker
+    /// is woken. A full queue is `QueueFull` (503), so that a request
+    /// whose whole point is the message is not answered as done.
+    ///
+    /// Messages anyone can have sent to an address (a reset or a
+    /// verification asked for by address) are limited per address and in
+    /// all ([`Limits::delivery`]); one over a limit is dropped and logged,
+    /// never said in the answer (which would tell whether the address has
+    /// an account).
+    fn send(&self, caller: &Caller, intent: Intent) -> Result<(), AuthError> {
+        if !self.rules.delivery.sends() {
+            return Ok(());
         }
+        if intent.user.is_none() || matches!(intent.kind, Kind::Reset | Kind::Verify) {
+            if let Err(e) = self.limits.delivery(&intent.to) {
+                eprintln!(
+                    "authd: a {} message was not sent: {e} (too many to one address, or in all)",
+                    intent.kind
+                );
+                return Ok(());
+            }
+        }
+        let intent = Intent {
+            ip: Some(caller.ip.to_string()),
+            ..intent
+        };
+        self.store
+            .enqueue(&intent, crate::clock::unix_millis(), self.rules.queue_max)
+            .map_err(|e| match e {
+                StoreError::QueueFull => AuthError::QueueFull,
+                other => other.into(),
+            })?;
+        self.bell.ring();
+        Ok(())
     }
 
     /// [`Auth::send`] for a message that follows a change already made
     /// (a notice, the verification after a registration): the change
-    /// stands whether or not the queue takes it, so a full queue is only
+    /// stands whether or not the queue takes it, so a failure is only
     /// logged.
-    fn send_after(&self, job: Job) {
-        if let Err(e) = self.send(job) {
-            eprintln!("authd: a message was not queued: {e}");
+    fn send_after(&self, caller: &Caller, intent: Intent) {
+        let kind = intent.kind;
+        if let Err(e) = self.send(caller, intent) {
+            eprintln!("authd: a {kind} message was not queued: {e}");
         }
+    }
+
+    /// Rung when a message is queued: the delivery worker waits on it.
+    pub fn bell(&self) -> &Arc<Bell> {
+        &self.bell
     }
 
     fn check_policy(&self, password: &Password, email: &Email) -> Result<(), AuthError> {

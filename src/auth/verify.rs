@@ -9,12 +9,14 @@
 //! The token goes to the new address and a notice to the old one, so the
 //! owner hears of a change made from a stolen session.
 
+use super::account::notice;
 use super::reset::refused;
-use super::{Auth, AuthError, Caller, Delivery, TokenAnswer};
+use super::{Auth, AuthError, Caller, Delivery, Recipient, TokenAnswer};
 use crate::audit::Event;
 use crate::clock::{millis, unix_millis};
+use crate::message::Kind;
 use crate::one_time::Purpose;
-use crate::outbox::{Job, Notice, Recipient};
+use crate::outbox::Intent;
 use crate::store::{Ends, Redemption, StoreError, UserChange};
 use crate::token::Token;
 use crate::user::{Email, User};
@@ -58,25 +60,26 @@ impl Auth {
     /// messages are sent at all; the account stands whatever happens to
     /// the message (the user can ask again).
     pub(super) fn verify_new_account(&self, caller: &Caller, user: &User) {
-        match &self.rules.delivery {
-            Delivery::InResponse(None) => {}
-            Delivery::Queued(_) => self.send_after(Job::Issue {
-                purpose: Purpose::Verify,
-                to: Recipient::Address(user.email.clone()),
-                ip: caller.ip,
-            }),
-            Delivery::InResponse(Some(_)) => {
-                match self.issue_token(
-                    caller,
-                    &Recipient::Address(user.email.clone()),
-                    Purpose::Verify,
-                ) {
-                    Ok((_, address, token)) => self.send_after(Job::Deliver {
-                        purpose: Purpose::Verify,
-                        email: address,
-                        token,
-                        expires_at: self.expires_at(Purpose::Verify),
-                    }),
+        match self.rules.delivery {
+            Delivery::InResponse { sends: false } => {}
+            Delivery::Queued => self.send_after(
+                caller,
+                Intent {
+                    kind: Kind::Verify,
+                    to: user.email.as_str().to_owned(),
+                    user: Some(user.id),
+                    new_email: None,
+                    token: None,
+                    ip: None,
+                },
+            ),
+            Delivery::InResponse { sends: true } => {
+                let to = Recipient::Address(user.email.clone());
+                match self.issue_token(caller, &to, Purpose::Verify) {
+                    Ok((user, address, token)) => self.send_after(
+                        caller,
+                        self.token_intent(Purpose::Verify, &user, address, &token),
+                    ),
                     Err(e) => eprintln!("authd: no verification token for a new account: {e}"),
                 }
             }
@@ -193,33 +196,35 @@ impl Auth {
                 other => other.into(),
             })?;
         let to = Recipient::PendingAddress(user.id);
-        let token = match &self.rules.delivery {
-            Delivery::Queued(outbox) => {
-                outbox
-                    .send(Job::Issue {
-                        purpose: Purpose::EmailChange,
-                        to,
-                        ip: caller.ip,
-                    })
-                    .map_err(|_| AuthError::QueueFull)?;
+        let token = match self.rules.delivery {
+            // The worker mints the token when it sends.
+            Delivery::Queued => {
+                self.send(
+                    caller,
+                    Intent {
+                        kind: Kind::EmailChange,
+                        to: new_email.as_str().to_owned(),
+                        user: Some(user.id),
+                        new_email: None,
+                        token: None,
+                        ip: None,
+                    },
+                )?;
                 None
             }
-            Delivery::InResponse(_) => {
+            Delivery::InResponse { .. } => {
                 let (_, address, token) = self.issue_token(caller, &to, Purpose::EmailChange)?;
-                self.send(Job::Deliver {
-                    purpose: Purpose::EmailChange,
-                    email: address,
-                    token: token.clone(),
-                    expires_at: self.expires_at(Purpose::EmailChange),
-                })?;
+                self.send(
+                    caller,
+                    self.token_intent(Purpose::EmailChange, &user, address, &token),
+                )?;
                 Some(token)
             }
         };
-        self.send_after(Job::Notify {
-            notice: Notice::EmailChanged,
-            email: user.email.as_str().to_owned(),
-            new_email: Some(new_email.as_str().to_owned()),
-        });
+        self.send_after(
+            caller,
+            notice(Kind::EmailChanged, &user, Some(new_email.as_str())),
+        );
         Ok(EmailChangeAnswer {
             user,
             new_email: new_email.clone(),

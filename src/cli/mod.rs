@@ -14,6 +14,7 @@
 //! convention), 130 an import interrupted by a signal.
 
 mod maintenance;
+mod outbox;
 mod remote;
 mod serve;
 mod system;
@@ -56,7 +57,8 @@ enum Command {
     /// Manage users: add, list, show, find, delete, set-password,
     /// sessions, logout.
     User(user::UserArgs),
-    /// Write every user as a JSON line {"id", "email", "hashed_password"}.
+    /// Write every user as a JSON line {"id", "email", "hashed_password",
+    /// "email_verified", "created_at"}.
     Export(transfer::ExportArgs),
     /// Add users from JSON lines with at least "email" and "hashed_password".
     Import(transfer::ImportArgs),
@@ -69,6 +71,8 @@ enum Command {
     Migrate(maintenance::MigrateArgs),
     /// The server key, from which authd derives its keyed hashes: `rotate`.
     Key(maintenance::KeyArgs),
+    /// The delivery queue and the dev outbox: list, show, retry, purge.
+    Outbox(outbox::OutboxArgs),
 }
 
 /// Where the store is; shared by every subcommand.
@@ -355,6 +359,7 @@ fn run_admin(command: Command, env: &mut Env<'_>) -> Result<ExitCode, CliError> 
         Command::Backup(args) => maintenance::backup(args, env),
         Command::Migrate(args) => maintenance::migrate(args, env),
         Command::Key(args) => maintenance::key(args, env),
+        Command::Outbox(args) => outbox::run(args, env),
     }
 }
 
@@ -370,6 +375,7 @@ impl Command {
             Command::Backup(args) => Some(&args.store),
             Command::Migrate(args) => Some(&args.store),
             Command::Key(args) => Some(args.store()),
+            Command::Outbox(args) => Some(args.store()),
         }
     }
 }

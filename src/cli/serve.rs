@@ -18,7 +18,7 @@ use crate::auth::limits::{self, LimitSettings};
 use crate::auth::Lifetimes;
 use crate::cidr::Cidr;
 use crate::config::{self, Config, EdgeLimits, Profile};
-use crate::delivery::Channel;
+use crate::delivery::{self, Channel};
 use crate::policy::PasswordPolicy;
 use crate::server;
 
@@ -210,12 +210,49 @@ pub struct ServeArgs {
     #[arg(long, env = "AUTHD_PROFILE", value_enum, default_value_t = Profile::Dev)]
     profile: Profile,
 
-    /// Where reset tokens go: `webhook:http://HOST/PATH` (authd POSTs
-    /// {"email", "reset_token", "expires_at"} there) or `log` (the audit
-    /// log). Required in production, where they never appear in responses.
-    #[arg(long, env = "AUTHD_RESET_DELIVERY", value_name = "CHANNEL",
+    /// Where messages go (reset and verification tokens, notices):
+    /// `smtp://[USER:PASS@]HOST[:PORT]` (STARTTLS, required unless the
+    /// host is loopback), `smtps://...` (TLS from the start),
+    /// `webhook:https://HOST/PATH` (signed JSON; plain http only to
+    /// loopback or private addresses), `outbox` (kept in the store: `authd
+    /// outbox`, and `GET /dev/outbox` in dev) or `log` (the audit log).
+    /// Required in production; in dev the default is `outbox`.
+    #[arg(long, env = "AUTHD_DELIVERY", value_name = "CHANNEL",
           value_parser = |s: &str| s.parse::<Channel>())]
+    delivery: Option<Channel>,
+
+    /// The older name of --delivery, kept so configurations keep working;
+    /// giving both is a usage error.
+    #[arg(long, env = "AUTHD_RESET_DELIVERY", value_name = "CHANNEL",
+          conflicts_with = "delivery", value_parser = |s: &str| s.parse::<Channel>())]
     reset_delivery: Option<Channel>,
+
+    /// The sender of SMTP mail, e.g. 'Example <no-reply@example.com>'.
+    #[arg(long, env = "AUTHD_MAIL_FROM", value_name = "ADDRESS")]
+    mail_from: Option<String>,
+
+    /// A directory of templates replacing the built-in ones:
+    /// {reset,verify,email_change,password_changed,email_changed,account_deleted}.{subject,txt,html},
+    /// each optional, checked at start.
+    #[arg(long, env = "AUTHD_TEMPLATES", value_name = "DIR")]
+    templates: Option<std::path::PathBuf>,
+
+    /// A file holding the webhook's signing secret (whsec_..., Standard
+    /// Webhooks); AUTHD_WEBHOOK_SECRET gives it directly.
+    #[arg(long, env = "AUTHD_WEBHOOK_SECRET_FILE", value_name = "PATH")]
+    webhook_secret_file: Option<std::path::PathBuf>,
+
+    /// Messages that may wait in the delivery queue (dead letters not
+    /// counted); past it, requests that would queue one get 503.
+    #[arg(long, env = "AUTHD_DELIVERY_QUEUE_MAX", value_name = "N",
+          default_value_t = crate::outbox::QUEUE_MAX,
+          value_parser = clap::value_parser!(u32).range(1..).map(|n| n as usize))]
+    delivery_queue_max: usize,
+
+    /// Certificates (PEM) that SMTP and webhook servers are checked
+    /// against instead of the public roots (a private CA).
+    #[arg(long, env = "AUTHD_DELIVERY_CA_FILE", value_name = "PATH")]
+    delivery_ca_file: Option<std::path::PathBuf>,
 
     /// Fewest characters in a new password [default: 1 in dev, 8 in
     /// production].
@@ -406,7 +443,21 @@ impl ServeArgs {
             client_ip_header: self.client_ip_header,
             trusted_proxies: self.trusted_proxies,
             profile: self.profile,
-            reset_delivery: self.reset_delivery,
+            delivery: self
+                .delivery
+                .or(self.reset_delivery)
+                .or((self.profile == Profile::Dev).then_some(Channel::Outbox)),
+            delivery_queue_max: self.delivery_queue_max,
+            delivery_settings: delivery::Settings {
+                mail_from: self.mail_from,
+                templates: self.templates,
+                public_url: self.public_url.clone(),
+                // The dev outbox's links point at this server when no
+                // public URL is set: a prototype on one machine.
+                links_to_listener: self.profile == Profile::Dev,
+                webhook_secret: webhook_secret(self.webhook_secret_file.as_deref())?,
+                ca_file: self.delivery_ca_file,
+            },
             password_policy: PasswordPolicy {
                 min_length: self.min_password_length.unwrap_or(base.min_length),
                 min_score: self.min_password_score.unwrap_or(base.min_score),
@@ -503,10 +554,10 @@ fn summary(config: &Config) -> String {
                 .display()
         ),
     };
-    let channel = config.reset_delivery.as_ref().map(redacted_channel);
+    let channel = config.delivery.as_ref().map(redacted_channel);
     let delivery = match (config.profile, channel) {
-        (Profile::Dev, None) => "in the POST /reset_password answer".to_owned(),
-        (Profile::Dev, Some(channel)) => format!("in the answer and to {channel}"),
+        (Profile::Dev, None) => "in the answers".to_owned(),
+        (Profile::Dev, Some(channel)) => format!("in the answers, messages to {channel}"),
         (Profile::Production, Some(channel)) => format!("to {channel}"),
         (Profile::Production, None) => "nowhere".to_owned(),
     };
@@ -519,7 +570,7 @@ fn summary(config: &Config) -> String {
         None => "plain HTTP".to_owned(),
     };
     format!(
-        "profile {}, {transport}, {store}, reset tokens {delivery}, bcrypt cost {} on {} \
+        "profile {}, {transport}, {store}, tokens {delivery}, bcrypt cost {} on {} \
          workers ({} places per client address), {} requests handled at once, at most {} \
          connections ({} per client address)",
         match config.profile {
@@ -554,6 +605,22 @@ fn redacted_channel(channel: &Channel) -> String {
             format!("webhook:{shown}")
         }
         Channel::Log => "the audit log".to_owned(),
+        Channel::Outbox => "the outbox (authd outbox)".to_owned(),
+        smtp @ Channel::Smtp(_) => smtp.to_string(),
+    }
+}
+
+/// The webhook secret: from `--webhook-secret-file` (trimmed), else from
+/// `AUTHD_WEBHOOK_SECRET`; never from a flag's value, which `ps` shows.
+fn webhook_secret(file: Option<&std::path::Path>) -> Result<Option<String>, String> {
+    match file {
+        Some(path) => std::fs::read_to_string(path)
+            .map(|text| Some(text.trim().to_owned()))
+            .map_err(|e| format!("--webhook-secret-file {}: {e}", path.display())),
+        None => Ok(std::env::var("AUTHD_WEBHOOK_SECRET")
+            .ok()
+            .map(|s| s.trim().to_owned())
+            .filter(|s| !s.is_empty())),
     }
 }
 

@@ -165,6 +165,8 @@ impl App {
             ("/reset_password", "POST") => routes::reset_password::post(self, request, caller),
             ("/reset_password", "PUT") => routes::reset_password::put(self, request, caller),
             ("/reset_password", _) => Err(ApiError::MethodNotAllowed("POST, PUT")),
+            ("/dev/outbox", "GET") => routes::dev_outbox::get(self, request),
+            ("/dev/outbox", _) => Err(ApiError::MethodNotAllowed("GET")),
             ("/healthz", "GET") => routes::meta::healthz(self),
             ("/healthz", _) => Err(ApiError::MethodNotAllowed("GET")),
             ("/openapi.json", "GET") => routes::meta::openapi(),
@@ -313,8 +315,11 @@ mod broken_store_tests {
     use crate::auth::limits::{LimitSettings, Limits};
     use crate::auth::Rules;
     use crate::hasher::Hasher;
+    use crate::message::Message;
     use crate::one_time::{OneTimeToken, Purpose};
+    use crate::outbox::{Caught, Intent, Queued};
     use crate::session::{Session, SessionId};
+    use crate::store::QueueStore;
     use crate::store::{
         Ends, Redemption, SessionStore, StoreError, TokenStore, UserChange, UserStore,
     };
@@ -409,6 +414,42 @@ mod broken_store_tests {
             down()
         }
         fn expire_tokens(&self, _: u64, _: u64) -> Result<usize, StoreError> {
+            down()
+        }
+    }
+
+    impl QueueStore for Broken {
+        fn enqueue(&self, _: &Intent, _: u64, _: usize) -> Result<u64, StoreError> {
+            down()
+        }
+        fn claim(&self, _: u64, _: u64) -> Result<Option<Queued>, StoreError> {
+            down()
+        }
+        fn finish(&self, _: u64) -> Result<(), StoreError> {
+            down()
+        }
+        fn fail(&self, _: u64, _: u32, _: u64, _: &str, _: bool) -> Result<(), StoreError> {
+            down()
+        }
+        fn next_due(&self) -> Result<Option<u64>, StoreError> {
+            down()
+        }
+        fn queued(&self) -> Result<Vec<Queued>, StoreError> {
+            down()
+        }
+        fn revive(&self, _: Option<u64>, _: u64) -> Result<usize, StoreError> {
+            down()
+        }
+        fn purge_dead(&self, _: Option<u64>) -> Result<usize, StoreError> {
+            down()
+        }
+        fn catch(&self, _: &Message, _: u64, _: usize) -> Result<u64, StoreError> {
+            down()
+        }
+        fn caught(&self) -> Result<Vec<Caught>, StoreError> {
+            down()
+        }
+        fn purge_caught(&self) -> Result<usize, StoreError> {
             down()
         }
     }

@@ -20,8 +20,8 @@ mod traits;
 
 pub use self::sled::{SledStore, DEFAULT_CACHE_BYTES};
 pub use traits::{
-    Counts, Ends, Import, Maintenance, Redemption, RequestStore, SessionStore, TokenStore,
-    UserChange, UserStore,
+    Counts, Ends, Import, Maintenance, QueueStore, Redemption, RequestStore, SessionStore,
+    TokenStore, UserChange, UserStore,
 };
 
 use std::path::{Path, PathBuf};
@@ -52,6 +52,9 @@ pub enum StoreError {
     /// PostgreSQL database: use its own tools).
     #[error("{0}")]
     NotSupported(&'static str),
+    /// The delivery queue holds its most messages already.
+    #[error("the delivery queue is full")]
+    QueueFull,
     /// Stored data that does not decode or indexes that disagree.
     #[error("store is inconsistent: {0}")]
     Corrupt(String),

@@ -5,7 +5,9 @@
 use std::ops::ControlFlow;
 
 use super::StoreError;
+use crate::message::Message;
 use crate::one_time::{OneTimeToken, Purpose};
+use crate::outbox::{Caught, Intent, Queued};
 use crate::session::{Session, SessionId};
 use crate::token::TokenHash;
 use crate::user::{Email, NewUser, User, UserId};
@@ -208,10 +210,63 @@ pub trait TokenStore: Send + Sync {
     fn expire_tokens(&self, now: u64, issued_before: u64) -> Result<usize, StoreError>;
 }
 
-/// What a request needs of a store: the three request-path traits.
-pub trait RequestStore: UserStore + SessionStore + TokenStore {}
+/// The delivery queue and the dev outbox ([`crate::outbox`]). On
+/// PostgreSQL several instances share them: a claimed message is leased
+/// to one worker (`FOR UPDATE SKIP LOCKED`), so none is sent twice by two
+/// instances while its lease runs.
+pub trait QueueStore: Send + Sync {
+    /// Queues `intent`, due at `now`, durably; `QueueFull` when `max`
+    /// messages wait already (dead letters not counted).
+    fn enqueue(&self, intent: &Intent, now: u64, max: usize) -> Result<u64, StoreError>;
 
-impl<T: UserStore + SessionStore + TokenStore> RequestStore for T {}
+    /// Takes the message due first (`next_at` at or before `now`, not
+    /// dead) and leases it until `now + lease`: until then no other
+    /// worker takes it. `None` if nothing is due.
+    fn claim(&self, now: u64, lease: u64) -> Result<Option<Queued>, StoreError>;
+
+    /// Removes message `id`: sent, or nothing to send.
+    fn finish(&self, id: u64) -> Result<(), StoreError>;
+
+    /// Records failed attempt number `attempts` of message `id` with its
+    /// reason: tried again from `next_at`, or, `dead`, kept as a dead
+    /// letter.
+    fn fail(
+        &self,
+        id: u64,
+        attempts: u32,
+        next_at: u64,
+        error: &str,
+        dead: bool,
+    ) -> Result<(), StoreError>;
+
+    /// When the first waiting message is due; `None` if none waits.
+    fn next_due(&self) -> Result<Option<u64>, StoreError>;
+
+    /// Every queued message, waiting and dead, in id order.
+    fn queued(&self) -> Result<Vec<Queued>, StoreError>;
+
+    /// Puts dead letters (all, or the one with `id`) back in the queue,
+    /// due at `now`, their attempts counted afresh; returns how many.
+    fn revive(&self, id: Option<u64>, now: u64) -> Result<usize, StoreError>;
+
+    /// Removes dead letters (all, or the one with `id`); returns how many.
+    fn purge_dead(&self, id: Option<u64>) -> Result<usize, StoreError>;
+
+    /// Keeps `message` in the dev outbox, caught at `now`, dropping the
+    /// oldest past `keep`; returns its id.
+    fn catch(&self, message: &Message, now: u64, keep: usize) -> Result<u64, StoreError>;
+
+    /// What the dev outbox caught, oldest first.
+    fn caught(&self) -> Result<Vec<Caught>, StoreError>;
+
+    /// Empties the dev outbox; returns how many messages went.
+    fn purge_caught(&self) -> Result<usize, StoreError>;
+}
+
+/// What a request needs of a store: the request-path traits.
+pub trait RequestStore: UserStore + SessionStore + TokenStore + QueueStore {}
+
+impl<T: UserStore + SessionStore + TokenStore + QueueStore> RequestStore for T {}
 
 /// Numbers of records, for `authd check` and the operator.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

@@ -16,11 +16,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
 use hmac::{Hmac, KeyInit as _, Mac as _};
-use serde::Serialize;
 use sha2::Sha256;
 
 use super::{is_private_host, scrub, SendError};
-use crate::message::Kind;
 
 /// Time allowed for one POST, connection to last byte of the answer.
 pub const TIMEOUT: Duration = Duration::from_secs(5);
@@ -136,41 +134,6 @@ impl WebhookTarget {
 impl fmt::Display for WebhookTarget {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.url)
-    }
-}
-
-/// The JSON body of a delivery: the earlier releases' body (`email`,
-/// `reset_token`, `expires_at`) plus `type`, the message kind's name.
-/// Fields a kind has no value for are left out.
-#[derive(Debug, Serialize)]
-pub struct Payload<'a> {
-    #[serde(rename = "type")]
-    pub kind: &'a str,
-    pub email: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub reset_token: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub expires_at: Option<&'a str>,
-}
-
-impl<'a> Payload<'a> {
-    pub fn new(
-        kind: Kind,
-        email: &'a str,
-        token: Option<&'a str>,
-        expires_at: Option<&'a str>,
-    ) -> Payload<'a> {
-        Payload {
-            kind: kind.name(),
-            email,
-            reset_token: token,
-            expires_at,
-        }
-    }
-
-    /// The body bytes (compact JSON).
-    pub fn to_bytes(&self) -> Vec<u8> {
-        serde_json::to_vec(self).unwrap_or_default()
     }
 }
 
@@ -386,24 +349,6 @@ mod tests {
             let err = WebhookTarget::parse(bad).unwrap_err();
             assert!(!err.contains("S3cret"), "{err}");
         }
-    }
-
-    #[test]
-    fn payload_is_the_old_body_plus_type() {
-        let body = Payload::new(
-            Kind::Reset,
-            "a@b.c",
-            Some("tok"),
-            Some("2030-01-01T00:00:00Z"),
-        )
-        .to_bytes();
-        let value: serde_json::Value = serde_json::from_slice(&body).unwrap();
-        assert_eq!(
-            value,
-            serde_json::json!({"type": "reset", "email": "a@b.c", "reset_token": "tok", "expires_at": "2030-01-01T00:00:00Z"})
-        );
-        let body = Payload::new(Kind::AccountDeleted, "a@b.c", None, None).to_bytes();
-        assert_eq!(body, br#"{"type":"account_deleted","email":"a@b.c"}"#);
     }
 
     #[test]

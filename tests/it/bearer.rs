@@ -159,7 +159,7 @@ fn a_bearer_header_alone_counts() {
 
 fn production(c: &mut Config) {
     c.profile = Profile::Production;
-    c.reset_delivery = Some(Channel::Log);
+    c.delivery = Some(Channel::Log);
     c.password_policy = PasswordPolicy::PRODUCTION;
     c.bcrypt_cost = 10;
 }

@@ -374,7 +374,7 @@ fn throttled_pages_may_read_retry_after() {
 
 fn production(c: &mut Config) {
     c.profile = Profile::Production;
-    c.reset_delivery = Some(Channel::Log);
+    c.delivery = Some(Channel::Log);
     c.password_policy = PasswordPolicy::PRODUCTION;
     c.bcrypt_cost = 10;
     c.limits.request_free = 1000;

@@ -38,7 +38,7 @@ type Headers<'a> = &'a [(&'static str, &'static str)];
 
 fn production(c: &mut Config) {
     c.profile = Profile::Production;
-    c.reset_delivery = Some(Channel::Log);
+    c.delivery = Some(Channel::Log);
     c.password_policy = PasswordPolicy::PRODUCTION;
     c.bcrypt_cost = 10;
     c.allowed_origins = vec![LISTED.to_owned()];

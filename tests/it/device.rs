@@ -24,7 +24,7 @@ const NEW_BROWSER: &str = "127.0.0.4";
 /// The production profile, with two free failures and a lockout at two.
 fn production(c: &mut Config) {
     c.profile = Profile::Production;
-    c.reset_delivery = Some(Channel::Log);
+    c.delivery = Some(Channel::Log);
     c.password_policy = PasswordPolicy::PRODUCTION;
     // The production minimum.
     c.bcrypt_cost = 10;

@@ -32,6 +32,8 @@ mod cors;
 mod crash;
 /// One cross-site rule for every state-changing route (production), none in dev.
 mod cross_site;
+/// Real delivery: dev outbox, SMTP, signed webhooks, retries, dead letters.
+mod delivery;
 /// Device cookies: a known browser's own failure budget (production).
 mod device;
 /// Attacks on the HTTP edge, each against the real binary.

@@ -194,6 +194,24 @@ fn the_document_matches_the_live_server() {
         "/openapi.json",
         app.request("GET", "/openapi.json", None, b"", None),
     );
+    hit(
+        "GET",
+        "/dev/outbox",
+        app.request("GET", "/dev/outbox", None, b"", None),
+    );
+    hit(
+        "GET",
+        "/dev/outbox",
+        raw(
+            &app,
+            b"GET /dev/outbox HTTP/1.1\r\nHost: rebound.example\r\nConnection: close\r\n\r\n",
+        ),
+    );
+    hit(
+        "POST",
+        "/dev/outbox",
+        app.request("POST", "/dev/outbox", None, b"", None),
+    );
 
     hit("POST", "/users", form("POST", "/users", &creds));
     // The reference's answer for a taken email, the one 400 a conforming
@@ -786,7 +804,7 @@ fn healthz_reports_the_version() {
 fn the_document_matches_the_production_profile_too() {
     let app = TestApp::spawn_with(|c| {
         c.profile = authd::config::Profile::Production;
-        c.reset_delivery = Some(authd::delivery::Channel::Log);
+        c.delivery = Some(authd::delivery::Channel::Log);
         c.password_policy = authd::policy::PasswordPolicy::PRODUCTION;
         c.bcrypt_cost = 10;
         c.audit_log = false;

@@ -332,11 +332,13 @@ fn tokens_are_stored_only_as_their_sha256() {
     let stored = sql(
         &dir,
         "SELECT (SELECT encode(token_hash, 'hex') FROM authd_sessions) || ' ' || \
-         (SELECT encode(token_hash, 'hex') FROM authd_tokens)",
+         (SELECT encode(token_hash, 'hex') FROM authd_tokens WHERE purpose = 'reset')",
     )
     .unwrap();
     assert_eq!(stored, format!("{} {}", hex(&session), hex(reset)));
-    // No column of any authd table holds a token in clear.
+    // No column of these tables holds a token in clear. (The dev profile's
+    // outbox keeps the text of what it caught, links included, by design:
+    // `tests/it/delivery.rs` shows the production queue holds no token.)
     for table in ["authd_users", "authd_sessions", "authd_tokens"] {
         let dump = sql(
             &dir,

@@ -79,7 +79,7 @@ impl Mailer {
 
 fn production(c: &mut Config, channel: Channel) {
     c.profile = Profile::Production;
-    c.reset_delivery = Some(channel);
+    c.delivery = Some(channel);
     c.password_policy = PasswordPolicy::PRODUCTION;
     // The production minimum; fast enough for a handful of hashes.
     c.bcrypt_cost = 10;
@@ -336,7 +336,7 @@ fn an_unreachable_mailer_is_logged() {
     assert_eq!(status, 200);
     assert_eq!(server.post("/reset_password", "email=ann%40x.io").0, 200);
     let deadline = Instant::now() + Duration::from_secs(30);
-    while !server.stderr().contains("failed after 3 attempts") {
+    while !server.stderr().contains("failed (attempt 2 of 8)") {
         assert!(Instant::now() < deadline, "{}", server.stderr());
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -350,13 +350,13 @@ fn start_up_rules_of_the_production_profile() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("store");
     let dir = dir.to_str().unwrap();
-    let cases: [(&[&str], &str); 4] = [
-        (&["--profile", "production"], "--reset-delivery"),
+    let cases: [(&[&str], &str); 5] = [
+        (&["--profile", "production"], "--delivery"),
         (
             &[
                 "--profile",
                 "production",
-                "--reset-delivery",
+                "--delivery",
                 "log",
                 "--bcrypt-cost",
                 "9",
@@ -364,10 +364,14 @@ fn start_up_rules_of_the_production_profile() {
             "--bcrypt-cost 10",
         ),
         (
-            &["--reset-delivery", "webhook:https://mailer.example/x"],
-            "plain HTTP",
+            &["--delivery", "webhook:http://mailer.example/x"],
+            "must be https://",
         ),
-        (&["--reset-delivery", "email"], "neither"),
+        (&["--delivery", "email"], "none of"),
+        (
+            &["--delivery", "log", "--reset-delivery", "log"],
+            "cannot be used with",
+        ),
     ];
     for (args, message) in cases {
         let mut all = vec!["--addr", "127.0.0.1:0", "--data-dir", dir];
@@ -398,8 +402,7 @@ fn dev_warns_loudly_when_bound_beyond_loopback() {
 
 fn dev_with_a_channel_answers_the_reference_way_and_delivers_too() {
     let mailer = Mailer::start(0);
-    let app =
-        TestApp::spawn_with(|c| c.reset_delivery = Some(Channel::Webhook(mailer.url.clone())));
+    let app = TestApp::spawn_with(|c| c.delivery = Some(Channel::Webhook(mailer.url.clone())));
     assert_eq!(app.register("ann@x.io", "b4l0u").status, 200);
     let reply = form(&app, "POST", "/reset_password", &[("email", "ann@x.io")]);
     assert_eq!(reply.status, 200);

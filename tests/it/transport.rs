@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use authd::message::{Kind, Message, PublicUrl, Templates, Vars};
 use authd::transport::smtp::{Security, Smtp, SmtpConfig};
-use authd::transport::webhook::{Payload, Webhook, WebhookSecret, WebhookTarget};
+use authd::transport::webhook::{Webhook, WebhookSecret, WebhookTarget};
 use authd::transport::SendError;
 
 use crate::common::smtp_sink::{SinkOptions, SmtpSink};
@@ -209,13 +209,7 @@ fn now() -> i64 {
 }
 
 fn body() -> Vec<u8> {
-    Payload::new(
-        Kind::Reset,
-        "ann@example.com",
-        Some("tok-123"),
-        Some("2030-01-01T00:00:00Z"),
-    )
-    .to_bytes()
+    br#"{"type":"reset","email":"ann@example.com","reset_token":"tok-123","expires_at":"2030-01-01T00:00:00Z"}"#.to_vec()
 }
 
 fn webhook(sink: &WebhookSink, secret: Option<&str>) -> Webhook {

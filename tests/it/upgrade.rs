@@ -314,7 +314,7 @@ fn a_schema_at_migration_1_is_brought_up_to_date() {
     let (code, _, err) = run_authd(&dir, &["user", "list"], None);
     assert_eq!(code, 1);
     assert!(
-        err.contains("of format 1, older than this authd's (6)"),
+        err.contains("of format 1, older than this authd's (7)"),
         "{err}"
     );
     let (code, out, err) = run_authd(&dir, &["migrate", "--dry-run"], None);

@@ -1,6 +1,7 @@
 //! One file per resource of the reference API.
 
 pub mod account;
+pub mod dev_outbox;
 pub mod index;
 pub mod meta;
 pub mod profile;

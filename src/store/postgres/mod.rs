@@ -23,6 +23,7 @@
 
 mod maintenance;
 mod pool;
+mod queue;
 mod rekey;
 mod rows;
 pub mod schema;

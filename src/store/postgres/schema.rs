@@ -146,6 +146,36 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
                 CHECK ((pending_email IS NULL) = (pending_email_key IS NULL));
         ALTER TABLE authd_users ALTER COLUMN email_verified DROP DEFAULT;",
     ),
+    (
+        7,
+        "the delivery queue (intents, never tokens in production) and the dev outbox",
+        // Waiting messages by due time, for the worker's claim; dead
+        // letters stay until retried or purged.
+        "CREATE TABLE authd_queue (
+            id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            kind TEXT NOT NULL,
+            recipient TEXT NOT NULL,
+            user_id BIGINT,
+            new_email TEXT,
+            token TEXT,
+            ip TEXT,
+            created_at BIGINT NOT NULL,
+            attempts INTEGER NOT NULL CHECK (attempts >= 0),
+            next_at BIGINT NOT NULL,
+            last_error TEXT,
+            dead BOOLEAN NOT NULL
+        );
+        CREATE INDEX authd_queue_due ON authd_queue (next_at, id) WHERE NOT dead;
+        CREATE TABLE authd_caught (
+            id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            created_at BIGINT NOT NULL,
+            kind TEXT NOT NULL,
+            recipient TEXT NOT NULL,
+            subject TEXT NOT NULL,
+            text TEXT NOT NULL,
+            html TEXT NOT NULL
+        );",
+    ),
 ];
 
 /// The schema version whose data step re-keys email addresses.

@@ -11,6 +11,8 @@
 //! - `imports`: one tag per batch of an import not yet committed (import
 //!   id, first user id -> number of users); empty between imports, see
 //!   `maintenance`
+//! - `queue`, `queue_due`, `caught`: the delivery queue and the dev
+//!   outbox, see `queue`
 //!
 //! Every write runs as one sled transaction over the records and indexes
 //! it touches, so they never disagree, then flushes before returning. The
@@ -23,6 +25,7 @@
 //! later, snapshots, are out of reach inside the 0700 directory).
 
 mod maintenance;
+mod queue;
 pub mod schema;
 mod sessions;
 mod tokens;
@@ -56,6 +59,9 @@ pub struct SledStore {
     owned: Tree,
     meta: Tree,
     imports: Tree,
+    queue: Tree,
+    queue_due: Tree,
+    caught: Tree,
     /// The barrier behind which writers pause while a backup or a check
     /// of the live store runs (through the control socket): each write
     /// holds it shared, [`SledStore::pause_writers`] exclusively.
@@ -184,6 +190,9 @@ impl SledStore {
             owned: tree("owned")?,
             meta: tree("meta")?,
             imports: tree("imports")?,
+            queue: tree("queue")?,
+            queue_due: tree("queue_due")?,
+            caught: tree("caught")?,
             db: db.clone(),
             gate: Arc::default(),
         })
