@@ -62,6 +62,8 @@ mod production;
 mod proxy;
 /// Concurrent requests that must not break uniqueness or single use.
 mod races;
+/// Running as a service: `authd healthcheck` against the real binary.
+mod service;
 /// Several sessions per user: the list, ending one, others or all.
 mod sessions;
 /// A full disk under a running server.
