@@ -1,7 +1,10 @@
 //! Running authd as a service: `authd healthcheck` against the real
 //! binary (plain HTTP, HTTPS with and without the CA, a closed port, a
-//! 404, a redirect, a listener that never answers).
+//! 404, a redirect, a listener that never answers), and `contrib/`'s
+//! systemd unit and example settings checked against what the binary
+//! accepts.
 
+use std::collections::HashMap;
 use std::io::{Read as _, Write as _};
 use std::net::TcpListener;
 use std::path::Path;
@@ -161,4 +164,200 @@ fn certificates(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf, std::pat
     std::fs::write(&paths.1, leaf.pem()).unwrap();
     std::fs::write(&paths.2, key.serialize_pem()).unwrap();
     paths
+}
+
+// --- contrib/: the systemd unit and its settings file ---
+
+/// A file of `contrib/`.
+fn contrib(name: &str) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("contrib")
+        .join(name);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// The unit's directives, by section then key (a key's values in order);
+/// comments left out.
+fn unit() -> HashMap<String, HashMap<String, Vec<String>>> {
+    let mut sections: HashMap<String, HashMap<String, Vec<String>>> = HashMap::new();
+    let mut section = String::new();
+    for line in contrib("authd.service").lines().map(str::trim) {
+        if line.is_empty() || line.starts_with('#') || line.starts_with(';') {
+            continue;
+        }
+        if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            section = name.to_owned();
+            continue;
+        }
+        let (key, value) = line.split_once('=').expect("KEY=VALUE");
+        sections
+            .entry(section.clone())
+            .or_default()
+            .entry(key.trim().to_owned())
+            .or_default()
+            .push(value.trim().to_owned());
+    }
+    sections
+}
+
+/// The example settings: `(variable, value, set)`, `set` false for a
+/// commented-out line.
+fn env_file() -> Vec<(String, String, bool)> {
+    contrib("authd.env")
+        .lines()
+        .filter_map(|line| {
+            let (set, line) = match line.strip_prefix('#') {
+                Some(rest) => (false, rest),
+                None => (true, line),
+            };
+            let (name, value) = line.split_once('=')?;
+            (name.starts_with("AUTHD_") && !name.contains(' '))
+                .then(|| (name.to_owned(), value.to_owned(), set))
+        })
+        .collect()
+}
+
+#[test]
+fn the_systemd_unit_has_the_limits_sandbox_and_install_section() {
+    let unit = unit();
+    let service = &unit["Service"];
+    let one = |key: &str| -> &str {
+        match service.get(key).map(Vec::as_slice) {
+            Some([value]) => value,
+            other => panic!("[Service] {key}: {other:?}"),
+        }
+    };
+    assert!(matches!(one("Type"), "simple" | "exec"));
+    assert_eq!(one("ExecReload"), "/bin/kill -HUP $MAINPID");
+    assert_eq!(one("Restart"), "on-failure");
+    // authd's usage errors (exit 2) are not retried.
+    assert_eq!(one("RestartPreventExitStatus"), "2");
+    assert_eq!(one("EnvironmentFile"), "-/etc/authd/authd.env");
+    for (key, value) in [
+        ("User", "authd"),
+        ("Group", "authd"),
+        ("StateDirectory", "authd"),
+        ("StateDirectoryMode", "0700"),
+        ("UMask", "0077"),
+        ("NoNewPrivileges", "yes"),
+        ("ProtectSystem", "strict"),
+        ("ProtectHome", "yes"),
+        ("PrivateTmp", "yes"),
+        ("PrivateDevices", "yes"),
+        ("ProtectKernelTunables", "yes"),
+        ("ProtectKernelModules", "yes"),
+        ("ProtectControlGroups", "yes"),
+        ("RestrictNamespaces", "yes"),
+        ("LockPersonality", "yes"),
+        ("MemoryDenyWriteExecute", "yes"),
+        ("SystemCallArchitectures", "native"),
+        // No capability at all (a port below 1024 is the commented case).
+        ("CapabilityBoundingSet", ""),
+    ] {
+        assert_eq!(one(key), value, "[Service] {key}");
+    }
+    // The control socket of the admin commands is a Unix socket.
+    let families: Vec<&str> = one("RestrictAddressFamilies").split(' ').collect();
+    for family in ["AF_INET", "AF_INET6", "AF_UNIX"] {
+        assert!(families.contains(&family), "{families:?}");
+    }
+    assert!(service.get("AmbientCapabilities").is_none());
+    assert_eq!(unit["Install"]["WantedBy"], ["multi-user.target"]);
+
+    // The data directory is the one systemd makes and hands to the user.
+    let exec: Vec<&str> = one("ExecStart").split_whitespace().collect();
+    assert_eq!(exec[..2], ["/usr/local/bin/authd", "serve"]);
+    let flag = |name: &str| {
+        let at = exec.iter().position(|a| *a == name);
+        at.and_then(|i| exec.get(i + 1)).copied()
+    };
+    assert_eq!(flag("--profile"), Some("production"));
+    assert_eq!(flag("--data-dir"), Some("/var/lib/authd"));
+
+    // The limits let authd's default 1,024 connections through: its cap
+    // is the lowest of 1,024, the open-file limit less 64 (src/cli/
+    // system.rs) and the database pool, and half the pids limit.
+    let number = |key: &str| one(key).parse::<usize>().unwrap();
+    let wanted = authd::config::DEFAULT_MAX_CONNECTIONS;
+    let pool = authd::config::DEFAULT_DB_POOL_SIZE as usize;
+    assert!(number("LimitNOFILE") >= wanted + 64 + pool);
+    assert!(number("TasksMax") / 2 >= wanted);
+}
+
+#[test]
+fn the_example_settings_are_authd_s_and_the_unit_s_command_starts_with_them() {
+    let settings = env_file();
+    assert!(settings.len() >= 5, "{settings:?}");
+    // Every variable named, set or commented, is one `authd serve` reads.
+    let (code, help, stderr) = run(&["serve", "--help"]);
+    assert_eq!(code, 0, "{stderr}");
+    for (name, _, _) in &settings {
+        // `[env: NAME=VALUE]`, or `[env: NAME]` for a hidden value.
+        assert!(
+            help.contains(&format!("[env: {name}=")) || help.contains(&format!("[env: {name}]")),
+            "{name} is not a variable of `authd serve`"
+        );
+    }
+    let set: HashMap<&str, &str> = settings
+        .iter()
+        .filter(|(_, _, set)| *set)
+        .map(|(name, value, _)| (name.as_str(), value.as_str()))
+        .collect();
+    assert!(set.contains_key("AUTHD_RESET_DELIVERY"), "{set:?}");
+
+    // The unit's command line, with the example's settings: it serves in
+    // the production profile (on a free port and a temporary store).
+    let tmp = tempfile::tempdir().unwrap();
+    let unit = unit();
+    let exec = unit["Service"]["ExecStart"][0].clone();
+    let data_dir = tmp.path().join("state");
+    let mut command = Command::new(BIN);
+    for arg in exec.split_whitespace().skip(1) {
+        match arg {
+            "/var/lib/authd" => command.arg(&data_dir),
+            arg => command.arg(arg),
+        };
+    }
+    command.envs(&set).env("AUTHD_ADDR", "127.0.0.1:0");
+    let server = Proc::spawn(command, &tmp.path().join("stderr"));
+    assert!(
+        server.stderr().contains("profile production"),
+        "{}",
+        server.stderr()
+    );
+    let (code, _, stderr) = healthcheck(&[&format!("{}/healthz", server.base)]);
+    assert_eq!(code, 0, "{stderr}");
+}
+
+/// `systemd-analyze verify` accepts the unit, where it is installed (with
+/// the test binary in place of /usr/local/bin/authd, which it checks).
+#[test]
+fn systemd_analyze_verifies_the_unit_where_available() {
+    let available = Command::new("systemd-analyze")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !available {
+        eprintln!("systemd-analyze not installed: unit not verified by systemd");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let unit = tmp.path().join("authd.service");
+    std::fs::write(
+        &unit,
+        contrib("authd.service").replace("/usr/local/bin/authd", BIN),
+    )
+    .unwrap();
+    let output = Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&unit)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    // Only what concerns this unit: systemd may warn about the host.
+    let about_unit: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("authd.service"))
+        .collect();
+    assert!(about_unit.is_empty(), "{stderr}");
 }
