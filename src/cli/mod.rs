@@ -9,10 +9,13 @@
 //! embedded store, the admin commands run in it through its control socket
 //! (`remote`, `crate::control`): same code, output and exit codes; the
 //! store-in-use error remains for when the socket cannot serve, with why.
+//! `healthcheck` is neither: a client of a running server (one GET), with
+//! no store and none of `serve`'s settings.
 //! Exit codes: 0 success, 1 not
 //! found or refused (one clear line on stderr), 2 usage (clap's
 //! convention), 130 an import interrupted by a signal.
 
+mod healthcheck;
 mod maintenance;
 mod outbox;
 mod remote;
@@ -73,6 +76,28 @@ enum Command {
     Key(maintenance::KeyArgs),
     /// The delivery queue and the dev outbox: list, show, retry, purge.
     Outbox(outbox::OutboxArgs),
+    /// GET a URL (a server's /healthz): exit 0 on a 2xx answer, 1
+    /// otherwise, for container and supervisor health checks.
+    Healthcheck(healthcheck::HealthcheckArgs),
+}
+
+/// `authd healthcheck ...` parsed on its own. Through [`Cli`], clap would
+/// also read and check the `AUTHD_*` variables of the top-level serve
+/// flags, so a bad `AUTHD_ADDR` in a container's environment would fail
+/// every health check with a usage error about a server setting it does
+/// not use. `authd --help` still lists it through [`Command`].
+#[derive(Debug, Parser)]
+#[command(name = "authd", version)]
+struct HealthcheckCli {
+    #[command(subcommand)]
+    command: HealthcheckOnly,
+}
+
+#[derive(Debug, Subcommand)]
+enum HealthcheckOnly {
+    /// GET a URL (a server's /healthz): exit 0 on a 2xx answer, 1
+    /// otherwise, for container and supervisor health checks.
+    Healthcheck(healthcheck::HealthcheckArgs),
 }
 
 /// Where the store is; shared by every subcommand.
@@ -318,6 +343,16 @@ pub enum CliError {
 
 /// Parses the command line and runs the command.
 pub fn main() -> ExitCode {
+    if std::env::args_os()
+        .nth(1)
+        .is_some_and(|arg| arg == "healthcheck")
+    {
+        let HealthcheckCli {
+            command: HealthcheckOnly::Healthcheck(args),
+        } = usage::parse();
+        crate::tls::install_crypto_provider();
+        return report(healthcheck::run(args));
+    }
     let cli: Cli = usage::parse();
     // One crypto provider for the whole process, before anything uses TLS.
     crate::tls::install_crypto_provider();
@@ -329,6 +364,9 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         None => serve_with(cli.serve),
         Some(Command::Serve(args)) => serve_with(*args),
+        // Handled above, before the serve flags are parsed; kept so the
+        // match stays exhaustive.
+        Some(Command::Healthcheck(args)) => healthcheck::run(args),
         Some(command) => {
             let socket = command.store().map(StoreArgs::socket);
             let plan = remote::Plan::of(&command);
@@ -352,6 +390,9 @@ fn run_admin(command: Command, env: &mut Env<'_>) -> Result<ExitCode, CliError> 
         Command::Serve(_) => Err(CliError::Refused(
             "`serve` is not an admin command".to_owned(),
         )),
+        Command::Healthcheck(_) => Err(CliError::Refused(
+            "`healthcheck` is not an admin command".to_owned(),
+        )),
         Command::User(args) => user::run(args, env),
         Command::Export(args) => transfer::export(args, env),
         Command::Import(args) => transfer::import(args, env),
@@ -367,7 +408,7 @@ impl Command {
     /// The store flags of an admin command.
     fn store(&self) -> Option<&StoreArgs> {
         match self {
-            Command::Serve(_) => None,
+            Command::Serve(_) | Command::Healthcheck(_) => None,
             Command::User(args) => Some(args.store()),
             Command::Export(args) => Some(&args.store),
             Command::Import(args) => Some(&args.store),

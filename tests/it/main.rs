@@ -64,6 +64,8 @@ mod production;
 mod proxy;
 /// Concurrent requests that must not break uniqueness or single use.
 mod races;
+/// Running as a service: `authd healthcheck`, contrib/'s systemd unit and settings.
+mod service;
 /// Several sessions per user: the list, ending one, others or all.
 mod sessions;
 /// A full disk under a running server.
