@@ -52,10 +52,10 @@ mod https;
 mod openapi;
 /// The operator's safety nets: no accidental stores, all-or-nothing import, private files.
 mod operator;
-/// PostgreSQL over TLS: every sslmode against a cluster the test starts.
-mod pg_tls;
 /// The PostgreSQL throttle table: bounded, evicting, never failing open.
 mod pg_throttle;
+/// PostgreSQL over TLS: every sslmode against a cluster the test starts.
+mod pg_tls;
 /// What only the PostgreSQL store can do: several instances on one database.
 mod postgres;
 /// The production profile: delivery channels, password policy, cookies.

@@ -32,8 +32,7 @@ fn server_bin_or_skip() -> Option<PathBuf> {
         .filter_map(|entry| {
             let version = entry.file_name().to_str()?.parse().ok()?;
             let bin = entry.path().join("bin");
-            (bin.join("initdb").is_file() && bin.join("pg_ctl").is_file())
-                .then_some((version, bin))
+            (bin.join("initdb").is_file() && bin.join("pg_ctl").is_file()).then_some((version, bin))
         })
         .collect();
     found.sort();
@@ -113,7 +112,10 @@ struct Cluster {
 /// root); fails the test with its output if it fails.
 fn as_postgres(program: &Path, args: &[&str]) {
     let mut command = Command::new("runuser");
-    command.args(["-u", "postgres", "--"]).arg(program).args(args);
+    command
+        .args(["-u", "postgres", "--"])
+        .arg(program)
+        .args(args);
     let output = crate::common::process::wait_output(
         command
             .stdin(std::process::Stdio::null())
@@ -134,7 +136,10 @@ fn as_postgres(program: &Path, args: &[&str]) {
 
 fn postgres_ids() -> (u32, u32) {
     let id = |flag: &str| -> u32 {
-        let out = Command::new("id").args([flag, "postgres"]).output().unwrap();
+        let out = Command::new("id")
+            .args([flag, "postgres"])
+            .output()
+            .unwrap();
         String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
     };
     (id("-u"), id("-g"))
@@ -358,7 +363,10 @@ fn every_sslmode_against_a_server_with_and_without_ssl() {
         &cluster,
         &url(
             "127.0.0.1",
-            &format!("sslmode=verify-ca&sslrootcert={}&application_name=t_ca", enc(ca_s)),
+            &format!(
+                "sslmode=verify-ca&sslrootcert={}&application_name=t_ca",
+                enc(ca_s)
+            ),
         ),
         "t_ca",
         true,
@@ -383,7 +391,10 @@ fn every_sslmode_against_a_server_with_and_without_ssl() {
         &cluster,
         &url(
             "localhost",
-            &format!("sslmode=verify-full&sslrootcert={}&application_name=t_full", enc(ca_s)),
+            &format!(
+                "sslmode=verify-full&sslrootcert={}&application_name=t_full",
+                enc(ca_s)
+            ),
         ),
         "t_full",
         true,
@@ -489,6 +500,9 @@ fn the_binary_serves_over_verify_full() {
         stderr.contains("certificate is not trusted"),
         "stderr: {stderr}"
     );
-    assert!(!stderr.contains(PASSWORD), "the password is shown: {stderr}");
+    assert!(
+        !stderr.contains(PASSWORD),
+        "the password is shown: {stderr}"
+    );
     assert_eq!(stderr.trim().lines().count(), 1, "stderr: {stderr}");
 }

@@ -599,19 +599,19 @@ mod tests {
         );
         assert_eq!(
             parts(r"sslrootcert=/a\ b.pem dbname=app"),
-            (
-                "dbname=app".to_owned(),
-                None,
-                Some("/a b.pem".to_owned())
-            )
+            ("dbname=app".to_owned(), None, Some("/a b.pem".to_owned()))
         );
         // Malformed: handed on whole, for the client library to refuse.
-        assert_eq!(parts("host=db sslmode"), ("host=db sslmode".to_owned(), None, None));
+        assert_eq!(
+            parts("host=db sslmode"),
+            ("host=db sslmode".to_owned(), None, None)
+        );
     }
 
     #[test]
     fn modes_map_to_what_the_client_library_knows() {
-        let mode = |url: &str| configure(url).map(|(config, tls)| (config.get_ssl_mode(), tls.check));
+        let mode =
+            |url: &str| configure(url).map(|(config, tls)| (config.get_ssl_mode(), tls.check));
         assert_eq!(
             mode("postgres://db/app?sslmode=disable"),
             Ok((CrateSslMode::Disable, Check::Nothing))
@@ -633,7 +633,9 @@ mod tests {
         assert!(err("postgres://db/app?sslmode=verify-full").contains("needs sslrootcert"));
         assert!(err("postgres://db/app?sslmode=verify-ca").contains("needs sslrootcert"));
         assert!(err("postgres://db/app?sslmode=allow").contains("not supported"));
-        assert!(err("postgres://db/app?sslmode=require&sslrootcert=/nonexistent.pem")
-            .contains("sslrootcert /nonexistent.pem"));
+        assert!(
+            err("postgres://db/app?sslmode=require&sslrootcert=/nonexistent.pem")
+                .contains("sslrootcert /nonexistent.pem")
+        );
     }
 }
