@@ -105,7 +105,8 @@ struct Cluster {
     bin: PathBuf,
     data: PathBuf,
     port: u16,
-    dir: tempfile::TempDir,
+    /// Removed after `drop` has stopped the server (fields drop last).
+    _dir: tempfile::TempDir,
 }
 
 /// Runs `program args` as the `postgres` user (initdb and pg_ctl refuse
@@ -205,7 +206,7 @@ impl Cluster {
             bin: bin.to_owned(),
             data,
             port,
-            dir,
+            _dir: dir,
         };
         as_postgres(
             &bin.join("pg_ctl"),
@@ -291,7 +292,6 @@ impl Drop for Cluster {
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .status();
-        let _ = &self.dir;
     }
 }
 
