@@ -56,6 +56,8 @@ mod openapi;
 mod operator;
 /// The PostgreSQL throttle table: bounded, evicting, never failing open.
 mod pg_throttle;
+/// PostgreSQL over TLS: every sslmode against a cluster the test starts.
+mod pg_tls;
 /// What only the PostgreSQL store can do: several instances on one database.
 mod postgres;
 /// The production profile: delivery channels, password policy, cookies.

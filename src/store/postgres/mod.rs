@@ -17,8 +17,8 @@
 //! logins are counted across instances, on the database's clock.
 //!
 //! The files split by concern: [`schema`] (the migration chain), `pool`,
-//! `rows` (decoding), `users`, `sessions`, `tokens`, `maintenance` and
-//! `throttle`. Every table name starts with `authd_`, so the database can
+//! `rows` (decoding), `users`, `sessions`, `tokens`, `maintenance`,
+//! `throttle` and `tls` (`sslmode` and `sslrootcert` on rustls). Every table name starts with `authd_`, so the database can
 //! be shared with the application.
 
 mod maintenance;
@@ -29,13 +29,11 @@ mod rows;
 pub mod schema;
 mod sessions;
 mod throttle;
+mod tls;
 mod tokens;
 mod users;
 
-use std::str::FromStr as _;
 use std::time::Duration;
-
-use postgres::NoTls;
 
 pub use pool::Connection;
 use pool::{Conn, Manager, Pool};
@@ -100,7 +98,7 @@ impl From<r2d2::Error> for StoreError {
 
 /// A database URL with any password replaced, for messages and logs.
 pub fn redact(url: &str) -> String {
-    match postgres::Config::from_str(url) {
+    match tls::parse_config(url) {
         Ok(config) => {
             let hosts: Vec<String> = config
                 .get_hosts()
@@ -152,13 +150,18 @@ impl PgStore {
             target: redact(url),
             reason,
         };
-        let mut config = postgres::Config::from_str(url).map_err(|e| failed(e.to_string()))?;
+        // `sslmode` and `sslrootcert` come out of the URL: the client
+        // library knows neither `verify-ca`/`verify-full` nor root
+        // certificates, the connector does (tls.rs).
+        let (mut config, tls) = tls::configure(url).map_err(failed)?;
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(CONNECT_TIMEOUT);
         }
         // One connection first, for a clear error (the pool reports only
         // that it timed out) and to migrate on.
-        let mut first = config.connect(NoTls).map_err(|e| failed(describe(&e)))?;
+        let mut first = config
+            .connect(tls.clone())
+            .map_err(|e| failed(describe(&e)))?;
         let fresh = !schema_exists(&mut first).map_err(|e| failed(e.to_string()))?;
         if fresh && mode == OpenMode::Existing {
             return Err(OpenError::NoSchema {
@@ -203,7 +206,7 @@ impl PgStore {
             // r2d2 would otherwise log connection errors through `log`,
             // which authd does not use; they reach the caller anyway.
             .error_handler(Box::new(r2d2::NopErrorHandler))
-            .build(Manager { config })
+            .build(Manager { config, tls })
             .map_err(|e| failed(e.to_string()))?;
         Ok((PgStore { pool }, fresh))
     }

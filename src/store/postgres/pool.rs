@@ -5,8 +5,9 @@ use std::collections::HashMap;
 
 use postgres::error::SqlState;
 use postgres::types::ToSql;
-use postgres::{NoTls, Row, Statement};
+use postgres::{Row, Statement};
 
+use super::tls::MakeRustls;
 use crate::store::StoreError;
 
 /// A pooled connection and the statements prepared on it so far: a
@@ -66,6 +67,9 @@ impl std::ops::DerefMut for Connection {
 /// connections cannot carry prepared statements).
 pub(super) struct Manager {
     pub(super) config: postgres::Config,
+    /// The URL's `sslmode` and `sslrootcert`, the same for every
+    /// connection as for the first.
+    pub(super) tls: MakeRustls,
 }
 
 impl r2d2::ManageConnection for Manager {
@@ -74,7 +78,7 @@ impl r2d2::ManageConnection for Manager {
 
     fn connect(&self) -> Result<Connection, postgres::Error> {
         Ok(Connection {
-            client: self.config.connect(NoTls)?,
+            client: self.config.connect(self.tls.clone())?,
             prepared: HashMap::new(),
         })
     }
