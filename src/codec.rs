@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::message::{Kind, Message};
 use crate::one_time::{OneTimeToken, Purpose};
-use crate::outbox::{Caught, Intent, Queued};
+use crate::outbox::{Caught, Intent, Queued, Topic};
 use crate::session::{Session, SessionId};
 use crate::token::TokenHash;
 use crate::user::{Email, User, UserId};
@@ -366,7 +366,7 @@ pub fn encode_queued(queued: &Queued) -> Result<Vec<u8>, CodecError> {
 /// Decodes a queued message stored under `id`.
 pub fn decode_queued(id: u64, bytes: &[u8]) -> Result<Queued, CodecError> {
     let record: QueuedRecordV1 = decode(QUEUED_RECORD_V1, bytes)?;
-    let kind = Kind::from_name(&record.kind).ok_or(CodecError::UnknownKind(record.kind))?;
+    let kind = Topic::from_name(&record.kind).ok_or(CodecError::UnknownKind(record.kind))?;
     Ok(Queued {
         id,
         intent: Intent {

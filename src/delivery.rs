@@ -22,7 +22,7 @@ use serde_json::Value;
 use crate::auth::{Auth, AuthError, Caller, Recipient};
 use crate::clock::unix_millis;
 use crate::message::{Kind, Message, PublicUrl, Templates, Vars};
-use crate::outbox::{purpose_of, Queued, CAUGHT_MAX};
+use crate::outbox::{purpose_of, AccountEvent, Queued, Topic, CAUGHT_MAX};
 use crate::store::StoreError;
 use crate::transport::smtp::{Smtp, SmtpConfig};
 use crate::transport::webhook::{Webhook, WebhookSecret, WebhookTarget};
@@ -112,6 +112,15 @@ impl fmt::Debug for Channel {
     }
 }
 
+/// The webhook secret of `settings`, parsed; `None` when unset.
+fn secret(settings: &Settings) -> Result<Option<WebhookSecret>, String> {
+    settings
+        .webhook_secret
+        .as_deref()
+        .map(WebhookSecret::parse)
+        .transpose()
+}
+
 /// What the delivery worker needs beyond the channel, from the
 /// configuration.
 #[derive(Debug, Clone, Default)]
@@ -131,6 +140,8 @@ pub struct Settings {
     /// `--delivery-ca-file`: the certificates SMTP and webhook servers are
     /// checked against instead of the public roots.
     pub ca_file: Option<PathBuf>,
+    /// `--events-webhook`: where account events go.
+    pub events_webhook: Option<String>,
 }
 
 /// A channel made ready to send: its transport, the templates and the
@@ -140,6 +151,8 @@ pub struct Courier {
     transport: Transport,
     templates: Templates,
     public_url: Option<PublicUrl>,
+    /// Where events go (`--events-webhook`), signed like the deliveries.
+    events: Option<Webhook>,
 }
 
 enum Transport {
@@ -168,11 +181,7 @@ impl Courier {
             Channel::Webhook(url) => {
                 let (target, warning) = WebhookTarget::parse(url)?;
                 warnings.extend(warning);
-                let secret = settings
-                    .webhook_secret
-                    .as_deref()
-                    .map(WebhookSecret::parse)
-                    .transpose()?;
+                let secret = secret(settings)?;
                 if secret.is_none() {
                     warnings.push(
                         "webhook deliveries are not signed: set --webhook-secret-file or \
@@ -185,6 +194,21 @@ impl Courier {
             }
             Channel::Outbox => Transport::Outbox,
             Channel::Log => Transport::Log,
+        };
+        let events = match &settings.events_webhook {
+            Some(url) => {
+                let (target, warning) = WebhookTarget::parse(url)?;
+                warnings.extend(warning);
+                let secret = secret(settings)?;
+                if secret.is_none() {
+                    warnings.push(
+                        "events are not signed: set --webhook-secret-file or AUTHD_WEBHOOK_SECRET"
+                            .to_owned(),
+                    );
+                }
+                Some(Webhook::new(target, secret, ca)?)
+            }
+            None => None,
         };
         let templates =
             Templates::load(settings.templates.as_deref()).map_err(|e| e.to_string())?;
@@ -205,6 +229,7 @@ impl Courier {
                 transport,
                 templates,
                 public_url,
+                events,
             },
             warnings,
         ))
@@ -258,7 +283,10 @@ impl Courier {
     /// still the one asked for): when not, there is nothing to send.
     fn attempt(&self, auth: &Auth, queued: &Queued) -> Result<(), SendError> {
         let intent = &queued.intent;
-        let kind = intent.kind;
+        let kind = match intent.kind {
+            Topic::Message(kind) => kind,
+            Topic::Event(event) => return self.announce(event, queued),
+        };
         let transient = |e: &dyn fmt::Display| SendError::Transient(e.to_string());
         let mut vars = Vars {
             email: intent.to.clone(),
@@ -339,6 +367,26 @@ impl Courier {
                 Ok(())
             }
         }
+    }
+}
+
+impl Courier {
+    /// Sends `event` to the events webhook, if one is set (an event
+    /// queued before it was unset has nowhere to go: done).
+    fn announce(&self, event: AccountEvent, queued: &Queued) -> Result<(), SendError> {
+        let Some(events) = &self.events else {
+            return Ok(());
+        };
+        let intent = &queued.intent;
+        let body = serde_json::json!({
+            "type": event.name(),
+            "timestamp": crate::clock::rfc3339(queued.created_at),
+            "data": {
+                "user_id": intent.user.map(|id| id.0),
+                "email": intent.to,
+            },
+        });
+        events.send(&format!("authd_{}", queued.id), body.to_string().as_bytes())
     }
 }
 

@@ -25,10 +25,74 @@ pub const QUEUE_MAX: usize = 10_000;
 /// Messages the dev outbox keeps; the oldest go first.
 pub const CAUGHT_MAX: usize = 1_000;
 
+/// Something that happened to an account, for the integrator's app
+/// (`--events-webhook`), so it can react without polling.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AccountEvent {
+    UserCreated,
+    UserVerified,
+    PasswordChanged,
+    UserDeleted,
+}
+
+impl AccountEvent {
+    pub const ALL: [AccountEvent; 4] = [
+        AccountEvent::UserCreated,
+        AccountEvent::UserVerified,
+        AccountEvent::PasswordChanged,
+        AccountEvent::UserDeleted,
+    ];
+
+    /// The event's `type` (dotted, as Standard Webhooks' examples name
+    /// them; never one of [`Kind`]'s names, so the two share a column).
+    pub fn name(self) -> &'static str {
+        match self {
+            AccountEvent::UserCreated => "user.created",
+            AccountEvent::UserVerified => "user.verified",
+            AccountEvent::PasswordChanged => "password.changed",
+            AccountEvent::UserDeleted => "user.deleted",
+        }
+    }
+}
+
+/// What a queued item is: a message to a person, or an event for the
+/// integrator's app.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Topic {
+    Message(Kind),
+    Event(AccountEvent),
+}
+
+impl Topic {
+    /// The stored name: the message kind's or the event's.
+    pub fn name(self) -> &'static str {
+        match self {
+            Topic::Message(kind) => kind.name(),
+            Topic::Event(event) => event.name(),
+        }
+    }
+
+    /// The topic a stored name stands for.
+    pub fn from_name(name: &str) -> Option<Topic> {
+        Kind::from_name(name).map(Topic::Message).or_else(|| {
+            AccountEvent::ALL
+                .into_iter()
+                .find(|event| event.name() == name)
+                .map(Topic::Event)
+        })
+    }
+}
+
+impl std::fmt::Display for Topic {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// A message to send, as queued.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Intent {
-    pub kind: Kind,
+    pub kind: Topic,
     /// The address it goes to. For a token asked for by address in the
     /// production profile, the address as typed: the worker looks the
     /// account up when it sends, and sends nothing if there is none.
@@ -126,6 +190,17 @@ mod tests {
     use super::*;
     use std::sync::Arc;
     use std::time::Instant;
+
+    #[test]
+    fn topics_round_trip_by_name() {
+        for kind in Kind::ALL {
+            assert_eq!(Topic::from_name(kind.name()), Some(Topic::Message(kind)));
+        }
+        for event in AccountEvent::ALL {
+            assert_eq!(Topic::from_name(event.name()), Some(Topic::Event(event)));
+        }
+        assert_eq!(Topic::from_name("user.renamed"), None);
+    }
 
     #[test]
     fn kinds_and_purposes_pair_up() {

@@ -141,6 +141,7 @@ pub fn start(config: &Config) -> Result<Running, StartError> {
         delivery,
         require_verified_email: config.require_verified_email,
         queue_max: config.delivery_queue_max,
+        events: config.delivery_settings.events_webhook.is_some(),
     };
     let key = match &config.secret_key_file {
         Some(path) => ServerKey::from_file(path).map_err(|e| StartError::Config(e.to_string()))?,

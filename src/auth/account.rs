@@ -11,7 +11,7 @@
 use super::{Auth, AuthError, Caller};
 use crate::audit::Event;
 use crate::message::Kind;
-use crate::outbox::Intent;
+use crate::outbox::{AccountEvent, Intent, Topic};
 use crate::store::{Ends, StoreError, UserChange};
 use crate::token::Token;
 use crate::user::{Password, User};
@@ -66,6 +66,7 @@ impl Auth {
             Some(changed.email.as_str()),
         );
         self.send_after(caller, notice(Kind::PasswordChanged, &changed, None));
+        self.announce(caller, AccountEvent::PasswordChanged, &changed);
         Ok(changed)
     }
 
@@ -91,6 +92,7 @@ impl Auth {
             Some(user.email.as_str()),
         );
         self.send_after(caller, notice(Kind::AccountDeleted, &user, None));
+        self.announce(caller, AccountEvent::UserDeleted, &user);
         Ok(user)
     }
 
@@ -148,7 +150,7 @@ impl Auth {
 /// where an address change goes.
 pub(super) fn notice(kind: Kind, user: &User, new_email: Option<&str>) -> Intent {
     Intent {
-        kind,
+        kind: Topic::Message(kind),
         to: user.email.as_str().to_owned(),
         user: Some(user.id),
         new_email: new_email.map(str::to_owned),

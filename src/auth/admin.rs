@@ -5,6 +5,7 @@
 
 use super::{Auth, AuthError, Caller};
 use crate::audit::Event;
+use crate::outbox::AccountEvent;
 use crate::session::{Session, SessionId};
 use crate::store::{Ends, StoreError, UserChange};
 use crate::user::{Email, Password, User};
@@ -39,6 +40,7 @@ impl Auth {
             Some(user.id),
             Some(user.email.as_str()),
         );
+        self.announce(caller, AccountEvent::UserCreated, &user);
         Ok(user)
     }
 
@@ -73,6 +75,7 @@ impl Auth {
             Some(user.id),
             Some(user.email.as_str()),
         );
+        self.announce(caller, AccountEvent::PasswordChanged, &user);
         Ok(user)
     }
 
@@ -90,6 +93,7 @@ impl Auth {
             Some(user.id),
             Some(user.email.as_str()),
         );
+        self.announce(caller, AccountEvent::UserDeleted, &user);
         Ok(user)
     }
 
@@ -108,6 +112,7 @@ impl Auth {
             Some(user.id),
             Some(user.email.as_str()),
         );
+        self.announce(caller, AccountEvent::UserVerified, &user);
         Ok(user)
     }
 

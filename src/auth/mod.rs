@@ -27,12 +27,12 @@ use crate::clock::millis;
 use crate::hasher::{HashError, Hasher};
 use crate::message::Kind;
 use crate::one_time::Purpose;
-use crate::outbox::{Bell, Intent, QUEUE_MAX};
+use crate::outbox::{AccountEvent, Bell, Intent, Topic, QUEUE_MAX};
 use crate::policy::PasswordPolicy;
 use crate::session::Session;
 use crate::store::{RequestStore, StoreError};
 use crate::token::{RandomError, Token};
-use crate::user::{Email, Password, UserId};
+use crate::user::{Email, Password, User, UserId};
 use limits::Limits;
 
 pub use sessions::Scope;
@@ -253,6 +253,8 @@ pub struct Rules {
     pub require_verified_email: bool,
     /// Messages that may wait in the delivery queue.
     pub queue_max: usize,
+    /// Account events are queued for `--events-webhook`.
+    pub events: bool,
 }
 
 impl Rules {
@@ -265,6 +267,7 @@ impl Rules {
             delivery: Delivery::InResponse { sends: false },
             require_verified_email: false,
             queue_max: QUEUE_MAX,
+            events: false,
         }
     }
 }
@@ -440,7 +443,9 @@ impl Auth {
         if !self.rules.delivery.sends() {
             return Ok(());
         }
-        if intent.user.is_none() || matches!(intent.kind, Kind::Reset | Kind::Verify) {
+        if intent.user.is_none()
+            || matches!(intent.kind, Topic::Message(Kind::Reset | Kind::Verify))
+        {
             if let Err(e) = self.limits.delivery(&intent.to) {
                 eprintln!(
                     "authd: a {} message was not sent: {e} (too many to one address, or in all)",
@@ -471,6 +476,29 @@ impl Auth {
         let kind = intent.kind;
         if let Err(e) = self.send(caller, intent) {
             eprintln!("authd: a {kind} message was not queued: {e}");
+        }
+    }
+
+    /// Queues `event` about `user` for the events webhook, if one is set;
+    /// the change it reports stands whatever happens to it (logged).
+    fn announce(&self, caller: &Caller, event: AccountEvent, user: &User) {
+        if !self.rules.events {
+            return;
+        }
+        let intent = Intent {
+            kind: Topic::Event(event),
+            to: user.email.as_str().to_owned(),
+            user: Some(user.id),
+            new_email: None,
+            token: None,
+            ip: Some(caller.ip.to_string()),
+        };
+        let queued = self
+            .store
+            .enqueue(&intent, crate::clock::unix_millis(), self.rules.queue_max);
+        match queued {
+            Ok(_) => self.bell.ring(),
+            Err(e) => eprintln!("authd: a {} event was not queued: {e}", event.name()),
         }
     }
 

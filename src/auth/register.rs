@@ -3,6 +3,7 @@
 use super::{Auth, AuthError, Caller};
 use crate::audit::Event;
 use crate::hasher::{HashKey, OWN_WORK};
+use crate::outbox::AccountEvent;
 use crate::store::StoreError;
 use crate::user::{Email, Password, User};
 
@@ -30,6 +31,7 @@ impl Auth {
                     Some(user.email.as_str()),
                 );
                 self.verify_new_account(caller, &user);
+                self.announce(caller, AccountEvent::UserCreated, &user);
                 Ok(user)
             }
             Err(e) => {

@@ -7,7 +7,7 @@ use crate::audit::Event;
 use crate::clock::{millis, unix_millis};
 use crate::hasher::{HashKey, OWN_WORK};
 use crate::one_time::{OneTimeToken, Purpose};
-use crate::outbox::{kind_of, Intent};
+use crate::outbox::{kind_of, AccountEvent, Intent, Topic};
 use crate::store::{Ends, Redemption, StoreError, UserChange};
 use crate::token::Token;
 use crate::user::{Email, Password, User};
@@ -53,7 +53,7 @@ impl Auth {
                     Ok(email) => self.send(
                         caller,
                         Intent {
-                            kind: kind_of(purpose),
+                            kind: Topic::Message(kind_of(purpose)),
                             to: email.as_str().to_owned(),
                             user: None,
                             new_email: None,
@@ -91,7 +91,7 @@ impl Auth {
         token: &Token,
     ) -> Intent {
         Intent {
-            kind: kind_of(purpose),
+            kind: Topic::Message(kind_of(purpose)),
             to: address,
             user: Some(user.id),
             new_email: None,
@@ -213,6 +213,7 @@ impl Auth {
             Some(user.id),
             Some(user.email.as_str()),
         );
+        self.announce(caller, AccountEvent::PasswordChanged, &user);
         Ok(user)
     }
 

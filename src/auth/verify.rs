@@ -16,7 +16,7 @@ use crate::audit::Event;
 use crate::clock::{millis, unix_millis};
 use crate::message::Kind;
 use crate::one_time::Purpose;
-use crate::outbox::Intent;
+use crate::outbox::{AccountEvent, Intent, Topic};
 use crate::store::{Ends, Redemption, StoreError, UserChange};
 use crate::token::Token;
 use crate::user::{Email, User};
@@ -65,7 +65,7 @@ impl Auth {
             Delivery::Queued => self.send_after(
                 caller,
                 Intent {
-                    kind: Kind::Verify,
+                    kind: Topic::Message(Kind::Verify),
                     to: user.email.as_str().to_owned(),
                     user: Some(user.id),
                     new_email: None,
@@ -160,6 +160,7 @@ impl Auth {
             Some(verified.id),
             Some(verified.email.as_str()),
         );
+        self.announce(caller, AccountEvent::UserVerified, &verified);
         Ok(verified)
     }
 
@@ -202,7 +203,7 @@ impl Auth {
                 self.send(
                     caller,
                     Intent {
-                        kind: Kind::EmailChange,
+                        kind: Topic::Message(Kind::EmailChange),
                         to: new_email.as_str().to_owned(),
                         user: Some(user.id),
                         new_email: None,

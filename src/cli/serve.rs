@@ -242,6 +242,12 @@ pub struct ServeArgs {
     #[arg(long, env = "AUTHD_WEBHOOK_SECRET_FILE", value_name = "PATH")]
     webhook_secret_file: Option<std::path::PathBuf>,
 
+    /// Where account events go (user.created, user.verified,
+    /// password.changed, user.deleted): an https:// URL (http:// only to
+    /// loopback or private addresses), signed as deliveries are.
+    #[arg(long, env = "AUTHD_EVENTS_WEBHOOK", value_name = "URL")]
+    events_webhook: Option<String>,
+
     /// Messages that may wait in the delivery queue (dead letters not
     /// counted); past it, requests that would queue one get 503.
     #[arg(long, env = "AUTHD_DELIVERY_QUEUE_MAX", value_name = "N",
@@ -457,6 +463,7 @@ impl ServeArgs {
                 links_to_listener: self.profile == Profile::Dev,
                 webhook_secret: webhook_secret(self.webhook_secret_file.as_deref())?,
                 ca_file: self.delivery_ca_file,
+                events_webhook: self.events_webhook,
             },
             password_policy: PasswordPolicy {
                 min_length: self.min_password_length.unwrap_or(base.min_length),

@@ -421,7 +421,94 @@ fn the_outbox_command_lists_shows_retries_and_purges() {
     drop(server);
 }
 
+fn account_events_go_signed_to_the_events_webhook() {
+    let sink = WebhookSink::https();
+    let app = TestApp::spawn_with(|c| {
+        c.delivery = Some(Channel::Outbox);
+        c.delivery_settings.links_to_listener = true;
+        c.delivery_settings.events_webhook = Some(sink.url("/events"));
+        c.delivery_settings.webhook_secret = Some(SECRET.to_owned());
+        c.delivery_settings.ca_file = Some(sink.ca_file().to_owned());
+    });
+    let session = app.signed_in("ann@x.io", "pw-ann-1");
+    let token = form(&app, "POST", "/verify_email", &[("email", "ann@x.io")]).json()
+        ["verify_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let redeem = [("email", "ann@x.io"), ("verify_token", token.as_str())];
+    assert_eq!(form(&app, "PUT", "/verify_email", &redeem).status, 200);
+    let signed = |method: &str, path: &str, fields: &[(&str, &str)]| {
+        let (content_type, body) = crate::common::encode(Format::Form, fields);
+        app.request(method, path, Some(&content_type), &body, Some(&session))
+    };
+    let change = [("password", "pw-ann-1"), ("new_password", "pw-ann-2")];
+    assert_eq!(signed("PUT", "/password", &change).status, 200);
+    assert_eq!(
+        signed("DELETE", "/account", &[("password", "pw-ann-2")]).status,
+        200
+    );
+    let requests = wait_until(|| sink.requests(), |r| r.len() >= 4);
+    let now = chrono::Utc::now().timestamp();
+    let mut types = Vec::new();
+    for request in &requests {
+        assert_eq!(request.path, "/events");
+        verify_signature(SECRET, request, now, 300).unwrap();
+        let body: serde_json::Value = serde_json::from_slice(&request.body).unwrap();
+        assert_eq!(body["data"]["email"], "ann@x.io", "{body}");
+        assert_eq!(body["data"]["user_id"], 1, "{body}");
+        assert!(chrono::DateTime::parse_from_rfc3339(body["timestamp"].as_str().unwrap()).is_ok());
+        assert!(!String::from_utf8_lossy(&request.body).contains(&token));
+        types.push(body["type"].as_str().unwrap().to_owned());
+    }
+    types.sort();
+    assert_eq!(
+        types,
+        [
+            "password.changed",
+            "user.created",
+            "user.deleted",
+            "user.verified"
+        ]
+    );
+}
+
+fn secrets_stay_out_of_start_up_lines_and_failure_logs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("store");
+    // Nothing listens on port 9: every attempt fails and is logged.
+    let mut command = std::process::Command::new(crate::common::process::BIN);
+    command
+        .env("AUTHD_BCRYPT_COST", "4")
+        .env("AUTHD_WEBHOOK_SECRET", SECRET)
+        .args(["serve", "--addr", "127.0.0.1:0"])
+        .args(crate::common::stores::store_args(&dir))
+        .args([
+            "--delivery",
+            "smtp://mailer:s3cret-pw@127.0.0.1:9",
+            "--mail-from",
+            "no-reply@example.com",
+            "--events-webhook",
+            "http://127.0.0.1:9/events",
+        ]);
+    let server = Proc::spawn(command, &dir.with_extension("stderr"));
+    assert_eq!(server.post("/users", "email=ann%40x.io&password=pw").0, 200);
+    let stderr = wait_until(
+        || server.stderr(),
+        |e| e.contains("failed (attempt 1 of 8)"),
+    );
+    assert!(stderr.contains("smtp://mailer:***@127.0.0.1:9"), "{stderr}");
+    for secret in ["s3cret-pw", SECRET, &SECRET["whsec_".len()..]] {
+        assert!(
+            !stderr.contains(secret),
+            "stderr leaks {secret:?}: {stderr}"
+        );
+    }
+}
+
 crate::on_every_store!(
+    secrets_stay_out_of_start_up_lines_and_failure_logs,
+    account_events_go_signed_to_the_events_webhook,
     the_outbox_command_lists_shows_retries_and_purges,
     the_dev_outbox_catches_every_message,
     the_dev_outbox_is_not_served_in_production,

@@ -11,7 +11,7 @@ use postgres::Row;
 
 use super::{ms, PgStore};
 use crate::message::{Kind, Message};
-use crate::outbox::{Caught, Intent, Queued};
+use crate::outbox::{Caught, Intent, Queued, Topic};
 use crate::store::{QueueStore, StoreError};
 use crate::user::UserId;
 
@@ -43,6 +43,11 @@ fn number(value: i64, column: &str) -> Result<u64, StoreError> {
     u64::try_from(value).map_err(|_| StoreError::Corrupt(format!("{column} is negative")))
 }
 
+fn topic(name: String) -> Result<Topic, StoreError> {
+    Topic::from_name(&name)
+        .ok_or_else(|| StoreError::Corrupt(format!("unknown queued topic {name:?}")))
+}
+
 fn kind(name: String) -> Result<Kind, StoreError> {
     Kind::from_name(&name)
         .ok_or_else(|| StoreError::Corrupt(format!("unknown message kind {name:?}")))
@@ -55,7 +60,7 @@ fn queued(row: &Row) -> Result<Queued, StoreError> {
     Ok(Queued {
         id: number(row.try_get(0)?, "id")?,
         intent: Intent {
-            kind: kind(row.try_get(1)?)?,
+            kind: topic(row.try_get(1)?)?,
             to: row.try_get(2)?,
             user: user
                 .map(|id| number(id, "user_id").map(UserId))

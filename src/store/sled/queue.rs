@@ -294,10 +294,11 @@ mod tests {
     use super::super::test_support::store;
     use super::*;
     use crate::message::Kind;
+    use crate::outbox::Topic;
 
     fn intent(to: &str) -> Intent {
         Intent {
-            kind: Kind::Verify,
+            kind: Topic::Message(Kind::Verify),
             to: to.to_owned(),
             user: None,
             new_email: None,
