@@ -417,18 +417,6 @@ fn dev_with_a_channel_answers_the_reference_way_and_delivers_too() {
     );
 }
 
-/// `fields` as JSON with the session `session`.
-fn signed(
-    app: &TestApp,
-    method: &str,
-    path: &str,
-    fields: &[(&str, &str)],
-    session: &str,
-) -> Answer {
-    let (content_type, body) = crate::common::encode(Format::Json, fields);
-    app.request(method, path, Some(&content_type), &body, Some(session))
-}
-
 fn verifications_and_notices_go_to_the_webhook() {
     let mailer = Mailer::start(0);
     let app = TestApp::spawn_with(|c| production(c, Channel::Webhook(mailer.url.clone())));
@@ -452,12 +440,11 @@ fn verifications_and_notices_go_to_the_webhook() {
     assert_eq!(mailer.wait_for_kind("verify", 2).len(), 2);
 
     let session = app.session_of(&app.log_in("ann@x.io", STRONG));
-    let started = signed(
-        &app,
+    let started = app.send_in(
+        &session,
         "PUT",
         "/account",
         &[("password", STRONG), ("new_email", "new@x.io")],
-        &session,
     );
     assert_eq!(started.status, 200, "{started:?}");
     assert!(started.json().get("verify_token").is_none(), "{started:?}");
@@ -474,27 +461,25 @@ fn verifications_and_notices_go_to_the_webhook() {
     let done = form(&app, "PUT", "/verify_email", &redeem);
     assert_eq!(done.json()["email"], "new@x.io", "{done:?}");
 
-    let changed = signed(
-        &app,
+    let changed = app.send_in(
+        &session,
         "PUT",
         "/password",
         &[
             ("password", STRONG),
             ("new_password", "another strong passphrase"),
         ],
-        &session,
     );
     assert_eq!(changed.status, 200, "{changed:?}");
     assert_eq!(
         mailer.wait_for_kind("password_changed", 1)[0]["email"],
         "new@x.io"
     );
-    let deleted = signed(
-        &app,
+    let deleted = app.send_in(
+        &session,
         "DELETE",
         "/account",
         &[("password", "another strong passphrase")],
-        &session,
     );
     assert_eq!(deleted.status, 200, "{deleted:?}");
     assert_eq!(

@@ -5,21 +5,10 @@
 //! `production.rs`.
 
 use crate::common::raw::Answer;
-use crate::common::{encode, Format, TestApp};
+use crate::common::{Format, TestApp};
 
 fn form(app: &TestApp, method: &str, path: &str, fields: &[(&str, &str)]) -> Answer {
     app.send(method, path, Format::Form, fields)
-}
-
-fn signed(
-    app: &TestApp,
-    method: &str,
-    path: &str,
-    fields: &[(&str, &str)],
-    session: &str,
-) -> Answer {
-    let (content_type, body) = encode(Format::Json, fields);
-    app.request(method, path, Some(&content_type), &body, Some(session))
 }
 
 fn account(app: &TestApp, session: &str) -> serde_json::Value {
@@ -96,7 +85,7 @@ fn an_email_change_applies_when_the_new_address_answers() {
     let app = TestApp::spawn();
     let session = app.signed_in("old@x.io", "pw-old-1");
     assert_eq!(app.register("taken@x.io", "pw-taken-1").status, 200);
-    let change = |fields: &[(&str, &str)]| signed(&app, "PUT", "/account", fields, &session);
+    let change = |fields: &[(&str, &str)]| app.send_in(&session, "PUT", "/account", fields);
 
     let wrong = change(&[("password", "nope"), ("new_email", "new@x.io")]);
     assert_eq!(
@@ -164,12 +153,11 @@ fn an_email_change_applies_when_the_new_address_answers() {
 fn a_change_to_an_address_taken_meanwhile_is_refused() {
     let app = TestApp::spawn();
     let session = app.signed_in("old@x.io", "pw-old-1");
-    let started = signed(
-        &app,
+    let started = app.send_in(
+        &session,
         "PUT",
         "/account",
         &[("password", "pw-old-1"), ("new_email", "new@x.io")],
-        &session,
     );
     let token = started.json()["verify_token"].as_str().unwrap().to_owned();
     assert_eq!(app.register("NEW@x.io", "pw-new-1").status, 200);
@@ -191,20 +179,18 @@ fn a_password_change_ends_pending_verifications() {
     let app = TestApp::spawn();
     let session = app.signed_in("ann@x.io", "pw-ann-1");
     let token = verify_token(&app, "ann@x.io");
-    let started = signed(
-        &app,
+    let started = app.send_in(
+        &session,
         "PUT",
         "/account",
         &[("password", "pw-ann-1"), ("new_email", "new@x.io")],
-        &session,
     );
     let change = started.json()["verify_token"].as_str().unwrap().to_owned();
-    let reply = signed(
-        &app,
+    let reply = app.send_in(
+        &session,
         "PUT",
         "/password",
         &[("password", "pw-ann-1"), ("new_password", "pw-ann-2")],
-        &session,
     );
     assert_eq!(reply.status, 200, "{reply:?}");
     for (email, token) in [("ann@x.io", &token), ("new@x.io", &change)] {

@@ -4,7 +4,7 @@
 use sled::transaction::TransactionalTree;
 use sled::Transactional;
 
-use super::users::{change_in, UserTrees};
+use super::users::change_in;
 use super::{abort, flatten, owned_in, put_owned, tx, SledStore};
 use crate::codec::{decode_hash, decode_token, encode_id, encode_token};
 use crate::one_time::{OneTimeToken, Purpose};
@@ -108,40 +108,22 @@ impl TokenStore for SledStore {
         changes: &[UserChange],
         ends: Ends,
     ) -> Result<User, StoreError> {
-        let _writing = self.writing();
         let token_hash = redemption.token_hash;
-        let user = (
-            &self.users,
-            &self.by_email,
-            &self.sessions,
-            &self.tokens,
-            &self.owned,
-        )
-            .transaction(|(users, by_email, sessions, tokens, owned)| {
-                let Some(bytes) = tokens.get(token_hash.as_bytes())? else {
-                    return abort(StoreError::PreconditionFailed);
-                };
-                let token = tx(decode_token(*token_hash, &bytes))?;
-                if token.purpose != redemption.purpose
-                    || token.user != redemption.user
-                    || redemption.now >= token.expires_at
-                    || token.created_at < redemption.issued_from
-                {
-                    return abort(StoreError::PreconditionFailed);
-                }
-                drop_in(tokens, owned, token_hash)?;
-                let trees = UserTrees {
-                    users,
-                    by_email,
-                    sessions,
-                    tokens,
-                    owned,
-                };
-                change_in(&trees, token.user, None, changes, ends)
-            })
-            .map_err(flatten)?;
-        self.flush()?;
-        Ok(user)
+        self.in_user_trees(|trees| {
+            let Some(bytes) = trees.tokens.get(token_hash.as_bytes())? else {
+                return abort(StoreError::PreconditionFailed);
+            };
+            let token = tx(decode_token(*token_hash, &bytes))?;
+            if token.purpose != redemption.purpose
+                || token.user != redemption.user
+                || redemption.now >= token.expires_at
+                || token.created_at < redemption.issued_from
+            {
+                return abort(StoreError::PreconditionFailed);
+            }
+            drop_in(trees.tokens, trees.owned, token_hash)?;
+            change_in(trees, token.user, None, changes, ends)
+        })
     }
 
     fn expire_tokens(&self, now: u64, issued_before: u64) -> Result<usize, StoreError> {

@@ -73,6 +73,36 @@ pub(super) fn change_in(
     Ok(new)
 }
 
+impl SledStore {
+    /// Runs `write` as one transaction over the trees a change to a user
+    /// touches, behind the write barrier, and flushes.
+    pub(super) fn in_user_trees<T>(
+        &self,
+        write: impl Fn(&UserTrees<'_>) -> TxResult<T>,
+    ) -> Result<T, StoreError> {
+        let _writing = self.writing();
+        let done = (
+            &self.users,
+            &self.by_email,
+            &self.sessions,
+            &self.tokens,
+            &self.owned,
+        )
+            .transaction(|(users, by_email, sessions, tokens, owned)| {
+                write(&UserTrees {
+                    users,
+                    by_email,
+                    sessions,
+                    tokens,
+                    owned,
+                })
+            })
+            .map_err(flatten)?;
+        self.flush()?;
+        Ok(done)
+    }
+}
+
 impl UserStore for SledStore {
     fn create_user(&self, new: &NewUser) -> Result<User, StoreError> {
         let _writing = self.writing();
@@ -119,27 +149,7 @@ impl UserStore for SledStore {
         changes: &[UserChange],
         ends: Ends,
     ) -> Result<User, StoreError> {
-        let _writing = self.writing();
-        let user = (
-            &self.users,
-            &self.by_email,
-            &self.sessions,
-            &self.tokens,
-            &self.owned,
-        )
-            .transaction(|(users, by_email, sessions, tokens, owned)| {
-                let trees = UserTrees {
-                    users,
-                    by_email,
-                    sessions,
-                    tokens,
-                    owned,
-                };
-                change_in(&trees, id, password_is, changes, ends)
-            })
-            .map_err(flatten)?;
-        self.flush()?;
-        Ok(user)
+        self.in_user_trees(|trees| change_in(trees, id, password_is, changes, ends))
     }
 
     fn delete_user(&self, id: UserId) -> Result<(), StoreError> {

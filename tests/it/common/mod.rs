@@ -216,6 +216,18 @@ impl TestApp {
         self.request(method, path, Some(&content_type), &body, None)
     }
 
+    /// Sends `fields` as JSON in the session `session` (its cookie).
+    pub fn send_in(
+        &self,
+        session: &str,
+        method: &str,
+        path: &str,
+        fields: &[(&str, &str)],
+    ) -> Answer {
+        let (content_type, body) = encode(Format::Json, fields);
+        self.request(method, path, Some(&content_type), &body, Some(session))
+    }
+
     pub fn register(&self, email: &str, password: &str) -> Answer {
         self.send(
             "POST",

@@ -4,16 +4,14 @@
 //! transport against a real conversation, TLS included.
 
 use std::io::Write as _;
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::net::TcpStream;
 use std::sync::{Arc, Condvar, Mutex};
-use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
 
-use super::test_ca::{read_line, Stream, TestCa};
+use super::test_ca::{read_line, Acceptor, Stream, TestCa};
 
 /// Connections served at once; more are answered 421 and closed.
 const MAX_CONNECTIONS: usize = 8;
@@ -57,63 +55,42 @@ struct Shared {
     changed: Condvar,
     options: SinkOptions,
     tls: Option<Arc<rustls::ServerConfig>>,
-    active: AtomicUsize,
 }
 
 pub struct SmtpSink {
-    addr: SocketAddr,
+    acceptor: Acceptor,
     shared: Arc<Shared>,
-    stop: Arc<AtomicBool>,
-    accept: Option<JoinHandle<()>>,
     ca: TestCa,
 }
 
 impl SmtpSink {
     pub fn start(options: SinkOptions) -> SmtpSink {
         let ca = TestCa::new();
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
         let shared = Arc::new(Shared {
             log: Mutex::new(Log::default()),
             changed: Condvar::new(),
             tls: (options.starttls || options.implicit_tls).then(|| ca.server_config()),
             options,
-            active: AtomicUsize::new(0),
         });
-        let stop = Arc::new(AtomicBool::new(false));
-        let accept = {
-            let shared = Arc::clone(&shared);
-            let stop = Arc::clone(&stop);
-            thread::spawn(move || {
-                for stream in listener.incoming() {
-                    if stop.load(Ordering::SeqCst) {
-                        return;
-                    }
-                    let Ok(mut stream) = stream else { continue };
-                    if shared.active.fetch_add(1, Ordering::SeqCst) >= MAX_CONNECTIONS {
-                        shared.active.fetch_sub(1, Ordering::SeqCst);
-                        let _ = stream.write_all(b"421 too many connections\r\n");
-                        continue;
-                    }
-                    let shared = Arc::clone(&shared);
-                    thread::spawn(move || {
-                        let _ = serve(stream, &shared);
-                        shared.active.fetch_sub(1, Ordering::SeqCst);
-                    });
-                }
-            })
-        };
+        let serving = Arc::clone(&shared);
+        let acceptor = Acceptor::start(
+            MAX_CONNECTIONS,
+            move |stream| {
+                let _ = serve(stream, &serving);
+            },
+            |mut stream| {
+                let _ = stream.write_all(b"421 too many connections\r\n");
+            },
+        );
         SmtpSink {
-            addr,
+            acceptor,
             shared,
-            stop,
-            accept: Some(accept),
             ca,
         }
     }
 
     pub fn port(&self) -> u16 {
-        self.addr.port()
+        self.acceptor.addr().port()
     }
 
     /// The CA that signed the sink's certificate (for `127.0.0.1` and
@@ -147,17 +124,6 @@ impl SmtpSink {
 
     pub fn auth_failures(&self) -> usize {
         self.shared.log.lock().unwrap().auth_failures
-    }
-}
-
-impl Drop for SmtpSink {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        // Wakes the accept loop so it sees `stop`.
-        let _ = TcpStream::connect_timeout(&self.addr, Duration::from_secs(1));
-        if let Some(accept) = self.accept.take() {
-            let _ = accept.join();
-        }
     }
 }
 

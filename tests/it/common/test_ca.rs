@@ -143,3 +143,67 @@ pub fn read_line(stream: &mut impl std::io::Read) -> std::io::Result<Option<Stri
         }
     }
 }
+
+/// A loopback listener that serves each connection on a thread of its
+/// own, at most `max` at once (one more is handed to `refuse` and
+/// closed); stopped and joined when dropped. What the test receivers
+/// (SMTP, webhook) share.
+pub struct Acceptor {
+    addr: std::net::SocketAddr,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Acceptor {
+    pub fn start(
+        max: usize,
+        serve: impl Fn(std::net::TcpStream) + Send + Sync + 'static,
+        refuse: impl Fn(std::net::TcpStream) + Send + 'static,
+    ) -> Acceptor {
+        use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let active = Arc::new(AtomicUsize::new(0));
+        let serve = Arc::new(serve);
+        let stopping = Arc::clone(&stop);
+        let thread = std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                if stopping.load(Ordering::SeqCst) {
+                    return;
+                }
+                let Ok(stream) = stream else { continue };
+                if active.fetch_add(1, Ordering::SeqCst) >= max {
+                    active.fetch_sub(1, Ordering::SeqCst);
+                    refuse(stream);
+                    continue;
+                }
+                let (active, serve) = (Arc::clone(&active), Arc::clone(&serve));
+                std::thread::spawn(move || {
+                    serve(stream);
+                    active.fetch_sub(1, Ordering::SeqCst);
+                });
+            }
+        });
+        Acceptor {
+            addr,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    pub fn addr(&self) -> std::net::SocketAddr {
+        self.addr
+    }
+}
+
+impl Drop for Acceptor {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        // Wakes the accept loop so it sees `stop`.
+        let _ = std::net::TcpStream::connect_timeout(&self.addr, std::time::Duration::from_secs(1));
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}

@@ -4,10 +4,8 @@
 //! independently of authd's signing code.
 
 use std::io::{Read as _, Write as _};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::net::TcpStream;
 use std::sync::{Arc, Mutex};
-use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -15,7 +13,7 @@ use base64::Engine as _;
 use hmac::{Hmac, KeyInit as _, Mac as _};
 use sha2::Sha256;
 
-use super::test_ca::{read_line, Stream, TestCa};
+use super::test_ca::{read_line, Acceptor, Stream, TestCa};
 
 const MAX_CONNECTIONS: usize = 8;
 const MAX_BODY: usize = 1024 * 1024;
@@ -50,14 +48,11 @@ struct Shared {
     requests: Mutex<Vec<Request>>,
     answer: Mutex<Answer>,
     tls: Option<Arc<rustls::ServerConfig>>,
-    active: AtomicUsize,
 }
 
 pub struct WebhookSink {
-    addr: SocketAddr,
+    acceptor: Acceptor,
     shared: Arc<Shared>,
-    stop: Arc<AtomicBool>,
-    accept: Option<JoinHandle<()>>,
     ca: TestCa,
 }
 
@@ -74,41 +69,22 @@ impl WebhookSink {
 
     fn start(tls: bool) -> WebhookSink {
         let ca = TestCa::new();
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
         let shared = Arc::new(Shared {
             requests: Mutex::new(Vec::new()),
             answer: Mutex::new(Answer::Status(204)),
             tls: tls.then(|| ca.server_config()),
-            active: AtomicUsize::new(0),
         });
-        let stop = Arc::new(AtomicBool::new(false));
-        let accept = {
-            let shared = Arc::clone(&shared);
-            let stop = Arc::clone(&stop);
-            thread::spawn(move || {
-                for stream in listener.incoming() {
-                    if stop.load(Ordering::SeqCst) {
-                        return;
-                    }
-                    let Ok(stream) = stream else { continue };
-                    if shared.active.fetch_add(1, Ordering::SeqCst) >= MAX_CONNECTIONS {
-                        shared.active.fetch_sub(1, Ordering::SeqCst);
-                        continue;
-                    }
-                    let shared = Arc::clone(&shared);
-                    thread::spawn(move || {
-                        let _ = serve(stream, &shared);
-                        shared.active.fetch_sub(1, Ordering::SeqCst);
-                    });
-                }
-            })
-        };
+        let serving = Arc::clone(&shared);
+        let acceptor = Acceptor::start(
+            MAX_CONNECTIONS,
+            move |stream| {
+                let _ = serve(stream, &serving);
+            },
+            drop,
+        );
         WebhookSink {
-            addr,
+            acceptor,
             shared,
-            stop,
-            accept: Some(accept),
             ca,
         }
     }
@@ -120,7 +96,7 @@ impl WebhookSink {
         } else {
             "http"
         };
-        format!("{scheme}://{}{path}", self.addr)
+        format!("{scheme}://{}{path}", self.acceptor.addr())
     }
 
     pub fn ca_file(&self) -> &std::path::Path {
@@ -133,16 +109,6 @@ impl WebhookSink {
 
     pub fn requests(&self) -> Vec<Request> {
         self.shared.requests.lock().unwrap().clone()
-    }
-}
-
-impl Drop for WebhookSink {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        let _ = TcpStream::connect_timeout(&self.addr, Duration::from_secs(1));
-        if let Some(accept) = self.accept.take() {
-            let _ = accept.join();
-        }
     }
 }
 
