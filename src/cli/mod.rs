@@ -81,23 +81,30 @@ enum Command {
     Healthcheck(healthcheck::HealthcheckArgs),
 }
 
-/// `authd healthcheck ...` parsed on its own. Through [`Cli`], clap would
-/// also read and check the `AUTHD_*` variables of the top-level serve
-/// flags, so a bad `AUTHD_ADDR` in a container's environment would fail
-/// every health check with a usage error about a server setting it does
-/// not use. `authd --help` still lists it through [`Command`].
+/// A named subcommand other than `serve`, parsed on its own. Through
+/// [`Cli`], clap would also read and check the `AUTHD_*` variables of the
+/// top-level serve flags, so a bad `AUTHD_ADDR` in the environment would
+/// fail `authd check`, `authd user list` or a container's health check
+/// with a usage error about a server setting they do not use. `authd
+/// --help` still lists every subcommand through [`Cli`].
 #[derive(Debug, Parser)]
 #[command(name = "authd", version)]
-struct HealthcheckCli {
+struct SubcommandCli {
     #[command(subcommand)]
-    command: HealthcheckOnly,
+    command: Command,
 }
 
-#[derive(Debug, Subcommand)]
-enum HealthcheckOnly {
-    /// GET a URL (a server's /healthz): exit 0 on a 2xx answer, 1
-    /// otherwise, for container and supervisor health checks.
-    Healthcheck(healthcheck::HealthcheckArgs),
+/// Whether the command line names a subcommand other than `serve` (its
+/// first argument, before any flag).
+fn names_other_subcommand() -> bool {
+    let Some(first) = std::env::args_os().nth(1) else {
+        return false;
+    };
+    let first = first.to_string_lossy();
+    first != "serve"
+        && Cli::command()
+            .get_subcommands()
+            .any(|sub| sub.get_name() == first)
 }
 
 /// Where the store is; shared by every subcommand.
@@ -343,17 +350,14 @@ pub enum CliError {
 
 /// Parses the command line and runs the command.
 pub fn main() -> ExitCode {
-    if std::env::args_os()
-        .nth(1)
-        .is_some_and(|arg| arg == "healthcheck")
-    {
-        let HealthcheckCli {
-            command: HealthcheckOnly::Healthcheck(args),
-        } = usage::parse();
-        crate::tls::install_crypto_provider();
-        return report(healthcheck::run(args));
-    }
-    let cli: Cli = usage::parse();
+    // The subcommand, or (none named) the serve flags.
+    let command = if names_other_subcommand() {
+        let SubcommandCli { command } = usage::parse();
+        Ok(command)
+    } else {
+        let cli: Cli = usage::parse();
+        cli.command.ok_or(cli.serve)
+    };
     // One crypto provider for the whole process, before anything uses TLS.
     crate::tls::install_crypto_provider();
     // authd writes nothing anyone else should read (stores, exports,
@@ -361,13 +365,11 @@ pub fn main() -> ExitCode {
     // explicit mode is set (sled's later snapshot files), serving included.
     // SAFETY: umask only sets this process's file mode mask.
     unsafe { libc::umask(0o077) };
-    let result = match cli.command {
-        None => serve_with(cli.serve),
-        Some(Command::Serve(args)) => serve_with(*args),
-        // Handled above, before the serve flags are parsed; kept so the
-        // match stays exhaustive.
-        Some(Command::Healthcheck(args)) => healthcheck::run(args),
-        Some(command) => {
+    let result = match command {
+        Err(serve) => serve_with(serve),
+        Ok(Command::Serve(args)) => serve_with(*args),
+        Ok(Command::Healthcheck(args)) => healthcheck::run(args),
+        Ok(command) => {
             let socket = command.store().map(StoreArgs::socket);
             let plan = remote::Plan::of(&command);
             match Env::direct(|env| run_admin(command, env)) {

@@ -396,6 +396,56 @@ fn environment_values_are_named_and_booleans_are_lenient() {
     assert!(!tmp.path().join("never").exists());
 }
 
+/// A server setting gone wrong in the environment (a container's, say)
+/// stops the server with a usage error, and leaves the admin commands,
+/// which do not use it, working.
+#[test]
+fn a_bad_serve_variable_does_not_stop_the_admin_commands() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = tmp.path().join("store");
+    let with_bad_env = |args: &[&str]| {
+        Command::new(BIN)
+            .env("AUTHD_ADDR", "not an address")
+            .env("AUTHD_BCRYPT_COST", "4")
+            .env("AUTHD_SECURE_COOKIES", "maybe")
+            .args(args)
+            .arg("--data-dir")
+            .arg(&store)
+            .output()
+            .unwrap()
+    };
+    let serve = with_bad_env(&["serve"]);
+    assert_eq!(serve.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&serve.stderr).contains("AUTHD_ADDR"));
+    let add = Command::new(BIN)
+        .env("AUTHD_ADDR", "not an address")
+        .env("AUTHD_BCRYPT_COST", "4")
+        .args(["user", "add", "a@x.io", "--password-stdin", "--data-dir"])
+        .arg(&store)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            use std::io::Write as _;
+            child.stdin.take().unwrap().write_all(b"pw-a-1\n")?;
+            child.wait_with_output()
+        })
+        .unwrap();
+    assert_eq!(
+        add.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&add.stderr)
+    );
+    for args in [&["check"][..], &["user", "list"], &["outbox", "list"]] {
+        let output = with_bad_env(args);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(0), "{args:?}: {stderr}");
+        assert!(!stderr.contains("AUTHD_ADDR"), "{args:?}: {stderr}");
+    }
+}
+
 /// Standard output is exactly one line, for scripts; the summary goes to
 /// stderr and says the profile and the absolute store path.
 #[test]
