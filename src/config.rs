@@ -90,6 +90,15 @@ pub struct Config {
     /// Serve HTTPS with this certificate and key (`--tls-cert`,
     /// `--tls-key`); `None` serves plain HTTP (behind a TLS proxy, say).
     pub tls: Option<crate::tls::TlsFiles>,
+    /// `--metrics-addr`: serve `/metrics` (only) on a listener of its
+    /// own, `HOST:PORT`, instead of the main one.
+    pub metrics_addr: Option<String>,
+    /// `--metrics-public`: `/metrics` on the main listener in production
+    /// too (which otherwise answers 404 there).
+    pub metrics_public: bool,
+    /// How long the store's numbers in `/metrics` are kept before they
+    /// are read again.
+    pub metrics_cache: Duration,
 }
 
 /// Connection caps and timeouts of the HTTP edge: what a slow, idle or
@@ -190,7 +199,17 @@ impl Config {
             edge: EdgeLimits::default(),
             secret_key_file: None,
             tls: None,
+            metrics_addr: None,
+            metrics_public: false,
+            metrics_cache: crate::metrics::DEFAULT_CACHE_PERIOD,
         }
+    }
+
+    /// Whether the main listener serves `/metrics`: with
+    /// `--metrics-public`, or in the dev profile without a listener of
+    /// its own. Production keeps it off the public port unless told.
+    pub fn metrics_on_main(&self) -> bool {
+        self.metrics_public || (self.metrics_addr.is_none() && self.profile == Profile::Dev)
     }
 
     /// Where the store is: the database when a URL is set, else the

@@ -22,6 +22,7 @@ use serde_json::Value;
 use crate::auth::{Auth, AuthError, Caller, Recipient};
 use crate::clock::unix_millis;
 use crate::message::{Kind, Message, PublicUrl, Templates, Vars};
+use crate::metrics::{DeliveryOutcome, Metrics};
 use crate::outbox::{purpose_of, AccountEvent, Queued, Topic, CAUGHT_MAX};
 use crate::store::StoreError;
 use crate::transport::smtp::{Smtp, SmtpConfig};
@@ -153,6 +154,8 @@ pub struct Courier {
     public_url: Option<PublicUrl>,
     /// Where events go (`--events-webhook`), signed like the deliveries.
     events: Option<Webhook>,
+    /// Where attempts are counted, when metrics are kept.
+    metrics: Option<Arc<Metrics>>,
 }
 
 enum Transport {
@@ -230,9 +233,15 @@ impl Courier {
                 templates,
                 public_url,
                 events,
+                metrics: None,
             },
             warnings,
         ))
+    }
+
+    /// Counts every attempt in `metrics` by its outcome.
+    pub fn count_with(&mut self, metrics: Arc<Metrics>) {
+        self.metrics = Some(metrics);
     }
 
     /// Builds links on `listener` (the address bound) when no public URL
@@ -249,10 +258,18 @@ impl Courier {
         let attempts = queued.attempts + 1;
         let store = auth.store();
         let outcome = match self.attempt(auth, queued) {
-            Ok(()) => store.finish(queued.id),
+            Ok(()) => {
+                self.count(DeliveryOutcome::Sent);
+                store.finish(queued.id)
+            }
             Err(e) => {
                 let now = unix_millis();
                 let dead = !e.is_transient() || attempts >= MAX_ATTEMPTS;
+                self.count(if dead {
+                    DeliveryOutcome::Dead
+                } else {
+                    DeliveryOutcome::Retry
+                });
                 let next_at = now.saturating_add(crate::clock::millis(backoff(attempts)));
                 if dead {
                     eprintln!(
@@ -274,6 +291,12 @@ impl Courier {
         };
         if let Err(e) = outcome {
             eprintln!("authd: could not record a delivery's outcome: {e}");
+        }
+    }
+
+    fn count(&self, outcome: DeliveryOutcome) {
+        if let Some(metrics) = &self.metrics {
+            metrics.delivery_attempt(outcome);
         }
     }
 

@@ -21,6 +21,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread;
+use std::time::{Duration, Instant};
 
 use crate::user::Password;
 
@@ -155,12 +156,27 @@ impl Drop for Owner {
     }
 }
 
+/// Told how long each job waited in the queue before a worker took it
+/// (the metrics' histogram); called on the worker, so it must be cheap.
+pub type WaitObserver = Arc<dyn Fn(Duration) + Send + Sync>;
+
+/// Jobs in the pool at one moment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Depth {
+    /// Waiting for a worker.
+    pub waiting: usize,
+    /// On a worker now.
+    pub running: usize,
+}
+
 /// Handle to the worker pool. Cloning shares the pool.
 #[derive(Clone)]
 pub struct Hasher {
     pool: Arc<Owner>,
     cost: u32,
     stats: Arc<HashStats>,
+    /// Told each job's wait, when metrics are kept.
+    waits: Option<WaitObserver>,
 }
 
 impl Hasher {
@@ -204,7 +220,26 @@ impl Hasher {
             pool: Arc::new(Owner(pool)),
             cost,
             stats: Arc::default(),
+            waits: None,
         })
+    }
+
+    /// This pool, telling `observer` how long each job of this handle (and
+    /// of its clones) waits for a worker.
+    pub fn with_wait_observer(self, observer: WaitObserver) -> Hasher {
+        Hasher {
+            waits: Some(observer),
+            ..self
+        }
+    }
+
+    /// Jobs waiting and running now, for the metrics (one short lock).
+    pub fn depth(&self) -> Depth {
+        let schedule = self.pool.0.schedule();
+        Depth {
+            waiting: schedule.queued,
+            running: schedule.running.values().sum(),
+        }
     }
 
     /// The configured bcrypt cost for new hashes.
@@ -261,7 +296,12 @@ impl Hasher {
         f: impl FnOnce() -> T + Send + 'static,
     ) -> Result<T, HashError> {
         let (reply, result) = mpsc::sync_channel(1);
+        let waits = self.waits.clone();
+        let queued_at = Instant::now();
         let job: Job = Box::new(move || {
+            if let Some(observe) = waits {
+                observe(queued_at.elapsed());
+            }
             let value = f();
             Box::new(move || {
                 // The waiter may have gone; nothing to do about it then.

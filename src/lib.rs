@@ -31,6 +31,7 @@ pub mod email_key;
 pub mod hasher;
 pub mod http;
 pub mod message;
+pub mod metrics;
 pub mod one_time;
 pub mod outbox;
 pub mod permits;

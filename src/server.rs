@@ -19,7 +19,8 @@ use crate::delivery;
 use crate::device::DeviceKeys;
 use crate::hasher::Hasher;
 use crate::http::error::ApiError;
-use crate::http::{edge, App, Settings, MAX_HEAD_BYTES};
+use crate::http::{edge, App, Settings, MAX_HEAD_BYTES, ROUTES};
+use crate::metrics::Metrics;
 use crate::permits::Permits;
 use crate::server_key::ServerKey;
 use crate::store::{AnyStore, Migration, OpenError, RequestStore, StoreError, Upgrade};
@@ -55,6 +56,8 @@ pub enum StartError {
 /// A running server.
 pub struct Running {
     addr: SocketAddr,
+    /// The address of the `--metrics-addr` listener, when there is one.
+    metrics_addr: Option<SocketAddr>,
     stop: Arc<AtomicBool>,
     /// Stops the handlers once the stop flag is set.
     thread: Option<JoinHandle<()>>,
@@ -105,29 +108,53 @@ pub fn start(config: &Config) -> Result<Running, StartError> {
     // health), so its handler finds the application through a cell.
     let served = Arc::new(OnceLock::new());
     let permits = Arc::new(Permits::new(config.threads.max(1)));
-    let bind = || {
-        listen(
-            config,
-            handler(Arc::clone(&served), Arc::clone(&permits), hsts),
+    let metrics_permits = Arc::new(Permits::new(METRICS_THREADS));
+    let bind = || -> Result<_, StartError> {
+        let main = listen(
+            &config.addr,
+            edge_limits(config),
+            handler(
+                Arc::clone(&served),
+                Arc::clone(&permits),
+                hsts,
+                Handle::Main,
+            ),
             tls.clone(),
-        )
+        )?;
+        let metrics = match &config.metrics_addr {
+            Some(addr) => Some(listen(
+                addr,
+                metrics_limits(config),
+                handler(
+                    Arc::clone(&served),
+                    Arc::clone(&metrics_permits),
+                    false,
+                    Handle::Metrics,
+                ),
+                None,
+            )?),
+            None => None,
+        };
+        Ok((main, metrics))
     };
     // An existing store first, so a store held by another process is what
     // is reported, not the port it holds too; a new one after binding, so a
     // port in use leaves no empty store behind.
-    let (store, listener) = if opens_before_binding(config) {
+    let (store, (listener, metrics_listener)) = if opens_before_binding(config) {
         let store = open_migrated(config)?;
         (store, bind()?)
     } else {
-        let listener = bind()?;
-        (open_migrated(config)?, listener)
+        let listeners = bind()?;
+        (open_migrated(config)?, listeners)
     };
+    let metrics = Arc::new(Metrics::new(&ROUTES, config.metrics_cache));
     let hasher = Hasher::start_fair(
         config.hash_workers,
         config.hash_queue(),
         config.bcrypt_cost,
         config.limits.hashes_per_address,
-    )?;
+    )?
+    .with_wait_observer(metrics.hash_wait_observer());
     let delivery = match config.profile {
         Profile::Production => Delivery::Queued,
         Profile::Dev => Delivery::InResponse {
@@ -154,17 +181,34 @@ pub fn start(config: &Config) -> Result<Running, StartError> {
     if config.profile == Profile::Production {
         limits = limits.with_devices(DeviceKeys::from_server_key(&key));
     }
-    let auth = Arc::new(Auth::new(
-        store.request(),
-        hasher,
-        rules,
-        limits,
-        Audit::new(config.audit_log),
-    )?);
+    let auth = Arc::new(
+        Auth::new(
+            store.request(),
+            hasher,
+            rules,
+            limits,
+            Audit::new(config.audit_log),
+        )?
+        .with_observer(Arc::clone(&metrics) as Arc<dyn crate::auth::Observer>),
+    );
+    metrics.attach(crate::metrics::Sources {
+        store: store.clone(),
+        requests: store.request(),
+        hasher: auth.hasher().clone(),
+    });
     let addr = listener
         .server_addr()
         .to_ip()
         .ok_or_else(|| StartError::Config("not a TCP address".to_owned()))?;
+    let metrics_addr = match &metrics_listener {
+        Some(listener) => Some(
+            listener
+                .server_addr()
+                .to_ip()
+                .ok_or_else(|| StartError::Config("not a TCP address".to_owned()))?,
+        ),
+        None => None,
+    };
     let app = Arc::new(App {
         auth: Arc::clone(&auth),
         settings: Settings {
@@ -181,12 +225,19 @@ pub fn start(config: &Config) -> Result<Running, StartError> {
                 .map_err(StartError::Config)?,
             public_origin: config.public_origin.clone(),
             listener: Some(listener.health()),
+            metrics_on_main: config.metrics_on_main(),
         },
+        metrics: Arc::clone(&metrics),
     });
     // A cell made above and set only here: this cannot fail.
     let _ = served.set(Arc::clone(&app));
     let stop = Arc::new(AtomicBool::new(false));
-    let thread = serve(listener, permits, Arc::clone(&stop))?;
+    let thread = serve(
+        listener,
+        permits,
+        metrics_listener.map(|listener| (listener, metrics_permits)),
+        Arc::clone(&stop),
+    )?;
     let janitor = spawn_janitor(Arc::clone(&auth), Arc::clone(&stop), config.sweep_interval)?;
     let bell = Arc::clone(auth.bell());
     let courier = match courier {
@@ -194,6 +245,7 @@ pub fn start(config: &Config) -> Result<Running, StartError> {
             if config.delivery_settings.links_to_listener {
                 courier.link_to(addr);
             }
+            courier.count_with(Arc::clone(&metrics));
             let (auth, stop) = (auth, Arc::clone(&stop));
             Some(
                 thread::Builder::new()
@@ -205,6 +257,7 @@ pub fn start(config: &Config) -> Result<Running, StartError> {
     };
     Ok(Running {
         addr,
+        metrics_addr,
         stop,
         thread: Some(thread),
         janitor: Some(janitor),
@@ -267,20 +320,18 @@ fn over_tls(mut response: tiny_http::ResponseBox, hsts: bool) -> tiny_http::Resp
     response
 }
 
-/// Binds the listener with the edge limits of `config`, serving HTTPS
-/// with `tls` when given.
-fn listen(
-    config: &Config,
-    handler: tiny_http::Handler,
-    tls: Option<Arc<tiny_http::tls::ServerConfig>>,
-) -> Result<tiny_http::Server, StartError> {
-    let bind_error = |reason: String| StartError::Bind {
-        addr: config.addr.clone(),
-        reason,
-    };
-    let listener = bind(&config.addr).map_err(|e| bind_error(e.to_string()))?;
+/// Requests the `--metrics-addr` listener handles at once: a scrape is
+/// one cheap request, and more would only let a flood of them compete
+/// with the API for the CPU.
+const METRICS_THREADS: usize = 2;
+/// Connections the `--metrics-addr` listener keeps open at once (and per
+/// client address): a few scrapers.
+const METRICS_CONNECTIONS: usize = 16;
+
+/// The edge limits of the main listener, from `config`.
+fn edge_limits(config: &Config) -> tiny_http::Limits {
     let edge = config.edge;
-    let limits = tiny_http::Limits {
+    tiny_http::Limits {
         max_head_bytes: MAX_HEAD_BYTES,
         max_body_bytes: config.max_body_bytes,
         header_timeout: edge.header_timeout,
@@ -292,7 +343,35 @@ fn listen(
         write_timeout: edge.body_timeout,
         max_connections: edge.max_connections,
         max_connections_per_ip: edge.max_connections_per_ip,
+    }
+}
+
+/// The edge limits of the `--metrics-addr` listener: the main one's
+/// timeouts, few connections, and no body worth reading (a scrape is a
+/// `GET`).
+fn metrics_limits(config: &Config) -> tiny_http::Limits {
+    let connections = METRICS_CONNECTIONS.min(config.edge.max_connections);
+    tiny_http::Limits {
+        max_body_bytes: 1024,
+        max_connections: connections,
+        max_connections_per_ip: connections,
+        ..edge_limits(config)
+    }
+}
+
+/// Binds `addr` with `limits` and `handler`, serving HTTPS with `tls`
+/// when given.
+fn listen(
+    addr: &str,
+    limits: tiny_http::Limits,
+    handler: tiny_http::Handler,
+    tls: Option<Arc<tiny_http::tls::ServerConfig>>,
+) -> Result<tiny_http::Server, StartError> {
+    let bind_error = |reason: String| StartError::Bind {
+        addr: addr.to_owned(),
+        reason,
     };
+    let listener = bind(addr).map_err(|e| bind_error(e.to_string()))?;
     let hsts = tls.is_some();
     let edge_response = edge::edge_response();
     let hooks = tiny_http::Hooks {
@@ -345,9 +424,12 @@ fn bind(addr: &str) -> std::io::Result<std::net::TcpListener> {
 
 /// The thread that stops serving: once `stop` is set it stops accepting
 /// and waits (at most [`GRACE`]) for the requests being handled.
+/// The `--metrics-addr` listener, when there is one, stops with the main
+/// one.
 fn serve(
     listener: tiny_http::Server,
     permits: Arc<Permits>,
+    metrics: Option<(tiny_http::Server, Arc<Permits>)>,
     stop: Arc<AtomicBool>,
 ) -> std::io::Result<JoinHandle<()>> {
     thread::Builder::new()
@@ -358,19 +440,38 @@ fn serve(
             }
             // With the handler on the connections' threads nothing is queued.
             drop(listener.shutdown());
+            if let Some((listener, permits)) = metrics {
+                drop(listener.shutdown());
+                // A scrape in flight is not worth waiting for.
+                let _ = permits.close(POLL);
+            }
             if !permits.close(GRACE) {
                 eprintln!("authd: in-flight requests did not finish in {GRACE:?}; stopping anyway");
             }
         })
 }
 
+/// Which of the application's entry points a listener calls.
+#[derive(Debug, Clone, Copy)]
+enum Handle {
+    /// The API ([`App::handle`]).
+    Main,
+    /// `/metrics` only ([`App::handle_metrics_listener`]).
+    Metrics,
+}
+
 /// The request handler of the listener: on the connection's own thread,
 /// once its body is read, within one of the `--threads` permits; `hsts`
 /// when serving HTTPS.
-fn handler(app: Arc<OnceLock<Arc<App>>>, permits: Arc<Permits>, hsts: bool) -> tiny_http::Handler {
+fn handler(
+    app: Arc<OnceLock<Arc<App>>>,
+    permits: Arc<Permits>,
+    hsts: bool,
+    handle: Handle,
+) -> tiny_http::Handler {
     Arc::new(move |request| {
         let refusal = match (app.get(), permits.acquire()) {
-            (Some(app), Some(_permit)) => return answer(app, request, hsts),
+            (Some(app), Some(_permit)) => return answer(app, request, hsts, handle),
             // Bound, but the application is not set yet (a moment at start).
             (None, _) => "the server is starting, retry shortly",
             (_, None) => "the server is stopping",
@@ -384,9 +485,13 @@ fn handler(app: Arc<OnceLock<Arc<App>>>, permits: Arc<Permits>, hsts: bool) -> t
 /// Answers one request. A panic (there should be none: the request path
 /// denies `unwrap` and friends) becomes a JSON 500 and leaves the handler
 /// thread alive.
-fn answer(app: &App, mut request: tiny_http::Request, hsts: bool) {
+fn answer(app: &App, mut request: tiny_http::Request, hsts: bool, handle: Handle) {
     let incoming = edge::incoming(&mut request);
-    let response = catch_unwind(AssertUnwindSafe(|| app.handle(&incoming))).unwrap_or_else(|_| {
+    let response = catch_unwind(AssertUnwindSafe(|| match handle {
+        Handle::Main => app.handle(&incoming),
+        Handle::Metrics => app.handle_metrics_listener(&incoming),
+    }))
+    .unwrap_or_else(|_| {
         crate::http::with_common_headers(
             ApiError::Internal("a request handler panicked".to_owned()).into_response(),
         )
@@ -428,6 +533,11 @@ impl Running {
     /// The address actually bound (the real port when 0 was asked for).
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The address the `--metrics-addr` listener bound, if there is one.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
     }
 
     /// The certificate served over HTTPS (`None` over plain HTTP), to

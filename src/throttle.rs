@@ -68,6 +68,10 @@ pub trait Limiter: Send + Sync {
     fn clear(&self, key: &str) -> Result<(), ThrottleError>;
     /// Drops every entry quiet for longer than the window.
     fn sweep(&self) -> Result<(), ThrottleError>;
+    /// Whether `key` is locked out ([`Rule::locked`]) rather than only
+    /// delayed: asked after a refusal, to tell the two apart in the
+    /// metrics (both answer 429 alike).
+    fn locked(&self, key: &str) -> Result<bool, ThrottleError>;
 }
 
 /// The rules of one throttle.
@@ -249,6 +253,15 @@ impl Rule {
         })
     }
 
+    /// Whether a key with `count` events, the last `since_last` ago, is
+    /// locked out (its `lockout` reached within the window), not only
+    /// delayed; never for a token bucket.
+    pub fn locked(&self, count: u32, since_last: Duration) -> bool {
+        self.refill.is_none()
+            && since_last <= self.window
+            && self.lockout.is_some_and(|limit| count >= limit)
+    }
+
     /// How long after the last event the next one may come, for a key with
     /// `count` events; `None` if it may come at once.
     fn wait(&self, count: u32) -> Option<Duration> {
@@ -291,6 +304,15 @@ impl Throttle {
                 .verdict(entry.count, now.saturating_duration_since(entry.last)),
             None => Ok(()),
         }
+    }
+
+    /// Whether `key` is locked out at `now` ([`Rule::locked`]).
+    pub fn is_locked(&self, key: &str, now: Instant) -> bool {
+        let table = self.table();
+        table.entry(&self.rule, key, now).is_some_and(|entry| {
+            self.rule
+                .locked(entry.count, now.saturating_duration_since(entry.last))
+        })
     }
 
     /// Counts an event for `key` at `now`.
@@ -419,6 +441,10 @@ impl Limiter for Throttle {
         Throttle::sweep(self, Instant::now());
         Ok(())
     }
+
+    fn locked(&self, key: &str) -> Result<bool, ThrottleError> {
+        Ok(Throttle::is_locked(self, key, Instant::now()))
+    }
 }
 
 #[cfg(test)]
@@ -520,6 +546,31 @@ mod tests {
         assert_eq!(t.check("k", now + 101 * S), Ok(()));
         t.record("k", now + 101 * S);
         assert_eq!(t.check("k", now + 101 * S), Ok(()));
+    }
+
+    #[test]
+    fn a_lockout_is_told_from_a_delay() {
+        let t = Throttle::new(rule());
+        let mut now = Instant::now();
+        for _ in 0..9 {
+            now += 10 * S;
+            t.record("k", now);
+        }
+        // Delayed, not locked: nine events, the lockout is at ten.
+        assert!(t.check("k", now).is_err());
+        assert!(!t.is_locked("k", now));
+        now += 10 * S;
+        t.record("k", now);
+        assert!(t.check("k", now + 50 * S).is_err());
+        assert!(t.is_locked("k", now + 50 * S));
+        assert!(!t.is_locked("k", now + 101 * S));
+        assert!(!t.is_locked("other", now));
+        // A bucket is never locked.
+        let bucket = Rule {
+            refill: Some(S),
+            ..rule()
+        };
+        assert!(!bucket.locked(1_000, S));
     }
 
     #[test]

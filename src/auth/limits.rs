@@ -357,6 +357,14 @@ impl Limits {
         }
     }
 
+    /// Whether the failure `budget` of a login on `email` is locked out
+    /// (its lockout reached), not only delayed: asked after a refusal, for
+    /// the metrics. A count that cannot be read is not a lockout.
+    pub fn locked_out(&self, email: &str, budget: &Budget) -> bool {
+        let (failures, key) = self.failures(email, budget);
+        failures.locked(&key).unwrap_or(false)
+    }
+
     /// A successful login: the attempt reserved against the client's
     /// address does not count (the account's count is cleared by
     /// [`Limits::account_recovered`]).

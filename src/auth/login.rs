@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use super::limits::Budget;
-use super::{Auth, AuthError, Caller};
+use super::{Auth, AuthError, Caller, LoginOutcome};
 use crate::audit::Event;
 use crate::clock::unix_millis;
 use crate::device::DeviceCookie;
@@ -75,7 +75,20 @@ impl Auth {
             caller,
             typed_email,
             "POST /sessions",
-        )?;
+        )
+        .inspect_err(|e| {
+            if let Some(observer) = &self.observer {
+                // A refusal is a lockout or a delay: only the counts say
+                // which, so they are read only when someone is counting.
+                let outcome = match e {
+                    AuthError::Throttled(_) if self.limits.locked_out(typed_email, &budget) => {
+                        LoginOutcome::Locked
+                    }
+                    other => login_outcome(other),
+                };
+                observer.login(outcome);
+            }
+        })?;
         let outcome = self.limits.reserve_success(typed_email).and_then(|()| {
             // The bcrypt work, in this address's turns of the queue.
             let attempt = match (Email::parse(typed_email), Password::parse(typed_password)) {
@@ -85,6 +98,12 @@ impl Auth {
             // A success reserved and not used goes back.
             attempt.inspect_err(|_| self.limits.success_not_used(typed_email))
         });
+        if let Some(observer) = &self.observer {
+            observer.login(match &outcome {
+                Ok(_) => LoginOutcome::Ok,
+                Err(e) => login_outcome(e),
+            });
+        }
         match outcome {
             Ok((user, token)) => {
                 if let Some(old) = replacing {
@@ -267,6 +286,17 @@ impl Auth {
     }
 }
 
+/// How a login that ended in `error` is counted (a lockout is told from
+/// a delay where the reservation is refused).
+fn login_outcome(error: &AuthError) -> LoginOutcome {
+    match error {
+        AuthError::InvalidCredentials => LoginOutcome::WrongPassword,
+        AuthError::Throttled(_) => LoginOutcome::Throttled,
+        AuthError::EmailNotVerified => LoginOutcome::Unverified,
+        _ => LoginOutcome::Error,
+    }
+}
+
 /// The bcrypt cost a hash was made with.
 fn cost_of(hash: &str) -> Option<u32> {
     hash.parse::<bcrypt::HashParts>()
@@ -418,6 +448,80 @@ mod tests {
         let new_device = elsewhere.device.unwrap();
         assert_ne!(new_device, cookie);
         assert!(log_in("pw", Some(&new_device)).is_ok());
+    }
+
+    /// Remembers every login outcome it is told.
+    #[derive(Default)]
+    struct Seen(std::sync::Mutex<Vec<LoginOutcome>>);
+
+    impl crate::auth::Observer for Seen {
+        fn login(&self, outcome: LoginOutcome) {
+            self.0.lock().unwrap().push(outcome);
+        }
+    }
+
+    #[test]
+    fn every_login_outcome_is_observed_and_a_lockout_told_from_a_delay() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        // Locked out at the first failure; one success per account at
+        // once, the next after an hour (a refusal no clock can undo).
+        let limits = Limits::new(LimitSettings {
+            login_free_failures: 1,
+            lockout_failures: 1,
+            login_success_burst: 1,
+            login_success_refill: std::time::Duration::from_secs(3600),
+            ..LimitSettings::default()
+        });
+        let seen = Arc::new(Seen::default());
+        let rules = Rules {
+            require_verified_email: true,
+            ..Rules::dev()
+        };
+        let hasher = Hasher::start(2, 8, 4).unwrap();
+        let auth = Auth::new(Arc::new(store), hasher, rules, limits, Audit::new(false))
+            .unwrap()
+            .with_observer(Arc::clone(&seen) as Arc<dyn crate::auth::Observer>);
+        for (address, verified) in [("u@x.io", false), ("v@x.io", true), ("w@x.io", true)] {
+            auth.store()
+                .create_user(&crate::user::NewUser {
+                    email: email(address),
+                    hashed_password: auth.hasher().hash(&password("pw")).unwrap(),
+                    email_verified: verified,
+                    created_at: None,
+                })
+                .unwrap();
+        }
+        let log_in = |email: &str, password: &str| auth.log_in(&caller(), email, password, None);
+        assert!(matches!(
+            log_in("u@x.io", "pw"),
+            Err(AuthError::EmailNotVerified)
+        ));
+        assert!(log_in("v@x.io", "pw").is_ok());
+        // The next success of the account waits an hour: a delay.
+        assert!(matches!(
+            log_in("v@x.io", "pw"),
+            Err(AuthError::Throttled(_))
+        ));
+        assert!(matches!(
+            log_in("w@x.io", "wrong"),
+            Err(AuthError::InvalidCredentials)
+        ));
+        // One failure reaches the lockout: 429 as well, counted apart.
+        assert!(matches!(
+            log_in("w@x.io", "pw"),
+            Err(AuthError::Throttled(_))
+        ));
+        assert_eq!(
+            *seen.0.lock().unwrap(),
+            [
+                LoginOutcome::Unverified,
+                LoginOutcome::Ok,
+                LoginOutcome::Throttled,
+                LoginOutcome::WrongPassword,
+                LoginOutcome::Locked,
+            ]
+        );
     }
 
     #[test]

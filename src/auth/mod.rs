@@ -272,6 +272,63 @@ impl Rules {
     }
 }
 
+/// How a login attempt ended, as the metrics count it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoginOutcome {
+    /// A new session.
+    Ok,
+    /// Unknown email or wrong password (one case, as in the answer).
+    WrongPassword,
+    /// Refused before any bcrypt work while a delay runs (429), or the
+    /// client held all its places in the bcrypt queue.
+    Throttled,
+    /// Refused because the account (or the known device) reached its
+    /// lockout: 429 like a delay, told apart only here.
+    Locked,
+    /// The right password of an account whose address is not verified
+    /// (`--require-verified-email`).
+    Unverified,
+    /// Not decided: the bcrypt queue was full, the store or the throttle
+    /// counts failed.
+    Error,
+}
+
+impl LoginOutcome {
+    /// Every outcome, in the order of [`LoginOutcome::index`].
+    pub const ALL: [LoginOutcome; 6] = [
+        LoginOutcome::Ok,
+        LoginOutcome::WrongPassword,
+        LoginOutcome::Throttled,
+        LoginOutcome::Locked,
+        LoginOutcome::Unverified,
+        LoginOutcome::Error,
+    ];
+
+    /// The outcome's name, as a metric label.
+    pub fn name(self) -> &'static str {
+        match self {
+            LoginOutcome::Ok => "ok",
+            LoginOutcome::WrongPassword => "wrong_password",
+            LoginOutcome::Throttled => "throttled",
+            LoginOutcome::Locked => "locked",
+            LoginOutcome::Unverified => "unverified",
+            LoginOutcome::Error => "error",
+        }
+    }
+
+    /// Its place in [`LoginOutcome::ALL`], to index pre-resolved counters.
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// Watches the use cases for what an operator counts (the metrics), so
+/// that `auth` stays free of any metrics library or HTTP notion.
+pub trait Observer: Send + Sync {
+    /// A login attempt ended so.
+    fn login(&self, outcome: LoginOutcome);
+}
+
 /// Sessions per user by default: enough for every device a person owns,
 /// few enough that a list of them stays readable and a leaked password
 /// cannot pile up sessions without bound.
@@ -298,6 +355,8 @@ pub struct Auth {
     verify_time: login::VerifyTime,
     /// Rung when a message is queued.
     bell: Arc<Bell>,
+    /// Told how logins end, when metrics are kept.
+    observer: Option<Arc<dyn Observer>>,
 }
 
 impl Auth {
@@ -341,6 +400,15 @@ impl Auth {
             dummy_hash: OnceLock::new(),
             verify_time: login::VerifyTime::default(),
             bell: Arc::default(),
+            observer: None,
+        }
+    }
+
+    /// This service, telling `observer` how logins end.
+    pub fn with_observer(self, observer: Arc<dyn Observer>) -> Auth {
+        Auth {
+            observer: Some(observer),
+            ..self
         }
     }
 

@@ -350,6 +350,19 @@ pub struct ServeArgs {
           value_parser = parse_seconds)]
     keepalive_timeout: Duration,
 
+    /// Serve GET /metrics (Prometheus) on a listener of its own,
+    /// HOST:PORT (plain HTTP; e.g. 127.0.0.1:9090 for a scraper on this
+    /// machine), and no longer on the main one (unless --metrics-public).
+    #[arg(long, env = "AUTHD_METRICS_ADDR", value_name = "HOST:PORT",
+          value_parser = parse_addr)]
+    metrics_addr: Option<String>,
+
+    /// Serve GET /metrics on the main listener in the production profile
+    /// too (it answers 404 there otherwise; the dev profile serves it
+    /// unless --metrics-addr is set).
+    #[arg(long, env = "AUTHD_METRICS_PUBLIC", value_parser = BoolishValueParser::new())]
+    metrics_public: bool,
+
     /// Take the client IP (for throttling and logs) from this header, as set
     /// by your reverse proxy: X-Forwarded-For (the last address of all its
     /// lines) or X-Real-IP. Only set it when a proxy you control always
@@ -494,6 +507,9 @@ impl ServeArgs {
             public_origin: self.public_url,
             secret_key_file: self.secret_key_file,
             tls,
+            metrics_addr: self.metrics_addr,
+            metrics_public: self.metrics_public,
+            metrics_cache: crate::metrics::DEFAULT_CACHE_PERIOD,
         };
         config.validate()?;
         Ok(config)
@@ -576,10 +592,16 @@ fn summary(config: &Config) -> String {
         ),
         None => "plain HTTP".to_owned(),
     };
+    let metrics = match (&config.metrics_addr, config.metrics_on_main()) {
+        (Some(_), true) => "metrics on --metrics-addr and the main listener".to_owned(),
+        (Some(_), false) => "metrics on --metrics-addr only".to_owned(),
+        (None, true) => "metrics on the main listener".to_owned(),
+        (None, false) => "no metrics (--metrics-addr or --metrics-public)".to_owned(),
+    };
     format!(
         "profile {}, {transport}, {store}, tokens {delivery}, bcrypt cost {} on {} \
          workers ({} places per client address), {} requests handled at once, at most {} \
-         connections ({} per client address)",
+         connections ({} per client address), {metrics}",
         match config.profile {
             Profile::Dev => "dev",
             Profile::Production => "production",
@@ -687,6 +709,9 @@ pub fn serve(config: Config, control_socket: std::path::PathBuf) -> Result<(), C
     }
     handle_signals(running.stop_flag(), running.certificate())?;
     eprintln!("authd: {}", summary(&config));
+    if let Some(addr) = running.metrics_addr() {
+        eprintln!("authd: metrics on http://{addr}/metrics");
+    }
     if config.profile == Profile::Dev && !running.addr().ip().is_loopback() {
         eprintln!(
             "authd: WARNING: listening on {} (not a loopback address) in the dev profile: \

@@ -25,6 +25,7 @@ use rouille::{Request, Response};
 
 use crate::auth::{Auth, Caller};
 use crate::config::Profile;
+use crate::metrics::Metrics;
 use error::ApiError;
 
 /// Settings the HTTP layer needs beyond the service itself.
@@ -57,13 +58,68 @@ pub struct Settings {
     /// Whether the listener accepts connections, for the health check
     /// (`None` without a listener, as in handler tests).
     pub listener: Option<tiny_http::ListenerHealth>,
+    /// Whether this listener answers `GET /metrics` ([`Config::metrics_on_main`]);
+    /// if not, it is a 404 like any unknown path.
+    ///
+    /// [`Config::metrics_on_main`]: crate::config::Config::metrics_on_main
+    pub metrics_on_main: bool,
 }
 
-/// Everything a request handler needs: the service and the transport's
-/// settings.
+/// Everything a request handler needs: the service, the transport's
+/// settings and the metrics every answer is counted in.
 pub struct App {
     pub auth: Arc<Auth>,
     pub settings: Settings,
+    pub metrics: Arc<Metrics>,
+}
+
+/// The route templates requests are counted under in the metrics, in the
+/// router's order; the last, `other`, takes everything else (unknown
+/// paths, `/metrics` where it is not served), so no label is ever a path
+/// a client chose.
+pub const ROUTES: [&str; 15] = [
+    "/",
+    "/users",
+    "/sessions",
+    "/sessions/{id}",
+    "/profile",
+    "/auth/verify",
+    "/password",
+    "/account",
+    "/reset_password",
+    "/verify_email",
+    "/dev/outbox",
+    "/healthz",
+    "/openapi.json",
+    "/metrics",
+    "other",
+];
+
+/// Where `/metrics` is in [`ROUTES`].
+const METRICS_ROUTE: usize = 13;
+
+/// Where the route of a normalized `path` is in [`ROUTES`].
+fn route_index(path: &str) -> usize {
+    const OTHER: usize = ROUTES.len() - 1;
+    if let Some(id) = path.strip_prefix("/sessions/") {
+        return if id.contains('/') { OTHER } else { 3 };
+    }
+    match path {
+        "/" => 0,
+        "/users" => 1,
+        "/sessions" => 2,
+        "/profile" => 4,
+        "/auth/verify" => 5,
+        "/password" => 6,
+        "/account" => 7,
+        "/reset_password" => 8,
+        "/verify_email" => 9,
+        "/dev/outbox" => 10,
+        "/healthz" => 11,
+        "/openapi.json" => 12,
+        "/metrics" => METRICS_ROUTE,
+        _ => OTHER,
+    }
 }
 
 /// Headers a proxy or tunnel adds; a dev client that sends one is not
@@ -123,8 +179,47 @@ impl App {
             Some(origin) => cors::allow(response, origin),
             None => response,
         });
+        let elapsed = started.elapsed();
+        let route = match route_index(normalize(&url)) {
+            METRICS_ROUTE if !self.settings.metrics_on_main => ROUTES.len() - 1,
+            route => route,
+        };
+        self.metrics
+            .observe_request(route, request.method(), response.status_code, elapsed);
         if self.settings.access_log {
-            log_request(request, &url, ip, response.status_code, started.elapsed());
+            log_request(request, &url, ip, response.status_code, elapsed);
+        }
+        response
+    }
+
+    /// Answers one request on the listener of `--metrics-addr`: `GET
+    /// /metrics`, and 404 for everything else (counted and logged like
+    /// any request).
+    pub fn handle_metrics_listener(&self, request: &Request) -> Response {
+        let started = Instant::now();
+        let url = request.url();
+        let path = normalize(&url);
+        let answer = match (path, request.method()) {
+            ("/metrics", "GET") => routes::metrics::get(self, request),
+            ("/metrics", _) => Err(ApiError::MethodNotAllowed("GET")),
+            _ => Err(ApiError::NotFound("not found")),
+        };
+        let response = with_common_headers(answer.unwrap_or_else(ApiError::into_response));
+        let elapsed = started.elapsed();
+        let route = match path {
+            "/metrics" => METRICS_ROUTE,
+            _ => ROUTES.len() - 1,
+        };
+        self.metrics
+            .observe_request(route, request.method(), response.status_code, elapsed);
+        if self.settings.access_log {
+            log_request(
+                request,
+                &url,
+                request.remote_addr().ip(),
+                response.status_code,
+                elapsed,
+            );
         }
         response
     }
@@ -171,6 +266,12 @@ impl App {
             ("/healthz", _) => Err(ApiError::MethodNotAllowed("GET")),
             ("/openapi.json", "GET") => routes::meta::openapi(),
             ("/openapi.json", _) => Err(ApiError::MethodNotAllowed("GET")),
+            ("/metrics", "GET") if self.settings.metrics_on_main => {
+                routes::metrics::get(self, request)
+            }
+            ("/metrics", _) if self.settings.metrics_on_main => {
+                Err(ApiError::MethodNotAllowed("GET"))
+            }
             _ => Err(ApiError::NotFound("not found")),
         }
     }
@@ -294,6 +395,24 @@ mod tests {
     }
 
     #[test]
+    fn routes_are_templates_and_the_rest_is_other() {
+        use super::{route_index, ROUTES};
+        let template = |path: &str| ROUTES[route_index(super::normalize(path))];
+        assert_eq!(template("/sessions/abc"), "/sessions/{id}");
+        assert_eq!(template("/sessions/abc/"), "/sessions/{id}");
+        assert_eq!(template("/sessions/a/b"), "other");
+        assert_eq!(template("/users/"), "/users");
+        assert_eq!(template("/nowhere"), "other");
+        assert_eq!(template("/metrics"), "/metrics");
+        assert_eq!(template("/"), "/");
+        for (index, route) in ROUTES.iter().enumerate().take(ROUTES.len() - 1) {
+            if *route != "/sessions/{id}" {
+                assert_eq!(route_index(route), index, "{route}");
+            }
+        }
+    }
+
+    #[test]
     fn trailing_slashes_are_dropped() {
         assert_eq!(normalize("/users/"), "/users");
         assert_eq!(normalize("/users//"), "/users");
@@ -319,10 +438,10 @@ mod broken_store_tests {
     use crate::one_time::{OneTimeToken, Purpose};
     use crate::outbox::{Caught, Intent, Queued};
     use crate::session::{Session, SessionId};
-    use crate::store::QueueStore;
     use crate::store::{
         Ends, Redemption, SessionStore, StoreError, TokenStore, UserChange, UserStore,
     };
+    use crate::store::{QueueCounts, QueueStore};
     use crate::token::{Token, TokenHash};
     use crate::user::{NewUser, User, UserId};
 
@@ -437,6 +556,9 @@ mod broken_store_tests {
         fn queued(&self) -> Result<Vec<Queued>, StoreError> {
             down()
         }
+        fn queue_counts(&self) -> Result<QueueCounts, StoreError> {
+            down()
+        }
         fn revive(&self, _: Option<u64>, _: u64) -> Result<usize, StoreError> {
             down()
         }
@@ -479,7 +601,9 @@ mod broken_store_tests {
                 allowed_origins: Vec::new(),
                 public_origin: None,
                 listener: None,
+                metrics_on_main: true,
             },
+            metrics: Arc::new(Metrics::new(&ROUTES, Duration::from_secs(15))),
         }
     }
 
@@ -595,8 +719,9 @@ mod broken_store_tests {
             ["Retry-After"]
         );
         // Never on the paths kept from other sites.
+        // (Served here, GET only: the preflight is an OPTIONS like any.)
         let metrics = preflight("http://localhost:3000", "/metrics");
-        assert_eq!(metrics.status_code, 404);
+        assert_eq!(metrics.status_code, 405);
         assert!(header(&metrics, "Access-Control-Allow-Origin").is_empty());
     }
 

@@ -20,8 +20,8 @@ mod traits;
 
 pub use self::sled::{SledStore, DEFAULT_CACHE_BYTES};
 pub use traits::{
-    Counts, Ends, Import, Maintenance, QueueStore, Redemption, RequestStore, SessionStore,
-    TokenStore, UserChange, UserStore,
+    Counts, Ends, Import, Maintenance, QueueCounts, QueueStore, Redemption, RequestStore,
+    SessionStore, TokenStore, UserChange, UserStore,
 };
 
 use std::path::{Path, PathBuf};

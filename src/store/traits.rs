@@ -245,6 +245,10 @@ pub trait QueueStore: Send + Sync {
     /// Every queued message, waiting and dead, in id order.
     fn queued(&self) -> Result<Vec<Queued>, StoreError>;
 
+    /// How many messages wait and how many are dead letters, without
+    /// reading them (the metrics; [`QueueStore::queued`] decodes all).
+    fn queue_counts(&self) -> Result<QueueCounts, StoreError>;
+
     /// Puts dead letters (all, or the one with `id`) back in the queue,
     /// due at `now`, their attempts counted afresh; returns how many.
     fn revive(&self, id: Option<u64>, now: u64) -> Result<usize, StoreError>;
@@ -267,6 +271,15 @@ pub trait QueueStore: Send + Sync {
 pub trait RequestStore: UserStore + SessionStore + TokenStore + QueueStore {}
 
 impl<T: UserStore + SessionStore + TokenStore + QueueStore> RequestStore for T {}
+
+/// Messages in the delivery queue.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct QueueCounts {
+    /// Still to be sent (due now or later).
+    pub waiting: usize,
+    /// Kept as dead letters after their last attempt.
+    pub dead: usize,
+}
 
 /// Numbers of records, for `authd check` and the operator.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

@@ -50,6 +50,8 @@ mod hardening;
 mod hostile;
 /// HTTPS from the binary: the flow, Secure cookies, HSTS, SIGHUP reloads, the edge over TLS.
 mod https;
+/// `GET /metrics`: what is counted, under which labels, and where it is served.
+mod metrics;
 /// `/openapi.json` is valid and tells the truth about the live server.
 mod openapi;
 /// The operator's safety nets: no accidental stores, all-or-nothing import, private files.

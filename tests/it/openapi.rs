@@ -194,6 +194,20 @@ fn the_document_matches_the_live_server() {
         "/openapi.json",
         app.request("GET", "/openapi.json", None, b"", None),
     );
+    let metrics = hit(
+        "GET",
+        "/metrics",
+        app.request("GET", "/metrics", None, b"", None),
+    );
+    assert_eq!(
+        metrics.header("Content-Type"),
+        Some("text/plain; version=0.0.4; charset=utf-8")
+    );
+    hit(
+        "POST",
+        "/metrics",
+        app.request("POST", "/metrics", None, b"", None),
+    );
     hit(
         "GET",
         "/dev/outbox",
@@ -782,6 +796,8 @@ fn the_document_matches_the_live_server() {
         ("/profile", "GET", 400),
         ("/healthz", "GET", 505),
         ("/openapi.json", "GET", 413),
+        ("/metrics", "GET", 200),
+        ("/metrics", "POST", 405),
     ] {
         assert!(
             spec.covered
@@ -811,6 +827,10 @@ fn the_document_matches_the_production_profile_too() {
         c.allowed_origins = vec![LISTED.to_owned()];
     });
     let mut spec = Spec::load(&app);
+    // No --metrics-public: not served here, as the document says.
+    let metrics = app.request("GET", "/metrics", None, b"", None);
+    assert_eq!(metrics.status, 404, "{metrics:?}");
+    spec.check("GET", "/metrics", &metrics);
     let strong = [
         ("email", "a@b.io"),
         ("password", "correct horse battery staple"),

@@ -4,6 +4,7 @@ pub mod account;
 pub mod dev_outbox;
 pub mod index;
 pub mod meta;
+pub mod metrics;
 pub mod profile;
 pub mod reset_password;
 pub mod sessions;

@@ -12,7 +12,7 @@ use postgres::Row;
 use super::{ms, PgStore};
 use crate::message::{Kind, Message};
 use crate::outbox::{Caught, Intent, Queued, Topic};
-use crate::store::{QueueStore, StoreError};
+use crate::store::{QueueCounts, QueueStore, StoreError};
 use crate::user::UserId;
 
 /// The columns [`queued`] reads, as a literal for `concat!`.
@@ -153,6 +153,19 @@ impl QueueStore for PgStore {
     fn queued(&self) -> Result<Vec<Queued>, StoreError> {
         let rows = self.conn()?.query(LIST, &[])?;
         rows.iter().map(queued).collect()
+    }
+
+    fn queue_counts(&self) -> Result<QueueCounts, StoreError> {
+        let row = self.conn()?.query_one(
+            "SELECT count(*) FILTER (WHERE NOT dead), count(*) FILTER (WHERE dead) \
+             FROM authd_queue",
+            &[],
+        )?;
+        let (waiting, dead): (i64, i64) = (row.try_get(0)?, row.try_get(1)?);
+        Ok(QueueCounts {
+            waiting: usize::try_from(waiting).unwrap_or(0),
+            dead: usize::try_from(dead).unwrap_or(0),
+        })
     }
 
     fn revive(&self, id: Option<u64>, now: u64) -> Result<usize, StoreError> {

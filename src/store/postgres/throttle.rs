@@ -468,6 +468,14 @@ impl PgLimiter {
 
     /// How long `key` must wait, from its row or its sketch estimate.
     fn wait(&self, key: &str, cells: &[i32]) -> Result<Option<Duration>, ThrottleError> {
+        Ok(self
+            .standing(key, cells)?
+            .and_then(|(count, since)| self.rule.verdict(count, since).err()))
+    }
+
+    /// The count of `key` (its row, or its cells' estimate) and the time
+    /// since its last event; `None` if nothing is counted for it.
+    fn standing(&self, key: &str, cells: &[i32]) -> Result<Option<(u32, Duration)>, ThrottleError> {
         let cells = cells.to_vec();
         let row = read(&self.pool, |conn| {
             conn.query_opt(
@@ -482,10 +490,7 @@ impl PgLimiter {
         let count: i32 = row.try_get(0).map_err(pg)?;
         let since: i64 = row.try_get(1).map_err(pg)?;
         let since = Duration::from_millis(u64::try_from(since).unwrap_or(0));
-        Ok(self
-            .rule
-            .verdict(u32::try_from(count).unwrap_or(0), since)
-            .err())
+        Ok(Some((u32::try_from(count).unwrap_or(0), since)))
     }
 }
 
@@ -526,6 +531,13 @@ impl Limiter for PgLimiter {
         Ok(Some(
             self.wait(key, &cells)?.unwrap_or(Duration::from_secs(1)),
         ))
+    }
+
+    fn locked(&self, key: &str) -> Result<bool, ThrottleError> {
+        let secret = self.ready()?;
+        Ok(self
+            .standing(key, &self.cells(&secret, key))?
+            .is_some_and(|(count, since)| self.rule.locked(count, since)))
     }
 
     fn release(&self, key: &str) -> Result<(), ThrottleError> {

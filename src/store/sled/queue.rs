@@ -15,7 +15,7 @@ use super::{abort, flatten, tx, SledStore, TxResult};
 use crate::codec::{decode_caught, decode_queued, encode_caught, encode_queued};
 use crate::message::Message;
 use crate::outbox::{Caught, Intent, Queued};
-use crate::store::{QueueStore, StoreError};
+use crate::store::{QueueCounts, QueueStore, StoreError};
 
 /// Key in `meta` holding how many messages wait (not dead).
 const WAITING_KEY: &[u8] = b"queue_waiting";
@@ -224,6 +224,23 @@ impl QueueStore for SledStore {
                 Ok(decode_queued(id_of(&key)?, &value)?)
             })
             .collect()
+    }
+
+    /// The waiting count kept in `meta`; the dead letters are the rest
+    /// of `queue` (its length is a walk of its keys, bounded by the
+    /// queue's own bound and the dead letters kept).
+    fn queue_counts(&self) -> Result<QueueCounts, StoreError> {
+        let waiting = match self.meta.get(WAITING_KEY)? {
+            Some(bytes) => <[u8; 8]>::try_from(bytes.as_ref())
+                .map(u64::from_be_bytes)
+                .map_err(|_| StoreError::Corrupt("queue count is not 8 bytes".to_owned()))?,
+            None => 0,
+        };
+        let waiting = usize::try_from(waiting).unwrap_or(usize::MAX);
+        Ok(QueueCounts {
+            waiting,
+            dead: self.queue.len().saturating_sub(waiting),
+        })
     }
 
     fn revive(&self, id: Option<u64>, now: u64) -> Result<usize, StoreError> {
