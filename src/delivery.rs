@@ -376,7 +376,15 @@ impl Courier {
             Transport::Smtp(smtp) => smtp.send(&self.templates.render(kind, &vars)),
             Transport::Webhook(webhook) => {
                 let body = body(kind, &vars).to_string();
-                webhook.send(&format!("authd_{}", queued.id), body.as_bytes())
+                // A token minted for this attempt makes it a message of
+                // its own: a receiver that dropped a retry as a duplicate
+                // would keep only a token the retry replaced.
+                let id = if intent.token.is_none() && purpose_of(kind).is_some() {
+                    format!("authd_{}_{}", queued.id, queued.attempts + 1)
+                } else {
+                    format!("authd_{}", queued.id)
+                };
+                webhook.send(&id, body.as_bytes())
             }
             Transport::Outbox => {
                 let message: Message = self.templates.render(kind, &vars);

@@ -57,6 +57,19 @@ impl Token {
     pub fn hash(&self) -> TokenHash {
         TokenHash(Sha256::digest(self.0.as_bytes()).into())
     }
+
+    /// The SHA-256 of the token bound to the address (key) it was sent
+    /// to: how an email change's token is stored, so that it is found
+    /// only together with that address. A token minted for one new
+    /// address can then never apply another, whatever the account's
+    /// pending address has become since.
+    pub fn hash_for(&self, address_key: &str) -> TokenHash {
+        let mut digest = Sha256::new();
+        digest.update(self.0.as_bytes());
+        digest.update([0]);
+        digest.update(address_key.as_bytes());
+        TokenHash(digest.finalize().into())
+    }
 }
 
 impl fmt::Debug for Token {

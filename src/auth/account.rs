@@ -11,12 +11,30 @@
 use super::{Auth, AuthError, Caller};
 use crate::audit::Event;
 use crate::message::Kind;
+use crate::one_time::Purpose;
 use crate::outbox::{AccountEvent, Intent, Topic};
 use crate::store::{Ends, StoreError, UserChange};
 use crate::token::Token;
 use crate::user::{Password, User};
 
+/// What `GET /account` shows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountView {
+    pub user: User,
+    pub session_count: usize,
+}
+
 impl Auth {
+    /// The session's user and how many sessions they hold.
+    pub fn account(&self, session: &Token) -> Result<AccountView, AuthError> {
+        let (_, user) = self.authenticate(session)?;
+        let session_count = self.store.sessions_of(user.id)?.len();
+        Ok(AccountView {
+            user,
+            session_count,
+        })
+    }
+
     /// Sets a new password for the session's user, after checking the
     /// current one (401 `wrong password`, counted as a failed login) and
     /// the password policy. One write: the new hash (only if the one just
@@ -38,9 +56,8 @@ impl Auth {
         // email change's token its pending address.
         let ends = Ends {
             sessions: true,
-            tokens: true,
+            tokens: &Purpose::ALL,
             keep_session: Some(session.token_hash),
-            ..Ends::default()
         };
         let changed = self
             .store

@@ -5,6 +5,7 @@
 
 use super::{Auth, AuthError, Caller};
 use crate::audit::Event;
+use crate::one_time::Purpose;
 use crate::outbox::AccountEvent;
 use crate::session::{Session, SessionId};
 use crate::store::{Ends, StoreError, UserChange};
@@ -60,7 +61,7 @@ impl Auth {
         // every one-time token (a pending reset would otherwise undo it).
         let ends = Ends {
             sessions: true,
-            tokens: true,
+            tokens: &Purpose::ALL,
             ..Ends::default()
         };
         let changes = [

@@ -11,11 +11,13 @@
 
 mod account;
 mod admin;
+mod email_change;
 pub mod limits;
 mod login;
 mod register;
 mod reset;
 mod sessions;
+mod tokens;
 mod verify;
 
 use std::net::{IpAddr, Ipv4Addr};
@@ -35,8 +37,9 @@ use crate::token::{RandomError, Token};
 use crate::user::{Email, Password, User, UserId};
 use limits::Limits;
 
+pub use account::AccountView;
+pub use email_change::EmailChangeAnswer;
 pub use sessions::Scope;
-pub use verify::{AccountView, EmailChangeAnswer};
 
 /// What a request for a one-time token (reset, verification) answers.
 #[derive(Debug)]
@@ -503,7 +506,9 @@ impl Auth {
     /// whose whole point is the message is not answered as done.
     ///
     /// Messages anyone can have sent to an address (a reset or a
-    /// verification asked for by address) are limited per address and in
+    /// verification asked for by address, and an email change's token,
+    /// which anyone with an account can aim at any address) are limited
+    /// per address and in
     /// all ([`Limits::delivery`]); one over a limit is dropped and logged,
     /// never said in the answer (which would tell whether the address has
     /// an account).
@@ -512,7 +517,10 @@ impl Auth {
             return Ok(());
         }
         if intent.user.is_none()
-            || matches!(intent.kind, Topic::Message(Kind::Reset | Kind::Verify))
+            || matches!(
+                intent.kind,
+                Topic::Message(Kind::Reset | Kind::Verify | Kind::EmailChange)
+            )
         {
             if let Err(e) = self.limits.delivery(&intent.to) {
                 eprintln!(

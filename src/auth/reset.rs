@@ -2,12 +2,13 @@
 //! `PUT /reset_password` (redeem it), with the reference's
 //! `get_reset_password_token` and `update_password`.
 
-use super::{Auth, AuthError, Caller, Delivery, Recipient, TokenAnswer};
+use super::tokens::issued_from;
+use super::{Auth, AuthError, Caller, TokenAnswer};
 use crate::audit::Event;
 use crate::clock::{millis, unix_millis};
 use crate::hasher::{HashKey, OWN_WORK};
-use crate::one_time::{OneTimeToken, Purpose};
-use crate::outbox::{kind_of, AccountEvent, Intent, Topic};
+use crate::one_time::Purpose;
+use crate::outbox::AccountEvent;
 use crate::store::{Ends, Redemption, StoreError, UserChange};
 use crate::token::Token;
 use crate::user::{Email, Password, User};
@@ -25,117 +26,6 @@ impl Auth {
         self.request_token(caller, typed, Purpose::Reset)
     }
 
-    /// Answers a request for a one-time token of `purpose` for what
-    /// `caller` typed (throttled by the caller).
-    ///
-    /// Dev: the token, or `UnknownEmail` for an email nobody registered
-    /// (an email that cannot be an address is answered as one); the token
-    /// also goes to the delivery worker if one is set. Production: the same
-    /// answer whether or not the email is registered, in the same time:
-    /// the request only enqueues, and the worker issues and sends the
-    /// token. `QueueFull` if the queue is.
-    pub(super) fn request_token(
-        &self,
-        caller: &Caller,
-        typed: &str,
-        purpose: Purpose,
-    ) -> Result<TokenAnswer, AuthError> {
-        let email = Email::parse(typed);
-        match self.rules.delivery {
-            Delivery::Queued => {
-                let shown = email
-                    .as_ref()
-                    .map_or(typed.trim(), |email| email.as_str())
-                    .to_owned();
-                match email {
-                    // The worker mints the token when it sends, if the
-                    // address has an account.
-                    Ok(email) => self.send(
-                        caller,
-                        Intent {
-                            kind: Topic::Message(kind_of(purpose)),
-                            to: email.as_str().to_owned(),
-                            user: None,
-                            new_email: None,
-                            token: None,
-                            ip: None,
-                        },
-                    )?,
-                    Err(_) => self.record_typed(refused(purpose), caller, typed, None),
-                }
-                Ok(TokenAnswer::Queued { shown })
-            }
-            Delivery::InResponse { .. } => {
-                let Ok(email) = email else {
-                    self.record_typed(refused(purpose), caller, typed, None);
-                    return Err(AuthError::UnknownEmail);
-                };
-                let (user, address, token) =
-                    self.issue_token(caller, &Recipient::Address(email), purpose)?;
-                self.send(caller, self.token_intent(purpose, &user, address, &token))?;
-                Ok(TokenAnswer::Token {
-                    email: user.email.as_str().to_owned(),
-                    token,
-                })
-            }
-        }
-    }
-
-    /// The message carrying a token the request minted (the dev profile,
-    /// whose answers carry it too).
-    pub(super) fn token_intent(
-        &self,
-        purpose: Purpose,
-        user: &User,
-        address: String,
-        token: &Token,
-    ) -> Intent {
-        Intent {
-            kind: Topic::Message(kind_of(purpose)),
-            to: address,
-            user: Some(user.id),
-            new_email: None,
-            token: Some(token.as_str().to_owned()),
-            ip: None,
-        }
-    }
-
-    /// Issues a token of `purpose` for `to`, replacing the user's earlier
-    /// one of that purpose, and audits the outcome; returns the user, the
-    /// address the token goes to (the pending one for an email change)
-    /// and the token. The HTTP routes and the delivery worker alike come
-    /// here. `UnknownEmail` if `to` names no account (or no pending
-    /// change).
-    pub fn issue_token(
-        &self,
-        caller: &Caller,
-        to: &Recipient,
-        purpose: Purpose,
-    ) -> Result<(User, String, Token), AuthError> {
-        let found = match to {
-            Recipient::Address(email) => self.store.user_by_email(email),
-            Recipient::PendingAddress(id) => self.store.user_by_id(*id),
-        };
-        let user = match found {
-            Ok(user) => user,
-            Err(StoreError::NotFound) => {
-                if let Recipient::Address(email) = to {
-                    self.record_typed(refused(purpose), caller, email.as_str(), None);
-                }
-                return Err(AuthError::UnknownEmail);
-            }
-            Err(e) => return Err(e.into()),
-        };
-        let address = match (to, &user.pending_email) {
-            (Recipient::PendingAddress(_), Some(pending)) => pending.as_str().to_owned(),
-            (Recipient::PendingAddress(_), None) => return Err(AuthError::UnknownEmail),
-            (Recipient::Address(_), _) => user.email.as_str().to_owned(),
-        };
-        let token = self.mint(&user, purpose)?;
-        self.record(requested(purpose), caller, Some(user.id), Some(&address));
-        Ok((user, address, token))
-    }
-
     /// Issues a reset token for `email`, replacing any earlier one (the
     /// reference's `get_reset_password_token`).
     pub fn get_reset_password_token(&self, email: &Email) -> Result<(User, Token), AuthError> {
@@ -146,38 +36,6 @@ impl Auth {
         };
         let token = self.mint(&user, Purpose::Reset)?;
         Ok((user, token))
-    }
-
-    /// Stores a new token of `purpose` for `user` (replacing the older
-    /// one) and returns it.
-    pub(super) fn mint(&self, user: &User, purpose: Purpose) -> Result<Token, AuthError> {
-        let token = Token::generate()?;
-        let now = unix_millis();
-        let grant = OneTimeToken {
-            token_hash: token.hash(),
-            user: user.id,
-            purpose,
-            created_at: now,
-            expires_at: now.saturating_add(millis(self.rules.lifetimes.token(purpose))),
-        };
-        self.store.issue_token(&grant).map_err(|e| match e {
-            StoreError::NotFound => AuthError::UnknownEmail,
-            other => other.into(),
-        })?;
-        Ok(token)
-    }
-
-    /// When a token of `purpose` issued now expires, as RFC 3339 (for
-    /// deliveries).
-    pub fn expires_at(&self, purpose: Purpose) -> String {
-        let now = chrono::Utc::now();
-        // A lifetime too long for a date saturates at the latest date
-        // chrono has.
-        chrono::Duration::from_std(self.rules.lifetimes.token(purpose))
-            .ok()
-            .and_then(|ttl| now.checked_add_signed(ttl))
-            .unwrap_or(chrono::DateTime::<chrono::Utc>::MAX_UTC)
-            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
     }
 
     /// Redeems what `caller` sent to `PUT /reset_password`. A missing or
@@ -265,17 +123,22 @@ impl Auth {
             user: user.id,
             purpose: Purpose::Reset,
             now,
-            // Valid while created_at + lifetime > now.
-            issued_from: now.checked_sub(lifetime).map_or(0, |t| t.saturating_add(1)),
+            issued_from: issued_from(now, lifetime),
         };
         // The token came to the address: redeeming it proves the address
         // as a verification token would.
+        // A recovered account starts clean: every session and every other
+        // one-time token ends, and with them a pending email change
+        // (someone who had the account before the reset must not finish
+        // one afterwards).
         let changes = [
             UserChange::HashedPassword(hashed),
             UserChange::EmailVerified(true),
+            UserChange::PendingEmail(None),
         ];
         let ends = Ends {
             sessions: true,
+            tokens: &Purpose::ALL,
             ..Ends::default()
         };
         self.store
@@ -286,24 +149,6 @@ impl Auth {
                 }
                 other => other.into(),
             })
-    }
-}
-
-/// The audit event of a token of `purpose` issued.
-fn requested(purpose: Purpose) -> Event {
-    match purpose {
-        Purpose::Reset => Event::ResetRequested,
-        Purpose::Verify => Event::VerifyRequested,
-        Purpose::EmailChange => Event::EmailChangeRequested,
-    }
-}
-
-/// The audit event of a token of `purpose` refused (asked for or
-/// redeemed).
-pub(super) fn refused(purpose: Purpose) -> Event {
-    match purpose {
-        Purpose::Reset => Event::ResetRefused,
-        Purpose::Verify | Purpose::EmailChange => Event::VerifyRefused,
     }
 }
 

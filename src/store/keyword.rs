@@ -121,16 +121,29 @@ pub fn update_user(
         .iter()
         .map(|(field, value)| parse(id, field, *value))
         .collect::<Result<Vec<_>, _>>()?;
-    let changes: Vec<UserChange> = updates
+    let mut changes: Vec<UserChange> = updates
         .iter()
         .filter_map(|u| match u {
             Update::User(change) => Some(change.clone()),
             _ => None,
         })
         .collect();
+    // A new address is not proven, and no link mailed to the old one (a
+    // verification, a pending change) may act on it.
+    let new_address = changes.iter().any(|c| matches!(c, UserChange::Email(_)));
+    if new_address {
+        changes.push(UserChange::EmailVerified(false));
+        changes.push(UserChange::PendingEmail(None));
+    }
     let ends = Ends {
         sessions: updates.iter().any(|u| matches!(u, Update::EndSessions)),
-        reset_token: updates.iter().any(|u| matches!(u, Update::DropReset)),
+        tokens: if new_address {
+            &Purpose::ALL
+        } else if updates.iter().any(|u| matches!(u, Update::DropReset)) {
+            &[Purpose::Reset]
+        } else {
+            &[]
+        },
         ..Ends::default()
     };
     let user = store.update_user(id, None, &changes, ends)?;

@@ -41,12 +41,11 @@ pub struct Ends {
     /// Every session of the user (a password set by an administrator must
     /// not leave an attacker's session alive).
     pub sessions: bool,
-    /// The user's pending reset token (asked for before the change, it must
-    /// not undo it).
-    pub reset_token: bool,
-    /// Every one-time token of the user, whatever its purpose (a password
-    /// or address change: a link mailed before it must not act after it).
-    pub tokens: bool,
+    /// The user's one-time tokens of these purposes: a pending reset
+    /// asked for before a password change must not undo it, and after a
+    /// password or address change no link mailed before it may act
+    /// ([`Purpose::ALL`]).
+    pub tokens: &'static [Purpose],
     /// With `sessions`: the one session that stays (the caller's own, when
     /// a signed-in user changes their password).
     pub keep_session: Option<TokenHash>,

@@ -350,7 +350,7 @@ fn start_up_rules_of_the_production_profile() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("store");
     let dir = dir.to_str().unwrap();
-    let cases: [(&[&str], &str); 5] = [
+    let cases: [(&[&str], &str); 6] = [
         (&["--profile", "production"], "--delivery"),
         (
             &[
@@ -368,6 +368,10 @@ fn start_up_rules_of_the_production_profile() {
             "must be https://",
         ),
         (&["--delivery", "email"], "none of"),
+        (
+            &["--profile", "production", "--delivery", "outbox"],
+            "for the dev profile",
+        ),
         (
             &["--delivery", "log", "--reset-delivery", "log"],
             "cannot be used with",

@@ -616,7 +616,11 @@ fn step(store: &dyn Store, model: &mut Model, ids: Ids, op: Op) {
             // reset token too (what an administrator's change does).
             let ends = Ends {
                 sessions: end_sessions,
-                reset_token: end_sessions && password.is_some(),
+                tokens: if end_sessions && password.is_some() {
+                    &[Purpose::Reset]
+                } else {
+                    &[]
+                },
                 ..Ends::default()
             };
             let result =
@@ -644,7 +648,7 @@ fn step(store: &dyn Store, model: &mut Model, ids: Ids, op: Op) {
                     if ends.sessions {
                         model.end_sessions(|s| s.user.0 == id);
                     }
-                    if ends.reset_token {
+                    if !ends.tokens.is_empty() {
                         model
                             .tokens
                             .retain(|t| !(t.user.0 == id && t.purpose == Purpose::Reset));

@@ -233,7 +233,55 @@ fn logins_can_require_a_verified_address() {
     assert_eq!(app.log_in("bob@x.io", "pw-bob-2").status, 200);
 }
 
+fn only_the_latest_change_applies_and_a_reset_ends_it() {
+    let app = TestApp::spawn();
+    let session = app.signed_in("ann@x.io", "pw-ann-1");
+    let change = |to: &str| {
+        let reply = app.send_in(
+            &session,
+            "PUT",
+            "/account",
+            &[("password", "pw-ann-1"), ("new_email", to)],
+        );
+        reply.json()["verify_token"].as_str().unwrap().to_owned()
+    };
+    // A change to an address of one's own, then to someone else's: the
+    // first token applies neither (it is bound to the address it went to,
+    // and ended by the newer change).
+    let mine = change("mine@x.io");
+    let theirs = change("victim@x.io");
+    for (email, token) in [("victim@x.io", &mine), ("mine@x.io", &mine)] {
+        let reply = form(
+            &app,
+            "PUT",
+            "/verify_email",
+            &[("email", email), ("verify_token", token)],
+        );
+        assert_eq!(reply.status, 403, "{email}: {reply:?}");
+    }
+    // A reset ends the pending change: its token applies nothing after.
+    let reset = app.reset_token("ann@x.io").json()["reset_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        app.update_password("ann@x.io", &reset, "pw-ann-2").status,
+        200
+    );
+    let late = form(
+        &app,
+        "PUT",
+        "/verify_email",
+        &[("email", "victim@x.io"), ("verify_token", theirs.as_str())],
+    );
+    assert_eq!(late.status, 403, "{late:?}");
+    let session = app.session_of(&app.log_in("ann@x.io", "pw-ann-2"));
+    assert_eq!(account(&app, &session)["email"], "ann@x.io");
+    assert_eq!(app.token_counts().1, 0);
+}
+
 crate::on_every_store!(
+    only_the_latest_change_applies_and_a_reset_ends_it,
     an_address_is_verified_by_its_token_once,
     an_email_change_applies_when_the_new_address_answers,
     a_change_to_an_address_taken_meanwhile_is_refused,

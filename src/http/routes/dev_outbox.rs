@@ -18,7 +18,13 @@ pub fn get(app: &App, request: &Request) -> Result<Response, ApiError> {
     if app.settings.profile != Profile::Dev {
         return Err(ApiError::NotFound("not found"));
     }
-    if !request.remote_addr().ip().is_loopback()
+    // A reverse proxy on this machine would pass both checks for anyone
+    // it serves: a forwarded request is not this machine's.
+    let forwarded = ["Forwarded", "X-Forwarded-For", "X-Real-IP"]
+        .iter()
+        .any(|name| request.header(name).is_some());
+    if forwarded
+        || !request.remote_addr().ip().is_loopback()
         || !request.header("Host").is_some_and(loopback_host)
     {
         return Err(ApiError::Forbidden(

@@ -73,8 +73,10 @@ impl TokenStore for PgStore {
         Ok(n > 0)
     }
 
-    /// The token's row is deleted first: of two redemptions racing, the
-    /// second waits on that row and then finds it gone.
+    /// The user's row is locked first, as every other write to a user
+    /// does (locking the token first would deadlock against a password
+    /// change ending the user's tokens); then the token's row is deleted:
+    /// of two redemptions racing, the second finds it gone.
     fn redeem(
         &self,
         redemption: &Redemption<'_>,
@@ -86,6 +88,10 @@ impl TokenStore for PgStore {
         };
         let mut conn = self.conn()?;
         let mut tx = conn.transaction()?;
+        tx.execute(
+            "SELECT 1 FROM authd_users WHERE id = $1 FOR UPDATE",
+            &[&user],
+        )?;
         let row = tx.query_opt(
             "DELETE FROM authd_tokens WHERE token_hash = $1 AND purpose = $2
                 AND user_id = $3 AND expires_at > $4 AND created_at >= $5

@@ -66,12 +66,11 @@ pub(super) fn change_in(
             &[&id, &kept],
         )?;
     }
-    if ends.tokens {
-        tx.execute("DELETE FROM authd_tokens WHERE user_id = $1", &[&id])?;
-    } else if ends.reset_token {
+    if !ends.tokens.is_empty() {
+        let purposes: Vec<&str> = ends.tokens.iter().map(|p| p.name()).collect();
         tx.execute(
-            "DELETE FROM authd_tokens WHERE user_id = $1 AND purpose = 'reset'",
-            &[&id],
+            "DELETE FROM authd_tokens WHERE user_id = $1 AND purpose = ANY($2)",
+            &[&id, &purposes],
         )?;
     }
     Ok(new)

@@ -20,6 +20,13 @@ use crate::store::{QueueCounts, QueueStore, StoreError};
 /// Key in `meta` holding how many messages wait (not dead).
 const WAITING_KEY: &[u8] = b"queue_waiting";
 
+/// What a claim found at the head of the due index.
+enum Claim {
+    Leased(Box<Queued>),
+    /// An entry that did not match its record, now removed.
+    Stale,
+}
+
 /// The `queue_due` key of a waiting message.
 fn due_key(next_at: u64, id: u64) -> [u8; 16] {
     let mut key = [0u8; 16];
@@ -128,43 +135,53 @@ impl QueueStore for SledStore {
         Ok(id)
     }
 
+    /// A due-index entry that disagrees with its record (the record
+    /// gone, dead, or due at another time: which only a damaged store
+    /// holds) is removed as it is met, so it cannot stand at the head of
+    /// the index and hold up every message behind it.
     fn claim(&self, now: u64, lease: u64) -> Result<Option<Queued>, StoreError> {
-        let Some((key, _)) = self.queue_due.first()? else {
-            return Ok(None);
-        };
-        let Ok(key) = <[u8; 16]>::try_from(key.as_ref()) else {
-            return Err(StoreError::Corrupt(
-                "queue_due key is not 16 bytes".to_owned(),
-            ));
-        };
-        let next_at = u64::from_be_bytes(key[..8].try_into().unwrap_or_default());
-        if next_at > now {
-            return Ok(None);
-        }
-        let id = id_of(&key[8..])?;
         let until = now.saturating_add(lease);
-        let _writing = self.writing();
-        // Leased by moving its due time: the worker's next look, or
-        // another worker's, passes it over until the lease ends. Checked
-        // again inside the transaction: another claim may have won.
-        let claimed = (&self.queue, &self.queue_due)
-            .transaction(|(queue, due)| {
-                let Some(bytes) = queue.get(id.to_be_bytes())? else {
-                    return Ok(None);
-                };
-                let mut queued = tx(decode_queued(id, &bytes))?;
-                if queued.dead || queued.next_at > now {
-                    return Ok(None);
-                }
-                due.remove(due_key(queued.next_at, id).as_slice())?;
-                queued.next_at = until;
-                due.insert(due_key(until, id).as_slice(), &[])?;
-                queue.insert(id.to_be_bytes().as_slice(), tx(encode_queued(&queued))?)?;
-                Ok(Some(queued))
-            })
-            .map_err(flatten)?;
-        self.flush()?;
-        Ok(claimed)
+        loop {
+            let Some((key, _)) = self.queue_due.first()? else {
+                return Ok(None);
+            };
+            let Ok(key) = <[u8; 16]>::try_from(key.as_ref()) else {
+                return Err(StoreError::Corrupt(
+                    "queue_due key is not 16 bytes".to_owned(),
+                ));
+            };
+            let (due_at, id) = (id_of(&key[..8])?, id_of(&key[8..])?);
+            if due_at > now {
+                return Ok(None);
+            }
+            let _writing = self.writing();
+            // Leased by moving its due time: the worker's next look, or
+            // another worker's, passes it over until the lease ends.
+            // Checked again inside the transaction: another claim may have
+            // won.
+            let claimed = (&self.queue, &self.queue_due)
+                .transaction(|(queue, due)| {
+                    let record = match queue.get(id.to_be_bytes())? {
+                        Some(bytes) => Some(tx(decode_queued(id, &bytes))?),
+                        None => None,
+                    };
+                    let Some(mut queued) = record.filter(|q| !q.dead && q.next_at == due_at) else {
+                        due.remove(key.as_slice())?;
+                        return Ok(Claim::Stale);
+                    };
+                    due.remove(key.as_slice())?;
+                    queued.next_at = until;
+                    due.insert(due_key(until, id).as_slice(), &[])?;
+                    queue.insert(id.to_be_bytes().as_slice(), tx(encode_queued(&queued))?)?;
+                    Ok(Claim::Leased(Box::new(queued)))
+                })
+                .map_err(flatten)?;
+            self.flush()?;
+            match claimed {
+                Claim::Leased(queued) => return Ok(Some(*queued)),
+                Claim::Stale => continue,
+            }
+        }
     }
 
     fn finish(&self, id: u64) -> Result<(), StoreError> {
@@ -256,16 +273,31 @@ impl QueueStore for SledStore {
         Ok(revived)
     }
 
+    /// Each dead letter goes in a transaction that checks it is still
+    /// dead: one revived meanwhile (`authd outbox retry` through the
+    /// control socket) stays.
     fn purge_dead(&self, id: Option<u64>) -> Result<usize, StoreError> {
         let _writing = self.writing();
-        let ids = self.dead_ids(id)?;
-        let mut batch = sled::Batch::default();
-        for id in &ids {
-            batch.remove(id.to_be_bytes().as_slice());
+        let mut purged = 0;
+        for id in self.dead_ids(id)? {
+            let key = id.to_be_bytes();
+            let gone = self
+                .queue
+                .transaction(|queue| {
+                    let Some(bytes) = queue.get(key)? else {
+                        return Ok(false);
+                    };
+                    if !tx(decode_queued(id, &bytes))?.dead {
+                        return Ok(false);
+                    }
+                    queue.remove(key.as_slice())?;
+                    Ok(true)
+                })
+                .map_err(flatten)?;
+            purged += usize::from(gone);
         }
-        self.queue.apply_batch(batch)?;
         self.flush()?;
-        Ok(ids.len())
+        Ok(purged)
     }
 
     fn catch(&self, message: &Message, now: u64, keep: usize) -> Result<u64, StoreError> {
@@ -346,6 +378,24 @@ mod tests {
             (again.id, again.attempts, again.last_error.as_deref()),
             (b, 1, Some("451 try later"))
         );
+    }
+
+    #[test]
+    fn a_due_entry_without_its_message_holds_up_nothing() {
+        let (_dir, store) = store();
+        let a = store.enqueue(&intent("a@x.io"), 100, 10).unwrap();
+        let b = store.enqueue(&intent("b@x.io"), 100, 10).unwrap();
+        // Damage: a's record gone, its due entry left at the head.
+        store.queue.remove(a.to_be_bytes()).unwrap();
+        assert_eq!(store.claim(100, 50).unwrap().unwrap().id, b);
+        assert!(store.queue_due.get(due_key(100, a)).unwrap().is_none());
+        // And an entry due at another time than its record says.
+        store.queue_due.insert(due_key(5, b), &[]).unwrap();
+        assert!(
+            store.claim(120, 50).unwrap().is_none(),
+            "b is leased until 150"
+        );
+        assert_eq!(store.claim(150, 50).unwrap().unwrap().id, b);
     }
 
     #[test]

@@ -7,7 +7,6 @@ use sled::Transactional;
 use super::schema::NEXT_ID_KEY;
 use super::{abort, flatten, owned_in, put_owned, tx, SledStore, TxResult};
 use crate::codec::{decode_id, decode_user, encode_id, encode_user};
-use crate::one_time::Purpose;
 use crate::store::{Ends, StoreError, UserChange, UserStore};
 use crate::user::{NewUser, User, UserId};
 
@@ -49,7 +48,7 @@ pub(super) fn change_in(
         trees.by_email.remove(old.email.key())?;
         trees.by_email.insert(new.email.key(), key.as_slice())?;
     }
-    if ends.sessions || ends.reset_token || ends.tokens {
+    if ends.sessions || !ends.tokens.is_empty() {
         let mut list = owned_in(trees.owned, id)?;
         if ends.sessions {
             let (kept, ended): (Vec<_>, Vec<_>) = list
@@ -61,8 +60,7 @@ pub(super) fn change_in(
             }
             list.sessions = kept;
         }
-        let reset = Purpose::Reset.code();
-        let ends_token = |purpose: u8| ends.tokens || (ends.reset_token && purpose == reset);
+        let ends_token = |code: u8| ends.tokens.iter().any(|p| p.code() == code);
         for (_, hash) in list.tokens.iter().filter(|(p, _)| ends_token(*p)) {
             trees.tokens.remove(hash.as_bytes().as_slice())?;
         }
