@@ -263,14 +263,6 @@ impl Config {
                         .to_owned(),
                 );
             }
-            if self.delivery == Some(Channel::Outbox) {
-                return Err(
-                    "the outbox keeps the text of what it catches, tokens included, in \
-                            the store: it is for the dev profile; in production set --delivery \
-                            smtp://HOST, webhook:https://HOST/PATH or log"
-                        .to_owned(),
-                );
-            }
             if self.bcrypt_cost < 10 {
                 return Err(format!(
                     "the production profile needs --bcrypt-cost 10 or more (got {})",

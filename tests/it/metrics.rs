@@ -136,23 +136,7 @@ fn wait_for(addr: SocketAddr, ready: impl Fn(&Samples) -> bool) -> Samples {
 }
 
 /// The route templates the server counts under.
-const TEMPLATES: [&str; 15] = [
-    "/",
-    "/users",
-    "/sessions",
-    "/sessions/{id}",
-    "/profile",
-    "/auth/verify",
-    "/password",
-    "/account",
-    "/reset_password",
-    "/verify_email",
-    "/dev/outbox",
-    "/healthz",
-    "/openapi.json",
-    "/metrics",
-    "other",
-];
+const TEMPLATES: [&str; 15] = authd::http::ROUTES;
 
 fn requests_logins_histograms_and_store_gauges() {
     let app = TestApp::spawn_with(|c| {
