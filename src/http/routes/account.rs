@@ -6,24 +6,9 @@ use rouille::{Request, Response};
 
 use crate::auth::Caller;
 use crate::http::body::read_fields;
-use crate::http::credential::Credential;
 use crate::http::error::ApiError;
 use crate::http::{cookie, json, App};
-use crate::token::Token;
 use crate::user::{Email, Password};
-
-/// The session a state change is made in: a cookie-authenticated one is
-/// refused cross-site first (production), as every other state change.
-fn session(app: &App, request: &Request) -> Result<Token, ApiError> {
-    let presented = Credential::of(request, app.settings.cookie_name);
-    if !presented.is_bearer() {
-        app.refuse_cross_site(request)?;
-    }
-    presented
-        .token()
-        .cloned()
-        .ok_or(ApiError::Forbidden("no valid session"))
-}
 
 /// `PUT /password` (`password`, `new_password`): 200 `{"email", "message":
 /// "Password updated"}`; 401 `wrong password` (counted as a failed login,
@@ -31,7 +16,7 @@ fn session(app: &App, request: &Request) -> Result<Token, ApiError> {
 /// refuse. The caller's session stays; every other one ends, with a
 /// pending reset token.
 pub fn put_password(app: &App, request: &Request, caller: &Caller) -> Result<Response, ApiError> {
-    let token = session(app, request)?;
+    let token = super::state_change(app, request)?;
     let fields = read_fields(request, app.settings.max_body_bytes)?;
     let current = fields.required("password")?;
     let new = Password::parse(fields.required("new_password")?)
@@ -47,7 +32,7 @@ pub fn put_password(app: &App, request: &Request, caller: &Caller) -> Result<Res
 /// the session cookie cleared; the user, every session and one-time token
 /// of it gone in one transaction. 401 `wrong password` as above.
 pub fn delete(app: &App, request: &Request, caller: &Caller) -> Result<Response, ApiError> {
-    let token = session(app, request)?;
+    let token = super::state_change(app, request)?;
     let fields = read_fields(request, app.settings.max_body_bytes)?;
     let password = fields.required("password")?;
     app.auth.delete_account(caller, &token, password)?;
@@ -62,11 +47,8 @@ pub fn delete(app: &App, request: &Request, caller: &Caller) -> Result<Response,
 /// "session_count"}` for a valid session (`created_at` RFC 3339, `null`
 /// for an account older than the record of it), 403 otherwise.
 pub fn get(app: &App, request: &Request) -> Result<Response, ApiError> {
-    let presented = Credential::of(request, app.settings.cookie_name);
-    let token = presented
-        .token()
-        .ok_or(ApiError::Forbidden("no valid session"))?;
-    let view = app.auth.account(token)?;
+    let token = super::session(app, request)?;
+    let view = app.auth.account(&token)?;
     let user = &view.user;
     Ok(json::response(&serde_json::json!({
         "created_at": user.created_at.map(crate::clock::rfc3339),
@@ -84,7 +66,7 @@ pub fn get(app: &App, request: &Request) -> Result<Response, ApiError> {
 /// included) or one a new account could not have; 401 `wrong password`
 /// as above.
 pub fn put(app: &App, request: &Request, caller: &Caller) -> Result<Response, ApiError> {
-    let token = session(app, request)?;
+    let token = super::state_change(app, request)?;
     let fields = read_fields(request, app.settings.max_body_bytes)?;
     let password = fields.required("password")?;
     let new_email =

@@ -7,12 +7,10 @@ use serde_json::json;
 
 use crate::auth::{Caller, Scope};
 use crate::http::body::read_fields;
-use crate::http::credential::Credential;
 use crate::http::error::ApiError;
 use crate::http::json;
 use crate::http::{cookie, App};
 use crate::session::Session;
-use crate::token::Token;
 
 /// Logs in: 200 `{"email", "message": "logged in"}` and a fresh session
 /// cookie, 401 for any wrong email/password pair, 429 (before any bcrypt
@@ -71,29 +69,6 @@ pub fn post(app: &App, request: &Request, caller: &Caller) -> Result<Response, A
     })
 }
 
-/// The token of the session the request presents (a Bearer header, else
-/// the cookie: [`Credential`]); 403 without one.
-fn token(app: &App, request: &Request) -> Result<Token, ApiError> {
-    Credential::of(request, app.settings.cookie_name)
-        .token()
-        .cloned()
-        .ok_or(ApiError::Forbidden("no valid session"))
-}
-
-/// A state change: in production, a cross-site request authenticated by
-/// the cookie is refused (403) first; a Bearer token is not something a
-/// page elsewhere can make a browser send, so it is not checked.
-fn state_change(app: &App, request: &Request) -> Result<Token, ApiError> {
-    let presented = Credential::of(request, app.settings.cookie_name);
-    if !presented.is_bearer() {
-        app.refuse_cross_site(request)?;
-    }
-    presented
-        .token()
-        .cloned()
-        .ok_or(ApiError::Forbidden("no valid session"))
-}
-
 /// The 302 to `/` that clears the cookie: the reference's logout answer.
 fn logged_out(app: &App) -> Response {
     cookie::clear_session(
@@ -109,7 +84,7 @@ fn logged_out(app: &App) -> Response {
 /// of them, answered like a logout. Another scope: 400. 403 without a
 /// valid session, and in production 403 for a cross-site request.
 pub fn delete(app: &App, request: &Request, caller: &Caller) -> Result<Response, ApiError> {
-    let token = state_change(app, request)?;
+    let token = super::state_change(app, request)?;
     let scope = match scope(request.raw_query_string()) {
         Ok(None) => None,
         Ok(Some("others")) => Some(Scope::Others),
@@ -172,7 +147,7 @@ pub fn delete_one(
     caller: &Caller,
     id: &str,
 ) -> Result<Response, ApiError> {
-    let token = state_change(app, request)?;
+    let token = super::state_change(app, request)?;
     let was_current = app.auth.end_session(caller, &token, id)?;
     let response = Response::empty_204();
     Ok(if was_current {
@@ -190,7 +165,7 @@ pub fn delete_one(
 /// first, each `{"created_at", "current", "id", "ip", "last_seen_at",
 /// "user_agent"}`; 403 without a valid session.
 pub fn list(app: &App, request: &Request) -> Result<Response, ApiError> {
-    let token = token(app, request)?;
+    let token = super::session(app, request)?;
     let (current, sessions) = app.auth.list_sessions(&token)?;
     let sessions: Vec<_> = sessions
         .iter()
