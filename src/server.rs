@@ -148,10 +148,10 @@ pub fn start(config: &Config) -> Result<Running, StartError> {
         (open_migrated(config)?, listeners)
     };
     let metrics = Arc::new(Metrics::new(&ROUTES, config.metrics_cache));
-    let hasher = Hasher::start_fair(
+    let hasher = Hasher::start_scheme(
         config.hash_workers,
         config.hash_queue(),
-        config.bcrypt_cost,
+        config.scheme(),
         config.limits.hashes_per_address,
     )?
     .with_wait_observer(metrics.hash_wait_observer());

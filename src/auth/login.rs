@@ -13,7 +13,7 @@ use crate::hasher::{HashKey, OWN_WORK};
 use crate::session::{kept_user_agent, Session, SessionId};
 use crate::store::StoreError;
 use crate::token::Token;
-use crate::user::{Email, Password, User};
+use crate::user::{Email, Password, PasswordLimit, User};
 
 /// A successful login: the user, the new session's token, and the device
 /// cookie its client now holds (with device cookies on: the production
@@ -91,7 +91,9 @@ impl Auth {
         })?;
         let outcome = self.limits.reserve_success(typed_email).and_then(|()| {
             // The bcrypt work, in this address's turns of the queue.
-            let attempt = match (Email::parse(typed_email), Password::parse(typed_password)) {
+            // Any length either algorithm reads: see Password::parse_for.
+            let typed = Password::parse_for(typed_password, PasswordLimit::Long);
+            let attempt = match (Email::parse(typed_email), typed) {
                 (Ok(email), Ok(password)) => self.log_in_as(caller, &email, &password),
                 _ => self.refuse_login(caller.ip).map(|never| match never {}),
             };
@@ -153,10 +155,13 @@ impl Auth {
 
     /// Credentials in, session token out: `valid_login` then a new session.
     ///
-    /// A stored hash of a lower cost than the configured one is replaced by
-    /// a fresh hash of the password just verified (rehash on login), in the
-    /// same write as the session. If the bcrypt queue is full at that
-    /// moment, the login still succeeds and the rehash waits for the next.
+    /// A stored hash of the other algorithm, or weaker or other parameters
+    /// than configured ([`crate::hasher::Hasher::needs_rehash`]), is
+    /// replaced by a fresh hash of the password just verified (rehash on
+    /// login), in the same write as the session. If the hash queue is full
+    /// at that moment, or the password is longer than bcrypt reads (set
+    /// under argon2id, now configured bcrypt), the login still succeeds and
+    /// the old hash stays.
     fn log_in_as(
         &self,
         caller: &Caller,
@@ -168,7 +173,7 @@ impl Auth {
         if self.rules.require_verified_email && !user.email_verified {
             return Err(AuthError::EmailNotVerified);
         }
-        let rehashed = if self.needs_rehash(&user.hashed_password) {
+        let rehashed = if self.hasher.needs_rehash(&user.hashed_password) {
             self.hasher.hash_for(caller.ip, password).ok()
         } else {
             None
@@ -202,18 +207,16 @@ impl Auth {
                 {
                     return Ok(user);
                 }
-                match cost_of(&user.hashed_password) {
-                    Some(cost) if cost == self.hasher.cost() => {
-                        self.verify_time.observe(started.elapsed())
-                    }
-                    // A hash made at a lower cost (before the cost was
-                    // raised, or imported) answers sooner: pad the failure
-                    // to a verification at the configured cost, so the
-                    // time does not tell such accounts apart.
-                    Some(cost) if cost < self.hasher.cost() => {
-                        self.verify_time.pad(started.elapsed())
-                    }
-                    _ => {}
+                if self.hasher.is_current(&user.hashed_password) {
+                    self.verify_time.observe(started.elapsed());
+                } else {
+                    // A hash made otherwise (a lower cost, the other
+                    // algorithm: before the configuration changed, or
+                    // imported) may answer sooner: pad the failure to a
+                    // verification with the configured scheme, so the
+                    // time does not tell such accounts apart. (A slower
+                    // one is not padded: padding only adds.)
+                    self.verify_time.pad(started.elapsed());
                 }
                 Err(AuthError::InvalidCredentials)
             }
@@ -279,11 +282,6 @@ impl Auth {
             })?;
         Ok(token)
     }
-
-    /// Whether `hash` was made with a lower cost than the configured one.
-    fn needs_rehash(&self, hash: &str) -> bool {
-        cost_of(hash).is_some_and(|cost| cost < self.hasher.cost())
-    }
 }
 
 /// How a login that ended in `error` is counted (a lockout is told from
@@ -297,15 +295,8 @@ fn login_outcome(error: &AuthError) -> LoginOutcome {
     }
 }
 
-/// The bcrypt cost a hash was made with.
-fn cost_of(hash: &str) -> Option<u32> {
-    hash.parse::<bcrypt::HashParts>()
-        .ok()
-        .map(|parts| parts.get_cost())
-}
-
-/// How long a failed verification at the configured cost takes, as last
-/// seen: what a failure against a cheaper hash is padded to.
+/// How long a failed verification with the configured scheme takes, as
+/// last seen: what a failure against a hash made otherwise is padded to.
 #[derive(Debug, Default)]
 pub(super) struct VerifyTime {
     /// Nanoseconds, a moving average (0 until the first is seen).

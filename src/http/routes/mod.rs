@@ -14,13 +14,14 @@ pub mod verify_email;
 
 use super::body::Fields;
 use super::error::ApiError;
-use crate::user::{Email, Password};
+use crate::user::{Email, Password, PasswordLimit};
 
 /// The `email` and `password` fields of a registration, parsed by the
 /// rules for a new account's address.
-fn credentials(fields: &Fields) -> Result<(Email, Password), ApiError> {
+/// The password's length limit is the configured algorithm's.
+fn credentials(fields: &Fields, limit: PasswordLimit) -> Result<(Email, Password), ApiError> {
     let email = Email::parse_new(fields.required("email")?).map_err(ApiError::invalid("email"))?;
-    let password =
-        Password::parse(fields.required("password")?).map_err(ApiError::invalid("password"))?;
+    let password = Password::parse_for(fields.required("password")?, limit)
+        .map_err(ApiError::invalid("password"))?;
     Ok((email, password))
 }
