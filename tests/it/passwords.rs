@@ -1,0 +1,184 @@
+//! Password hashing (#18): argon2id or bcrypt for new hashes, both kinds
+//! verified, a store moved from one to the other one login at a time, the
+//! length limit of the configured algorithm.
+
+use std::time::{Duration, Instant};
+
+use authd::config::Config;
+use authd::hasher::{Algorithm, Argon2Params};
+
+use crate::common::process::{run, Proc};
+use crate::common::TestApp;
+
+/// 64 Cyrillic letters: 128 bytes, past bcrypt's 72.
+fn cyrillic() -> String {
+    let password = "пароль".repeat(10) + "ключ";
+    assert_eq!((password.chars().count(), password.len()), (64, 128));
+    password
+}
+
+/// argon2id at parameters small enough for a test: behaviour, not cost.
+fn argon2id(config: &mut Config) {
+    config.password_hash = Algorithm::Argon2id;
+    config.argon2 = Argon2Params {
+        memory_kib: 1024,
+        iterations: 1,
+        parallelism: 1,
+    };
+}
+
+fn stored(app: &TestApp, email: &str) -> String {
+    authd::store::keyword::find_user_by(app.running.store(), "email", email)
+        .unwrap()
+        .hashed_password
+}
+
+fn argon2id_takes_a_long_password_of_any_script() {
+    let app = TestApp::spawn_with(argon2id);
+    let password = cyrillic();
+    let reply = app.register("a@b.io", &password);
+    assert_eq!(reply.status, 200, "{reply:?}");
+    assert!(
+        stored(&app, "a@b.io").starts_with("$argon2id$v=19$m=1024,t=1,p=1$"),
+        "{}",
+        stored(&app, "a@b.io")
+    );
+    // All of it counts: the same letters but the last refuse.
+    let mut other = password.clone();
+    other.pop();
+    other.push('ж');
+    assert_eq!(app.log_in("a@b.io", &other).status, 401);
+    let session = app.log_in("a@b.io", &password).session();
+    assert_eq!(app.profile(Some(&session)).status, 200);
+    // The limit is 1,024 bytes, said as such.
+    let reply = app.register("c@b.io", &"x".repeat(1025));
+    assert_eq!(reply.status, 400);
+    assert_eq!(reply.message(), "password must be at most 1024 bytes");
+    assert_eq!(app.register("c@b.io", &"x".repeat(1024)).status, 200);
+}
+
+fn bcrypt_refuses_what_it_would_truncate() {
+    let app = TestApp::spawn();
+    let reply = app.register("a@b.io", &cyrillic());
+    assert_eq!(reply.status, 400);
+    assert_eq!(
+        reply.message(),
+        "password must be at most 72 bytes (bcrypt ignores anything longer)"
+    );
+    assert_eq!(app.user_count(), 0);
+}
+
+fn a_bcrypt_store_moves_to_argon2id_at_login() {
+    let app = TestApp::spawn();
+    assert_eq!(app.register("a@b.io", "pw").status, 200);
+    let prefix = "p".repeat(72);
+    assert_eq!(app.register("old@b.io", &prefix).status, 200);
+    assert!(stored(&app, "a@b.io").starts_with("$2b$04$"));
+    let app = app.restart_with(argon2id);
+    // A failed login changes nothing.
+    assert_eq!(app.log_in("a@b.io", "nope").status, 401);
+    assert!(stored(&app, "a@b.io").starts_with("$2b$04$"));
+    let session = app.log_in("a@b.io", "pw").session();
+    assert!(
+        stored(&app, "a@b.io").starts_with("$argon2id$"),
+        "{}",
+        stored(&app, "a@b.io")
+    );
+    assert_eq!(app.profile(Some(&session)).status, 200);
+    assert_eq!(app.log_in("a@b.io", "pw").status, 200);
+    // A password longer than bcrypt reads never matches an account's
+    // bcrypt hash of its first 72 bytes.
+    assert_eq!(app.log_in("old@b.io", &format!("{prefix}more")).status, 401);
+    assert!(stored(&app, "old@b.io").starts_with("$2b$"));
+}
+
+fn an_argon2id_store_moves_to_bcrypt_at_login() {
+    let app = TestApp::spawn_with(argon2id);
+    assert_eq!(app.register("a@b.io", "pw").status, 200);
+    let long = cyrillic();
+    assert_eq!(app.register("long@b.io", &long).status, 200);
+    assert!(stored(&app, "a@b.io").starts_with("$argon2id$"));
+    let app = app.restart_with(|_| {});
+    assert_eq!(app.log_in("a@b.io", "nope").status, 401);
+    assert!(stored(&app, "a@b.io").starts_with("$argon2id$"));
+    assert_eq!(app.log_in("a@b.io", "pw").status, 200);
+    assert!(
+        stored(&app, "a@b.io").starts_with("$2b$04$"),
+        "{}",
+        stored(&app, "a@b.io")
+    );
+    // A password bcrypt cannot hold still logs in; its hash stays argon2id
+    // (bcrypt would keep 72 of its 128 bytes).
+    let session = app.log_in("long@b.io", &long).session();
+    assert_eq!(app.profile(Some(&session)).status, 200);
+    assert!(stored(&app, "long@b.io").starts_with("$argon2id$"));
+}
+
+crate::on_every_store!(
+    argon2id_takes_a_long_password_of_any_script,
+    bcrypt_refuses_what_it_would_truncate,
+    a_bcrypt_store_moves_to_argon2id_at_login,
+    an_argon2id_store_moves_to_bcrypt_at_login,
+);
+
+#[test]
+fn a_bad_password_hash_is_a_usage_error() {
+    for args in [
+        &["serve", "--password-hash", "md5"][..],
+        &[
+            "serve",
+            "--password-hash",
+            "argon2id",
+            "--argon2-memory-kib",
+            "0",
+        ],
+        &["serve", "--argon2-iterations", "0"],
+    ] {
+        let (code, _, stderr) = run(args);
+        assert_eq!(code, 2, "{args:?}: {stderr}");
+        assert!(stderr.contains("error:"), "{stderr}");
+    }
+}
+
+/// Waits (bounded) for the start-up summary on the server's stderr.
+fn summary_of(server: &Proc) -> String {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let stderr = server.stderr();
+        if let Some(line) = stderr.lines().find(|l| l.contains("authd: profile ")) {
+            return line.to_owned();
+        }
+        assert!(Instant::now() < deadline, "no summary in {stderr}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn production_hashes_with_argon2id_by_default_and_dev_with_bcrypt() {
+    let tmp = tempfile::tempdir().unwrap();
+    let production = Proc::start(
+        &tmp.path().join("prod"),
+        &[
+            "--profile",
+            "production",
+            "--delivery",
+            "log",
+            "--bcrypt-cost",
+            "10",
+        ],
+    );
+    let line = summary_of(&production);
+    assert!(line.contains("argon2id m=19456 KiB t=2 p=1"), "{line}");
+    drop(production);
+    let dev = Proc::start(&tmp.path().join("dev"), &[]);
+    let line = summary_of(&dev);
+    assert!(line.contains("bcrypt cost 4"), "{line}");
+    drop(dev);
+    // Either may be chosen in either profile.
+    let chosen = Proc::start(
+        &tmp.path().join("chosen"),
+        &["--password-hash", "argon2id", "--argon2-memory-kib", "1024"],
+    );
+    let line = summary_of(&chosen);
+    assert!(line.contains("argon2id m=1024 KiB t=2 p=1"), "{line}");
+}
