@@ -17,7 +17,7 @@ use crate::audit::Audit;
 use crate::auth::limits::{LimitSettings, Limits};
 use crate::auth::{Auth, AuthError, Caller, Rules};
 use crate::config::DEFAULT_BCRYPT_COST;
-use crate::hasher::Hasher;
+use crate::hasher::{Hasher, Scheme};
 use crate::session::Session;
 use crate::store::{keyword, AnyStore, StoreError};
 use crate::user::{Email, Password, User};
@@ -401,18 +401,19 @@ fn show(out: &mut dyn Write, user: &User, sessions: usize, json: bool) -> std::i
         )?;
         writeln!(
             out,
-            "bcrypt cost:    {}",
-            cost_of(user).map_or("?".to_owned(), |c| c.to_string())
+            "password hash:  {}",
+            Scheme::of(&user.hashed_password).map_or("?".to_owned(), |s| s.describe())
         )?;
         writeln!(out, "sessions:       {sessions}")
     }
 }
 
+/// The bcrypt cost of the user's hash; `None` for an argon2id hash.
 fn cost_of(user: &User) -> Option<u32> {
-    user.hashed_password
-        .parse::<bcrypt::HashParts>()
-        .ok()
-        .map(|p| p.get_cost())
+    match Scheme::of(&user.hashed_password)? {
+        Scheme::Bcrypt { cost } => Some(cost),
+        Scheme::Argon2id(_) => None,
+    }
 }
 
 /// What `list --json` and `show --json` print: no hash, no token hashes.
@@ -423,6 +424,7 @@ fn summary(user: &User) -> serde_json::Value {
         "email_verified": user.email_verified,
         "created_at": user.created_at.map(crate::clock::rfc3339),
         "bcrypt_cost": cost_of(user),
+        "password_hash": Scheme::of(&user.hashed_password).map(|s| s.algorithm().as_str()),
     })
 }
 
