@@ -322,6 +322,70 @@ impl Pool {
     }
 }
 
+/// The memory argon2 work may take at once, all workers together: each
+/// argon2 job takes its hash's memory (`m`) from the budget before it runs
+/// and gives it back after, waiting (on its worker, the jobs behind it in
+/// the bounded queue) while the rest is taken. A job larger than the whole
+/// budget runs alone. bcrypt's 4 KiB are not counted.
+struct MemoryBudget {
+    /// KiB taken now, and the most ever taken at once (for tests).
+    taken: Mutex<(u64, u64)>,
+    freed: Condvar,
+    limit_kib: u64,
+}
+
+impl MemoryBudget {
+    fn new(limit_kib: u64) -> MemoryBudget {
+        MemoryBudget {
+            taken: Mutex::new((0, 0)),
+            freed: Condvar::new(),
+            limit_kib,
+        }
+    }
+
+    /// Waits until `kib` fits (or nothing else is taken), then takes it
+    /// until the grant is dropped.
+    fn take(&self, kib: u64) -> MemoryGrant<'_> {
+        let mut taken = self.taken.lock().unwrap_or_else(|p| p.into_inner());
+        while taken.0 > 0 && taken.0 + kib > self.limit_kib {
+            taken = self.freed.wait(taken).unwrap_or_else(|p| p.into_inner());
+        }
+        taken.0 += kib;
+        taken.1 = taken.1.max(taken.0);
+        MemoryGrant { budget: self, kib }
+    }
+
+    #[cfg(test)]
+    fn peak(&self) -> u64 {
+        self.taken.lock().unwrap_or_else(|p| p.into_inner()).1
+    }
+}
+
+/// Memory taken from a [`MemoryBudget`], given back when dropped (a
+/// panicking hash included).
+struct MemoryGrant<'a> {
+    budget: &'a MemoryBudget,
+    kib: u64,
+}
+
+impl Drop for MemoryGrant<'_> {
+    fn drop(&mut self) {
+        let mut taken = self.budget.taken.lock().unwrap_or_else(|p| p.into_inner());
+        taken.0 -= self.kib;
+        drop(taken);
+        self.budget.freed.notify_all();
+    }
+}
+
+/// The memory an argon2 operation on `scheme` takes, in KiB; `None` for
+/// bcrypt.
+fn memory_of(scheme: Option<Scheme>) -> Option<u64> {
+    match scheme? {
+        Scheme::Argon2id(params) => Some(u64::from(params.memory_kib)),
+        Scheme::Bcrypt { .. } => None,
+    }
+}
+
 /// Stops the workers when the last [`Hasher`] handle goes.
 struct Owner(Arc<Pool>);
 
@@ -350,6 +414,8 @@ pub struct Depth {
 pub struct Hasher {
     pool: Arc<Owner>,
     scheme: Scheme,
+    /// What argon2 work may take at once (unbounded unless set).
+    memory: Arc<MemoryBudget>,
     stats: Arc<HashStats>,
     /// Told each job's wait, when metrics are kept.
     waits: Option<WaitObserver>,
@@ -405,6 +471,7 @@ impl Hasher {
         Ok(Hasher {
             pool: Arc::new(Owner(pool)),
             scheme,
+            memory: Arc::new(MemoryBudget::new(u64::MAX)),
             stats: Arc::default(),
             waits: None,
         })
@@ -415,6 +482,16 @@ impl Hasher {
     pub fn with_wait_observer(self, observer: WaitObserver) -> Hasher {
         Hasher {
             waits: Some(observer),
+            ..self
+        }
+    }
+
+    /// This pool, its argon2 work bounded to `mib` MiB at once
+    /// (`--hash-memory-mb`): with every hash at the configured memory
+    /// `m`, `max(1, mib * 1024 / m)` of them run at once, the rest wait.
+    pub fn with_memory_limit(self, mib: u32) -> Hasher {
+        Hasher {
+            memory: Arc::new(MemoryBudget::new(u64::from(mib) * 1024)),
             ..self
         }
     }
@@ -467,8 +544,12 @@ impl Hasher {
     pub fn hash_for(&self, key: HashKey, password: &Password) -> Result<String, HashError> {
         let secret = password.clone();
         let scheme = self.scheme;
+        let memory = Arc::clone(&self.memory);
         self.stats.hashes.fetch_add(1, Ordering::Relaxed);
-        self.run_for(key, move || scheme.hash(secret.expose()))?
+        self.run_for(key, move || {
+            let _grant = memory_of(Some(scheme)).map(|kib| memory.take(kib));
+            scheme.hash(secret.expose())
+        })?
     }
 
     /// Checks `password` against a stored hash (bcrypt or argon2id), as
@@ -487,8 +568,13 @@ impl Hasher {
     ) -> Result<bool, HashError> {
         let secret = password.clone();
         let hash = hash.to_owned();
+        let memory = Arc::clone(&self.memory);
         self.stats.verifies.fetch_add(1, Ordering::Relaxed);
-        self.run_for(key, move || verify_any(secret.expose(), &hash))?
+        self.run_for(key, move || {
+            // The stored hash's own memory, which is what verifying takes.
+            let _grant = memory_of(Scheme::of(&hash)).map(|kib| memory.take(kib));
+            verify_any(secret.expose(), &hash)
+        })?
     }
 
     /// Runs `f` on a worker, in `key`'s turn, and waits for its result.
@@ -736,6 +822,47 @@ mod tests {
             }))
         );
         assert_eq!(Scheme::of(&hash_b5), Some(Scheme::Bcrypt { cost: 5 }));
+    }
+
+    /// With room for one hash of 1 MiB, no two run at once however many
+    /// are asked for on two workers; with room for two, never three.
+    #[test]
+    fn argon2_memory_stays_within_its_budget() {
+        for (mib, most) in [(1, 1024), (2, 2048)] {
+            let hasher = Hasher::start_scheme(3, 16, Scheme::Argon2id(SMALL), 16)
+                .unwrap()
+                .with_memory_limit(mib);
+            let password = Password::parse("pw").unwrap();
+            let hash = hasher.hash(&password).unwrap();
+            let handles: Vec<_> = (0..8)
+                .map(|n| {
+                    let (hasher, password, hash) = (hasher.clone(), password.clone(), hash.clone());
+                    thread::spawn(move || {
+                        if n % 2 == 0 {
+                            hasher.hash_for(key(n), &password).map(|_| true)
+                        } else {
+                            hasher.verify_for(key(n), &password, &hash)
+                        }
+                    })
+                })
+                .collect();
+            for handle in handles {
+                assert!(handle.join().unwrap().unwrap());
+            }
+            assert!(
+                hasher.memory.peak() <= most,
+                "{mib} MiB: {}",
+                hasher.memory.peak()
+            );
+            assert!(hasher.memory.peak() >= 1024);
+        }
+        // A hash larger than the whole budget still runs, alone.
+        let small_budget = argon2_hasher(Argon2Params {
+            memory_kib: 2048,
+            ..SMALL
+        })
+        .with_memory_limit(1);
+        assert!(small_budget.hash(&Password::parse("pw").unwrap()).is_ok());
     }
 
     #[test]

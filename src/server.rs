@@ -154,6 +154,7 @@ pub fn start(config: &Config) -> Result<Running, StartError> {
         config.scheme(),
         config.limits.hashes_per_address,
     )?
+    .with_memory_limit(config.hash_memory_mb)
     .with_wait_observer(metrics.hash_wait_observer());
     let delivery = match config.profile {
         Profile::Production => Delivery::Queued,

@@ -655,7 +655,14 @@ fn summary(config: &Config) -> String {
             Profile::Dev => "dev",
             Profile::Production => "production",
         },
-        config.scheme().describe(),
+        match config.scheme() {
+            scheme @ crate::hasher::Scheme::Argon2id(_) => format!(
+                "{} ({} MiB at once)",
+                scheme.describe(),
+                config.hash_memory_mb
+            ),
+            scheme => scheme.describe(),
+        },
         config.hash_workers,
         config.limits.hashes_per_address,
         config.threads,

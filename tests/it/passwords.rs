@@ -168,7 +168,10 @@ fn production_hashes_with_argon2id_by_default_and_dev_with_bcrypt() {
         ],
     );
     let line = summary_of(&production);
-    assert!(line.contains("argon2id m=19456 KiB t=2 p=1"), "{line}");
+    assert!(
+        line.contains("argon2id m=19456 KiB t=2 p=1 (64 MiB at once) on "),
+        "{line}"
+    );
     drop(production);
     let dev = Proc::start(&tmp.path().join("dev"), &[]);
     let line = summary_of(&dev);
