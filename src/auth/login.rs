@@ -301,12 +301,17 @@ fn login_outcome(error: &AuthError) -> LoginOutcome {
 pub(super) struct VerifyTime {
     /// Nanoseconds, a moving average (0 until the first is seen).
     nanos: AtomicU64,
+    /// Verifications taken in, for tests (which never assert on time).
+    #[cfg(test)]
+    observed: AtomicU64,
 }
 
 impl VerifyTime {
     /// Takes in one more verification at the configured cost (a queue wait
     /// included: what a client sees is what must match).
     pub(super) fn observe(&self, took: Duration) {
+        #[cfg(test)]
+        self.observed.fetch_add(1, Ordering::Relaxed);
         let took = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
         let old = self.nanos.load(Ordering::Relaxed);
         // An average over the last few, so one slow moment moves it little.
@@ -340,6 +345,65 @@ mod tests {
     use crate::device::DeviceKeys;
     use crate::hasher::Hasher;
     use crate::store::SledStore;
+
+    /// Under argon2id the dummy hash is argon2id, and a failure against a
+    /// stored bcrypt hash is padded to the argon2id time rather than taken
+    /// as a sample of it (which would drag the padding target down to
+    /// bcrypt's). Counted, never timed.
+    #[test]
+    fn under_argon2id_failures_take_argon2id_time_whatever_the_stored_kind() {
+        use crate::hasher::{Argon2Params, Scheme};
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        let scheme = Scheme::Argon2id(Argon2Params {
+            memory_kib: 1024,
+            iterations: 1,
+            parallelism: 1,
+        });
+        let hasher = Hasher::start_scheme(2, 8, scheme, 6).unwrap();
+        let limits = Limits::new(LimitSettings::default());
+        let auth = Auth::new(
+            Arc::new(store),
+            hasher,
+            Rules::dev(),
+            limits,
+            Audit::new(false),
+        )
+        .unwrap();
+        assert!(auth.dummy_hash().unwrap().starts_with("$argon2id$"));
+        let old = Hasher::start(1, 1, 4).unwrap();
+        auth.store()
+            .create_user(&crate::user::NewUser {
+                email: email("old@x.io"),
+                hashed_password: old.hash(&password("pw")).unwrap(),
+                email_verified: true,
+                created_at: None,
+            })
+            .unwrap();
+        auth.register_user(&email("new@x.io"), &password("pw"))
+            .unwrap();
+        let observed = || auth.verify_time.observed.load(Ordering::Relaxed);
+        let wrong = |address: &str| {
+            assert!(matches!(
+                auth.log_in(&caller(), address, "wrong", None),
+                Err(AuthError::InvalidCredentials)
+            ));
+        };
+        let before = observed();
+        wrong("old@x.io");
+        assert_eq!(
+            observed(),
+            before,
+            "a bcrypt failure is padded, not sampled"
+        );
+        wrong("new@x.io");
+        wrong("nobody@x.io");
+        assert_eq!(observed(), before + 2);
+        // The old account logs in, and its hash is argon2id from then on.
+        auth.log_in(&caller(), "old@x.io", "pw", None).unwrap();
+        let stored = auth.store().user_by_email(&email("old@x.io")).unwrap();
+        assert!(stored.hashed_password.starts_with("$argon2id$"));
+    }
 
     #[test]
     fn malformed_input_is_a_wrong_pair_after_one_verify() {
