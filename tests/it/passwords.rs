@@ -8,7 +8,8 @@ use authd::config::Config;
 use authd::hasher::{Algorithm, Argon2Params};
 
 use crate::common::process::{run, Proc};
-use crate::common::TestApp;
+use crate::common::stores::run_authd;
+use crate::common::{urlencode, TestApp};
 
 /// 64 Cyrillic letters: 128 bytes, past bcrypt's 72.
 fn cyrillic() -> String {
@@ -114,7 +115,61 @@ fn an_argon2id_store_moves_to_bcrypt_at_login() {
     assert!(stored(&app, "long@b.io").starts_with("$argon2id$"));
 }
 
+/// An argon2id store exported and imported into one served with bcrypt:
+/// the hashes make the trip, a short password moves to bcrypt at login, a
+/// long one logs in and keeps its argon2id hash.
+fn argon2id_hashes_export_and_import() {
+    let tmp = tempfile::tempdir().unwrap();
+    let old = tmp.path().join("old");
+    let long = cyrillic();
+    let server = Proc::start(
+        &old,
+        &[
+            "--password-hash",
+            "argon2id",
+            "--argon2-memory-kib",
+            "1024",
+            "--argon2-iterations",
+            "1",
+        ],
+    );
+    for (email, password) in [("short@x.io", "pw"), ("long@x.io", long.as_str())] {
+        let form = format!(
+            "email={}&password={}",
+            urlencode(email),
+            urlencode(password)
+        );
+        let (status, body) = server.post("/users", &form);
+        assert_eq!(status, 200, "{body}");
+    }
+    drop(server);
+    let (code, text, err) = run_authd(&old, &["export"], None);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        text.matches("\"$argon2id$v=19$m=1024,t=1,p=1$").count(),
+        2,
+        "{text}"
+    );
+    let new = tmp.path().join("new");
+    let (code, _, err) = run_authd(&new, &["import", "-"], Some(&text));
+    assert_eq!(code, 0, "{err}");
+    let server = Proc::start(&new, &[]);
+    assert_eq!(server.log_in("long@x.io", "wrong"), Err(401));
+    assert!(server.log_in("short@x.io", "pw").is_ok());
+    assert!(server.log_in("long@x.io", &long).is_ok());
+    drop(server);
+    let (_, text, _) = run_authd(&new, &["export"], None);
+    let hash_of = |email: &str| {
+        let line = text.lines().find(|l| l.contains(email)).unwrap();
+        let user: serde_json::Value = serde_json::from_str(line).unwrap();
+        user["hashed_password"].as_str().unwrap().to_owned()
+    };
+    assert!(hash_of("short@x.io").starts_with("$2b$04$"), "{text}");
+    assert!(hash_of("long@x.io").starts_with("$argon2id$"), "{text}");
+}
+
 crate::on_every_store!(
+    argon2id_hashes_export_and_import,
     argon2id_takes_a_long_password_of_any_script,
     bcrypt_refuses_what_it_would_truncate,
     a_bcrypt_store_moves_to_argon2id_at_login,
