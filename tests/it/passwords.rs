@@ -168,7 +168,55 @@ fn argon2id_hashes_export_and_import() {
     assert!(hash_of("long@x.io").starts_with("$argon2id$"), "{text}");
 }
 
+/// `authd user add` hashes with bcrypt unless told otherwise, with the
+/// limit of the algorithm it uses.
+fn admin_commands_hash_as_told() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("store");
+    let stdin = format!("{}\n", cyrillic());
+    let (code, out, err) = run_authd(
+        &dir,
+        &["user", "add", "b@x.io", "--password-stdin"],
+        Some(&stdin),
+    );
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        err.contains("password must be at most 72 bytes (bcrypt ignores anything longer)"),
+        "{err}"
+    );
+    let (code, out, err) = run_authd(
+        &dir,
+        &[
+            "user",
+            "add",
+            "a@x.io",
+            "--password-stdin",
+            "--password-hash",
+            "argon2id",
+            "--argon2-memory-kib",
+            "1024",
+            "--argon2-iterations",
+            "1",
+        ],
+        Some(&stdin),
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, out, _) = run_authd(&dir, &["user", "list", "--json"], None);
+    assert_eq!(code, 0, "{out}");
+    let user: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(user["password_hash"], "argon2id", "{out}");
+    assert_eq!(user["bcrypt_cost"], serde_json::Value::Null, "{out}");
+    let (_, out, _) = run_authd(&dir, &["user", "show", "a@x.io"], None);
+    assert!(
+        out.contains("password hash:  argon2id m=1024 KiB t=1 p=1"),
+        "{out}"
+    );
+    let server = Proc::start(&dir, &["--password-hash", "argon2id"]);
+    assert!(server.log_in("a@x.io", &cyrillic()).is_ok());
+}
+
 crate::on_every_store!(
+    admin_commands_hash_as_told,
     argon2id_hashes_export_and_import,
     argon2id_takes_a_long_password_of_any_script,
     bcrypt_refuses_what_it_would_truncate,
