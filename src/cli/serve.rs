@@ -90,7 +90,8 @@ pub struct ServeArgs {
           value_parser = clap::value_parser!(u16).range(2..=4096).map(usize::from))]
     threads: usize,
 
-    /// bcrypt worker threads [default: one per CPU core].
+    /// Password-hashing worker threads, bcrypt or argon2id [default: one
+    /// per CPU core].
     #[arg(long, env = "AUTHD_HASH_WORKERS",
           value_parser = clap::value_parser!(u16).range(1..=1024).map(usize::from))]
     hash_workers: Option<usize>,
