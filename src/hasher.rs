@@ -5,10 +5,11 @@
 //! moves from one algorithm to the other one login at a time (rehash on
 //! login, [`Hasher::needs_rehash`]).
 //!
-//! Password hashing is slow on purpose (about 0.27 s at cost 12 here). If request threads
-//! hashed themselves, a burst of logins would occupy every HTTP thread and a
-//! cheap `GET /profile` would wait behind them. Instead hashing runs on a
-//! fixed set of workers (one per core by default) fed by a bounded queue;
+//! Password hashing is slow on purpose (about 0.27 s for bcrypt at cost 12
+//! here). If request threads hashed themselves, a burst of logins would
+//! occupy every HTTP thread and a cheap `GET /profile` would wait behind
+//! them. Instead hashing runs on a fixed set of workers (one per core by
+//! default) fed by a bounded queue;
 //! request threads wait for their result, and when the queue is full the
 //! request is refused at once with [`HashError::Busy`] (HTTP 503) rather than
 //! queueing without bound.

@@ -224,22 +224,51 @@ crate::on_every_store!(
     an_argon2id_store_moves_to_bcrypt_at_login,
 );
 
+/// Bad hash settings stop `serve` with a usage error, before any store is
+/// made; production refuses a bcrypt cost under 10 under argon2id too.
 #[test]
 fn a_bad_password_hash_is_a_usage_error() {
-    for args in [
-        &["serve", "--password-hash", "md5"][..],
-        &[
-            "serve",
-            "--password-hash",
-            "argon2id",
+    let tmp = tempfile::tempdir().unwrap();
+    let store = tmp.path().join("store");
+    let production = ["--profile", "production", "--delivery", "log"];
+    let cases: [(Vec<&str>, &str); 5] = [
+        (vec!["--password-hash", "md5"], "md5"),
+        (
+            vec!["--password-hash", "argon2id", "--argon2-memory-kib", "0"],
             "--argon2-memory-kib",
-            "0",
-        ],
-        &["serve", "--argon2-iterations", "0"],
-    ] {
-        let (code, _, stderr) = run(args);
+        ),
+        (vec!["--argon2-iterations", "0"], "--argon2-iterations"),
+        (
+            vec![
+                "--password-hash",
+                "argon2id",
+                "--argon2-parallelism",
+                "4",
+                "--argon2-memory-kib",
+                "16",
+            ],
+            "at least 8 KiB per lane",
+        ),
+        (
+            [
+                &production[..],
+                &["--password-hash", "argon2id", "--bcrypt-cost", "9"],
+            ]
+            .concat(),
+            "--bcrypt-cost 10 or more",
+        ),
+    ];
+    for (args, says) in cases {
+        let mut all = vec!["serve", "--addr", "127.0.0.1:0", "--data-dir"];
+        all.push(store.to_str().unwrap());
+        all.extend(&args);
+        let (code, _, stderr) = run(&all);
         assert_eq!(code, 2, "{args:?}: {stderr}");
-        assert!(stderr.contains("error:"), "{stderr}");
+        assert!(
+            stderr.contains("error:") && stderr.contains(says),
+            "{args:?}: {stderr}"
+        );
+        assert!(!store.exists(), "{args:?}");
     }
 }
 
