@@ -215,7 +215,26 @@ fn admin_commands_hash_as_told() {
     assert!(server.log_in("a@x.io", &cyrillic()).is_ok());
 }
 
+/// With room for one argon2 hash at a time, parallel registrations and
+/// logins on two workers all get through: the others wait their turn.
+fn a_memory_budget_of_one_hash_serves_everyone_in_turn() {
+    let app = std::sync::Arc::new(TestApp::spawn_with(|config| {
+        argon2id(config);
+        config.hash_memory_mb = 1;
+        config.hash_workers = 2;
+    }));
+    let shared = std::sync::Arc::clone(&app);
+    let statuses = crate::common::all_at_once(6, move |i| {
+        let email = format!("u{i}@b.io");
+        let registered = shared.register(&email, "pw").status;
+        (registered, shared.log_in(&email, "pw").status)
+    });
+    assert_eq!(statuses, vec![(200, 200); 6]);
+    assert_eq!(app.user_count(), 6);
+}
+
 crate::on_every_store!(
+    a_memory_budget_of_one_hash_serves_everyone_in_turn,
     admin_commands_hash_as_told,
     argon2id_hashes_export_and_import,
     argon2id_takes_a_long_password_of_any_script,
