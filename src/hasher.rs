@@ -356,6 +356,11 @@ impl MemoryBudget {
         MemoryGrant { budget: self, kib }
     }
 
+    /// KiB taken now.
+    fn in_use(&self) -> u64 {
+        self.taken.lock().unwrap_or_else(|p| p.into_inner()).0
+    }
+
     #[cfg(test)]
     fn peak(&self) -> u64 {
         self.taken.lock().unwrap_or_else(|p| p.into_inner()).1
@@ -504,6 +509,12 @@ impl Hasher {
             waiting: schedule.queued,
             running: schedule.running.values().sum(),
         }
+    }
+
+    /// Memory the argon2 jobs running now hold, in bytes, for the
+    /// metrics (one short lock).
+    pub fn memory_in_use(&self) -> u64 {
+        self.memory.in_use().saturating_mul(1024)
     }
 
     /// How new hashes are made.
@@ -856,6 +867,8 @@ mod tests {
                 hasher.memory.peak()
             );
             assert!(hasher.memory.peak() >= 1024);
+            // All given back.
+            assert_eq!(hasher.memory_in_use(), 0);
         }
         // A hash larger than the whole budget still runs, alone.
         let small_budget = argon2_hasher(Argon2Params {
