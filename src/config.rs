@@ -10,6 +10,7 @@ use std::time::Duration;
 use crate::auth::limits::LimitSettings;
 use crate::auth::Lifetimes;
 use crate::delivery::Channel;
+use crate::hasher::{Algorithm, Argon2Params, Scheme};
 use crate::policy::PasswordPolicy;
 
 /// The two ways to run authd: the reference API for local prototyping, or
@@ -30,8 +31,16 @@ pub struct Config {
     pub addr: String,
     /// Directory of the sled store (created if missing).
     pub data_dir: PathBuf,
-    /// bcrypt cost for new hashes (4..=31).
+    /// bcrypt cost for new hashes (4..=31) when `password_hash` is bcrypt.
     pub bcrypt_cost: u32,
+    /// The algorithm of new password hashes; stored hashes of either kind
+    /// verify, and are rehashed to this one at login.
+    pub password_hash: Algorithm,
+    /// argon2id's parameters when `password_hash` is argon2id.
+    pub argon2: Argon2Params,
+    /// Memory argon2 hashes may take at once, all workers together, in MiB
+    /// (`--hash-memory-mb`).
+    pub hash_memory_mb: u32,
     /// Requests handled at once.
     pub threads: usize,
     /// bcrypt worker threads.
@@ -155,6 +164,9 @@ pub const DEFAULT_DB_POOL_SIZE: u32 = 16;
 pub const DEFAULT_THREADS: usize = 64;
 /// Default bcrypt cost, OWASP's and the bcrypt crate's recommendation.
 pub const DEFAULT_BCRYPT_COST: u32 = 12;
+/// Default memory of the argon2 hashes running at once, in MiB: three
+/// hashes at OWASP's 19 MiB.
+pub const DEFAULT_HASH_MEMORY_MB: u32 = 64;
 /// Default request body limit: far above any legitimate form here.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 64 * 1024;
 
@@ -173,6 +185,9 @@ impl Config {
             addr: "127.0.0.1:5000".to_owned(),
             data_dir: data_dir.into(),
             bcrypt_cost: DEFAULT_BCRYPT_COST,
+            password_hash: Algorithm::Bcrypt,
+            argon2: Argon2Params::OWASP,
+            hash_memory_mb: DEFAULT_HASH_MEMORY_MB,
             threads: DEFAULT_THREADS,
             hash_workers: default_hash_workers(),
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
@@ -202,6 +217,16 @@ impl Config {
             metrics_addr: None,
             metrics_public: false,
             metrics_cache: crate::metrics::DEFAULT_CACHE_PERIOD,
+        }
+    }
+
+    /// How new password hashes are made.
+    pub fn scheme(&self) -> Scheme {
+        match self.password_hash {
+            Algorithm::Bcrypt => Scheme::Bcrypt {
+                cost: self.bcrypt_cost,
+            },
+            Algorithm::Argon2id => Scheme::Argon2id(self.argon2),
         }
     }
 
@@ -263,12 +288,24 @@ impl Config {
                         .to_owned(),
                 );
             }
+            // Checked whatever --password-hash says: bcrypt hashes are
+            // still made by `authd user` and may be configured back.
             if self.bcrypt_cost < 10 {
                 return Err(format!(
                     "the production profile needs --bcrypt-cost 10 or more (got {})",
                     self.bcrypt_cost
                 ));
             }
+        }
+        if self.password_hash == Algorithm::Argon2id {
+            let p = self.argon2;
+            argon2::Params::new(p.memory_kib, p.iterations, p.parallelism, None).map_err(|e| {
+                format!(
+                    "--argon2-memory-kib {}, --argon2-iterations {}, --argon2-parallelism {}: {e} \
+                     (the memory must be at least 8 KiB per lane)",
+                    p.memory_kib, p.iterations, p.parallelism
+                )
+            })?;
         }
         Ok(())
     }

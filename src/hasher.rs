@@ -1,9 +1,15 @@
-//! A bounded pool of bcrypt workers.
+//! A bounded pool of password-hashing workers (bcrypt or argon2id).
 //!
-//! bcrypt is slow on purpose (about 0.27 s at cost 12 here). If request threads
-//! hashed themselves, a burst of logins would occupy every HTTP thread and a
-//! cheap `GET /profile` would wait behind them. Instead hashing runs on a
-//! fixed set of workers (one per core by default) fed by a bounded queue;
+//! New hashes are made with the configured [`Scheme`] (`--password-hash`);
+//! stored hashes of either kind verify, whatever is configured, so a store
+//! moves from one algorithm to the other one login at a time (rehash on
+//! login, [`Hasher::needs_rehash`]).
+//!
+//! Password hashing is slow on purpose (about 0.27 s for bcrypt at cost 12
+//! here). If request threads hashed themselves, a burst of logins would
+//! occupy every HTTP thread and a cheap `GET /profile` would wait behind
+//! them. Instead hashing runs on a fixed set of workers (one per core by
+//! default) fed by a bounded queue;
 //! request threads wait for their result, and when the queue is full the
 //! request is refused at once with [`HashError::Busy`] (HTTP 503) rather than
 //! queueing without bound.
@@ -23,7 +29,172 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::user::Password;
+use argon2::password_hash::{PasswordHash, PasswordHasher as _, PasswordVerifier as _, SaltString};
+
+use crate::user::{Password, PasswordLimit, MAX_PASSWORD_BYTES};
+
+/// The algorithm new password hashes are made with (`--password-hash`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Algorithm {
+    /// bcrypt: the reference's algorithm, reads 72 bytes of a password.
+    Bcrypt,
+    /// argon2id (RFC 9106): memory-hard, reads the whole password.
+    Argon2id,
+}
+
+impl Algorithm {
+    /// The name as `--password-hash` spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Algorithm::Bcrypt => "bcrypt",
+            Algorithm::Argon2id => "argon2id",
+        }
+    }
+}
+
+/// argon2id's cost parameters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Argon2Params {
+    /// Memory per hash, in KiB (`m`).
+    pub memory_kib: u32,
+    /// Passes over that memory (`t`).
+    pub iterations: u32,
+    /// Lanes (`p`); the hash still runs on one worker thread.
+    pub parallelism: u32,
+}
+
+impl Argon2Params {
+    /// OWASP's minimum for argon2id (Password Storage Cheat Sheet): 19 MiB,
+    /// 2 iterations, 1 lane, the defaults of `--argon2-*`.
+    pub const OWASP: Argon2Params = Argon2Params {
+        memory_kib: 19_456,
+        iterations: 2,
+        parallelism: 1,
+    };
+
+    fn argon2(self) -> Result<argon2::Argon2<'static>, HashError> {
+        let params = argon2::Params::new(self.memory_kib, self.iterations, self.parallelism, None)
+            .map_err(|e| HashError::Argon2(e.to_string()))?;
+        Ok(argon2::Argon2::new(
+            argon2::Algorithm::Argon2id,
+            argon2::Version::V0x13,
+            params,
+        ))
+    }
+}
+
+/// How new hashes are made: an algorithm and its cost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scheme {
+    Bcrypt { cost: u32 },
+    Argon2id(Argon2Params),
+}
+
+impl Scheme {
+    /// The algorithm of this scheme.
+    pub fn algorithm(&self) -> Algorithm {
+        match self {
+            Scheme::Bcrypt { .. } => Algorithm::Bcrypt,
+            Scheme::Argon2id(_) => Algorithm::Argon2id,
+        }
+    }
+
+    /// The longest new password this scheme hashes exactly: bcrypt reads
+    /// 72 bytes and no more, argon2id reads everything (the bound only
+    /// keeps one request's work small).
+    pub fn password_limit(&self) -> PasswordLimit {
+        match self {
+            Scheme::Bcrypt { .. } => PasswordLimit::Bcrypt,
+            Scheme::Argon2id(_) => PasswordLimit::Long,
+        }
+    }
+
+    /// The scheme a stored hash was made with; `None` for what is neither
+    /// a bcrypt hash nor an argon2id PHC string.
+    pub fn of(hash: &str) -> Option<Scheme> {
+        if hash.starts_with("$argon2id$") {
+            let parsed = PasswordHash::new(hash).ok()?;
+            let params = argon2::Params::try_from(&parsed).ok()?;
+            return Some(Scheme::Argon2id(Argon2Params {
+                memory_kib: params.m_cost(),
+                iterations: params.t_cost(),
+                parallelism: params.p_cost(),
+            }));
+        }
+        hash.parse::<bcrypt::HashParts>()
+            .ok()
+            .map(|parts| Scheme::Bcrypt {
+                cost: parts.get_cost(),
+            })
+    }
+
+    /// For the start-up summary: `bcrypt cost 12`, `argon2id m=19456 KiB t=2 p=1`.
+    pub fn describe(&self) -> String {
+        match self {
+            Scheme::Bcrypt { cost } => format!("bcrypt cost {cost}"),
+            Scheme::Argon2id(p) => format!(
+                "argon2id m={} KiB t={} p={}",
+                p.memory_kib, p.iterations, p.parallelism
+            ),
+        }
+    }
+
+    /// Hashes `password` (on the calling thread: a worker's).
+    fn hash(&self, password: &str) -> Result<String, HashError> {
+        match self {
+            Scheme::Bcrypt { cost } => {
+                // bcrypt would silently keep only the first 72 bytes.
+                if password.len() > MAX_PASSWORD_BYTES {
+                    return Err(HashError::TooLong);
+                }
+                // All of the at most 72 bytes are read, so plain `hash` is
+                // exact here. (`non_truncating_hash` would also refuse a
+                // valid 72-byte password, as it counts the NUL.)
+                Ok(bcrypt::hash(password, *cost)?)
+            }
+            Scheme::Argon2id(params) => {
+                let mut salt = [0u8; 16];
+                getrandom::fill(&mut salt).map_err(|e| HashError::Argon2(e.to_string()))?;
+                let salt =
+                    SaltString::encode_b64(&salt).map_err(|e| HashError::Argon2(e.to_string()))?;
+                let hash = params
+                    .argon2()?
+                    .hash_password(password.as_bytes(), &salt)
+                    .map_err(|e| HashError::Argon2(e.to_string()))?;
+                Ok(hash.to_string())
+            }
+        }
+    }
+}
+
+/// Checks `password` against a stored hash of either kind, told apart by
+/// its prefix (on the calling thread: a worker's).
+fn verify_any(password: &str, hash: &str) -> Result<bool, HashError> {
+    if hash.starts_with("$argon2") {
+        let parsed = PasswordHash::new(hash).map_err(|e| HashError::Argon2(e.to_string()))?;
+        if parsed.hash.is_none() {
+            return Err(HashError::Argon2("no hash in the PHC string".to_owned()));
+        }
+        if parsed.algorithm != argon2::Algorithm::Argon2id.ident() {
+            return Err(HashError::Argon2(format!(
+                "unsupported algorithm {}",
+                parsed.algorithm
+            )));
+        }
+        // The hash's own parameters are used (the verifier reads them
+        // from the PHC string), not the configured ones.
+        return match argon2::Argon2::default().verify_password(password.as_bytes(), &parsed) {
+            Ok(()) => Ok(true),
+            Err(argon2::password_hash::Error::Password) => Ok(false),
+            Err(e) => Err(HashError::Argon2(e.to_string())),
+        };
+    }
+    // bcrypt reads 72 bytes: a longer password (possible under argon2id)
+    // must never match a hash of its prefix. The verification still runs,
+    // so the refusal takes a verification's time.
+    let matches = bcrypt::verify(password, hash)?;
+    Ok(matches && password.len() <= MAX_PASSWORD_BYTES)
+}
 
 /// A job computes its result and returns what hands it to its waiter:
 /// the worker gives its place back in between, so a waiter that sends its
@@ -46,16 +217,22 @@ const RUNNING_PER_KEY: usize = 2;
 /// Why a hash or verification did not happen.
 #[derive(Debug, thiserror::Error)]
 pub enum HashError {
-    #[error("all bcrypt workers are busy and the queue is full")]
+    #[error("all hash workers are busy and the queue is full")]
     Busy,
     /// This key holds all of its places (running and waiting): the client
     /// should slow down (429), others are still served.
     #[error("this client has as many password operations in progress as it may")]
     KeyBusy,
-    #[error("the bcrypt worker pool has stopped")]
+    #[error("the hash worker pool has stopped")]
     Unavailable,
     #[error("bcrypt failed: {0}")]
     Bcrypt(#[from] bcrypt::BcryptError),
+    #[error("argon2 failed: {0}")]
+    Argon2(String),
+    /// A password longer than bcrypt reads, given to bcrypt to hash (a
+    /// rehash to bcrypt of a long password set under argon2id, say).
+    #[error("the password is longer than bcrypt's 72 bytes")]
+    TooLong,
 }
 
 /// Counts of work done, for tests and diagnostics ("did this request cost a
@@ -146,6 +323,75 @@ impl Pool {
     }
 }
 
+/// The memory argon2 work may take at once, all workers together: each
+/// argon2 job takes its hash's memory (`m`) from the budget before it runs
+/// and gives it back after, waiting (on its worker, the jobs behind it in
+/// the bounded queue) while the rest is taken. A job larger than the whole
+/// budget runs alone. bcrypt's 4 KiB are not counted.
+struct MemoryBudget {
+    /// KiB taken now, and the most ever taken at once (for tests).
+    taken: Mutex<(u64, u64)>,
+    freed: Condvar,
+    limit_kib: u64,
+}
+
+impl MemoryBudget {
+    fn new(limit_kib: u64) -> MemoryBudget {
+        MemoryBudget {
+            taken: Mutex::new((0, 0)),
+            freed: Condvar::new(),
+            limit_kib,
+        }
+    }
+
+    /// Waits until `kib` fits (or nothing else is taken), then takes it
+    /// until the grant is dropped.
+    fn take(&self, kib: u64) -> MemoryGrant<'_> {
+        let mut taken = self.taken.lock().unwrap_or_else(|p| p.into_inner());
+        while taken.0 > 0 && taken.0 + kib > self.limit_kib {
+            taken = self.freed.wait(taken).unwrap_or_else(|p| p.into_inner());
+        }
+        taken.0 += kib;
+        taken.1 = taken.1.max(taken.0);
+        MemoryGrant { budget: self, kib }
+    }
+
+    /// KiB taken now.
+    fn in_use(&self) -> u64 {
+        self.taken.lock().unwrap_or_else(|p| p.into_inner()).0
+    }
+
+    #[cfg(test)]
+    fn peak(&self) -> u64 {
+        self.taken.lock().unwrap_or_else(|p| p.into_inner()).1
+    }
+}
+
+/// Memory taken from a [`MemoryBudget`], given back when dropped (a
+/// panicking hash included).
+struct MemoryGrant<'a> {
+    budget: &'a MemoryBudget,
+    kib: u64,
+}
+
+impl Drop for MemoryGrant<'_> {
+    fn drop(&mut self) {
+        let mut taken = self.budget.taken.lock().unwrap_or_else(|p| p.into_inner());
+        taken.0 -= self.kib;
+        drop(taken);
+        self.budget.freed.notify_all();
+    }
+}
+
+/// The memory an argon2 operation on `scheme` takes, in KiB; `None` for
+/// bcrypt.
+fn memory_of(scheme: Option<Scheme>) -> Option<u64> {
+    match scheme? {
+        Scheme::Argon2id(params) => Some(u64::from(params.memory_kib)),
+        Scheme::Bcrypt { .. } => None,
+    }
+}
+
 /// Stops the workers when the last [`Hasher`] handle goes.
 struct Owner(Arc<Pool>);
 
@@ -173,7 +419,9 @@ pub struct Depth {
 #[derive(Clone)]
 pub struct Hasher {
     pool: Arc<Owner>,
-    cost: u32,
+    scheme: Scheme,
+    /// What argon2 work may take at once (unbounded unless set).
+    memory: Arc<MemoryBudget>,
     stats: Arc<HashStats>,
     /// Told each job's wait, when metrics are kept.
     waits: Option<WaitObserver>,
@@ -197,6 +445,16 @@ impl Hasher {
         cost: u32,
         per_key: usize,
     ) -> std::io::Result<Hasher> {
+        Self::start_scheme(workers, queue, Scheme::Bcrypt { cost }, per_key)
+    }
+
+    /// [`Hasher::start_fair`] making new hashes with `scheme`.
+    pub fn start_scheme(
+        workers: usize,
+        queue: usize,
+        scheme: Scheme,
+        per_key: usize,
+    ) -> std::io::Result<Hasher> {
         let pool = Arc::new(Pool {
             schedule: Mutex::new(Schedule {
                 waiting: HashMap::new(),
@@ -213,12 +471,13 @@ impl Hasher {
         for n in 0..workers.max(1) {
             let pool = Arc::clone(&pool);
             thread::Builder::new()
-                .name(format!("bcrypt-{n}"))
+                .name(format!("hash-{n}"))
                 .spawn(move || work(&pool))?;
         }
         Ok(Hasher {
             pool: Arc::new(Owner(pool)),
-            cost,
+            scheme,
+            memory: Arc::new(MemoryBudget::new(u64::MAX)),
             stats: Arc::default(),
             waits: None,
         })
@@ -233,6 +492,16 @@ impl Hasher {
         }
     }
 
+    /// This pool, its argon2 work bounded to `mib` MiB at once
+    /// (`--hash-memory-mb`): with every hash at the configured memory
+    /// `m`, `max(1, mib * 1024 / m)` of them run at once, the rest wait.
+    pub fn with_memory_limit(self, mib: u32) -> Hasher {
+        Hasher {
+            memory: Arc::new(MemoryBudget::new(u64::from(mib) * 1024)),
+            ..self
+        }
+    }
+
     /// Jobs waiting and running now, for the metrics (one short lock).
     pub fn depth(&self) -> Depth {
         let schedule = self.pool.0.schedule();
@@ -242,9 +511,35 @@ impl Hasher {
         }
     }
 
-    /// The configured bcrypt cost for new hashes.
-    pub fn cost(&self) -> u32 {
-        self.cost
+    /// Memory the argon2 jobs running now hold, in bytes, for the
+    /// metrics (one short lock).
+    pub fn memory_in_use(&self) -> u64 {
+        self.memory.in_use().saturating_mul(1024)
+    }
+
+    /// How new hashes are made.
+    pub fn scheme(&self) -> Scheme {
+        self.scheme
+    }
+
+    /// Whether `hash` was made exactly as a new one would be now (same
+    /// algorithm and cost): its verification time is the configured one.
+    pub fn is_current(&self, hash: &str) -> bool {
+        Scheme::of(hash) == Some(self.scheme)
+    }
+
+    /// Whether a stored `hash` should be replaced at the next login: it is
+    /// of the other algorithm, a bcrypt hash of a lower cost (a higher one
+    /// is kept: never weaken a hash), or an argon2id hash of other
+    /// parameters (lower ones are weaker; higher memory is memory every
+    /// login of that account takes beyond what `--hash-memory-mb` plans).
+    /// A hash of no known kind is left alone: it verifies nothing anyway.
+    pub fn needs_rehash(&self, hash: &str) -> bool {
+        match (Scheme::of(hash), self.scheme) {
+            (None, _) => false,
+            (Some(Scheme::Bcrypt { cost: stored }), Scheme::Bcrypt { cost }) => stored < cost,
+            (Some(stored), configured) => stored != configured,
+        }
     }
 
     /// Work counters.
@@ -252,30 +547,31 @@ impl Hasher {
         &self.stats
     }
 
-    /// Hashes `password` at the configured cost, as the service's own work.
+    /// Hashes `password` with the configured scheme, as the service's own work.
     pub fn hash(&self, password: &Password) -> Result<String, HashError> {
         self.hash_for(OWN_WORK, password)
     }
 
-    /// Hashes `password` at the configured cost for `key`.
+    /// Hashes `password` with the configured scheme for `key`.
     pub fn hash_for(&self, key: HashKey, password: &Password) -> Result<String, HashError> {
         let secret = password.clone();
-        let cost = self.cost;
+        let scheme = self.scheme;
+        let memory = Arc::clone(&self.memory);
         self.stats.hashes.fetch_add(1, Ordering::Relaxed);
-        // Password::parse capped the length at 72 bytes, all of which bcrypt
-        // reads, so plain `hash` is exact here. (`non_truncating_hash` would
-        // also refuse a valid 72-byte password, as it counts the NUL.)
-        self.run_for(key, move || bcrypt::hash(secret.expose(), cost))?
-            .map_err(HashError::from)
+        self.run_for(key, move || {
+            let _grant = memory_of(Some(scheme)).map(|kib| memory.take(kib));
+            scheme.hash(secret.expose())
+        })?
     }
 
-    /// Checks `password` against a stored bcrypt hash, as the service's
-    /// own work.
+    /// Checks `password` against a stored hash (bcrypt or argon2id), as
+    /// the service's own work.
     pub fn verify(&self, password: &Password, hash: &str) -> Result<bool, HashError> {
         self.verify_for(OWN_WORK, password, hash)
     }
 
-    /// Checks `password` against a stored bcrypt hash for `key`.
+    /// Checks `password` against a stored hash (bcrypt or argon2id) for
+    /// `key`.
     pub fn verify_for(
         &self,
         key: HashKey,
@@ -284,9 +580,13 @@ impl Hasher {
     ) -> Result<bool, HashError> {
         let secret = password.clone();
         let hash = hash.to_owned();
+        let memory = Arc::clone(&self.memory);
         self.stats.verifies.fetch_add(1, Ordering::Relaxed);
-        self.run_for(key, move || bcrypt::verify(secret.expose(), &hash))?
-            .map_err(HashError::from)
+        self.run_for(key, move || {
+            // The stored hash's own memory, which is what verifying takes.
+            let _grant = memory_of(Scheme::of(&hash)).map(|kib| memory.take(kib));
+            verify_any(secret.expose(), &hash)
+        })?
     }
 
     /// Runs `f` on a worker, in `key`'s turn, and waits for its result.
@@ -422,6 +722,176 @@ mod tests {
         assert!(!hasher
             .verify(&Password::parse(&prefix).unwrap(), &hash)
             .unwrap());
+    }
+
+    /// Small argon2id parameters: the tests check behaviour, not cost.
+    const SMALL: Argon2Params = Argon2Params {
+        memory_kib: 1024,
+        iterations: 1,
+        parallelism: 1,
+    };
+
+    fn argon2_hasher(params: Argon2Params) -> Hasher {
+        Hasher::start_scheme(1, 4, Scheme::Argon2id(params), DEFAULT_PLACES_PER_KEY).unwrap()
+    }
+
+    #[test]
+    fn argon2id_hashes_and_verifies_exactly() {
+        let hasher = argon2_hasher(SMALL);
+        let password = Password::parse("correct horse").unwrap();
+        let hash = hasher.hash(&password).unwrap();
+        assert!(hash.starts_with("$argon2id$v=19$m=1024,t=1,p=1$"), "{hash}");
+        assert!(hasher.verify(&password, &hash).unwrap());
+        let wrong = Password::parse("correct horsf").unwrap();
+        assert!(!hasher.verify(&wrong, &hash).unwrap());
+        // Salted: the same password hashes differently.
+        assert_ne!(hasher.hash(&password).unwrap(), hash);
+        // All of a long password counts, not a prefix.
+        let long = "ж".repeat(500);
+        let hash = hasher
+            .hash(&Password::parse_for(&long, PasswordLimit::Long).unwrap())
+            .unwrap();
+        let other_last = "ж".repeat(499) + "з";
+        assert!(!hasher
+            .verify(
+                &Password::parse_for(&other_last, PasswordLimit::Long).unwrap(),
+                &hash
+            )
+            .unwrap());
+    }
+
+    #[test]
+    fn either_kind_verifies_whatever_is_configured() {
+        let bcrypt = Hasher::start(1, 4, 4).unwrap();
+        let argon2 = argon2_hasher(SMALL);
+        let password = Password::parse("pw").unwrap();
+        let wrong = Password::parse("pW").unwrap();
+        let by_bcrypt = bcrypt.hash(&password).unwrap();
+        let by_argon2 = argon2.hash(&password).unwrap();
+        for hasher in [&bcrypt, &argon2] {
+            for hash in [&by_bcrypt, &by_argon2] {
+                assert!(hasher.verify(&password, hash).unwrap(), "{hash}");
+                assert!(!hasher.verify(&wrong, hash).unwrap(), "{hash}");
+            }
+        }
+        // Another argon2id cost still verifies: the hash's own is used.
+        let other = argon2_hasher(Argon2Params {
+            memory_kib: 2048,
+            iterations: 2,
+            parallelism: 2,
+        });
+        assert!(other.verify(&password, &by_argon2).unwrap());
+    }
+
+    #[test]
+    fn a_long_password_never_matches_a_bcrypt_hash_of_its_prefix() {
+        let bcrypt = Hasher::start(1, 4, 4).unwrap();
+        let prefix = "p".repeat(72);
+        let hash = bcrypt.hash(&Password::parse(&prefix).unwrap()).unwrap();
+        let longer = Password::parse_for(&(prefix + "more"), PasswordLimit::Long).unwrap();
+        // bcrypt alone would say yes (it reads 72 bytes).
+        assert!(!bcrypt.verify(&longer, &hash).unwrap());
+        // And bcrypt refuses to hash it rather than truncate.
+        assert!(matches!(bcrypt.hash(&longer), Err(HashError::TooLong)));
+        assert!(argon2_hasher(SMALL).hash(&longer).is_ok());
+    }
+
+    #[test]
+    fn rehash_follows_the_configured_algorithm_and_parameters() {
+        let password = Password::parse("pw").unwrap();
+        let bcrypt_4 = Hasher::start(1, 4, 4).unwrap();
+        let bcrypt_5 = Hasher::start(1, 4, 5).unwrap();
+        let argon2 = argon2_hasher(SMALL);
+        let argon2_more = argon2_hasher(Argon2Params {
+            memory_kib: 2048,
+            ..SMALL
+        });
+        let hash_b4 = bcrypt_4.hash(&password).unwrap();
+        let hash_b5 = bcrypt_5.hash(&password).unwrap();
+        let hash_a = argon2.hash(&password).unwrap();
+        let hash_a_more = argon2_more.hash(&password).unwrap();
+        // Current: nothing to do.
+        assert!(!bcrypt_4.needs_rehash(&hash_b4));
+        assert!(!argon2.needs_rehash(&hash_a));
+        assert!(bcrypt_4.is_current(&hash_b4) && argon2.is_current(&hash_a));
+        // bcrypt: a lower cost is raised, a higher one kept.
+        assert!(bcrypt_5.needs_rehash(&hash_b4));
+        assert!(!bcrypt_4.needs_rehash(&hash_b5));
+        assert!(!bcrypt_4.is_current(&hash_b5));
+        // Across algorithms, either way.
+        assert!(argon2.needs_rehash(&hash_b4));
+        assert!(bcrypt_4.needs_rehash(&hash_a));
+        // argon2id: other parameters, either way.
+        assert!(argon2_more.needs_rehash(&hash_a));
+        assert!(argon2.needs_rehash(&hash_a_more));
+        // What is no hash is left alone.
+        assert!(!argon2.needs_rehash("not a hash"));
+        assert_eq!(
+            Scheme::of(&hash_a_more),
+            Some(Scheme::Argon2id(Argon2Params {
+                memory_kib: 2048,
+                ..SMALL
+            }))
+        );
+        assert_eq!(Scheme::of(&hash_b5), Some(Scheme::Bcrypt { cost: 5 }));
+    }
+
+    /// With room for one hash of 1 MiB, no two run at once however many
+    /// are asked for on two workers; with room for two, never three.
+    #[test]
+    fn argon2_memory_stays_within_its_budget() {
+        for (mib, most) in [(1, 1024), (2, 2048)] {
+            let hasher = Hasher::start_scheme(3, 16, Scheme::Argon2id(SMALL), 16)
+                .unwrap()
+                .with_memory_limit(mib);
+            let password = Password::parse("pw").unwrap();
+            let hash = hasher.hash(&password).unwrap();
+            let handles: Vec<_> = (0..8)
+                .map(|n| {
+                    let (hasher, password, hash) = (hasher.clone(), password.clone(), hash.clone());
+                    thread::spawn(move || {
+                        if n % 2 == 0 {
+                            hasher.hash_for(key(n), &password).map(|_| true)
+                        } else {
+                            hasher.verify_for(key(n), &password, &hash)
+                        }
+                    })
+                })
+                .collect();
+            for handle in handles {
+                assert!(handle.join().unwrap().unwrap());
+            }
+            assert!(
+                hasher.memory.peak() <= most,
+                "{mib} MiB: {}",
+                hasher.memory.peak()
+            );
+            assert!(hasher.memory.peak() >= 1024);
+            // All given back.
+            assert_eq!(hasher.memory_in_use(), 0);
+        }
+        // A hash larger than the whole budget still runs, alone.
+        let small_budget = argon2_hasher(Argon2Params {
+            memory_kib: 2048,
+            ..SMALL
+        })
+        .with_memory_limit(1);
+        assert!(small_budget.hash(&Password::parse("pw").unwrap()).is_ok());
+    }
+
+    #[test]
+    fn malformed_argon2_hashes_are_errors() {
+        let hasher = argon2_hasher(SMALL);
+        let password = Password::parse("x").unwrap();
+        for bad in [
+            "$argon2id$v=19$m=1024",
+            "$argon2i$v=19$m=1024,t=1,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA",
+        ] {
+            assert!(
+                matches!(hasher.verify(&password, bad), Err(HashError::Argon2(_))),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

@@ -157,6 +157,7 @@ pub struct Metrics {
     hash_wait: Histogram,
     hash_waiting: Gauge,
     hash_running: Gauge,
+    hash_memory: Gauge,
     users: Gauge,
     sessions: Gauge,
     tokens: Gauge,
@@ -218,9 +219,19 @@ impl Metrics {
         let hash_waiting = gauge(
             &mut registry,
             "hash_queue_waiting",
-            "bcrypt jobs waiting for a worker",
+            "Password-hashing jobs (bcrypt or argon2id) waiting for a worker",
         );
-        let hash_running = gauge(&mut registry, "hash_running", "bcrypt jobs on a worker");
+        let hash_running = gauge(
+            &mut registry,
+            "hash_running",
+            "Password-hashing jobs (bcrypt or argon2id) on a worker",
+        );
+        // Bytes: OpenMetrics' unit, so the name ends in `_bytes`.
+        let hash_memory = gauge(
+            &mut registry,
+            "hash_memory_bytes",
+            "Memory the running argon2 jobs hold (at most --hash-memory-mb)",
+        );
         let users = gauge(&mut registry, "users", "Registered users (cached)");
         let sessions = gauge(
             &mut registry,
@@ -274,6 +285,7 @@ impl Metrics {
             hash_wait,
             hash_waiting,
             hash_running,
+            hash_memory,
             users,
             sessions,
             tokens,
@@ -375,7 +387,7 @@ impl Metrics {
         }
     }
 
-    /// Reads the bcrypt queue (one short lock) at every scrape, and the
+    /// Reads the hash queue and memory (two short locks) at every scrape, and the
     /// store's numbers when they are older than the cache period. Scrapes
     /// at the same moment wait for one read rather than each making one.
     fn refresh(&self) {
@@ -385,6 +397,8 @@ impl Metrics {
         let depth = sources.hasher.depth();
         self.hash_waiting.set(gauge_value(depth.waiting));
         self.hash_running.set(gauge_value(depth.running));
+        self.hash_memory
+            .set(i64::try_from(sources.hasher.memory_in_use()).unwrap_or(i64::MAX));
         let mut refreshed = self.refreshed.lock().unwrap_or_else(|p| p.into_inner());
         if refreshed.is_some_and(|at| at.elapsed() < self.cache_period) {
             return;

@@ -7,7 +7,7 @@
 //! list, and the user's own email counts against the password.
 
 /// What a new password must satisfy, beyond [`crate::user::Password`]'s
-/// hard limits (1-72 bytes, no NUL).
+/// hard limits (1 byte to the hash algorithm's limit, no NUL).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PasswordPolicy {
     /// Fewest characters (not bytes).

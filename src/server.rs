@@ -148,12 +148,13 @@ pub fn start(config: &Config) -> Result<Running, StartError> {
         (open_migrated(config)?, listeners)
     };
     let metrics = Arc::new(Metrics::new(&ROUTES, config.metrics_cache));
-    let hasher = Hasher::start_fair(
+    let hasher = Hasher::start_scheme(
         config.hash_workers,
         config.hash_queue(),
-        config.bcrypt_cost,
+        config.scheme(),
         config.limits.hashes_per_address,
     )?
+    .with_memory_limit(config.hash_memory_mb)
     .with_wait_observer(metrics.hash_wait_observer());
     let delivery = match config.profile {
         Profile::Production => Delivery::Queued,

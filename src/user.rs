@@ -17,6 +17,31 @@ const MAX_LOCAL_BYTES: usize = 64;
 /// silently truncated, so a longer password is refused instead.
 pub const MAX_PASSWORD_BYTES: usize = 72;
 
+/// Longest password under argon2id, which reads all of it: 1,024 bytes
+/// holds 64 characters of any script (NIST asks for at least 64) many
+/// times over, and keeps what one request makes a worker hash small.
+pub const MAX_LONG_PASSWORD_BYTES: usize = 1024;
+
+/// How long a password may be: what the configured hash algorithm reads
+/// exactly ([`crate::hasher::Scheme::password_limit`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PasswordLimit {
+    /// [`MAX_PASSWORD_BYTES`]: everything bcrypt reads.
+    Bcrypt,
+    /// [`MAX_LONG_PASSWORD_BYTES`]: argon2id.
+    Long,
+}
+
+impl PasswordLimit {
+    /// The limit in bytes.
+    pub fn bytes(self) -> usize {
+        match self {
+            PasswordLimit::Bcrypt => MAX_PASSWORD_BYTES,
+            PasswordLimit::Long => MAX_LONG_PASSWORD_BYTES,
+        }
+    }
+}
+
 /// Why a field value was refused. The text follows the field's name in the
 /// message shown to the client ("new_password must not be empty").
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -43,6 +68,8 @@ pub enum InvalidInput {
     EmptyPassword,
     #[error("must be at most {MAX_PASSWORD_BYTES} bytes (bcrypt ignores anything longer)")]
     PasswordTooLong,
+    #[error("must be at most {MAX_LONG_PASSWORD_BYTES} bytes")]
+    PasswordTooLongLong,
     #[error("must not contain NUL characters")]
     PasswordNul,
 }
@@ -169,11 +196,13 @@ impl fmt::Display for Email {
     }
 }
 
-/// A password exactly as the client sent it, checked against bcrypt's limits.
+/// A password exactly as the client sent it, checked against the hash
+/// algorithm's limits.
 ///
 /// No trimming, no normalisation and no composition rules (NIST SP 800-63B):
 /// the only refusals are those that would otherwise make bcrypt silently
-/// weaken the password. `Debug` never prints the secret.
+/// weaken the password, or (argon2id) bound one request's work. `Debug`
+/// never prints the secret.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Password(String);
 
@@ -183,11 +212,23 @@ impl Password {
     /// 72 bytes is everything bcrypt reads; a NUL would end the password early
     /// in the C implementations a store may one day be exported to.
     pub fn parse(raw: &str) -> Result<Password, InvalidInput> {
+        Password::parse_for(raw, PasswordLimit::Bcrypt)
+    }
+
+    /// [`Password::parse`] with the length limit of the configured
+    /// algorithm: 72 bytes under bcrypt, 1,024 under argon2id. A password
+    /// typed to log in is parsed with [`PasswordLimit::Long`] whatever is
+    /// configured: an account whose hash is argon2id must still log in
+    /// under bcrypt, and a bcrypt hash never matches a longer password.
+    pub fn parse_for(raw: &str, limit: PasswordLimit) -> Result<Password, InvalidInput> {
         if raw.is_empty() {
             return Err(InvalidInput::EmptyPassword);
         }
-        if raw.len() > MAX_PASSWORD_BYTES {
-            return Err(InvalidInput::PasswordTooLong);
+        if raw.len() > limit.bytes() {
+            return Err(match limit {
+                PasswordLimit::Bcrypt => InvalidInput::PasswordTooLong,
+                PasswordLimit::Long => InvalidInput::PasswordTooLongLong,
+            });
         }
         if raw.contains('\0') {
             return Err(InvalidInput::PasswordNul);
@@ -356,6 +397,43 @@ mod tests {
         );
         assert_eq!(Password::parse(""), Err(InvalidInput::EmptyPassword));
         assert_eq!(Password::parse("a\0b"), Err(InvalidInput::PasswordNul));
+    }
+
+    #[test]
+    fn the_limit_follows_the_algorithm() {
+        // 64 Cyrillic letters: 128 bytes, too long for bcrypt only.
+        let cyrillic = "пароль".repeat(10) + "ключ";
+        assert_eq!(cyrillic.chars().count(), 64);
+        assert_eq!(cyrillic.len(), 128);
+        assert_eq!(
+            Password::parse_for(&cyrillic, PasswordLimit::Bcrypt),
+            Err(InvalidInput::PasswordTooLong)
+        );
+        let long = Password::parse_for(&cyrillic, PasswordLimit::Long).unwrap();
+        assert_eq!(long.expose(), cyrillic);
+        assert!(Password::parse_for(&"x".repeat(1024), PasswordLimit::Long).is_ok());
+        assert_eq!(
+            Password::parse_for(&"x".repeat(1025), PasswordLimit::Long),
+            Err(InvalidInput::PasswordTooLongLong)
+        );
+        assert_eq!(
+            InvalidInput::PasswordTooLong.to_string(),
+            "must be at most 72 bytes (bcrypt ignores anything longer)"
+        );
+        assert_eq!(
+            InvalidInput::PasswordTooLongLong.to_string(),
+            "must be at most 1024 bytes"
+        );
+        for limit in [PasswordLimit::Bcrypt, PasswordLimit::Long] {
+            assert_eq!(
+                Password::parse_for("", limit),
+                Err(InvalidInput::EmptyPassword)
+            );
+            assert_eq!(
+                Password::parse_for("a\0b", limit),
+                Err(InvalidInput::PasswordNul)
+            );
+        }
     }
 
     #[test]

@@ -132,7 +132,7 @@ impl Auth {
             email,
             route,
         )?;
-        let outcome = match Password::parse(typed) {
+        let outcome = match Password::parse_for(typed, crate::user::PasswordLimit::Long) {
             Ok(password) => self
                 .valid_login_for(caller.ip, &user.email, &password)
                 .and_then(|found| {

@@ -13,7 +13,7 @@ use crate::hasher::{HashKey, OWN_WORK};
 use crate::session::{kept_user_agent, Session, SessionId};
 use crate::store::StoreError;
 use crate::token::Token;
-use crate::user::{Email, Password, User};
+use crate::user::{Email, Password, PasswordLimit, User};
 
 /// A successful login: the user, the new session's token, and the device
 /// cookie its client now holds (with device cookies on: the production
@@ -91,7 +91,9 @@ impl Auth {
         })?;
         let outcome = self.limits.reserve_success(typed_email).and_then(|()| {
             // The bcrypt work, in this address's turns of the queue.
-            let attempt = match (Email::parse(typed_email), Password::parse(typed_password)) {
+            // Any length either algorithm reads: see Password::parse_for.
+            let typed = Password::parse_for(typed_password, PasswordLimit::Long);
+            let attempt = match (Email::parse(typed_email), typed) {
                 (Ok(email), Ok(password)) => self.log_in_as(caller, &email, &password),
                 _ => self.refuse_login(caller.ip).map(|never| match never {}),
             };
@@ -153,10 +155,13 @@ impl Auth {
 
     /// Credentials in, session token out: `valid_login` then a new session.
     ///
-    /// A stored hash of a lower cost than the configured one is replaced by
-    /// a fresh hash of the password just verified (rehash on login), in the
-    /// same write as the session. If the bcrypt queue is full at that
-    /// moment, the login still succeeds and the rehash waits for the next.
+    /// A stored hash of the other algorithm, or weaker or other parameters
+    /// than configured ([`crate::hasher::Hasher::needs_rehash`]), is
+    /// replaced by a fresh hash of the password just verified (rehash on
+    /// login), in the same write as the session. If the hash queue is full
+    /// at that moment, or the password is longer than bcrypt reads (set
+    /// under argon2id, now configured bcrypt), the login still succeeds and
+    /// the old hash stays.
     fn log_in_as(
         &self,
         caller: &Caller,
@@ -168,7 +173,7 @@ impl Auth {
         if self.rules.require_verified_email && !user.email_verified {
             return Err(AuthError::EmailNotVerified);
         }
-        let rehashed = if self.needs_rehash(&user.hashed_password) {
+        let rehashed = if self.hasher.needs_rehash(&user.hashed_password) {
             self.hasher.hash_for(caller.ip, password).ok()
         } else {
             None
@@ -202,18 +207,16 @@ impl Auth {
                 {
                     return Ok(user);
                 }
-                match cost_of(&user.hashed_password) {
-                    Some(cost) if cost == self.hasher.cost() => {
-                        self.verify_time.observe(started.elapsed())
-                    }
-                    // A hash made at a lower cost (before the cost was
-                    // raised, or imported) answers sooner: pad the failure
-                    // to a verification at the configured cost, so the
-                    // time does not tell such accounts apart.
-                    Some(cost) if cost < self.hasher.cost() => {
-                        self.verify_time.pad(started.elapsed())
-                    }
-                    _ => {}
+                if self.hasher.is_current(&user.hashed_password) {
+                    self.verify_time.observe(started.elapsed());
+                } else {
+                    // A hash made otherwise (a lower cost, the other
+                    // algorithm: before the configuration changed, or
+                    // imported) may answer sooner: pad the failure to a
+                    // verification with the configured scheme, so the
+                    // time does not tell such accounts apart. (A slower
+                    // one is not padded: padding only adds.)
+                    self.verify_time.pad(started.elapsed());
                 }
                 Err(AuthError::InvalidCredentials)
             }
@@ -279,11 +282,6 @@ impl Auth {
             })?;
         Ok(token)
     }
-
-    /// Whether `hash` was made with a lower cost than the configured one.
-    fn needs_rehash(&self, hash: &str) -> bool {
-        cost_of(hash).is_some_and(|cost| cost < self.hasher.cost())
-    }
 }
 
 /// How a login that ended in `error` is counted (a lockout is told from
@@ -297,25 +295,23 @@ fn login_outcome(error: &AuthError) -> LoginOutcome {
     }
 }
 
-/// The bcrypt cost a hash was made with.
-fn cost_of(hash: &str) -> Option<u32> {
-    hash.parse::<bcrypt::HashParts>()
-        .ok()
-        .map(|parts| parts.get_cost())
-}
-
-/// How long a failed verification at the configured cost takes, as last
-/// seen: what a failure against a cheaper hash is padded to.
+/// How long a failed verification with the configured scheme takes, as
+/// last seen: what a failure against a hash made otherwise is padded to.
 #[derive(Debug, Default)]
 pub(super) struct VerifyTime {
     /// Nanoseconds, a moving average (0 until the first is seen).
     nanos: AtomicU64,
+    /// Verifications taken in, for tests (which never assert on time).
+    #[cfg(test)]
+    observed: AtomicU64,
 }
 
 impl VerifyTime {
     /// Takes in one more verification at the configured cost (a queue wait
     /// included: what a client sees is what must match).
     pub(super) fn observe(&self, took: Duration) {
+        #[cfg(test)]
+        self.observed.fetch_add(1, Ordering::Relaxed);
         let took = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
         let old = self.nanos.load(Ordering::Relaxed);
         // An average over the last few, so one slow moment moves it little.
@@ -349,6 +345,65 @@ mod tests {
     use crate::device::DeviceKeys;
     use crate::hasher::Hasher;
     use crate::store::SledStore;
+
+    /// Under argon2id the dummy hash is argon2id, and a failure against a
+    /// stored bcrypt hash is padded to the argon2id time rather than taken
+    /// as a sample of it (which would drag the padding target down to
+    /// bcrypt's). Counted, never timed.
+    #[test]
+    fn under_argon2id_failures_take_argon2id_time_whatever_the_stored_kind() {
+        use crate::hasher::{Argon2Params, Scheme};
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        let scheme = Scheme::Argon2id(Argon2Params {
+            memory_kib: 1024,
+            iterations: 1,
+            parallelism: 1,
+        });
+        let hasher = Hasher::start_scheme(2, 8, scheme, 6).unwrap();
+        let limits = Limits::new(LimitSettings::default());
+        let auth = Auth::new(
+            Arc::new(store),
+            hasher,
+            Rules::dev(),
+            limits,
+            Audit::new(false),
+        )
+        .unwrap();
+        assert!(auth.dummy_hash().unwrap().starts_with("$argon2id$"));
+        let old = Hasher::start(1, 1, 4).unwrap();
+        auth.store()
+            .create_user(&crate::user::NewUser {
+                email: email("old@x.io"),
+                hashed_password: old.hash(&password("pw")).unwrap(),
+                email_verified: true,
+                created_at: None,
+            })
+            .unwrap();
+        auth.register_user(&email("new@x.io"), &password("pw"))
+            .unwrap();
+        let observed = || auth.verify_time.observed.load(Ordering::Relaxed);
+        let wrong = |address: &str| {
+            assert!(matches!(
+                auth.log_in(&caller(), address, "wrong", None),
+                Err(AuthError::InvalidCredentials)
+            ));
+        };
+        let before = observed();
+        wrong("old@x.io");
+        assert_eq!(
+            observed(),
+            before,
+            "a bcrypt failure is padded, not sampled"
+        );
+        wrong("new@x.io");
+        wrong("nobody@x.io");
+        assert_eq!(observed(), before + 2);
+        // The old account logs in, and its hash is argon2id from then on.
+        auth.log_in(&caller(), "old@x.io", "pw", None).unwrap();
+        let stored = auth.store().user_by_email(&email("old@x.io")).unwrap();
+        assert!(stored.hashed_password.starts_with("$argon2id$"));
+    }
 
     #[test]
     fn malformed_input_is_a_wrong_pair_after_one_verify() {

@@ -349,7 +349,7 @@ pub struct Auth {
     rules: Rules,
     limits: Limits,
     audit: Audit,
-    /// A hash at the configured cost that matches no password, verified when
+    /// A hash with the configured scheme that matches no password, verified when
     /// the email is unknown so that case costs the same as a wrong password.
     /// Made at start for a server; on first need for an admin command,
     /// which rarely needs it.
@@ -427,9 +427,15 @@ impl Auth {
         Ok(self.dummy_hash.get_or_init(|| hash))
     }
 
-    /// The bcrypt pool, for its counters.
+    /// The hash pool, for its counters and scheme.
     pub fn hasher(&self) -> &Hasher {
         &self.hasher
+    }
+
+    /// How long a new password may be: what the configured algorithm
+    /// reads exactly.
+    pub fn password_limit(&self) -> crate::user::PasswordLimit {
+        self.hasher.scheme().password_limit()
     }
 
     /// The store, for what is not a use case (health checks, shutdown).

@@ -32,6 +32,16 @@ enum Input {
     Prompt,
 }
 
+/// The variables of a new hash's settings and their flags: taken from the
+/// client's environment, as the client's command would have been.
+const HASH_SETTINGS: [(&str, &str); 5] = [
+    ("AUTHD_BCRYPT_COST", "--bcrypt-cost"),
+    ("AUTHD_PASSWORD_HASH", "--password-hash"),
+    ("AUTHD_ARGON2_MEMORY_KIB", "--argon2-memory-kib"),
+    ("AUTHD_ARGON2_ITERATIONS", "--argon2-iterations"),
+    ("AUTHD_ARGON2_PARALLELISM", "--argon2-parallelism"),
+];
+
 /// Flags of the store: the client's own business, not sent.
 const STORE_FLAGS: [&str; 3] = ["--data-dir", "--database", "--control-socket"];
 
@@ -42,11 +52,16 @@ impl Plan {
             output: None,
             extra: Vec::new(),
         };
-        let cost = std::env::var("AUTHD_BCRYPT_COST").ok();
+        // The hash settings of this client's environment, sent as flags
+        // unless the command line has its own.
+        let settings: Vec<(&str, String)> = HASH_SETTINGS
+            .iter()
+            .filter_map(|(variable, flag)| Some((*flag, std::env::var(variable).ok()?)))
+            .collect();
         let with_cost = |plan: &mut Plan| {
-            if let Some(cost) = &cost {
-                if !std::env::args_os().any(|a| a.to_string_lossy().starts_with("--bcrypt-cost")) {
-                    plan.extra.push(format!("--bcrypt-cost={cost}"));
+            for (flag, value) in &settings {
+                if !std::env::args_os().any(|a| a.to_string_lossy().starts_with(flag)) {
+                    plan.extra.push(format!("{flag}={value}"));
                 }
             }
         };

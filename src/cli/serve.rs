@@ -19,6 +19,7 @@ use crate::auth::Lifetimes;
 use crate::cidr::Cidr;
 use crate::config::{self, Config, EdgeLimits, Profile};
 use crate::delivery::{self, Channel};
+use crate::hasher::{Algorithm, Argon2Params};
 use crate::policy::PasswordPolicy;
 use crate::server;
 
@@ -44,6 +45,44 @@ pub struct ServeArgs {
           value_parser = clap::value_parser!(u32).range(4..=31))]
     bcrypt_cost: u32,
 
+    /// Algorithm of new password hashes: bcrypt (72 bytes of a password at
+    /// most) or argon2id (up to 1,024 bytes) [default: bcrypt in dev,
+    /// argon2id in production]. Stored hashes of either kind verify and
+    /// are rehashed to this one at the next login.
+    #[arg(
+        long,
+        env = "AUTHD_PASSWORD_HASH",
+        value_enum,
+        value_name = "bcrypt|argon2id"
+    )]
+    password_hash: Option<Algorithm>,
+
+    /// argon2id memory per hash, in KiB (OWASP's minimum: 19456).
+    #[arg(long, env = "AUTHD_ARGON2_MEMORY_KIB", value_name = "KIB",
+          default_value_t = Argon2Params::OWASP.memory_kib,
+          value_parser = clap::value_parser!(u32).range(8..=4_194_304))]
+    argon2_memory_kib: u32,
+
+    /// argon2id passes over its memory (OWASP's minimum: 2).
+    #[arg(long, env = "AUTHD_ARGON2_ITERATIONS", value_name = "N",
+          default_value_t = Argon2Params::OWASP.iterations,
+          value_parser = clap::value_parser!(u32).range(1..=100))]
+    argon2_iterations: u32,
+
+    /// argon2id lanes (OWASP's minimum: 1); each hash still runs on one
+    /// worker thread.
+    #[arg(long, env = "AUTHD_ARGON2_PARALLELISM", value_name = "N",
+          default_value_t = Argon2Params::OWASP.parallelism,
+          value_parser = clap::value_parser!(u32).range(1..=64))]
+    argon2_parallelism: u32,
+
+    /// Memory argon2 hashes may take at once, all workers together, in
+    /// MiB; past it argon2 work waits in the hash queue.
+    #[arg(long, env = "AUTHD_HASH_MEMORY_MB", value_name = "MIB",
+          default_value_t = config::DEFAULT_HASH_MEMORY_MB,
+          value_parser = clap::value_parser!(u32).range(1..=1_048_576))]
+    hash_memory_mb: u32,
+
     /// Requests handled at once (each connection has a thread of its own).
     /// Half of them at most wait for bcrypt; the rest stay free for cheap
     /// requests.
@@ -51,7 +90,8 @@ pub struct ServeArgs {
           value_parser = clap::value_parser!(u16).range(2..=4096).map(usize::from))]
     threads: usize,
 
-    /// bcrypt worker threads [default: one per CPU core].
+    /// Password-hashing worker threads, bcrypt or argon2id [default: one
+    /// per CPU core].
     #[arg(long, env = "AUTHD_HASH_WORKERS",
           value_parser = clap::value_parser!(u16).range(1..=1024).map(usize::from))]
     hash_workers: Option<usize>,
@@ -427,6 +467,16 @@ impl ServeArgs {
             database_url: self.store.database,
             db_pool_size: self.db_pool_size,
             bcrypt_cost: self.bcrypt_cost,
+            password_hash: self.password_hash.unwrap_or(match self.profile {
+                Profile::Dev => Algorithm::Bcrypt,
+                Profile::Production => Algorithm::Argon2id,
+            }),
+            argon2: Argon2Params {
+                memory_kib: self.argon2_memory_kib,
+                iterations: self.argon2_iterations,
+                parallelism: self.argon2_parallelism,
+            },
+            hash_memory_mb: self.hash_memory_mb,
             threads: self.threads,
             hash_workers: self
                 .hash_workers
@@ -599,14 +649,21 @@ fn summary(config: &Config) -> String {
         (None, false) => "no metrics (--metrics-addr or --metrics-public)".to_owned(),
     };
     format!(
-        "profile {}, {transport}, {store}, tokens {delivery}, bcrypt cost {} on {} \
+        "profile {}, {transport}, {store}, tokens {delivery}, {} on {} \
          workers ({} places per client address), {} requests handled at once, at most {} \
          connections ({} per client address), {metrics}",
         match config.profile {
             Profile::Dev => "dev",
             Profile::Production => "production",
         },
-        config.bcrypt_cost,
+        match config.scheme() {
+            scheme @ crate::hasher::Scheme::Argon2id(_) => format!(
+                "{} ({} MiB at once)",
+                scheme.describe(),
+                config.hash_memory_mb
+            ),
+            scheme => scheme.describe(),
+        },
         config.hash_workers,
         config.limits.hashes_per_address,
         config.threads,

@@ -3,15 +3,19 @@
 //! One user per line, `{"id", "email", "hashed_password"}`. Sessions and
 //! reset tokens are not exported: moving a store logs everyone out, which
 //! is what moving credentials should do. Import takes lines with at least
-//! `email` and a standard bcrypt `hashed_password` (`$2a$`, `$2b$`, `$2y$`),
-//! so users from another system (the reference's SQLite `users` table, for
-//! one) keep their passwords.
+//! `email` and a standard bcrypt `hashed_password` (`$2a$`, `$2b$`, `$2y$`)
+//! or an argon2id PHC string (`$argon2id$v=19$m=..,t=..,p=..$salt$hash`,
+//! what authd makes under `--password-hash argon2id`), so users from another
+//! system (the reference's SQLite `users` table, for one) keep their
+//! passwords, and an export of a store holding both kinds imports again.
 //!
 //! Import does not verify hashes, so it checks them strictly instead: a hash
 //! that bcrypt could not read would answer every login of its user with a
 //! 500, and one of a very high cost would occupy a bcrypt worker for minutes
 //! per login attempt. The cost must be two digits, 4 to 31, and at most
-//! `--max-bcrypt-cost` (by default the configured cost + 2).
+//! `--max-bcrypt-cost` (by default the configured cost + 2). An argon2id
+//! hash must be version 19 with a salt and a hash, and at most 1 GiB,
+//! 16 iterations and 16 lanes: each login of its user takes that memory.
 //!
 //! An import is all or nothing: every line is checked before anything is
 //! written, and the writing is one import of the store
@@ -233,6 +237,53 @@ fn check_bcrypt(hash: &str, max_cost: u32) -> Result<(), String> {
     // which must be zero for bcrypt to read them.
     if hash.parse::<bcrypt::HashParts>().is_err() {
         return Err(format!("{NOT_BCRYPT} (its salt or hash is not canonical)"));
+    }
+    Ok(())
+}
+
+/// Most memory an imported argon2id hash may ask of each login, in KiB
+/// (1 GiB: fifty times OWASP's minimum).
+const MAX_ARGON2_MEMORY_KIB: u32 = 1_048_576;
+/// Most iterations and lanes of an imported argon2id hash.
+const MAX_ARGON2_ITERATIONS: u32 = 16;
+const MAX_ARGON2_LANES: u32 = 16;
+
+/// Checks a stored hash of either kind authd verifies: argon2id
+/// ([`check_argon2id`]) or bcrypt ([`check_bcrypt`]).
+fn check_hash(hash: &str, max_cost: u32) -> Result<(), String> {
+    if hash.starts_with("$argon2") {
+        check_argon2id(hash)
+    } else {
+        check_bcrypt(hash, max_cost)
+    }
+}
+
+/// Checks that `hash` is an argon2id PHC string authd can verify, of
+/// bounded cost. Says what is wrong, without the hash itself.
+fn check_argon2id(hash: &str) -> Result<(), String> {
+    use argon2::password_hash::PasswordHash;
+    const NOT_ARGON2ID: &str = "hashed_password is not an argon2id PHC string \
+                                ($argon2id$v=19$m=..,t=..,p=..$salt$hash)";
+    let parsed = PasswordHash::new(hash).map_err(|e| format!("{NOT_ARGON2ID}: {e}"))?;
+    if parsed.algorithm != argon2::Algorithm::Argon2id.ident()
+        || parsed.version != Some(0x13)
+        || parsed.salt.is_none()
+        || parsed.hash.is_none()
+    {
+        return Err(NOT_ARGON2ID.to_owned());
+    }
+    let params = argon2::Params::try_from(&parsed).map_err(|e| format!("{NOT_ARGON2ID}: {e}"))?;
+    if params.m_cost() > MAX_ARGON2_MEMORY_KIB
+        || params.t_cost() > MAX_ARGON2_ITERATIONS
+        || params.p_cost() > MAX_ARGON2_LANES
+    {
+        return Err(format!(
+            "hashed_password asks argon2id for m={} KiB, t={}, p={}: above {MAX_ARGON2_MEMORY_KIB} \
+             KiB, {MAX_ARGON2_ITERATIONS} iterations or {MAX_ARGON2_LANES} lanes",
+            params.m_cost(),
+            params.t_cost(),
+            params.p_cost()
+        ));
     }
     Ok(())
 }
@@ -549,7 +600,7 @@ fn parse_lines(reader: impl BufRead, max_cost: u32) -> Result<Parsed, CliError> 
                 continue;
             }
         };
-        if let Err(problem) = check_bcrypt(&record.hashed_password, max_cost) {
+        if let Err(problem) = check_hash(&record.hashed_password, max_cost) {
             errors.push((number, problem));
             continue;
         }
@@ -601,6 +652,39 @@ mod tests {
     use super::*;
 
     const HASH: &str = "$2b$04$EGdrhbKUv8Oc9vGiXX0HQOxSg445d458Muh7DAHskb6QbtCvdxcie";
+
+    #[test]
+    fn argon2id_hashes_import_within_bounds() {
+        use crate::hasher::{Argon2Params, Hasher, Scheme};
+        let params = Argon2Params {
+            memory_kib: 1024,
+            iterations: 1,
+            parallelism: 1,
+        };
+        let hasher = Hasher::start_scheme(1, 1, Scheme::Argon2id(params), 1).unwrap();
+        let hash = hasher
+            .hash(&crate::user::Password::parse("pw").unwrap())
+            .unwrap();
+        assert_eq!(check_hash(&hash, 4), Ok(()));
+        assert_eq!(check_hash(HASH, 4), Ok(()));
+        let huge = hash.replace("m=1024", "m=2097152");
+        assert!(check_hash(&huge, 4).unwrap_err().contains("m=2097152 KiB"));
+        let slow = hash.replace("t=1", "t=17");
+        assert!(check_hash(&slow, 4).unwrap_err().contains("16 iterations"));
+        for bad in [
+            hash.replace("$argon2id$", "$argon2i$"),
+            hash.replace("v=19", "v=16"),
+            hash.rsplit_once('$').unwrap().0.to_owned(),
+            "$argon2id$nonsense".to_owned(),
+        ] {
+            let refused = check_hash(&bad, 4).unwrap_err();
+            assert!(
+                refused.contains("not an argon2id PHC string"),
+                "{bad}: {refused}"
+            );
+            assert!(!refused.contains(&hash[30..]), "{refused}");
+        }
+    }
 
     #[test]
     fn imported_accounts_are_verified_unless_said_otherwise() {

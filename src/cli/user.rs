@@ -17,7 +17,7 @@ use crate::audit::Audit;
 use crate::auth::limits::{LimitSettings, Limits};
 use crate::auth::{Auth, AuthError, Caller, Rules};
 use crate::config::DEFAULT_BCRYPT_COST;
-use crate::hasher::Hasher;
+use crate::hasher::{Algorithm, Argon2Params, Hasher, Scheme};
 use crate::session::Session;
 use crate::store::{keyword, AnyStore, StoreError};
 use crate::user::{Email, Password, User};
@@ -40,6 +40,67 @@ struct PasswordArgs {
     #[arg(long, env = "AUTHD_BCRYPT_COST", default_value_t = DEFAULT_BCRYPT_COST,
           value_parser = clap::value_parser!(u32).range(4..=31))]
     bcrypt_cost: u32,
+
+    /// Algorithm of the new hash: bcrypt (72 bytes of a password at most)
+    /// or argon2id (up to 1,024 bytes). A server configured otherwise
+    /// rehashes it at the user's next login.
+    #[arg(
+        long,
+        env = "AUTHD_PASSWORD_HASH",
+        value_enum,
+        value_name = "bcrypt|argon2id",
+        default_value = "bcrypt"
+    )]
+    password_hash: Algorithm,
+
+    /// argon2id memory of the new hash, in KiB.
+    #[arg(long, env = "AUTHD_ARGON2_MEMORY_KIB", value_name = "KIB",
+          default_value_t = Argon2Params::OWASP.memory_kib,
+          value_parser = clap::value_parser!(u32).range(8..=4_194_304))]
+    argon2_memory_kib: u32,
+
+    /// argon2id iterations of the new hash.
+    #[arg(long, env = "AUTHD_ARGON2_ITERATIONS", value_name = "N",
+          default_value_t = Argon2Params::OWASP.iterations,
+          value_parser = clap::value_parser!(u32).range(1..=100))]
+    argon2_iterations: u32,
+
+    /// argon2id lanes of the new hash.
+    #[arg(long, env = "AUTHD_ARGON2_PARALLELISM", value_name = "N",
+          default_value_t = Argon2Params::OWASP.parallelism,
+          value_parser = clap::value_parser!(u32).range(1..=64))]
+    argon2_parallelism: u32,
+}
+
+impl PasswordArgs {
+    /// How the new hash is made.
+    fn scheme(&self) -> Result<Scheme, CliError> {
+        Ok(match self.password_hash {
+            Algorithm::Bcrypt => Scheme::Bcrypt {
+                cost: self.bcrypt_cost,
+            },
+            Algorithm::Argon2id => {
+                let params = Argon2Params {
+                    memory_kib: self.argon2_memory_kib,
+                    iterations: self.argon2_iterations,
+                    parallelism: self.argon2_parallelism,
+                };
+                // Refused here, not by the hash: a usage error.
+                argon2::Params::new(
+                    params.memory_kib,
+                    params.iterations,
+                    params.parallelism,
+                    None,
+                )
+                .map_err(|e| {
+                    CliError::Usage(format!(
+                        "argon2id parameters: {e} (at least 8 KiB per lane)"
+                    ))
+                })?;
+                Scheme::Argon2id(params)
+            }
+        })
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -134,10 +195,16 @@ enum UserCommand {
     },
 }
 
+/// The scheme of commands that hash nothing (delete, verify, logout...).
+const NO_HASHING: Scheme = Scheme::Bcrypt {
+    cost: DEFAULT_BCRYPT_COST,
+};
+
 /// The service on the store, for one admin command: the same use cases
 /// and audit lines as the API.
-fn service(store: &AnyStore, bcrypt_cost: u32) -> Result<Auth, CliError> {
-    let hasher = Hasher::start(1, 1, bcrypt_cost).map_err(|e| CliError::Io(e.to_string()))?;
+fn service(store: &AnyStore, scheme: Scheme) -> Result<Auth, CliError> {
+    let hasher = Hasher::start_scheme(1, 1, scheme, crate::hasher::DEFAULT_PLACES_PER_KEY)
+        .map_err(|e| CliError::Io(e.to_string()))?;
     let limits = Limits::new(LimitSettings::default());
     Ok(Auth::for_admin(
         store.request(),
@@ -193,12 +260,13 @@ pub(super) fn run(args: UserArgs, env: &mut Env<'_>) -> Result<ExitCode, CliErro
                 Some(store) => Some(Held::Served(store)),
                 None => args.open_or_plan(create)?.map(Held::Own),
             };
-            let secret = read_password(password.password_stdin, env)?;
+            let scheme = password.scheme()?;
+            let secret = read_password(password.password_stdin, scheme, env)?;
             let store = match existing {
                 Some(store) => store,
                 None => Held::Own(args.create(create)?),
             };
-            let user = service(&store, password.bcrypt_cost)?
+            let user = service(&store, scheme)?
                 .add_user(&admin, &email, &secret)
                 .map_err(refused(&email))?;
             writeln!(env.out, "created user {} <{}>", user.id, shown(&user.email))
@@ -232,7 +300,7 @@ pub(super) fn run(args: UserArgs, env: &mut Env<'_>) -> Result<ExitCode, CliErro
         UserCommand::Show { email, json, store } => {
             let email = parse_email(&email)?;
             let store = store.open_in(env.store)?;
-            let (user, sessions) = service(&store, DEFAULT_BCRYPT_COST)?
+            let (user, sessions) = service(&store, NO_HASHING)?
                 .sessions_of(&email)
                 .map_err(refused(&email))?;
             show(env.out, &user, sessions.len(), json).map_err(unwritten)?;
@@ -262,7 +330,7 @@ pub(super) fn run(args: UserArgs, env: &mut Env<'_>) -> Result<ExitCode, CliErro
         UserCommand::Delete { email, store } => {
             let email = parse_email(&email)?;
             let store = store.open_in(env.store)?;
-            let user = service(&store, DEFAULT_BCRYPT_COST)?
+            let user = service(&store, NO_HASHING)?
                 .delete_user(&admin, &email)
                 .map_err(refused(&email))?;
             writeln!(env.out, "deleted user {} <{}>", user.id, shown(&user.email))
@@ -275,8 +343,9 @@ pub(super) fn run(args: UserArgs, env: &mut Env<'_>) -> Result<ExitCode, CliErro
         } => {
             let email = parse_email(&email)?;
             let store = store.open_in(env.store)?;
-            let secret = read_password(password.password_stdin, env)?;
-            let user = service(&store, password.bcrypt_cost)?
+            let scheme = password.scheme()?;
+            let secret = read_password(password.password_stdin, scheme, env)?;
+            let user = service(&store, scheme)?
                 .set_password(&admin, &email, &secret)
                 .map_err(refused(&email))?;
             writeln!(
@@ -289,7 +358,7 @@ pub(super) fn run(args: UserArgs, env: &mut Env<'_>) -> Result<ExitCode, CliErro
         UserCommand::Verify { email, store } => {
             let email = parse_email(&email)?;
             let store = store.open_in(env.store)?;
-            let user = service(&store, DEFAULT_BCRYPT_COST)?
+            let user = service(&store, NO_HASHING)?
                 .verify_user(&admin, &email)
                 .map_err(refused(&email))?;
             writeln!(
@@ -303,7 +372,7 @@ pub(super) fn run(args: UserArgs, env: &mut Env<'_>) -> Result<ExitCode, CliErro
         UserCommand::Sessions { email, json, store } => {
             let email = parse_email(&email)?;
             let store = store.open_in(env.store)?;
-            let (_, sessions) = service(&store, DEFAULT_BCRYPT_COST)?
+            let (_, sessions) = service(&store, NO_HASHING)?
                 .sessions_of(&email)
                 .map_err(refused(&email))?;
             let out = &mut *env.out;
@@ -340,7 +409,7 @@ pub(super) fn run(args: UserArgs, env: &mut Env<'_>) -> Result<ExitCode, CliErro
         } => {
             let email = parse_email(&email)?;
             let store = store.open_in(env.store)?;
-            let (user, ended) = service(&store, DEFAULT_BCRYPT_COST)?
+            let (user, ended) = service(&store, NO_HASHING)?
                 .log_out_user(&admin, &email, session.as_deref())
                 .map_err(refused(&email))?;
             writeln!(env.out, "{}", logout_report(ended, &user)).map_err(unwritten)?;
@@ -401,18 +470,19 @@ fn show(out: &mut dyn Write, user: &User, sessions: usize, json: bool) -> std::i
         )?;
         writeln!(
             out,
-            "bcrypt cost:    {}",
-            cost_of(user).map_or("?".to_owned(), |c| c.to_string())
+            "password hash:  {}",
+            Scheme::of(&user.hashed_password).map_or("?".to_owned(), |s| s.describe())
         )?;
         writeln!(out, "sessions:       {sessions}")
     }
 }
 
+/// The bcrypt cost of the user's hash; `None` for an argon2id hash.
 fn cost_of(user: &User) -> Option<u32> {
-    user.hashed_password
-        .parse::<bcrypt::HashParts>()
-        .ok()
-        .map(|p| p.get_cost())
+    match Scheme::of(&user.hashed_password)? {
+        Scheme::Bcrypt { cost } => Some(cost),
+        Scheme::Argon2id(_) => None,
+    }
 }
 
 /// What `list --json` and `show --json` print: no hash, no token hashes.
@@ -423,6 +493,7 @@ fn summary(user: &User) -> serde_json::Value {
         "email_verified": user.email_verified,
         "created_at": user.created_at.map(crate::clock::rfc3339),
         "bcrypt_cost": cost_of(user),
+        "password_hash": Scheme::of(&user.hashed_password).map(|s| s.algorithm().as_str()),
     })
 }
 
@@ -487,7 +558,11 @@ const PASSWORD_HINT: &str = "write it to standard input with --password-stdin \
 /// no password: a usage error (status 2), since silently reading a pipe
 /// would surprise; with `--password-stdin` and nothing on stdin, a refusal
 /// (status 1). An empty line is a password, refused by its rules.
-fn read_password(from_stdin: bool, env: &mut Env<'_>) -> Result<Password, CliError> {
+fn read_password(
+    from_stdin: bool,
+    scheme: Scheme,
+    env: &mut Env<'_>,
+) -> Result<Password, CliError> {
     let raw = if from_stdin {
         let mut buf = Vec::new();
         (&mut *env.input)
@@ -517,5 +592,6 @@ fn read_password(from_stdin: bool, env: &mut Env<'_>) -> Result<Password, CliErr
             "no password on standard input, and no terminal to prompt on: {PASSWORD_HINT}"
         )));
     };
-    Password::parse(&raw).map_err(|e| CliError::Refused(format!("password {e}")))
+    Password::parse_for(&raw, scheme.password_limit())
+        .map_err(|e| CliError::Refused(format!("password {e}")))
 }

@@ -56,6 +56,8 @@ mod metrics;
 mod openapi;
 /// The operator's safety nets: no accidental stores, all-or-nothing import, private files.
 mod operator;
+/// Password hashing: argon2id or bcrypt, long passwords, a store moving between them.
+mod passwords;
 /// The PostgreSQL throttle table: bounded, evicting, never failing open.
 mod pg_throttle;
 /// PostgreSQL over TLS: every sslmode against a cluster the test starts.

@@ -233,6 +233,8 @@ fn requests_logins_histograms_and_store_gauges() {
         .is_some());
     assert!(samples.get("authd_hash_queue_waiting", &[]).is_some());
     assert!(samples.get("authd_hash_running", &[]).is_some());
+    // No argon2 work runs between requests (and bcrypt takes none).
+    assert_eq!(samples.value("authd_hash_memory_bytes", &[]), 0.0);
 
     // The store's numbers, read afresh (no cache here).
     assert_eq!(samples.value("authd_users", &[]), 3.0);

@@ -19,7 +19,7 @@ pub fn put_password(app: &App, request: &Request, caller: &Caller) -> Result<Res
     let token = super::state_change(app, request)?;
     let fields = read_fields(request, app.settings.max_body_bytes)?;
     let current = fields.required("password")?;
-    let new = Password::parse(fields.required("new_password")?)
+    let new = Password::parse_for(fields.required("new_password")?, app.auth.password_limit())
         .map_err(ApiError::invalid("new_password"))?;
     let user = app.auth.change_password(caller, &token, current, &new)?;
     Ok(json::fields(&[

@@ -19,7 +19,7 @@ use super::credential::Credential;
 use super::error::ApiError;
 use super::App;
 use crate::token::Token;
-use crate::user::{Email, Password};
+use crate::user::{Email, Password, PasswordLimit};
 
 /// The token of the session the request presents (a Bearer header, else
 /// the cookie: [`Credential`]); 403 without one.
@@ -47,9 +47,10 @@ fn state_change(app: &App, request: &Request) -> Result<Token, ApiError> {
 
 /// The `email` and `password` fields of a registration, parsed by the
 /// rules for a new account's address.
-fn credentials(fields: &Fields) -> Result<(Email, Password), ApiError> {
+/// The password's length limit is the configured algorithm's.
+fn credentials(fields: &Fields, limit: PasswordLimit) -> Result<(Email, Password), ApiError> {
     let email = Email::parse_new(fields.required("email")?).map_err(ApiError::invalid("email"))?;
-    let password =
-        Password::parse(fields.required("password")?).map_err(ApiError::invalid("password"))?;
+    let password = Password::parse_for(fields.required("password")?, limit)
+        .map_err(ApiError::invalid("password"))?;
     Ok((email, password))
 }

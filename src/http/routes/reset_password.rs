@@ -44,8 +44,9 @@ pub fn put(app: &App, request: &Request, caller: &Caller) -> Result<Response, Ap
     let fields = read_fields(request, app.settings.max_body_bytes)?;
     let typed = fields.optional("email")?.unwrap_or("");
     let raw_token = fields.required("reset_token")?;
-    let new_password = Password::parse(fields.required("new_password")?)
-        .map_err(ApiError::invalid("new_password"))?;
+    let new_password =
+        Password::parse_for(fields.required("new_password")?, app.auth.password_limit())
+            .map_err(ApiError::invalid("new_password"))?;
     let user = app
         .auth
         .redeem_reset(caller, typed, raw_token, &new_password)?;

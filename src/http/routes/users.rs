@@ -16,7 +16,7 @@ use crate::http::App;
 pub fn post(app: &App, request: &Request, caller: &Caller) -> Result<Response, ApiError> {
     app.refuse_cross_site(request)?;
     let fields = read_fields(request, app.settings.max_body_bytes)?;
-    let (email, password) = super::credentials(&fields)?;
+    let (email, password) = super::credentials(&fields, app.auth.password_limit())?;
     let user = app.auth.register(caller, &email, &password)?;
     Ok(json::fields(&[
         ("email", user.email.as_str()),
