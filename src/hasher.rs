@@ -3,7 +3,9 @@
 //! New hashes are made with the configured [`Scheme`] (`--password-hash`);
 //! stored hashes of either kind verify, whatever is configured, so a store
 //! moves from one algorithm to the other one login at a time (rehash on
-//! login, [`Hasher::needs_rehash`]).
+//! login, [`Hasher::needs_rehash`]). Django's `pbkdf2_sha256` hashes
+//! ([`DjangoPbkdf2`], brought in by `authd import`) verify too, and are
+//! always replaced at the next login: authd never makes them.
 //!
 //! Password hashing is slow on purpose (about 0.27 s for bcrypt at cost 12
 //! here). If request threads hashed themselves, a burst of logins would
@@ -30,6 +32,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use argon2::password_hash::{PasswordHash, PasswordHasher as _, PasswordVerifier as _, SaltString};
+use base64::Engine as _;
+use subtle::ConstantTimeEq as _;
 
 use crate::user::{Password, PasswordLimit, MAX_PASSWORD_BYTES};
 
@@ -167,9 +171,87 @@ impl Scheme {
     }
 }
 
-/// Checks `password` against a stored hash of either kind, told apart by
-/// its prefix (on the calling thread: a worker's).
+/// The prefix of Django's PBKDF2-HMAC-SHA256 hashes.
+pub const DJANGO_PBKDF2_PREFIX: &str = "pbkdf2_sha256$";
+
+/// A Django `pbkdf2_sha256$<iterations>$<salt>$<hash>` string, parsed.
+///
+/// Django's default hasher, the commonest source of users to migrate: such
+/// a hash is verified as Django does (PBKDF2-HMAC-SHA256 of the password's
+/// bytes with the salt's UTF-8 bytes as given, 32 bytes, standard base64
+/// with padding), so imported users keep their passwords, and is replaced
+/// by the configured scheme at their next login.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DjangoPbkdf2<'a> {
+    /// PBKDF2 rounds, at least 1.
+    pub iterations: u32,
+    /// The salt as written (never empty, never holds `$`).
+    pub salt: &'a str,
+    /// The derived key.
+    pub hash: [u8; 32],
+}
+
+impl<'a> DjangoPbkdf2<'a> {
+    /// Parses `hash`, saying what is wrong without repeating the hash
+    /// (import errors are printed, and a hash is a secret of sorts).
+    pub fn parse(hash: &'a str) -> Result<DjangoPbkdf2<'a>, String> {
+        let rest = hash
+            .strip_prefix(DJANGO_PBKDF2_PREFIX)
+            .ok_or_else(|| format!("does not start with {DJANGO_PBKDF2_PREFIX}"))?;
+        let fields: Vec<&str> = rest.split('$').collect();
+        let [iterations, salt, derived] = fields[..] else {
+            return Err(format!(
+                "has {} fields after {DJANGO_PBKDF2_PREFIX}, not 3 (iterations$salt$hash; \
+                 a salt holds no $)",
+                fields.len()
+            ));
+        };
+        let iterations =
+            if iterations.is_empty() || !iterations.bytes().all(|b| b.is_ascii_digit()) {
+                None
+            } else {
+                iterations.parse::<u32>().ok().filter(|&n| n >= 1)
+            }
+            .ok_or_else(|| {
+                "has an iteration count that is not a number from 1 to 4294967295".to_owned()
+            })?;
+        if salt.is_empty() {
+            return Err("has an empty salt".to_owned());
+        }
+        let hash = base64::engine::general_purpose::STANDARD
+            .decode(derived)
+            .ok()
+            .and_then(|bytes| <[u8; 32]>::try_from(bytes).ok())
+            .ok_or_else(|| {
+                "has a hash that is not 32 bytes of padded standard base64".to_owned()
+            })?;
+        Ok(DjangoPbkdf2 {
+            iterations,
+            salt,
+            hash,
+        })
+    }
+
+    /// Whether `password` derives this hash, compared in constant time.
+    fn verify(&self, password: &str) -> bool {
+        let mut derived = [0u8; 32];
+        pbkdf2::pbkdf2_hmac::<sha2::Sha256>(
+            password.as_bytes(),
+            self.salt.as_bytes(),
+            self.iterations,
+            &mut derived,
+        );
+        derived.ct_eq(&self.hash).into()
+    }
+}
+
+/// Checks `password` against a stored hash of any kind authd verifies,
+/// told apart by its prefix (on the calling thread: a worker's).
 fn verify_any(password: &str, hash: &str) -> Result<bool, HashError> {
+    if hash.starts_with(DJANGO_PBKDF2_PREFIX) {
+        let parsed = DjangoPbkdf2::parse(hash).map_err(HashError::Pbkdf2)?;
+        return Ok(parsed.verify(password));
+    }
     if hash.starts_with("$argon2") {
         let parsed = PasswordHash::new(hash).map_err(|e| HashError::Argon2(e.to_string()))?;
         if parsed.hash.is_none() {
@@ -229,6 +311,9 @@ pub enum HashError {
     Bcrypt(#[from] bcrypt::BcryptError),
     #[error("argon2 failed: {0}")]
     Argon2(String),
+    /// A stored `pbkdf2_sha256$` hash that is not Django's format.
+    #[error("the pbkdf2_sha256 hash {0}")]
+    Pbkdf2(String),
     /// A password longer than bcrypt reads, given to bcrypt to hash (a
     /// rehash to bcrypt of a long password set under argon2id, say).
     #[error("the password is longer than bcrypt's 72 bytes")]
@@ -533,8 +618,13 @@ impl Hasher {
     /// is kept: never weaken a hash), or an argon2id hash of other
     /// parameters (lower ones are weaker; higher memory is memory every
     /// login of that account takes beyond what `--hash-memory-mb` plans).
-    /// A hash of no known kind is left alone: it verifies nothing anyway.
+    /// A Django `pbkdf2_sha256` hash (imported) is always replaced: authd
+    /// makes none. A hash of no known kind is left alone: it verifies
+    /// nothing anyway.
     pub fn needs_rehash(&self, hash: &str) -> bool {
+        if hash.starts_with(DJANGO_PBKDF2_PREFIX) {
+            return DjangoPbkdf2::parse(hash).is_ok();
+        }
         match (Scheme::of(hash), self.scheme) {
             (None, _) => false,
             (Some(Scheme::Bcrypt { cost: stored }), Scheme::Bcrypt { cost }) => stored < cost,
@@ -564,14 +654,14 @@ impl Hasher {
         })?
     }
 
-    /// Checks `password` against a stored hash (bcrypt or argon2id), as
-    /// the service's own work.
+    /// Checks `password` against a stored hash (bcrypt, argon2id or Django's
+    /// pbkdf2_sha256), as the service's own work.
     pub fn verify(&self, password: &Password, hash: &str) -> Result<bool, HashError> {
         self.verify_for(OWN_WORK, password, hash)
     }
 
-    /// Checks `password` against a stored hash (bcrypt or argon2id) for
-    /// `key`.
+    /// Checks `password` against a stored hash (bcrypt, argon2id or Django's
+    /// pbkdf2_sha256) for `key`.
     pub fn verify_for(
         &self,
         key: HashKey,
@@ -891,6 +981,87 @@ mod tests {
                 matches!(hasher.verify(&password, bad), Err(HashError::Argon2(_))),
                 "{bad}"
             );
+        }
+    }
+
+    /// Django's hash for ("correct horse", "seasalt", 1000), made by
+    /// Python's hashlib, not by this crate:
+    /// `python3 -c "import hashlib,base64;print(base64.b64encode(hashlib.pbkdf2_hmac(
+    /// 'sha256',b'correct horse',b'seasalt',1000)).decode())"`.
+    const DJANGO: &str = "pbkdf2_sha256$1000$seasalt$mQnueSakb748zqBAC1tmWVZsZbi2zPGZarEzTGdfmso=";
+
+    /// Django's hash of `password` made by Python's hashlib now, when
+    /// python3 is installed (it is in CI); `None` without it.
+    fn django_by_python(password: &str, salt: &str, iterations: u32) -> Option<String> {
+        let script = "import base64,hashlib,sys\n\
+                      p,s,n=sys.argv[1],sys.argv[2],int(sys.argv[3])\n\
+                      h=hashlib.pbkdf2_hmac('sha256',p.encode(),s.encode(),n)\n\
+                      print('pbkdf2_sha256$%d$%s$%s'%(n,s,base64.b64encode(h).decode()))";
+        let output = std::process::Command::new("python3")
+            .args(["-c", script, password, salt, &iterations.to_string()])
+            .output()
+            .ok()?;
+        assert!(output.status.success(), "{output:?}");
+        Some(String::from_utf8(output.stdout).unwrap().trim().to_owned())
+    }
+
+    #[test]
+    fn django_pbkdf2_hashes_verify_under_either_scheme_and_are_replaced() {
+        let mut hashes = vec![("correct horse".to_owned(), DJANGO.to_owned())];
+        // A password past bcrypt's 72 bytes, not ASCII: all of it counts.
+        let long = "ж".repeat(60);
+        if let Some(hash) = django_by_python(&long, "Xy7salt0Q", 1200) {
+            hashes.push((long, hash));
+        }
+        for hasher in [Hasher::start(1, 4, 4).unwrap(), argon2_hasher(SMALL)] {
+            for (password, hash) in &hashes {
+                let right = Password::parse_for(password, PasswordLimit::Long).unwrap();
+                assert!(hasher.verify(&right, hash).unwrap(), "{hash}");
+                let wrong =
+                    Password::parse_for(&format!("{password}!"), PasswordLimit::Long).unwrap();
+                assert!(!hasher.verify(&wrong, hash).unwrap(), "{hash}");
+                // authd makes none: the next login stores the configured scheme.
+                assert!(hasher.needs_rehash(hash) && !hasher.is_current(hash));
+                assert_eq!(Scheme::of(hash), None);
+            }
+        }
+        let wrong = Password::parse("correct horsf").unwrap();
+        assert!(!Hasher::start(1, 4, 4)
+            .unwrap()
+            .verify(&wrong, DJANGO)
+            .unwrap());
+        let parsed = DjangoPbkdf2::parse(DJANGO).unwrap();
+        assert_eq!((parsed.iterations, parsed.salt), (1000, "seasalt"));
+    }
+
+    #[test]
+    fn malformed_django_pbkdf2_hashes_are_errors_not_rehashed() {
+        let hasher = Hasher::start(1, 4, 4).unwrap();
+        let password = Password::parse("correct horse").unwrap();
+        let derived = "mQnueSakb748zqBAC1tmWVZsZbi2zPGZarEzTGdfmso=";
+        for bad in [
+            "pbkdf2_sha256$".to_owned(),
+            "pbkdf2_sha256$1000$seasalt".to_owned(),
+            format!("pbkdf2_sha256$0$seasalt${derived}"),
+            format!("pbkdf2_sha256$-1$seasalt${derived}"),
+            format!("pbkdf2_sha256$+1000$seasalt${derived}"),
+            format!("pbkdf2_sha256$4294967296$seasalt${derived}"),
+            format!("pbkdf2_sha256$1000$$${derived}"),
+            format!("pbkdf2_sha256$1000$sea$salt${derived}"),
+            format!("pbkdf2_sha256$1000$${derived}"),
+            // Unpadded, 31 bytes, not base64.
+            format!(
+                "pbkdf2_sha256$1000$seasalt${}",
+                derived.trim_end_matches('=')
+            ),
+            "pbkdf2_sha256$1000$seasalt$mQnueSakb748zqBAC1tmWVZsZbi2zPGZarEzTGdfmQ==".to_owned(),
+            format!("pbkdf2_sha256$1000$seasalt${}", derived.replace('m', "*")),
+        ] {
+            assert!(
+                matches!(hasher.verify(&password, &bad), Err(HashError::Pbkdf2(_))),
+                "{bad}"
+            );
+            assert!(!hasher.needs_rehash(&bad), "{bad}");
         }
     }
 
