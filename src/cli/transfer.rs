@@ -5,9 +5,11 @@
 //! is what moving credentials should do. Import takes lines with at least
 //! `email` and a standard bcrypt `hashed_password` (`$2a$`, `$2b$`, `$2y$`)
 //! or an argon2id PHC string (`$argon2id$v=19$m=..,t=..,p=..$salt$hash`,
-//! what authd makes under `--password-hash argon2id`), so users from another
-//! system (the reference's SQLite `users` table, for one) keep their
-//! passwords, and an export of a store holding both kinds imports again.
+//! what authd makes under `--password-hash argon2id`) or Django's
+//! `pbkdf2_sha256$iterations$salt$hash` (the commonest migration source;
+//! replaced by the configured scheme at the user's next login), so users
+//! from another system (the reference's SQLite `users` table, for one) keep
+//! their passwords, and an export of a store holding every kind imports again.
 //!
 //! Import does not verify hashes, so it checks them strictly instead: a hash
 //! that bcrypt could not read would answer every login of its user with a
@@ -16,6 +18,8 @@
 //! `--max-bcrypt-cost` (by default the configured cost + 2). An argon2id
 //! hash must be version 19 with a salt and a hash, and at most 1 GiB,
 //! 16 iterations and 16 lanes: each login of its user takes that memory.
+//! A Django hash must have 1 to 2,000,000 iterations (each login of its
+//! user until the rehash runs them all), a salt and 32 bytes of hash.
 //!
 //! An import is all or nothing: every line is checked before anything is
 //! written, and the writing is one import of the store
@@ -43,6 +47,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{unwritten, CliError, Env, Held, StoreArgs};
 use crate::config::DEFAULT_BCRYPT_COST;
+use crate::hasher::{DjangoPbkdf2, DJANGO_PBKDF2_PREFIX};
 use crate::store::StoreError;
 use crate::user::{Email, NewUser};
 
@@ -248,11 +253,19 @@ const MAX_ARGON2_MEMORY_KIB: u32 = 1_048_576;
 const MAX_ARGON2_ITERATIONS: u32 = 16;
 const MAX_ARGON2_LANES: u32 = 16;
 
-/// Checks a stored hash of either kind authd verifies: argon2id
-/// ([`check_argon2id`]) or bcrypt ([`check_bcrypt`]).
+/// Most iterations of an imported Django pbkdf2_sha256 hash: twice Django
+/// 5.2's default (1,000,000), as each login of its user until the rehash
+/// runs them all on a hash worker.
+const MAX_PBKDF2_ITERATIONS: u32 = 2_000_000;
+
+/// Checks a stored hash of any kind authd verifies: argon2id
+/// ([`check_argon2id`]), Django's pbkdf2_sha256 ([`check_pbkdf2`]) or
+/// bcrypt ([`check_bcrypt`]).
 fn check_hash(hash: &str, max_cost: u32) -> Result<(), String> {
     if hash.starts_with("$argon2") {
         check_argon2id(hash)
+    } else if hash.starts_with("pbkdf2") {
+        check_pbkdf2(hash)
     } else {
         check_bcrypt(hash, max_cost)
     }
@@ -283,6 +296,24 @@ fn check_argon2id(hash: &str) -> Result<(), String> {
             params.m_cost(),
             params.t_cost(),
             params.p_cost()
+        ));
+    }
+    Ok(())
+}
+
+/// Checks that `hash` is a Django `pbkdf2_sha256$iterations$salt$hash`
+/// authd can verify ([`DjangoPbkdf2`]), of at most
+/// [`MAX_PBKDF2_ITERATIONS`]. Says what is wrong, without the hash itself.
+fn check_pbkdf2(hash: &str) -> Result<(), String> {
+    let parsed = DjangoPbkdf2::parse(hash).map_err(|problem| {
+        format!(
+            "hashed_password is not a Django {DJANGO_PBKDF2_PREFIX}iterations$salt$hash: it {problem}"
+        )
+    })?;
+    if parsed.iterations > MAX_PBKDF2_ITERATIONS {
+        return Err(format!(
+            "hashed_password asks pbkdf2_sha256 for {} iterations: above {MAX_PBKDF2_ITERATIONS}",
+            parsed.iterations
         ));
     }
     Ok(())
@@ -683,6 +714,44 @@ mod tests {
                 "{bad}: {refused}"
             );
             assert!(!refused.contains(&hash[30..]), "{refused}");
+        }
+    }
+
+    #[test]
+    fn django_pbkdf2_hashes_import_within_bounds() {
+        // hashlib.pbkdf2_hmac('sha256', b'correct horse', b'seasalt', 1000)
+        let derived = "mQnueSakb748zqBAC1tmWVZsZbi2zPGZarEzTGdfmso=";
+        let with = |iterations: &str, salt: &str, hash: &str| {
+            format!("pbkdf2_sha256${iterations}${salt}${hash}")
+        };
+        assert_eq!(check_hash(&with("1000", "seasalt", derived), 4), Ok(()));
+        assert_eq!(check_hash(&with("1", "s", derived), 4), Ok(()));
+        assert_eq!(check_hash(&with("2000000", "seasalt", derived), 4), Ok(()));
+        let refused = check_hash(&with("2000001", "seasalt", derived), 4).unwrap_err();
+        assert!(
+            refused.contains("2000001 iterations: above 2000000"),
+            "{refused}"
+        );
+        for (bad, why) in [
+            (with("0", "seasalt", derived), "iteration count"),
+            (with("lots", "seasalt", derived), "iteration count"),
+            (with("99999999999", "seasalt", derived), "iteration count"),
+            (with("1000", "", derived), "empty salt"),
+            (with("1000", "sea$salt", derived), "fields"),
+            (with("1000", "seasalt", &derived[..40]), "32 bytes"),
+            (with("1000", "seasalt", "c2hvcnQ="), "32 bytes"),
+            (
+                "pbkdf2_sha1$1000$seasalt$c2hvcnQ=".to_owned(),
+                "does not start",
+            ),
+            ("pbkdf2_sha256$1000$seasalt".to_owned(), "fields"),
+        ] {
+            let refused = check_hash(&bad, 4).unwrap_err();
+            assert!(
+                refused.contains("not a Django pbkdf2_sha256$") && refused.contains(why),
+                "{bad}: {refused}"
+            );
+            assert!(!refused.contains(&derived[..20]), "{refused}");
         }
     }
 
