@@ -490,6 +490,8 @@ crate::on_every_store!(
     import_refuses_impossible_bcrypt_costs,
     import_caps_the_bcrypt_cost,
     a_hash_of_a_higher_cost_than_configured_logs_in,
+    import_takes_django_pbkdf2_hashes_and_login_replaces_them,
+    import_refuses_django_hashes_out_of_bounds,
 );
 
 /// The server key: `authd key rotate` replaces it in the store without
@@ -724,4 +726,105 @@ fn a_hash_of_a_higher_cost_than_configured_logs_in() {
     assert_eq!(code, 0, "{out}");
     let user: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
     assert_eq!(user["bcrypt_cost"], 7, "the hash was rewritten: {out}");
+}
+
+/// Django's `pbkdf2_sha256` of ("correct horse", "seasalt", 1000), made by
+/// Python's hashlib, not by authd:
+/// `python3 -c "import hashlib,base64;print(base64.b64encode(hashlib.pbkdf2_hmac(
+/// 'sha256',b'correct horse',b'seasalt',1000)).decode())"`.
+const DJANGO: &str = "pbkdf2_sha256$1000$seasalt$mQnueSakb748zqBAC1tmWVZsZbi2zPGZarEzTGdfmso=";
+
+/// The `hashed_password` of `email` in an export of the store in `dir`.
+fn exported_hash(dir: &Path, email: &str) -> String {
+    let (code, out, err) = authd(dir, &["export"], None);
+    assert_eq!(code, 0, "{out}{err}");
+    out.lines()
+        .map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap())
+        .find(|user| user["email"] == email)
+        .unwrap_or_else(|| panic!("{email} not in {out}"))["hashed_password"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+/// A Django user imports, logs in with its password through the real
+/// server (not with a wrong one), and that login stores the configured
+/// scheme's hash (bcrypt cost 4 under `Proc::start`), which logs in too.
+fn import_takes_django_pbkdf2_hashes_and_login_replaces_them() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("store");
+    let input = import_line("dj@x.io", DJANGO);
+    let (code, out, err) = authd(&dir, &["import", "-"], Some(&input));
+    assert_eq!(code, 0, "{out}{err}");
+    // Export writes what is stored.
+    assert_eq!(exported_hash(&dir, "dj@x.io"), DJANGO);
+    let server = Proc::start(&dir, &[]);
+    assert_eq!(server.log_in("dj@x.io", "correct horsf"), Err(401));
+    assert_eq!(server.log_in("dj@x.io", "correct horse!"), Err(401));
+    let session = server.log_in("dj@x.io", "correct horse").unwrap();
+    assert_eq!(server.profile(&session), 200);
+    drop(server);
+    let rehashed = exported_hash(&dir, "dj@x.io");
+    assert!(rehashed.starts_with("$2b$04$"), "not rehashed: {rehashed}");
+    let server = Proc::start(&dir, &[]);
+    assert!(server.log_in("dj@x.io", "correct horse").is_ok());
+    assert_eq!(server.log_in("dj@x.io", "correct horsf"), Err(401));
+}
+
+/// Django hashes past the 2,000,000-iteration cap, of no iterations, an
+/// empty salt, a salt with `$`, or a hash that is not 32 bytes of base64
+/// are each refused with their line; the cap itself passes; nothing is
+/// imported and no hash reaches the output.
+fn import_refuses_django_hashes_out_of_bounds() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("store");
+    let derived = DJANGO.rsplit_once('$').unwrap().1;
+    let with = |iterations: &str, salt: &str, hash: &str| {
+        format!("pbkdf2_sha256${iterations}${salt}${hash}")
+    };
+    let input: String = [
+        ("ok@x.io", DJANGO.to_owned()),
+        ("many@x.io", with("3000000", "seasalt", derived)),
+        ("cap@x.io", with("2000000", "seasalt", derived)),
+        ("none@x.io", with("0", "seasalt", derived)),
+        ("nosalt@x.io", with("1000", "", derived)),
+        ("dollar@x.io", with("1000", "sea$salt", derived)),
+        ("short@x.io", with("1000", "seasalt", "c2hvcnQ=")),
+        (
+            "nopad@x.io",
+            with("1000", "seasalt", derived.trim_end_matches('=')),
+        ),
+        (
+            "sha1@x.io",
+            DJANGO.replacen("pbkdf2_sha256", "pbkdf2_sha1", 1),
+        ),
+    ]
+    .iter()
+    .map(|(email, hash)| import_line(email, hash))
+    .collect();
+    let (code, _, err) = authd(&dir, &["import", "-"], Some(&input));
+    assert_eq!(code, 1, "{err}");
+    let not_django = "hashed_password is not a Django pbkdf2_sha256$iterations$salt$hash: it";
+    for expected in [
+        "line 2: hashed_password asks pbkdf2_sha256 for 3000000 iterations: above 2000000"
+            .to_owned(),
+        format!("line 4: {not_django} has an iteration count that is not a number"),
+        format!("line 5: {not_django} has an empty salt"),
+        format!("line 6: {not_django} has 4 fields"),
+        format!("line 7: {not_django} has a hash that is not 32 bytes"),
+        format!("line 8: {not_django} has a hash that is not 32 bytes"),
+        format!("line 9: {not_django} does not start with pbkdf2_sha256$"),
+    ] {
+        assert!(err.contains(&expected), "{expected} missing from {err}");
+    }
+    assert!(
+        !err.contains("line 1:") && !err.contains("line 3:"),
+        "{err}"
+    );
+    assert!(err.contains("7 bad lines; nothing was imported"), "{err}");
+    assert!(
+        !err.contains(&derived[..20]),
+        "a hash reached the output: {err}"
+    );
+    assert_no_store(&dir);
 }
