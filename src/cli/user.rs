@@ -17,7 +17,7 @@ use crate::audit::Audit;
 use crate::auth::limits::{LimitSettings, Limits};
 use crate::auth::{Auth, AuthError, Caller, Rules};
 use crate::config::DEFAULT_BCRYPT_COST;
-use crate::hasher::{Algorithm, Argon2Params, Hasher, Scheme};
+use crate::hasher::{Algorithm, Argon2Params, DjangoPbkdf2, Hasher, Scheme};
 use crate::session::Session;
 use crate::store::{keyword, AnyStore, StoreError};
 use crate::user::{Email, Password, User};
@@ -471,9 +471,24 @@ fn show(out: &mut dyn Write, user: &User, sessions: usize, json: bool) -> std::i
         writeln!(
             out,
             "password hash:  {}",
-            Scheme::of(&user.hashed_password).map_or("?".to_owned(), |s| s.describe())
+            describe_hash(&user.hashed_password)
         )?;
         writeln!(out, "sessions:       {sessions}")
+    }
+}
+
+/// What `show` says of a stored hash: its scheme and parameters; an
+/// imported Django hash is named as such (replaced at the next login).
+fn describe_hash(hash: &str) -> String {
+    if let Some(scheme) = Scheme::of(hash) {
+        return scheme.describe();
+    }
+    match DjangoPbkdf2::parse(hash) {
+        Ok(django) => format!(
+            "pbkdf2_sha256, {} iterations (imported from Django; replaced at the next login)",
+            django.iterations
+        ),
+        Err(_) => "?".to_owned(),
     }
 }
 
@@ -493,7 +508,9 @@ fn summary(user: &User) -> serde_json::Value {
         "email_verified": user.email_verified,
         "created_at": user.created_at.map(crate::clock::rfc3339),
         "bcrypt_cost": cost_of(user),
-        "password_hash": Scheme::of(&user.hashed_password).map(|s| s.algorithm().as_str()),
+        "password_hash": Scheme::of(&user.hashed_password)
+            .map(|s| s.algorithm().as_str())
+            .or_else(|| DjangoPbkdf2::parse(&user.hashed_password).ok().map(|_| "pbkdf2_sha256")),
     })
 }
 

@@ -756,8 +756,11 @@ fn import_takes_django_pbkdf2_hashes_and_login_replaces_them() {
     let input = import_line("dj@x.io", DJANGO);
     let (code, out, err) = authd(&dir, &["import", "-"], Some(&input));
     assert_eq!(code, 0, "{out}{err}");
-    // Export writes what is stored.
+    // Export writes what is stored; `user show` names it.
     assert_eq!(exported_hash(&dir, "dj@x.io"), DJANGO);
+    let (code, out, err) = authd(&dir, &["user", "show", "dj@x.io"], None);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("pbkdf2_sha256, 1000 iterations"), "{out}");
     let server = Proc::start(&dir, &[]);
     assert_eq!(server.log_in("dj@x.io", "correct horsf"), Err(401));
     assert_eq!(server.log_in("dj@x.io", "correct horse!"), Err(401));
