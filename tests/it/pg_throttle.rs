@@ -523,16 +523,22 @@ fn a_flood_of_failed_logins_leaves_the_table_bounded_and_closed() {
         statuses.iter().all(|s| *s == 401 || *s == 429),
         "{statuses:?}"
     );
-    assert_eq!(
-        statuses.iter().filter(|s| **s == 401).count(),
-        72,
-        "each flooded account had its two free failures: {statuses:?}"
-    );
-    assert_eq!(
-        statuses.iter().filter(|s| **s == 429).count(),
-        36,
+    // Each flooded account had its two free failures, then was locked
+    // out: three attempts each, in order, per filler thread. A sweep that
+    // ran between an account's first and second failure may have evicted
+    // its row while it delayed no one (by design, the quietest such rows
+    // go first), and the account then starts over: its third attempt is a
+    // free failure too. That is rare (a 250 ms sweep against a burst of
+    // logins; once in a CI run so far), so at most a quarter of them may
+    // show it.
+    let accounts: Vec<&[u16]> = statuses.chunks(3).collect();
+    assert_eq!(accounts.len(), 36);
+    assert!(
+        accounts.iter().all(|a| a[0] == 401 && a[1] == 401),
         "{statuses:?}"
     );
+    let restarted = accounts.iter().filter(|a| a[2] == 401).count();
+    assert!(restarted <= 9, "{restarted} restarted: {statuses:?}");
     let rows = scope_rows(&dir, "login_account");
     assert!(rows <= (MAX + POOL as usize) as i64, "{rows} rows");
     // Sweeps come and go: each leaves at most MAX rows. A sweep may have
