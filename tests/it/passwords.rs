@@ -233,7 +233,57 @@ fn a_memory_budget_of_one_hash_serves_everyone_in_turn() {
     assert_eq!(app.user_count(), 6);
 }
 
+/// An argon2id hash made by another implementation (Python's
+/// argon2-cffi, the reference binding of the argon2 authors' C code):
+/// `.ci/run` installs it; elsewhere the test says so and passes unless
+/// `CI` is set.
+fn argon2_cffi(password: &str) -> Option<String> {
+    let output = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import argon2, sys; print(argon2.PasswordHasher(time_cost=1, memory_cost=1024, \
+             parallelism=1).hash(sys.argv[1]))",
+            password,
+        ])
+        .output();
+    match output {
+        Ok(output) if output.status.success() => {
+            Some(String::from_utf8_lossy(&output.stdout).trim().to_owned())
+        }
+        other => {
+            let ci = std::env::var("CI").is_ok_and(|v| !matches!(v.trim(), "" | "false" | "0"));
+            assert!(!ci, "python3 with argon2-cffi is needed in CI: {other:?}");
+            eprintln!("skipped: no python3 with argon2-cffi ({other:?})");
+            None
+        }
+    }
+}
+
+fn argon2id_hashes_of_another_implementation_import_and_log_in() {
+    let long = cyrillic();
+    let (Some(short), Some(wide)) = (argon2_cffi("correct horse"), argon2_cffi(&long)) else {
+        return;
+    };
+    assert!(
+        short.starts_with("$argon2id$v=19$m=1024,t=1,p=1$"),
+        "{short}"
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("store");
+    let input = format!(
+        "{{\"email\":\"py@x.io\",\"hashed_password\":\"{short}\"}}\n\
+         {{\"email\":\"wide@x.io\",\"hashed_password\":\"{wide}\"}}\n"
+    );
+    let (code, _, err) = run_authd(&dir, &["import", "-"], Some(&input));
+    assert_eq!(code, 0, "{err}");
+    let server = Proc::start(&dir, &[]);
+    assert_eq!(server.log_in("py@x.io", "correct horsf"), Err(401));
+    assert!(server.log_in("py@x.io", "correct horse").is_ok());
+    assert!(server.log_in("wide@x.io", &long).is_ok());
+}
+
 crate::on_every_store!(
+    argon2id_hashes_of_another_implementation_import_and_log_in,
     a_memory_budget_of_one_hash_serves_everyone_in_turn,
     admin_commands_hash_as_told,
     argon2id_hashes_export_and_import,
