@@ -24,6 +24,10 @@
 //!    reset grants inside the user records) with 1,000,000 users, half of
 //!    them with a session and a tenth with a reset token: `authd migrate`
 //!    (backup included) and `authd serve`'s migration at start.
+//! 7. logins per second under argon2id at OWASP's minimum (19 MiB, 2
+//!    passes, 1 lane) vs the machine's argon2id limit (verifications per
+//!    second, one thread per core), and authd's resident memory while
+//!    they run (every hash worker holding its 19 MiB).
 //!
 //! `AUTHD_BENCH_SECS` sets the length of each load (default 10 s);
 //! `AUTHD_BENCH_ONLY=1,3` runs only those parts; `AUTHD_BENCH_ROUNDS`
@@ -155,6 +159,50 @@ fn main() {
             logins.rps, logins.errors
         );
         println!("   ratio {:.2} (target >= 0.95)", logins.rps / limit.rps);
+        println!();
+    }
+    if wanted("7") {
+        let argon = Server::authd(
+            &work.path().join("argon2id"),
+            &["--password-hash", "argon2id"],
+        );
+        for email in &emails {
+            argon.register_and_login(email);
+        }
+        let mut peak_rss = 0;
+        let (limit, logins) = alternate(rounds, || {
+            let limit = argon2_limit(cores, secs);
+            let logins = wrk(
+                &argon,
+                &argon.url("/sessions"),
+                1,
+                8,
+                secs,
+                &[],
+                Some(&script),
+            );
+            peak_rss = peak_rss.max(argon.rss_mib());
+            (
+                Load {
+                    rps: limit,
+                    p99_ms: f64::NAN,
+                    errors: 0,
+                    cpu_us: f64::NAN,
+                },
+                logins,
+            )
+        });
+        println!("7. POST /sessions under argon2id (m=19456 KiB, t=2, p=1)");
+        println!(
+            "   argon2id limit ({cores} threads):     {:>9.2} verify/s",
+            limit.rps
+        );
+        println!(
+            "   authd logins:                        {:>9.2} req/s  (non-2xx: {})",
+            logins.rps, logins.errors
+        );
+        println!("   ratio {:.2}", logins.rps / limit.rps);
+        println!("   resident memory after a round of logins: {peak_rss} MiB");
         println!();
     }
 
@@ -778,6 +826,39 @@ fn bcrypt_limit(cores: usize, secs: u64) -> f64 {
             thread::spawn(move || {
                 while !stop.load(Ordering::Relaxed) {
                     assert!(bcrypt::verify(PASSWORD, &hash).unwrap());
+                    done.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+        })
+        .collect();
+    thread::sleep(Duration::from_secs(secs));
+    stop.store(true, Ordering::Relaxed);
+    for worker in workers {
+        worker.join().unwrap();
+    }
+    done.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64()
+}
+
+/// Verifications per second of an argon2id hash at OWASP's minimum, one
+/// thread per core: the machine's limit for logins under argon2id.
+fn argon2_limit(cores: usize, secs: u64) -> f64 {
+    use argon2::{Argon2, PasswordHash, PasswordVerifier as _};
+    let scheme = authd::hasher::Scheme::Argon2id(authd::hasher::Argon2Params::OWASP);
+    let hasher = authd::hasher::Hasher::start_scheme(1, 1, scheme, 64).unwrap();
+    let password = authd::user::Password::parse(PASSWORD).unwrap();
+    let hash = hasher.hash(&password).unwrap();
+    let done = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let started = Instant::now();
+    let workers: Vec<_> = (0..cores)
+        .map(|_| {
+            let (hash, done, stop) = (hash.clone(), Arc::clone(&done), Arc::clone(&stop));
+            thread::spawn(move || {
+                let parsed = PasswordHash::new(&hash).unwrap();
+                while !stop.load(Ordering::Relaxed) {
+                    Argon2::default()
+                        .verify_password(PASSWORD.as_bytes(), &parsed)
+                        .unwrap();
                     done.fetch_add(1, Ordering::Relaxed);
                 }
             })
