@@ -817,15 +817,28 @@ fn millis(value: &str) -> f64 {
 /// bcrypt verifications per second with one thread per core, at cost 12.
 fn bcrypt_limit(cores: usize, secs: u64) -> f64 {
     let hash = bcrypt::hash(PASSWORD, 12).unwrap();
+    verifications_per_second(cores, secs, move || {
+        assert!(bcrypt::verify(PASSWORD, &hash).unwrap());
+    })
+}
+
+/// How many times per second `cores` threads run `verify` (one
+/// verification each), for `secs` seconds.
+fn verifications_per_second(
+    cores: usize,
+    secs: u64,
+    verify: impl Fn() + Send + Sync + 'static,
+) -> f64 {
+    let verify = Arc::new(verify);
     let done = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
     let started = Instant::now();
     let workers: Vec<_> = (0..cores)
         .map(|_| {
-            let (hash, done, stop) = (hash.clone(), Arc::clone(&done), Arc::clone(&stop));
+            let (verify, done, stop) = (Arc::clone(&verify), Arc::clone(&done), Arc::clone(&stop));
             thread::spawn(move || {
                 while !stop.load(Ordering::Relaxed) {
-                    assert!(bcrypt::verify(PASSWORD, &hash).unwrap());
+                    verify();
                     done.fetch_add(1, Ordering::Relaxed);
                 }
             })
@@ -847,29 +860,12 @@ fn argon2_limit(cores: usize, secs: u64) -> f64 {
     let hasher = authd::hasher::Hasher::start_scheme(1, 1, scheme, 64).unwrap();
     let password = authd::user::Password::parse(PASSWORD).unwrap();
     let hash = hasher.hash(&password).unwrap();
-    let done = Arc::new(AtomicU64::new(0));
-    let stop = Arc::new(AtomicBool::new(false));
-    let started = Instant::now();
-    let workers: Vec<_> = (0..cores)
-        .map(|_| {
-            let (hash, done, stop) = (hash.clone(), Arc::clone(&done), Arc::clone(&stop));
-            thread::spawn(move || {
-                let parsed = PasswordHash::new(&hash).unwrap();
-                while !stop.load(Ordering::Relaxed) {
-                    Argon2::default()
-                        .verify_password(PASSWORD.as_bytes(), &parsed)
-                        .unwrap();
-                    done.fetch_add(1, Ordering::Relaxed);
-                }
-            })
-        })
-        .collect();
-    thread::sleep(Duration::from_secs(secs));
-    stop.store(true, Ordering::Relaxed);
-    for worker in workers {
-        worker.join().unwrap();
-    }
-    done.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64()
+    verifications_per_second(cores, secs, move || {
+        let parsed = PasswordHash::new(&hash).unwrap();
+        Argon2::default()
+            .verify_password(PASSWORD.as_bytes(), &parsed)
+            .unwrap();
+    })
 }
 
 /// A wrk script that logs in as each of `emails` in turn.

@@ -24,6 +24,40 @@ use crate::policy::PasswordPolicy;
 use crate::server;
 
 /// Options of `authd serve`.
+/// The argon2id parameters of new hashes, for `serve` and for the admin
+/// commands that hash (`authd user add`, `set-password`).
+#[derive(Debug, Args)]
+pub(super) struct Argon2Args {
+    /// argon2id memory per hash, in KiB (OWASP's minimum: 19456).
+    #[arg(long, env = "AUTHD_ARGON2_MEMORY_KIB", value_name = "KIB",
+          default_value_t = Argon2Params::OWASP.memory_kib,
+          value_parser = clap::value_parser!(u32).range(8..=4_194_304))]
+    argon2_memory_kib: u32,
+
+    /// argon2id passes over its memory (OWASP's minimum: 2).
+    #[arg(long, env = "AUTHD_ARGON2_ITERATIONS", value_name = "N",
+          default_value_t = Argon2Params::OWASP.iterations,
+          value_parser = clap::value_parser!(u32).range(1..=100))]
+    argon2_iterations: u32,
+
+    /// argon2id lanes (OWASP's minimum: 1); each hash still runs on one
+    /// worker thread.
+    #[arg(long, env = "AUTHD_ARGON2_PARALLELISM", value_name = "N",
+          default_value_t = Argon2Params::OWASP.parallelism,
+          value_parser = clap::value_parser!(u32).range(1..=64))]
+    argon2_parallelism: u32,
+}
+
+impl Argon2Args {
+    pub(super) fn params(&self) -> Argon2Params {
+        Argon2Params {
+            memory_kib: self.argon2_memory_kib,
+            iterations: self.argon2_iterations,
+            parallelism: self.argon2_parallelism,
+        }
+    }
+}
+
 #[derive(Debug, Args)]
 pub struct ServeArgs {
     /// Address to listen on, HOST:PORT. Port 0 picks a free port; the
@@ -57,24 +91,8 @@ pub struct ServeArgs {
     )]
     password_hash: Option<Algorithm>,
 
-    /// argon2id memory per hash, in KiB (OWASP's minimum: 19456).
-    #[arg(long, env = "AUTHD_ARGON2_MEMORY_KIB", value_name = "KIB",
-          default_value_t = Argon2Params::OWASP.memory_kib,
-          value_parser = clap::value_parser!(u32).range(8..=4_194_304))]
-    argon2_memory_kib: u32,
-
-    /// argon2id passes over its memory (OWASP's minimum: 2).
-    #[arg(long, env = "AUTHD_ARGON2_ITERATIONS", value_name = "N",
-          default_value_t = Argon2Params::OWASP.iterations,
-          value_parser = clap::value_parser!(u32).range(1..=100))]
-    argon2_iterations: u32,
-
-    /// argon2id lanes (OWASP's minimum: 1); each hash still runs on one
-    /// worker thread.
-    #[arg(long, env = "AUTHD_ARGON2_PARALLELISM", value_name = "N",
-          default_value_t = Argon2Params::OWASP.parallelism,
-          value_parser = clap::value_parser!(u32).range(1..=64))]
-    argon2_parallelism: u32,
+    #[command(flatten)]
+    argon2: Argon2Args,
 
     /// Memory argon2 hashes may take at once, all workers together, in
     /// MiB; past it argon2 work waits in the hash queue.
@@ -471,11 +489,7 @@ impl ServeArgs {
                 Profile::Dev => Algorithm::Bcrypt,
                 Profile::Production => Algorithm::Argon2id,
             }),
-            argon2: Argon2Params {
-                memory_kib: self.argon2_memory_kib,
-                iterations: self.argon2_iterations,
-                parallelism: self.argon2_parallelism,
-            },
+            argon2: self.argon2.params(),
             hash_memory_mb: self.hash_memory_mb,
             threads: self.threads,
             hash_workers: self

@@ -17,7 +17,7 @@ use crate::audit::Audit;
 use crate::auth::limits::{LimitSettings, Limits};
 use crate::auth::{Auth, AuthError, Caller, Rules};
 use crate::config::DEFAULT_BCRYPT_COST;
-use crate::hasher::{Algorithm, Argon2Params, DjangoPbkdf2, Hasher, Scheme};
+use crate::hasher::{Algorithm, DjangoPbkdf2, Hasher, Scheme};
 use crate::session::Session;
 use crate::store::{keyword, AnyStore, StoreError};
 use crate::user::{Email, Password, User};
@@ -53,23 +53,8 @@ struct PasswordArgs {
     )]
     password_hash: Algorithm,
 
-    /// argon2id memory of the new hash, in KiB.
-    #[arg(long, env = "AUTHD_ARGON2_MEMORY_KIB", value_name = "KIB",
-          default_value_t = Argon2Params::OWASP.memory_kib,
-          value_parser = clap::value_parser!(u32).range(8..=4_194_304))]
-    argon2_memory_kib: u32,
-
-    /// argon2id iterations of the new hash.
-    #[arg(long, env = "AUTHD_ARGON2_ITERATIONS", value_name = "N",
-          default_value_t = Argon2Params::OWASP.iterations,
-          value_parser = clap::value_parser!(u32).range(1..=100))]
-    argon2_iterations: u32,
-
-    /// argon2id lanes of the new hash.
-    #[arg(long, env = "AUTHD_ARGON2_PARALLELISM", value_name = "N",
-          default_value_t = Argon2Params::OWASP.parallelism,
-          value_parser = clap::value_parser!(u32).range(1..=64))]
-    argon2_parallelism: u32,
+    #[command(flatten)]
+    argon2: super::serve::Argon2Args,
 }
 
 impl PasswordArgs {
@@ -80,11 +65,7 @@ impl PasswordArgs {
                 cost: self.bcrypt_cost,
             },
             Algorithm::Argon2id => {
-                let params = Argon2Params {
-                    memory_kib: self.argon2_memory_kib,
-                    iterations: self.argon2_iterations,
-                    parallelism: self.argon2_parallelism,
-                };
+                let params = self.argon2.params();
                 // Refused here, not by the hash: a usage error.
                 argon2::Params::new(
                     params.memory_kib,
