@@ -111,6 +111,15 @@ pub enum Event {
     /// current one) or by an administrator.
     SessionEnded,
     UserDeleted,
+    /// A second factor's secret was made, waiting for its first code.
+    TotpPending,
+    /// A second factor was confirmed and is now asked at every login.
+    TotpEnabled,
+    /// A second factor was turned off (by its user or an administrator).
+    TotpDisabled,
+    /// A wrong, replayed or spent second-factor code after the right
+    /// password.
+    TotpRefused,
 }
 
 #[derive(Serialize)]

@@ -14,7 +14,7 @@ use crate::one_time::{OneTimeToken, Purpose};
 use crate::outbox::{Caught, Intent, Queued, Topic};
 use crate::session::{Session, SessionId};
 use crate::token::TokenHash;
-use crate::user::{Email, User, UserId};
+use crate::user::{Email, TotpState, User, UserId};
 
 /// Version byte of the user records of store format 1 (with the session
 /// and reset grant inside).
@@ -25,8 +25,11 @@ const USER_RECORD_V2: u8 = 2;
 /// Version byte of the user records of store format 3 (no verification
 /// state, no creation time).
 const USER_RECORD_V3: u8 = 3;
-/// Version byte of the current user record layout.
+/// Version byte of the user records of store format 4 (passwords hashed
+/// as typed, no second factor).
 const USER_RECORD_V4: u8 = 4;
+/// Version byte of the current user record layout.
+const USER_RECORD_V5: u8 = 5;
 /// Version byte of the session record layout.
 const SESSION_RECORD_V1: u8 = 1;
 /// Version byte of the one-time token record layout.
@@ -134,6 +137,29 @@ struct UserRecordV4 {
     pending_email: Option<(String, String)>,
 }
 
+/// Layout of a user record, version 5: version 4 with whether the password
+/// was normalised before hashing, and the second factor.
+#[derive(Serialize, Deserialize)]
+struct UserRecordV5 {
+    email: String,
+    email_key: String,
+    hashed_password: String,
+    password_normalized: bool,
+    email_verified: bool,
+    created_at: Option<u64>,
+    pending_email: Option<(String, String)>,
+    totp: Option<TotpRecordV1>,
+}
+
+/// A user's second factor inside a version-5 user record.
+#[derive(Serialize, Deserialize)]
+struct TotpRecordV1 {
+    sealed_secret: Vec<u8>,
+    enabled: bool,
+    last_step: u64,
+    recovery: Vec<[u8; 32]>,
+}
+
 /// Layout of a session record, version 1; the key is the token's hash.
 #[derive(Serialize, Deserialize)]
 struct SessionRecordV1 {
@@ -220,6 +246,88 @@ fn decode<T: serde::de::DeserializeOwned>(version: u8, bytes: &[u8]) -> Result<T
 /// Encodes a user into its stored form (version byte + body).
 pub fn encode_user(user: &User) -> Result<Vec<u8>, CodecError> {
     encode(
+        USER_RECORD_V5,
+        &UserRecordV5 {
+            email: user.email.as_str().to_owned(),
+            email_key: user.email.key().to_owned(),
+            hashed_password: user.hashed_password.clone(),
+            password_normalized: user.password_normalized,
+            email_verified: user.email_verified,
+            created_at: user.created_at,
+            pending_email: pending_pair(user),
+            totp: user.totp.as_ref().map(|totp| TotpRecordV1 {
+                sealed_secret: totp.sealed_secret.clone(),
+                enabled: totp.enabled,
+                last_step: totp.last_step,
+                recovery: totp.recovery.clone(),
+            }),
+        },
+    )
+}
+
+/// The pending address of an email change with its key, as records hold it.
+fn pending_pair(user: &User) -> Option<(String, String)> {
+    user.pending_email
+        .as_ref()
+        .map(|e| (e.as_str().to_owned(), e.key().to_owned()))
+}
+
+/// Decodes a stored user record of version 5, 4 or 3, refusing other
+/// versions and leftovers. The address is taken as stored, under its
+/// stored key, whatever the rules for new addresses say of it now.
+/// Versions before 5 hold hashes of passwords as typed, and no second
+/// factor.
+pub fn decode_user(id: UserId, bytes: &[u8]) -> Result<User, CodecError> {
+    match bytes.first() {
+        Some(&USER_RECORD_V3) => {
+            let record: UserRecordV3 = decode(USER_RECORD_V3, bytes)?;
+            Ok(User::existing(
+                id,
+                Email::stored(record.email, record.email_key),
+                record.hashed_password,
+            ))
+        }
+        Some(&USER_RECORD_V4) => {
+            let record: UserRecordV4 = decode(USER_RECORD_V4, bytes)?;
+            Ok(User {
+                email_verified: record.email_verified,
+                created_at: record.created_at,
+                pending_email: record
+                    .pending_email
+                    .map(|(display, key)| Email::stored(display, key)),
+                ..User::existing(
+                    id,
+                    Email::stored(record.email, record.email_key),
+                    record.hashed_password,
+                )
+            })
+        }
+        _ => {
+            let record: UserRecordV5 = decode(USER_RECORD_V5, bytes)?;
+            Ok(User {
+                id,
+                email: Email::stored(record.email, record.email_key),
+                hashed_password: record.hashed_password,
+                password_normalized: record.password_normalized,
+                email_verified: record.email_verified,
+                created_at: record.created_at,
+                pending_email: record
+                    .pending_email
+                    .map(|(display, key)| Email::stored(display, key)),
+                totp: record.totp.map(|totp| TotpState {
+                    sealed_secret: totp.sealed_secret,
+                    enabled: totp.enabled,
+                    last_step: totp.last_step,
+                    recovery: totp.recovery,
+                }),
+            })
+        }
+    }
+}
+
+/// Encodes a version-4 user record (tests make format-4 stores with it).
+pub fn encode_user_v4(user: &User) -> Result<Vec<u8>, CodecError> {
+    encode(
         USER_RECORD_V4,
         &UserRecordV4 {
             email: user.email.as_str().to_owned(),
@@ -227,37 +335,9 @@ pub fn encode_user(user: &User) -> Result<Vec<u8>, CodecError> {
             hashed_password: user.hashed_password.clone(),
             email_verified: user.email_verified,
             created_at: user.created_at,
-            pending_email: user
-                .pending_email
-                .as_ref()
-                .map(|e| (e.as_str().to_owned(), e.key().to_owned())),
+            pending_email: pending_pair(user),
         },
     )
-}
-
-/// Decodes a stored user record of version 4 or 3, refusing other
-/// versions and leftovers. The address is taken as stored, under its
-/// stored key, whatever the rules for new addresses say of it now.
-pub fn decode_user(id: UserId, bytes: &[u8]) -> Result<User, CodecError> {
-    if bytes.first() == Some(&USER_RECORD_V3) {
-        let record: UserRecordV3 = decode(USER_RECORD_V3, bytes)?;
-        return Ok(User::existing(
-            id,
-            Email::stored(record.email, record.email_key),
-            record.hashed_password,
-        ));
-    }
-    let record: UserRecordV4 = decode(USER_RECORD_V4, bytes)?;
-    Ok(User {
-        id,
-        email: Email::stored(record.email, record.email_key),
-        hashed_password: record.hashed_password,
-        email_verified: record.email_verified,
-        created_at: record.created_at,
-        pending_email: record
-            .pending_email
-            .map(|(display, key)| Email::stored(display, key)),
-    })
 }
 
 /// Encodes a version-3 user record (tests make format-3 stores with it).
@@ -274,7 +354,7 @@ pub fn encode_user_v3(user: &User) -> Result<Vec<u8>, CodecError> {
 
 /// Whether a stored user record is of the current version.
 pub fn is_current_user(bytes: &[u8]) -> bool {
-    bytes.first() == Some(&USER_RECORD_V4)
+    bytes.first() == Some(&USER_RECORD_V5)
 }
 
 /// Whether a stored user record is of version 1 (store format 1).
@@ -514,9 +594,16 @@ mod tests {
             id: UserId(7),
             email: Email::parse("Ann@Example.com").unwrap(),
             hashed_password: "$2b$04$abcdefghijklmnopqrstuu".to_owned(),
+            password_normalized: true,
             email_verified: false,
             created_at: Some(1_700_000_000_000),
             pending_email: Some(Email::parse("Ann@New.example").unwrap()),
+            totp: Some(TotpState {
+                sealed_secret: vec![9; 48],
+                enabled: true,
+                last_step: 56_666_666,
+                recovery: vec![[1; 32], [2; 32]],
+            }),
         }
     }
 
@@ -524,9 +611,31 @@ mod tests {
     fn user_round_trips_with_a_version_byte() {
         let user = sample();
         let bytes = encode_user(&user).unwrap();
-        assert_eq!(bytes[0], USER_RECORD_V4);
+        assert_eq!(bytes[0], USER_RECORD_V5);
         assert!(is_current_user(&bytes));
         assert_eq!(decode_user(UserId(7), &bytes).unwrap(), user);
+        let plain = User {
+            totp: None,
+            ..sample()
+        };
+        let bytes = encode_user(&plain).unwrap();
+        assert_eq!(decode_user(UserId(7), &bytes).unwrap(), plain);
+    }
+
+    #[test]
+    fn version_4_users_read_with_passwords_hashed_as_typed_and_no_second_factor() {
+        let user = sample();
+        let bytes = encode_user_v4(&user).unwrap();
+        assert!(!is_current_user(&bytes));
+        let back = decode_user(UserId(7), &bytes).unwrap();
+        assert_eq!(
+            back,
+            User {
+                password_normalized: false,
+                totp: None,
+                ..user
+            }
+        );
     }
 
     #[test]

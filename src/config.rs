@@ -57,6 +57,8 @@ pub struct Config {
     pub lifetimes: Lifetimes,
     /// Refuse logins of accounts whose address is not verified.
     pub require_verified_email: bool,
+    /// The issuer name of TOTP second factors (`--totp-issuer`).
+    pub totp_issuer: String,
     /// Sessions a user may hold at once (the oldest ends first).
     pub max_sessions_per_user: usize,
     /// Throttling of logins, registrations and reset requests.
@@ -196,6 +198,7 @@ impl Config {
             audit_log: true,
             lifetimes: Lifetimes::default(),
             require_verified_email: false,
+            totp_issuer: crate::auth::DEFAULT_TOTP_ISSUER.to_owned(),
             max_sessions_per_user: crate::auth::DEFAULT_MAX_SESSIONS,
             limits: LimitSettings::default(),
             sweep_interval: DEFAULT_SWEEP_INTERVAL,

@@ -637,45 +637,50 @@ impl Hasher {
         &self.stats
     }
 
-    /// Hashes `password` with the configured scheme, as the service's own work.
+    /// Hashes `password`'s NFC form with the configured scheme, as the
+    /// service's own work: every hash authd makes is of a normalised
+    /// password ([`crate::user::User::password_normalized`]).
     pub fn hash(&self, password: &Password) -> Result<String, HashError> {
         self.hash_for(OWN_WORK, password)
     }
 
-    /// Hashes `password` with the configured scheme for `key`.
+    /// Hashes `password`'s NFC form with the configured scheme for `key`.
     pub fn hash_for(&self, key: HashKey, password: &Password) -> Result<String, HashError> {
-        let secret = password.clone();
+        let secret = password.hash_input(true).into_owned();
         let scheme = self.scheme;
         let memory = Arc::clone(&self.memory);
         self.stats.hashes.fetch_add(1, Ordering::Relaxed);
         self.run_for(key, move || {
             let _grant = memory_of(Some(scheme)).map(|kib| memory.take(kib));
-            scheme.hash(secret.expose())
+            scheme.hash(&secret)
         })?
     }
 
     /// Checks `password` against a stored hash (bcrypt, argon2id or Django's
-    /// pbkdf2_sha256), as the service's own work.
+    /// pbkdf2_sha256) made by authd (of the NFC form), as the service's
+    /// own work.
     pub fn verify(&self, password: &Password, hash: &str) -> Result<bool, HashError> {
-        self.verify_for(OWN_WORK, password, hash)
+        self.verify_for(OWN_WORK, password, hash, true)
     }
 
     /// Checks `password` against a stored hash (bcrypt, argon2id or Django's
-    /// pbkdf2_sha256) for `key`.
+    /// pbkdf2_sha256) for `key`: its NFC form if the hash was made of a
+    /// normalised password (`normalized`), else the password as typed.
     pub fn verify_for(
         &self,
         key: HashKey,
         password: &Password,
         hash: &str,
+        normalized: bool,
     ) -> Result<bool, HashError> {
-        let secret = password.clone();
+        let secret = password.hash_input(normalized).into_owned();
         let hash = hash.to_owned();
         let memory = Arc::clone(&self.memory);
         self.stats.verifies.fetch_add(1, Ordering::Relaxed);
         self.run_for(key, move || {
             // The stored hash's own memory, which is what verifying takes.
             let _grant = memory_of(Scheme::of(&hash)).map(|kib| memory.take(kib));
-            verify_any(secret.expose(), &hash)
+            verify_any(&secret, &hash)
         })?
     }
 
@@ -943,7 +948,7 @@ mod tests {
                         if n % 2 == 0 {
                             hasher.hash_for(key(n), &password).map(|_| true)
                         } else {
-                            hasher.verify_for(key(n), &password, &hash)
+                            hasher.verify_for(key(n), &password, &hash, true)
                         }
                     })
                 })

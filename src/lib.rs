@@ -43,5 +43,6 @@ pub mod store;
 pub mod throttle;
 pub mod tls;
 pub mod token;
+pub mod totp;
 pub mod transport;
 pub mod user;

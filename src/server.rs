@@ -168,6 +168,7 @@ pub fn start(config: &Config) -> Result<Running, StartError> {
         max_sessions_per_user: config.max_sessions_per_user,
         delivery,
         require_verified_email: config.require_verified_email,
+        totp_issuer: config.totp_issuer.clone(),
         queue_max: config.delivery_queue_max,
         events: config.delivery_settings.events_webhook.is_some(),
     };
@@ -190,6 +191,7 @@ pub fn start(config: &Config) -> Result<Running, StartError> {
             limits,
             Audit::new(config.audit_log),
         )?
+        .with_totp_sealer(crate::totp::Sealer::new(&key))
         .with_observer(Arc::clone(&metrics) as Arc<dyn crate::auth::Observer>),
     );
     metrics.attach(crate::metrics::Sources {

@@ -5,7 +5,10 @@
 //! type [`Email`] or [`Password`] is valid by construction.
 
 use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
 use std::fmt;
+
+use icu_normalizer::ComposingNormalizerBorrowed;
 
 use crate::email_key::{self, Refusal};
 
@@ -199,10 +202,12 @@ impl fmt::Display for Email {
 /// A password exactly as the client sent it, checked against the hash
 /// algorithm's limits.
 ///
-/// No trimming, no normalisation and no composition rules (NIST SP 800-63B):
-/// the only refusals are those that would otherwise make bcrypt silently
-/// weaken the password, or (argon2id) bound one request's work. `Debug`
-/// never prints the secret.
+/// No trimming and no composition rules (NIST SP 800-63B): the only
+/// refusals are those that would otherwise make bcrypt silently weaken the
+/// password, or (argon2id) bound one request's work. What is hashed is its
+/// NFC form ([`Password::hash_input`]), so a password typed on a keyboard
+/// that composes `é` and on one that sends `e` + U+0301 is one password.
+/// `Debug` never prints the secret.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Password(String);
 
@@ -220,11 +225,14 @@ impl Password {
     /// typed to log in is parsed with [`PasswordLimit::Long`] whatever is
     /// configured: an account whose hash is argon2id must still log in
     /// under bcrypt, and a bcrypt hash never matches a longer password.
+    ///
+    /// The limit holds for the NFC form too, which is what is hashed (it
+    /// is rarely longer: a few characters decompose under NFC).
     pub fn parse_for(raw: &str, limit: PasswordLimit) -> Result<Password, InvalidInput> {
         if raw.is_empty() {
             return Err(InvalidInput::EmptyPassword);
         }
-        if raw.len() > limit.bytes() {
+        if raw.len() > limit.bytes() || nfc(raw).len() > limit.bytes() {
             return Err(match limit {
                 PasswordLimit::Bcrypt => InvalidInput::PasswordTooLong,
                 PasswordLimit::Long => InvalidInput::PasswordTooLongLong,
@@ -236,10 +244,28 @@ impl Password {
         Ok(Password(raw.to_owned()))
     }
 
-    /// The secret itself, for hashing and verifying only.
+    /// The secret itself, exactly as typed.
     pub fn expose(&self) -> &str {
         &self.0
     }
+
+    /// What a hash is made of or checked against: the NFC form when the
+    /// hash's input was normalised (every hash authd makes), the password
+    /// as typed for a hash made before authd normalised or imported from
+    /// elsewhere ([`User::password_normalized`]). One form per check: a
+    /// login never costs two slow verifications.
+    pub fn hash_input(&self, normalized: bool) -> Cow<'_, str> {
+        if normalized {
+            nfc(&self.0)
+        } else {
+            Cow::Borrowed(&self.0)
+        }
+    }
+}
+
+/// `text` in Unicode Normalization Form C (borrowed when it is already).
+fn nfc(text: &str) -> Cow<'_, str> {
+    ComposingNormalizerBorrowed::new_nfc().normalize(text)
 }
 
 impl fmt::Debug for Password {
@@ -257,6 +283,11 @@ pub struct User {
     pub id: UserId,
     pub email: Email,
     pub hashed_password: String,
+    /// Whether `hashed_password` was made from the password's NFC form
+    /// (every hash authd makes since user record v5 / schema 8): a login
+    /// checks exactly that form, and a hash of the typed form (older, or
+    /// imported) is replaced by a normalised one at the next login.
+    pub password_normalized: bool,
     /// Whether a message sent to `email` came back with its token (or the
     /// account predates verification: those were created under the old
     /// rules and count as verified).
@@ -268,21 +299,58 @@ pub struct User {
     /// `email` when the token sent to it is redeemed, and holds no claim
     /// on the address until then.
     pub pending_email: Option<Email>,
+    /// The second factor: enrolled, or waiting for its first code.
+    pub totp: Option<TotpState>,
 }
 
 impl User {
     /// A user as a store of an older layout held it: verified (created
     /// under the rules of its day), creation time unknown, nothing
-    /// pending.
+    /// pending, its password hashed as typed, no second factor.
     pub fn existing(id: UserId, email: Email, hashed_password: String) -> User {
         User {
             id,
             email,
             hashed_password,
+            password_normalized: false,
             email_verified: true,
             created_at: None,
             pending_email: None,
+            totp: None,
         }
+    }
+
+    /// The second factor a login must show: `Some` once enrolment is
+    /// confirmed (a pending secret asks nothing yet).
+    pub fn totp_enabled(&self) -> Option<&TotpState> {
+        self.totp.as_ref().filter(|totp| totp.enabled)
+    }
+}
+
+/// A user's TOTP second factor as stored ([`crate::totp`] makes and
+/// checks it).
+#[derive(Clone, PartialEq, Eq)]
+pub struct TotpState {
+    /// The shared secret, sealed under a key derived from the server key
+    /// and bound to the user's id ([`crate::totp::Sealer`]).
+    pub sealed_secret: Vec<u8>,
+    /// Confirmed by a first code (`PUT /totp`); until then the secret is
+    /// pending and logins ask nothing.
+    pub enabled: bool,
+    /// The last time step whose code was accepted: each step's code works
+    /// once (RFC 6238 section 5.2), so a seen code cannot be replayed.
+    pub last_step: u64,
+    /// SHA-256 of each unused recovery code; one goes with each use.
+    pub recovery: Vec<[u8; 32]>,
+}
+
+impl fmt::Debug for TotpState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TotpState")
+            .field("enabled", &self.enabled)
+            .field("last_step", &self.last_step)
+            .field("recovery_left", &self.recovery.len())
+            .finish_non_exhaustive()
     }
 }
 
@@ -292,8 +360,12 @@ impl User {
 pub struct NewUser {
     pub email: Email,
     pub hashed_password: String,
+    /// See [`User::password_normalized`].
+    pub password_normalized: bool,
     pub email_verified: bool,
     pub created_at: Option<u64>,
+    /// An imported account's second factor, as exported.
+    pub totp: Option<TotpState>,
 }
 
 impl NewUser {
@@ -303,9 +375,11 @@ impl NewUser {
             id,
             email: self.email.clone(),
             hashed_password: self.hashed_password.clone(),
+            password_normalized: self.password_normalized,
             email_verified: self.email_verified,
             created_at: self.created_at,
             pending_email: None,
+            totp: self.totp.clone(),
         }
     }
 }
@@ -437,6 +511,34 @@ mod tests {
     }
 
     #[test]
+    fn what_is_hashed_is_the_nfc_form_when_normalised() {
+        let composed = Password::parse("caf\u{e9}").unwrap();
+        let decomposed = Password::parse("cafe\u{301}").unwrap();
+        assert_eq!(composed.hash_input(true), decomposed.hash_input(true));
+        assert_eq!(decomposed.hash_input(true), "caf\u{e9}");
+        // A hash of the typed form is checked against the typed form.
+        assert_eq!(decomposed.hash_input(false), "cafe\u{301}");
+        assert!(matches!(composed.hash_input(true), Cow::Borrowed(_)));
+        // NFC is not NFKC: compatibility characters stay themselves.
+        let ligature = Password::parse("\u{fb01}").unwrap();
+        assert_eq!(ligature.hash_input(true), "\u{fb01}");
+    }
+
+    #[test]
+    fn the_limit_holds_for_the_normalised_form() {
+        // U+0958 (DEVANAGARI QA) is excluded from composition: NFC
+        // decomposes it, 3 bytes into 6.
+        let qa = "\u{958}";
+        assert_eq!(nfc(qa).len(), 6);
+        assert!(Password::parse(&qa.repeat(12)).is_ok());
+        assert_eq!(qa.repeat(13).len(), 39);
+        assert_eq!(
+            Password::parse(&qa.repeat(13)),
+            Err(InvalidInput::PasswordTooLong)
+        );
+    }
+
+    #[test]
     fn password_debug_does_not_leak() {
         let password = Password::parse("hunter2").unwrap();
         assert!(!format!("{password:?}").contains("hunter2"));
@@ -475,10 +577,14 @@ mod properties {
             prop_assert_eq!(a.key(), b.key());
         }
 
-        /// A password is accepted exactly when it is 1..=72 bytes without NUL.
+        /// A password is accepted exactly when it is 1..=72 bytes without
+        /// NUL, in the form typed and in its NFC form.
         #[test]
-        fn password_rule_is_exact(raw in "\\PC{0,40}|[a\u{0}€]{0,80}") {
-            let ok = !raw.is_empty() && raw.len() <= MAX_PASSWORD_BYTES && !raw.contains('\0');
+        fn password_rule_is_exact(raw in "\\PC{0,40}|[a\u{0}€\u{958}]{0,80}") {
+            let ok = !raw.is_empty()
+                && raw.len() <= MAX_PASSWORD_BYTES
+                && nfc(&raw).len() <= MAX_PASSWORD_BYTES
+                && !raw.contains('\0');
             prop_assert_eq!(Password::parse(&raw).is_ok(), ok);
         }
     }

@@ -124,6 +124,22 @@ impl Auth {
         typed: &str,
         route: &str,
     ) -> Result<(), AuthError> {
+        self.confirm_credentials(caller, user, typed, None, route)
+            .map(|_| ())
+    }
+
+    /// [`Auth::confirm_password`], and with `typed_code` the second factor
+    /// too when the user has one enabled, inside the same counted attempt
+    /// (a wrong code is a failed attempt, 401 `invalid totp code`): what
+    /// that code changes when it is written comes back.
+    pub(super) fn confirm_credentials(
+        &self,
+        caller: &Caller,
+        user: &User,
+        typed: &str,
+        typed_code: Option<&str>,
+        route: &str,
+    ) -> Result<Option<UserChange>, AuthError> {
         let email = user.email.as_str();
         let budget = self.limits.budget(email, None);
         self.throttled(
@@ -141,20 +157,28 @@ impl Auth {
                     } else {
                         Err(AuthError::InvalidCredentials)
                     }
+                })
+                .and_then(|()| match (user.totp_enabled(), typed_code) {
+                    (Some(totp), Some(code)) => self
+                        .second_factor(caller, user, totp, code, route)
+                        .map(Some),
+                    _ => Ok(None),
                 }),
             Err(_) => self.refuse_login(caller.ip).map(|never| match never {}),
         };
         match outcome {
-            Ok(()) => {
+            Ok(change) => {
                 self.limits.login_succeeded(caller);
                 self.limits.account_recovered(email);
-                Ok(())
+                Ok(change)
             }
             Err(AuthError::InvalidCredentials) => {
                 // Counted already, when the attempt was reserved.
                 self.record_typed(Event::LoginFailure, caller, email, Some(route));
                 Err(AuthError::WrongPassword)
             }
+            // Counted too, and audited where it was refused.
+            Err(AuthError::WrongTotp) => Err(AuthError::WrongTotp),
             Err(e) => {
                 self.limits.login_not_attempted(caller, email, &budget);
                 Err(e)

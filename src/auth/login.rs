@@ -11,7 +11,7 @@ use crate::clock::unix_millis;
 use crate::device::DeviceCookie;
 use crate::hasher::{HashKey, OWN_WORK};
 use crate::session::{kept_user_agent, Session, SessionId};
-use crate::store::StoreError;
+use crate::store::{StoreError, UserChange};
 use crate::token::Token;
 use crate::user::{Email, Password, PasswordLimit, User};
 
@@ -46,7 +46,7 @@ impl Auth {
         typed_password: &str,
         replacing: Option<&Token>,
     ) -> Result<(User, Token), AuthError> {
-        self.log_in_from_device(caller, typed_email, typed_password, replacing, None)
+        self.log_in_from_device(caller, typed_email, typed_password, None, replacing, None)
             .map(|login| (login.user, login.token))
     }
 
@@ -59,11 +59,18 @@ impl Auth {
     /// the device's backoff along with the account's, and gives the
     /// client its device cookie: the same device renewed, or a new one.
     /// Without device cookies (dev) `device` is ignored and none is given.
+    ///
+    /// An account with a second factor enabled also needs `typed_totp`, a
+    /// current code or a recovery code, checked after the password: 401
+    /// `totp required` without one (not a failed attempt: the password was
+    /// right), 401 `invalid totp code` for a wrong or replayed one (a
+    /// failed attempt like a wrong password).
     pub fn log_in_from_device(
         &self,
         caller: &Caller,
         typed_email: &str,
         typed_password: &str,
+        typed_totp: Option<&str>,
         replacing: Option<&Token>,
         device: Option<&DeviceCookie>,
     ) -> Result<LoggedIn, AuthError> {
@@ -94,7 +101,7 @@ impl Auth {
             // Any length either algorithm reads: see Password::parse_for.
             let typed = Password::parse_for(typed_password, PasswordLimit::Long);
             let attempt = match (Email::parse(typed_email), typed) {
-                (Ok(email), Ok(password)) => self.log_in_as(caller, &email, &password),
+                (Ok(email), Ok(password)) => self.log_in_as(caller, &email, &password, typed_totp),
                 _ => self.refuse_login(caller.ip).map(|never| match never {}),
             };
             // A success reserved and not used goes back.
@@ -144,6 +151,8 @@ impl Auth {
                 if matches!(e, AuthError::InvalidCredentials) {
                     // Counted already, when the attempt was reserved.
                     self.record_typed(Event::LoginFailure, caller, typed_email, None);
+                } else if matches!(e, AuthError::WrongTotp) {
+                    // Counted as well, and audited where it was refused.
                 } else {
                     self.limits
                         .login_not_attempted(caller, typed_email, &budget);
@@ -161,24 +170,45 @@ impl Auth {
     /// login), in the same write as the session. If the hash queue is full
     /// at that moment, or the password is longer than bcrypt reads (set
     /// under argon2id, now configured bcrypt), the login still succeeds and
-    /// the old hash stays.
+    /// the old hash stays. A hash of the password as typed (made before
+    /// authd normalised, or imported) is replaced by one of its NFC form
+    /// the same way.
+    ///
+    /// With a second factor enabled, its code is checked after the
+    /// password and its step (or recovery code) written with the session,
+    /// on the condition that it is still unused.
     fn log_in_as(
         &self,
         caller: &Caller,
         email: &Email,
         password: &Password,
+        typed_totp: Option<&str>,
     ) -> Result<(User, Token), AuthError> {
         let user = self.valid_login_for(caller.ip, email, password)?;
         // Said only to whoever knows the password.
         if self.rules.require_verified_email && !user.email_verified {
             return Err(AuthError::EmailNotVerified);
         }
-        let rehashed = if self.hasher.needs_rehash(&user.hashed_password) {
-            self.hasher.hash_for(caller.ip, password).ok()
-        } else {
-            None
-        };
-        let token = self.open_session(caller, &user, rehashed.as_deref())?;
+        let mut changes = Vec::with_capacity(2);
+        if let Some(totp) = user.totp_enabled() {
+            let typed = typed_totp.ok_or(AuthError::TotpRequired)?;
+            changes.push(self.second_factor(caller, &user, totp, typed, "POST /sessions")?);
+        }
+        if !user.password_normalized || self.hasher.needs_rehash(&user.hashed_password) {
+            if let Ok(rehashed) = self.hasher.hash_for(caller.ip, password) {
+                changes.push(UserChange::HashedPassword(rehashed));
+            }
+        }
+        let token = self
+            .open_session(caller, &user, &changes)
+            .map_err(|e| match e {
+                // The code's step or recovery code was used by a login
+                // that raced this one (or the password changed meanwhile).
+                AuthError::InvalidCredentials if user.totp_enabled().is_some() => {
+                    AuthError::WrongTotp
+                }
+                other => other,
+            })?;
         Ok((user, token))
     }
 
@@ -201,10 +231,12 @@ impl Auth {
         match self.store.user_by_email(email) {
             Ok(user) => {
                 let started = Instant::now();
-                if self
-                    .hasher
-                    .verify_for(key, password, &user.hashed_password)?
-                {
+                if self.hasher.verify_for(
+                    key,
+                    password,
+                    &user.hashed_password,
+                    user.password_normalized,
+                )? {
                     return Ok(user);
                 }
                 if self.hasher.is_current(&user.hashed_password) {
@@ -222,7 +254,8 @@ impl Auth {
             }
             Err(StoreError::NotFound) => {
                 let started = Instant::now();
-                self.hasher.verify_for(key, password, self.dummy_hash()?)?;
+                self.hasher
+                    .verify_for(key, password, self.dummy_hash()?, true)?;
                 self.verify_time.observe(started.elapsed());
                 Err(AuthError::InvalidCredentials)
             }
@@ -237,24 +270,25 @@ impl Auth {
         let placeholder = Password::parse("not a password of anyone")
             .map_err(|e| AuthError::Internal(e.to_string()))?;
         self.hasher
-            .verify_for(key, &placeholder, self.dummy_hash()?)?;
+            .verify_for(key, &placeholder, self.dummy_hash()?, true)?;
         Err(AuthError::InvalidCredentials)
     }
 
     /// Starts a new session for `user` (the reference's `create_session`)
     /// and returns the token for the cookie. Only its hash is stored.
     pub fn create_session(&self, caller: &Caller, user: &User) -> Result<Token, AuthError> {
-        self.open_session(caller, user, None)
+        self.open_session(caller, user, &[])
     }
 
-    /// Writes a new session, and a rehashed password if given, only if the
-    /// password hash is still the one the caller checked: a login must not
-    /// outlive a password change that raced it.
+    /// Writes a new session, with `changes` to the user (a rehashed
+    /// password, a second factor's step), only if the password hash is
+    /// still the one the caller checked: a login must not outlive a
+    /// password change that raced it.
     fn open_session(
         &self,
         caller: &Caller,
         user: &User,
-        rehashed: Option<&str>,
+        changes: &[UserChange],
     ) -> Result<Token, AuthError> {
         let token = Token::generate()?;
         let now = unix_millis();
@@ -271,7 +305,7 @@ impl Auth {
             .open_session(
                 &session,
                 &user.hashed_password,
-                rehashed,
+                changes,
                 self.rules.max_sessions_per_user,
             )
             .map_err(|e| match e {
@@ -291,6 +325,8 @@ fn login_outcome(error: &AuthError) -> LoginOutcome {
         AuthError::InvalidCredentials => LoginOutcome::WrongPassword,
         AuthError::Throttled(_) => LoginOutcome::Throttled,
         AuthError::EmailNotVerified => LoginOutcome::Unverified,
+        AuthError::TotpRequired => LoginOutcome::TotpRequired,
+        AuthError::WrongTotp => LoginOutcome::WrongTotp,
         _ => LoginOutcome::Error,
     }
 }
@@ -376,8 +412,10 @@ mod tests {
             .create_user(&crate::user::NewUser {
                 email: email("old@x.io"),
                 hashed_password: old.hash(&password("pw")).unwrap(),
+                password_normalized: true,
                 email_verified: true,
                 created_at: None,
+                totp: None,
             })
             .unwrap();
         auth.register_user(&email("new@x.io"), &password("pw"))
@@ -466,7 +504,7 @@ mod tests {
         auth.register_user(&email("a@x.io"), &password("pw"))
             .unwrap();
         let log_in = |password: &str, device: Option<&DeviceCookie>| {
-            auth.log_in_from_device(&caller(), "a@x.io", password, None, device)
+            auth.log_in_from_device(&caller(), "a@x.io", password, None, None, device)
         };
         let cookie = log_in("pw", None).unwrap().device.unwrap();
         for _ in 0..2 {
@@ -542,8 +580,10 @@ mod tests {
                 .create_user(&crate::user::NewUser {
                     email: email(address),
                     hashed_password: auth.hasher().hash(&password("pw")).unwrap(),
+                    password_normalized: true,
                     email_verified: verified,
                     created_at: None,
+                    totp: None,
                 })
                 .unwrap();
         }
@@ -589,12 +629,12 @@ mod tests {
             .register_user(&email("a@x.io"), &password("pw"))
             .unwrap();
         let cookie = other
-            .log_in_from_device(&caller(), "a@x.io", "pw", None, None)
+            .log_in_from_device(&caller(), "a@x.io", "pw", None, None, None)
             .unwrap()
             .device
             .unwrap();
         let login = auth
-            .log_in_from_device(&caller(), "a@x.io", "pw", None, Some(&cookie))
+            .log_in_from_device(&caller(), "a@x.io", "pw", None, None, Some(&cookie))
             .unwrap();
         assert_eq!(login.device, None);
     }

@@ -18,6 +18,7 @@ mod register;
 mod reset;
 mod sessions;
 mod tokens;
+mod totp;
 mod verify;
 
 use std::net::{IpAddr, Ipv4Addr};
@@ -40,6 +41,7 @@ use limits::Limits;
 pub use account::AccountView;
 pub use email_change::EmailChangeAnswer;
 pub use sessions::Scope;
+pub use totp::TotpEnrolment;
 
 /// What a request for a one-time token (reset, verification) answers.
 #[derive(Debug)]
@@ -80,6 +82,23 @@ pub enum AuthError {
     /// expired, or paired with an address it was not sent to.
     #[error("invalid verify token")]
     InvalidVerifyToken,
+    /// An account with a second factor logged in with the right password
+    /// and no code (said only after the password was right).
+    #[error("totp required")]
+    TotpRequired,
+    /// A second factor's code that is wrong, of a step already used, or
+    /// a recovery code that is not (or no longer) the account's.
+    #[error("invalid totp code")]
+    WrongTotp,
+    /// `PUT /totp` with a wrong code, or nothing pending to confirm.
+    #[error("invalid totp code")]
+    TotpCodeRefused,
+    /// `POST /totp` while a second factor is enabled.
+    #[error("totp already enabled")]
+    TotpAlreadyEnabled,
+    /// Turning off a second factor the account does not have.
+    #[error("totp not enabled")]
+    TotpNotEnabled,
     /// `--require-verified-email` and the account's address is not
     /// verified (said only after the password was right).
     #[error("email not verified")]
@@ -258,6 +277,9 @@ pub struct Rules {
     pub queue_max: usize,
     /// Account events are queued for `--events-webhook`.
     pub events: bool,
+    /// The issuer an authenticator app shows for a second factor
+    /// (`--totp-issuer`).
+    pub totp_issuer: String,
 }
 
 impl Rules {
@@ -271,6 +293,7 @@ impl Rules {
             require_verified_email: false,
             queue_max: QUEUE_MAX,
             events: false,
+            totp_issuer: DEFAULT_TOTP_ISSUER.to_owned(),
         }
     }
 }
@@ -291,6 +314,11 @@ pub enum LoginOutcome {
     /// The right password of an account whose address is not verified
     /// (`--require-verified-email`).
     Unverified,
+    /// The right password of an account with a second factor, without a
+    /// code.
+    TotpRequired,
+    /// The right password and a wrong or replayed second-factor code.
+    WrongTotp,
     /// Not decided: the bcrypt queue was full, the store or the throttle
     /// counts failed.
     Error,
@@ -298,12 +326,14 @@ pub enum LoginOutcome {
 
 impl LoginOutcome {
     /// Every outcome, in the order of [`LoginOutcome::index`].
-    pub const ALL: [LoginOutcome; 6] = [
+    pub const ALL: [LoginOutcome; 8] = [
         LoginOutcome::Ok,
         LoginOutcome::WrongPassword,
         LoginOutcome::Throttled,
         LoginOutcome::Locked,
         LoginOutcome::Unverified,
+        LoginOutcome::TotpRequired,
+        LoginOutcome::WrongTotp,
         LoginOutcome::Error,
     ];
 
@@ -315,6 +345,8 @@ impl LoginOutcome {
             LoginOutcome::Throttled => "throttled",
             LoginOutcome::Locked => "locked",
             LoginOutcome::Unverified => "unverified",
+            LoginOutcome::TotpRequired => "totp_required",
+            LoginOutcome::WrongTotp => "wrong_totp",
             LoginOutcome::Error => "error",
         }
     }
@@ -331,6 +363,9 @@ pub trait Observer: Send + Sync {
     /// A login attempt ended so.
     fn login(&self, outcome: LoginOutcome);
 }
+
+/// `--totp-issuer`'s default.
+pub const DEFAULT_TOTP_ISSUER: &str = "authd";
 
 /// Sessions per user by default: enough for every device a person owns,
 /// few enough that a list of them stays readable and a leaked password
@@ -360,6 +395,9 @@ pub struct Auth {
     bell: Arc<Bell>,
     /// Told how logins end, when metrics are kept.
     observer: Option<Arc<dyn Observer>>,
+    /// Seals second-factor secrets under the server key (a server has
+    /// one; admin commands that never see a secret need none).
+    totp_sealer: Option<crate::totp::Sealer>,
 }
 
 impl Auth {
@@ -404,6 +442,15 @@ impl Auth {
             verify_time: login::VerifyTime::default(),
             bell: Arc::default(),
             observer: None,
+            totp_sealer: None,
+        }
+    }
+
+    /// This service, sealing second-factor secrets with `sealer`.
+    pub fn with_totp_sealer(self, sealer: crate::totp::Sealer) -> Auth {
+        Auth {
+            totp_sealer: Some(sealer),
+            ..self
         }
     }
 

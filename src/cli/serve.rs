@@ -179,6 +179,13 @@ pub struct ServeArgs {
           default_value = "off", value_parser = BoolishValueParser::new())]
     require_verified_email: bool,
 
+    /// The name an authenticator app shows beside a TOTP second factor
+    /// (the issuer of its otpauth:// URI): 1 to 64 characters, no ':'.
+    #[arg(long, env = "AUTHD_TOTP_ISSUER", value_name = "NAME",
+          default_value = crate::auth::DEFAULT_TOTP_ISSUER,
+          value_parser = |s: &str| crate::totp::parse_issuer(s))]
+    totp_issuer: String,
+
     /// Sessions a user may hold at once (one per device or browser); a new
     /// login past this ends the user's oldest session. 1 gives the Flask
     /// reference's behaviour: a login ends the previous session. At most
@@ -506,6 +513,7 @@ impl ServeArgs {
                 verify_token: secs(self.verify_token_ttl),
             },
             require_verified_email: self.require_verified_email,
+            totp_issuer: self.totp_issuer,
             max_sessions_per_user: self.max_sessions_per_user,
             limits: LimitSettings {
                 login_free_failures: self.login_free_failures,

@@ -48,8 +48,10 @@ use serde::{Deserialize, Serialize};
 use super::{unwritten, CliError, Env, Held, StoreArgs};
 use crate::config::DEFAULT_BCRYPT_COST;
 use crate::hasher::{DjangoPbkdf2, DJANGO_PBKDF2_PREFIX};
+use crate::server_key::ServerKey;
 use crate::store::StoreError;
-use crate::user::{Email, NewUser};
+use crate::totp::{Sealer, Secret};
+use crate::user::{Email, NewUser, TotpState};
 
 /// Users written per transaction (and per progress step) during import.
 const IMPORT_CHUNK: usize = 10_000;
@@ -69,11 +71,36 @@ const BCRYPT_BASE64: &[u8] = b"./ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstu
 #[derive(Debug, Args)]
 pub struct ExportArgs {
     /// Write to this file instead of standard output; it is made private
-    /// (0600), as it holds every password hash.
+    /// (0600), as it holds every password hash and second-factor secret.
     #[arg(long, short, value_name = "FILE")]
     pub(super) output: Option<PathBuf>,
     #[command(flatten)]
     pub(super) store: StoreArgs,
+    #[command(flatten)]
+    key: KeyArgs,
+}
+
+/// Where the server key that seals second-factor secrets is.
+#[derive(Debug, Args)]
+struct KeyArgs {
+    /// The server key file `authd serve` is given, if it is given one
+    /// (otherwise the key is the store's own): second-factor secrets are
+    /// sealed under it.
+    #[arg(long, env = "AUTHD_SECRET_KEY_FILE", value_name = "PATH")]
+    secret_key_file: Option<PathBuf>,
+}
+
+impl KeyArgs {
+    /// The sealer of second-factor secrets for `store`.
+    fn sealer(&self, store: &crate::store::AnyStore) -> Result<Sealer, CliError> {
+        let key = match &self.secret_key_file {
+            Some(path) => {
+                ServerKey::from_file(path).map_err(|e| CliError::Refused(e.to_string()))?
+            }
+            None => store.server_key()?,
+        };
+        Ok(Sealer::new(&key))
+    }
 }
 
 #[derive(Debug, Args)]
@@ -100,6 +127,8 @@ pub struct ImportArgs {
     bcrypt_cost: u32,
     #[command(flatten)]
     pub(super) store: StoreArgs,
+    #[command(flatten)]
+    key: KeyArgs,
 }
 
 impl ImportArgs {
@@ -115,24 +144,104 @@ struct ExportLine<'a> {
     id: u64,
     email: &'a str,
     hashed_password: &'a str,
+    /// Whether the hash is of the password's NFC form (authd's own
+    /// hashes) or of the password as typed (older, or from elsewhere).
+    password_normalized: bool,
     email_verified: bool,
     /// RFC 3339 to the millisecond; `null` for an account older than the
     /// record of it.
     created_at: Option<String>,
+    /// The second factor, enabled or pending; absent without one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    totp: Option<TotpLine>,
+}
+
+/// A second factor as exported: its secret in the clear (base32, as an
+/// app holds it), so that a store under another server key can seal it
+/// again, with the last step used and the unused recovery codes' SHA-256.
+#[derive(Serialize, Deserialize)]
+struct TotpLine {
+    secret: String,
+    enabled: bool,
+    #[serde(default)]
+    last_step: u64,
+    #[serde(default)]
+    recovery: Vec<String>,
+}
+
+impl TotpLine {
+    fn of(totp: &TotpState, sealer: &Sealer) -> Result<TotpLine, String> {
+        let secret = sealer
+            .open(&totp.sealed_secret)
+            .map_err(|e| e.to_string())?;
+        Ok(TotpLine {
+            secret: secret.to_base32(),
+            enabled: totp.enabled,
+            last_step: totp.last_step,
+            recovery: totp.recovery.iter().map(hex).collect(),
+        })
+    }
+
+    /// The secret and the state it goes into, its seal still to be made
+    /// (under the key of the store written to).
+    fn parse(&self) -> Result<(Secret, TotpState), String> {
+        let secret = Secret::from_base32(&self.secret)
+            .ok_or("totp.secret is not base32 of at least 128 bits")?;
+        if self.recovery.len() > crate::totp::RECOVERY_CODES {
+            return Err(format!(
+                "totp.recovery holds more than {} codes",
+                crate::totp::RECOVERY_CODES
+            ));
+        }
+        let recovery = self
+            .recovery
+            .iter()
+            .map(|code| unhex(code).ok_or("totp.recovery holds a value that is not 64 hex digits"))
+            .collect::<Result<_, _>>()?;
+        Ok((
+            secret,
+            TotpState {
+                sealed_secret: Vec::new(),
+                enabled: self.enabled,
+                last_step: self.last_step,
+                recovery,
+            },
+        ))
+    }
+}
+
+fn hex(bytes: &[u8; 32]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex(text: &str) -> Option<[u8; 32]> {
+    if text.len() != 64 || !text.is_ascii() {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(&text[2 * i..2 * i + 2], 16).ok()?;
+    }
+    Some(out)
 }
 
 /// A line of an import: an export's line, or a line written by hand or by
 /// another system with only the first two fields. A missing
 /// `email_verified` is `true`: the accounts come from a system that let
-/// them sign in.
+/// them sign in. A missing `password_normalized` is `false`: another
+/// system hashed the password as typed (the next login rehashes it).
 #[derive(Deserialize)]
 struct ImportLine {
     email: String,
     hashed_password: String,
+    #[serde(default)]
+    password_normalized: bool,
     #[serde(default = "verified_by_default")]
     email_verified: bool,
     #[serde(default)]
     created_at: Option<String>,
+    #[serde(default)]
+    totp: Option<TotpLine>,
 }
 
 fn verified_by_default() -> bool {
@@ -154,13 +263,40 @@ pub(super) fn export(args: ExportArgs, env: &mut Env<'_>) -> Result<ExitCode, Cl
     let mut out = BufWriter::new(sink);
     let mut count = 0u64;
     let mut failed = None;
+    // Read only when a user has a second factor.
+    let mut sealer = None;
     store.maintenance().each_user(&mut |user| {
+        let totp = match &user.totp {
+            None => None,
+            Some(totp) => {
+                let opened = match &sealer {
+                    Some(sealer) => TotpLine::of(totp, sealer),
+                    None => args
+                        .key
+                        .sealer(&store)
+                        .map_err(|e| e.to_string())
+                        .and_then(|s| TotpLine::of(totp, sealer.insert(s))),
+                };
+                match opened {
+                    Ok(line) => Some(line),
+                    Err(e) => {
+                        failed = Some(std::io::Error::other(format!(
+                            "user {} ({}): its second factor: {e}",
+                            user.id, user.email
+                        )));
+                        return ControlFlow::Break(());
+                    }
+                }
+            }
+        };
         let line = ExportLine {
             id: user.id.0,
             email: user.email.as_str(),
             hashed_password: &user.hashed_password,
+            password_normalized: user.password_normalized,
             email_verified: user.email_verified,
             created_at: user.created_at.map(crate::clock::rfc3339_millis),
+            totp,
         };
         let written = serde_json::to_writer(&mut out, &line)
             .map_err(std::io::Error::from)
@@ -417,7 +553,7 @@ pub(super) fn import(args: ImportArgs, env: &mut Env<'_>) -> Result<ExitCode, Cl
             .map_err(|e| CliError::Io(format!("cannot open {}: {e}", args.file)))?;
         Box::new(BufReader::new(file))
     };
-    let (users, errors) = parse_lines(reader, args.max_cost())?;
+    let (users, errors, mut secrets) = parse_lines(reader, args.max_cost())?;
     if !errors.is_empty() {
         return Err(report(env.err, &errors, "nothing was imported"));
     }
@@ -448,6 +584,17 @@ pub(super) fn import(args: ImportArgs, env: &mut Env<'_>) -> Result<ExitCode, Cl
         Some(store) => store,
         None => Held::Own(args.store.create(args.create)?),
     };
+    if !secrets.is_empty() {
+        // Sealed under the key of the store written to, which now exists.
+        let sealer = args.key.sealer(&store)?;
+        for user in &mut fresh {
+            if let (Some(totp), Some(secret)) = (&mut user.totp, secrets.remove(user.email.key())) {
+                totp.sealed_secret = sealer
+                    .seal(&secret)
+                    .map_err(|e| CliError::Refused(e.to_string()))?;
+            }
+        }
+    }
     let mut import = store.maintenance().begin_import()?;
     let progress = Progress::new(fresh.len(), !env.served());
     // Through a control socket, a client that went away (interrupted)
@@ -597,7 +744,13 @@ fn thousands(n: u64) -> String {
     out
 }
 
-type Parsed = (Vec<(usize, NewUser)>, Vec<(usize, String)>);
+/// The users by line, the problems by line, and the second-factor
+/// secrets by email key (sealed once the store written to is open).
+type Parsed = (
+    Vec<(usize, NewUser)>,
+    Vec<(usize, String)>,
+    HashMap<String, Secret>,
+);
 
 /// Reads every line; returns the valid users and, by line number, what is
 /// wrong with the others (including an email given twice in the file, and a
@@ -605,6 +758,7 @@ type Parsed = (Vec<(usize, NewUser)>, Vec<(usize, String)>);
 fn parse_lines(reader: impl BufRead, max_cost: u32) -> Result<Parsed, CliError> {
     let mut users = Vec::new();
     let mut errors = Vec::new();
+    let mut secrets = HashMap::new();
     let mut seen: HashMap<String, usize> = HashMap::new();
     for (index, line) in reader.split(b'\n').enumerate() {
         let number = index + 1;
@@ -650,21 +804,34 @@ fn parse_lines(reader: impl BufRead, max_cost: u32) -> Result<Parsed, CliError> 
                 continue;
             }
         };
+        let totp = match record.totp.as_ref().map(TotpLine::parse).transpose() {
+            Ok(totp) => totp,
+            Err(problem) => {
+                errors.push((number, problem));
+                continue;
+            }
+        };
         if let Some(first) = seen.insert(email.key().to_owned(), number) {
             errors.push((number, format!("email {email} is also on line {first}")));
             continue;
         }
+        let totp = totp.map(|(secret, state)| {
+            secrets.insert(email.key().to_owned(), secret);
+            state
+        });
         users.push((
             number,
             NewUser {
                 email,
                 hashed_password: record.hashed_password,
+                password_normalized: record.password_normalized,
                 email_verified: record.email_verified,
                 created_at,
+                totp,
             },
         ));
     }
-    Ok((users, errors))
+    Ok((users, errors, secrets))
 }
 
 /// Prints each problem with its line number; returns the closing error.
@@ -764,7 +931,7 @@ mod tests {
              {{\"email\":\"c@x.io\",\"hashed_password\":\"{HASH}\",\"created_at\":\"soon\"}}\n\
              {{\"email\":\"d@x.io\",\"hashed_password\":\"{HASH}\",\"created_at\":null}}\n"
         );
-        let (users, errors) = parse_lines(input.as_bytes(), 31).unwrap();
+        let (users, errors, _) = parse_lines(input.as_bytes(), 31).unwrap();
         assert_eq!(errors.len(), 1, "{errors:?}");
         assert_eq!(errors[0].0, 3);
         assert!(errors[0].1.starts_with("created_at"), "{errors:?}");
@@ -871,7 +1038,7 @@ mod tests {
              {{\"email\":\"c@x.io\"}}\n\
              {{\"id\":9,\"email\":\"d@x.io\",\"hashed_password\":\"{HASH}\",\"extra\":1}}\n"
         );
-        let (users, errors) = parse_lines(input.as_bytes(), 31).unwrap();
+        let (users, errors, _) = parse_lines(input.as_bytes(), 31).unwrap();
         let lines: Vec<usize> = errors.iter().map(|(n, _)| *n).collect();
         assert_eq!(lines, [3, 4, 5, 6, 7], "{errors:?}");
         assert!(errors[3].1.contains("also on line 1"));

@@ -142,6 +142,15 @@ enum UserCommand {
         #[command(flatten)]
         store: StoreArgs,
     },
+    /// Turn off a user's TOTP second factor (enabled or pending), for
+    /// someone who lost their device and their recovery codes; their next
+    /// login asks for the password alone.
+    TotpDisable {
+        /// The email address of the user whose second factor goes.
+        email: String,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
     /// List a user's sessions, newest first (never their tokens).
     Sessions {
         /// The email address of the user whose sessions to list.
@@ -206,6 +215,7 @@ impl UserArgs {
             | UserCommand::Delete { store, .. }
             | UserCommand::SetPassword { store, .. }
             | UserCommand::Verify { store, .. }
+            | UserCommand::TotpDisable { store, .. }
             | UserCommand::Sessions { store, .. }
             | UserCommand::Logout { store, .. }
             | UserCommand::Find { store, .. } => store,
@@ -350,6 +360,20 @@ pub(super) fn run(args: UserArgs, env: &mut Env<'_>) -> Result<ExitCode, CliErro
             )
             .map_err(unwritten)?;
         }
+        UserCommand::TotpDisable { email, store } => {
+            let email = parse_email(&email)?;
+            let store = store.open_in(env.store)?;
+            let user = service(&store, NO_HASHING)?
+                .admin_disable_totp(&admin, &email)
+                .map_err(refused(&email))?;
+            writeln!(
+                env.out,
+                "second factor turned off for user {} <{}>",
+                user.id,
+                shown(&user.email)
+            )
+            .map_err(unwritten)?;
+        }
         UserCommand::Sessions { email, json, store } => {
             let email = parse_email(&email)?;
             let store = store.open_in(env.store)?;
@@ -451,10 +475,25 @@ fn show(out: &mut dyn Write, user: &User, sessions: usize, json: bool) -> std::i
         )?;
         writeln!(
             out,
-            "password hash:  {}",
-            describe_hash(&user.hashed_password)
+            "password hash:  {}{}",
+            describe_hash(&user.hashed_password),
+            if user.password_normalized {
+                ""
+            } else {
+                " (of the password as typed; made NFC at the next login)"
+            }
         )?;
+        writeln!(out, "second factor:  {}", second_factor(user))?;
         writeln!(out, "sessions:       {sessions}")
+    }
+}
+
+/// What `show` says of the second factor.
+fn second_factor(user: &User) -> String {
+    match &user.totp {
+        None => "none".to_owned(),
+        Some(totp) if !totp.enabled => "TOTP pending (not confirmed yet)".to_owned(),
+        Some(totp) => format!("TOTP, {} recovery codes left", totp.recovery.len()),
     }
 }
 
@@ -489,6 +528,11 @@ fn summary(user: &User) -> serde_json::Value {
         "email_verified": user.email_verified,
         "created_at": user.created_at.map(crate::clock::rfc3339),
         "bcrypt_cost": cost_of(user),
+        "totp": match &user.totp {
+            None => "none",
+            Some(totp) if !totp.enabled => "pending",
+            Some(_) => "enabled",
+        },
         "password_hash": Scheme::of(&user.hashed_password)
             .map(|s| s.algorithm().as_str())
             .or_else(|| DjangoPbkdf2::parse(&user.hashed_password).ok().map(|_| "pbkdf2_sha256")),
@@ -542,6 +586,7 @@ fn refused(email: &Email) -> impl Fn(AuthError) -> CliError + '_ {
         AuthError::SessionNotFound => {
             CliError::Refused(format!("{email} has no session with this id"))
         }
+        AuthError::TotpNotEnabled => CliError::Refused(format!("{email} has no second factor")),
         other => other.into(),
     }
 }

@@ -77,7 +77,7 @@ pub struct App {
 /// router's order; the last, `other`, takes everything else (unknown
 /// paths, `/metrics` where it is not served), so no label is ever a path
 /// a client chose.
-pub const ROUTES: [&str; 15] = [
+pub const ROUTES: [&str; 16] = [
     "/",
     "/users",
     "/sessions",
@@ -92,6 +92,7 @@ pub const ROUTES: [&str; 15] = [
     "/healthz",
     "/openapi.json",
     "/metrics",
+    "/totp",
     "other",
 ];
 
@@ -118,6 +119,7 @@ fn route_index(path: &str) -> usize {
         "/healthz" => 11,
         "/openapi.json" => 12,
         "/metrics" => METRICS_ROUTE,
+        "/totp" => 14,
         _ => OTHER,
     }
 }
@@ -254,6 +256,10 @@ impl App {
             ("/account", "PUT") => routes::account::put(self, request, caller),
             ("/account", "DELETE") => routes::account::delete(self, request, caller),
             ("/account", _) => Err(ApiError::MethodNotAllowed("GET, PUT, DELETE")),
+            ("/totp", "POST") => routes::totp::post(self, request, caller),
+            ("/totp", "PUT") => routes::totp::put(self, request, caller),
+            ("/totp", "DELETE") => routes::totp::delete(self, request, caller),
+            ("/totp", _) => Err(ApiError::MethodNotAllowed("POST, PUT, DELETE")),
             ("/verify_email", "POST") => routes::verify_email::post(self, request, caller),
             ("/verify_email", "PUT") => routes::verify_email::put(self, request, caller),
             ("/verify_email", _) => Err(ApiError::MethodNotAllowed("POST, PUT")),
@@ -483,7 +489,7 @@ mod broken_store_tests {
             &self,
             _: &Session,
             _: &str,
-            _: Option<&str>,
+            _: &[crate::store::UserChange],
             _: usize,
         ) -> Result<(), StoreError> {
             down()

@@ -10,28 +10,93 @@ use crate::one_time::{OneTimeToken, Purpose};
 use crate::outbox::{Caught, Intent, Queued};
 use crate::session::{Session, SessionId};
 use crate::token::TokenHash;
-use crate::user::{Email, NewUser, User, UserId};
+use crate::user::{Email, NewUser, TotpState, User, UserId};
 
-/// One field update of a user.
+/// One field update of a user. The second-factor changes carry their own
+/// precondition, checked in the same transaction as the write, so two
+/// requests racing with one code cannot both succeed.
 #[derive(Debug, Clone)]
 pub enum UserChange {
     Email(Email),
+    /// A hash authd made ([`crate::hasher::Hasher::hash`]): of the
+    /// password's NFC form, so it also marks the password normalised.
     HashedPassword(String),
     EmailVerified(bool),
     /// The address an email change waits to verify (`None`: none).
     PendingEmail(Option<Email>),
+    /// A new secret waiting for its first code, replacing any pending
+    /// one; `PreconditionFailed` if a second factor is enabled.
+    TotpPending(Vec<u8>),
+    /// Enables the pending secret `sealed` whose code of `step` was
+    /// shown, with these recovery code hashes; `PreconditionFailed` if
+    /// that secret is no longer the pending one or `step` was used.
+    TotpEnable {
+        sealed: Vec<u8>,
+        step: u64,
+        recovery: Vec<[u8; 32]>,
+    },
+    /// The enabled second factor's code of `step` was shown;
+    /// `PreconditionFailed` if that step, or a later one, was used.
+    TotpStep(u64),
+    /// A recovery code with this SHA-256 was shown, and goes;
+    /// `PreconditionFailed` if it is not (or no longer) one of them.
+    TotpRecovery([u8; 32]),
+    /// The second factor goes, enabled or pending.
+    TotpOff,
 }
 
 impl UserChange {
-    /// Makes this change to `user` in memory; the store writes the result
-    /// and keeps its email index in step.
-    pub fn apply_to(&self, user: &mut User) {
+    /// Makes this change to `user` in memory, or refuses it with
+    /// `PreconditionFailed` when the record no longer allows it; the store
+    /// writes the result and keeps its email index in step.
+    pub fn apply_to(&self, user: &mut User) -> Result<(), StoreError> {
         match self {
             UserChange::Email(email) => user.email = email.clone(),
-            UserChange::HashedPassword(hash) => user.hashed_password = hash.clone(),
+            UserChange::HashedPassword(hash) => {
+                user.hashed_password = hash.clone();
+                user.password_normalized = true;
+            }
             UserChange::EmailVerified(verified) => user.email_verified = *verified,
             UserChange::PendingEmail(pending) => user.pending_email = pending.clone(),
+            UserChange::TotpPending(sealed) => {
+                if user.totp_enabled().is_some() {
+                    return Err(StoreError::PreconditionFailed);
+                }
+                user.totp = Some(TotpState {
+                    sealed_secret: sealed.clone(),
+                    enabled: false,
+                    last_step: 0,
+                    recovery: Vec::new(),
+                });
+            }
+            UserChange::TotpEnable {
+                sealed,
+                step,
+                recovery,
+            } => match &mut user.totp {
+                Some(totp) if !totp.enabled && totp.sealed_secret == *sealed => {
+                    if *step <= totp.last_step {
+                        return Err(StoreError::PreconditionFailed);
+                    }
+                    totp.enabled = true;
+                    totp.last_step = *step;
+                    totp.recovery = recovery.clone();
+                }
+                _ => return Err(StoreError::PreconditionFailed),
+            },
+            UserChange::TotpStep(step) => match &mut user.totp {
+                Some(totp) if totp.enabled && *step > totp.last_step => totp.last_step = *step,
+                _ => return Err(StoreError::PreconditionFailed),
+            },
+            UserChange::TotpRecovery(hash) => match &mut user.totp {
+                Some(totp) if totp.enabled && totp.recovery.contains(hash) => {
+                    totp.recovery.retain(|kept| kept != hash);
+                }
+                _ => return Err(StoreError::PreconditionFailed),
+            },
+            UserChange::TotpOff => user.totp = None,
         }
+        Ok(())
     }
 }
 
@@ -69,13 +134,16 @@ pub trait UserStore: Send + Sync {
     /// Creates a user; `EmailTaken` if the email's key exists.
     fn create_user(&self, new: &NewUser) -> Result<User, StoreError>;
 
-    /// Creates a user as registration does: unverified, created now.
+    /// Creates a user as registration does: unverified, created now, its
+    /// password hashed by authd (normalised).
     fn add_user(&self, email: &Email, hashed_password: &str) -> Result<User, StoreError> {
         self.create_user(&NewUser {
             email: email.clone(),
             hashed_password: hashed_password.to_owned(),
+            password_normalized: true,
             email_verified: false,
             created_at: Some(crate::clock::unix_millis()),
+            totp: None,
         })
     }
 
@@ -133,15 +201,17 @@ pub trait UserStore: Send + Sync {
 pub trait SessionStore: Send + Sync {
     /// Stores `session`, if its user's password hash is still
     /// `password_is` (a login must not outlive a password change that
-    /// raced it), replacing the hash with `rehashed` when given, in one
-    /// transaction. The user's oldest sessions end so that at most
-    /// `max_per_user` remain. `PreconditionFailed` if the password
-    /// changed, `NotFound` if the user is gone.
+    /// raced it), making `changes` to the user (a rehashed password, the
+    /// second factor's step or recovery code) in the same transaction.
+    /// The user's oldest sessions end so that at most `max_per_user`
+    /// remain. `PreconditionFailed` if the password changed or a change
+    /// is refused ([`UserChange::apply_to`]), `NotFound` if the user is
+    /// gone. `changes` never change the address.
     fn open_session(
         &self,
         session: &Session,
         password_is: &str,
-        rehashed: Option<&str>,
+        changes: &[UserChange],
         max_per_user: usize,
     ) -> Result<(), StoreError>;
 

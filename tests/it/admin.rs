@@ -268,7 +268,8 @@ fn export_then_import_keeps_every_password() {
             "email",
             "email_verified",
             "hashed_password",
-            "id"
+            "id",
+            "password_normalized",
         ]
     );
     // Created by `authd user add` now, its address not proven.

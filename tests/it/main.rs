@@ -80,6 +80,8 @@ mod storage_faults;
 mod store_model;
 /// Sessions and reset tokens: replacement, logout, single use.
 mod tokens;
+/// The TOTP second factor and NFC-normalised passwords.
+mod totp;
 /// Delivery transports against test SMTP and webhook servers: TLS, AUTH, signatures, retry classes.
 mod transport;
 /// A store written by the previous release opens and keeps working.

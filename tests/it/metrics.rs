@@ -136,7 +136,7 @@ fn wait_for(addr: SocketAddr, ready: impl Fn(&Samples) -> bool) -> Samples {
 }
 
 /// The route templates the server counts under.
-const TEMPLATES: [&str; 15] = authd::http::ROUTES;
+const TEMPLATES: [&str; 16] = authd::http::ROUTES;
 
 fn requests_logins_histograms_and_store_gauges() {
     let app = TestApp::spawn_with(|c| {

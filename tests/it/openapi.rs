@@ -465,6 +465,57 @@ fn the_document_matches_the_live_server() {
         "/password",
         app.request("PATCH", "/password", None, b"", None),
     );
+    // The second factor of the same account (its password now pw2).
+    hit("POST", "/totp", signed("POST", "/totp", &[], None));
+    let enrolment = hit(
+        "POST",
+        "/totp",
+        signed("POST", "/totp", &[], Some(&session)),
+    );
+    let secret = enrolment.json()["secret"].as_str().unwrap().to_owned();
+    let step = crate::totp::now_step();
+    let first = crate::totp::code(&secret, step);
+    hit("PUT", "/totp", signed("PUT", "/totp", &[], Some(&session)));
+    hit(
+        "PUT",
+        "/totp",
+        signed("PUT", "/totp", &[("code", "12345")], Some(&session)),
+    );
+    let enabled = hit(
+        "PUT",
+        "/totp",
+        signed("PUT", "/totp", &[("code", &first)], Some(&session)),
+    );
+    let recovery = enabled.json()["recovery_codes"][0]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    hit(
+        "POST",
+        "/totp",
+        signed("POST", "/totp", &[], Some(&session)),
+    );
+    let second = [("email", "acct@b.io"), ("password", "pw2")];
+    let reply = hit("POST", "/sessions", form("POST", "/sessions", &second));
+    assert_eq!(reply.message(), "totp required");
+    let next = crate::totp::code(&secret, step + 1);
+    let with_code = [("email", "acct@b.io"), ("password", "pw2"), ("totp", &next)];
+    hit("POST", "/sessions", form("POST", "/sessions", &with_code));
+    let off = |code: &str| [("password", "pw2"), ("code", code)].map(|(k, v)| (k, v.to_owned()));
+    for code in ["000000", recovery.as_str(), recovery.as_str()] {
+        let fields = off(code);
+        let fields: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        hit(
+            "DELETE",
+            "/totp",
+            signed("DELETE", "/totp", &fields, Some(&session)),
+        );
+    }
+    hit(
+        "PATCH",
+        "/totp",
+        app.request("PATCH", "/totp", None, b"", None),
+    );
     let gone = [("password", "pw2")];
     hit(
         "DELETE",
@@ -778,6 +829,14 @@ fn the_document_matches_the_live_server() {
         ("/password", "PUT", 400),
         ("/password", "PUT", 401),
         ("/password", "PUT", 403),
+        ("/totp", "POST", 200),
+        ("/totp", "POST", 403),
+        ("/totp", "PUT", 200),
+        ("/totp", "PUT", 400),
+        ("/totp", "PUT", 403),
+        ("/totp", "DELETE", 200),
+        ("/totp", "DELETE", 401),
+        ("/totp", "DELETE", 403),
         ("/account", "DELETE", 200),
         ("/account", "DELETE", 400),
         ("/account", "DELETE", 401),

@@ -298,9 +298,12 @@ impl Model {
             id: UserId(id),
             email: Email::parse(&u.email).unwrap(),
             hashed_password: u.hash.clone(),
+            // Every hash the model makes stands for an authd hash.
+            password_normalized: true,
             email_verified: u.verified,
             created_at: u.created_at,
             pending_email: None,
+            totp: None,
         })
     }
 
@@ -539,8 +542,10 @@ fn step(store: &dyn Store, model: &mut Model, ids: Ids, op: Op) {
             let new = NewUser {
                 email: Email::parse(EMAILS[e]).unwrap(),
                 hashed_password: FIRST_HASH.to_owned(),
+                password_normalized: true,
                 email_verified: false,
                 created_at: Some(1_000 + e as u64),
+                totp: None,
             };
             let result = outcome(store.create_user(&new));
             if model.by_email(EMAILS[e]).is_some() {
@@ -562,8 +567,10 @@ fn step(store: &dyn Store, model: &mut Model, ids: Ids, op: Op) {
                 .map(|e| NewUser {
                     email: Email::parse(e).unwrap(),
                     hashed_password: FIRST_HASH.to_owned(),
+                    password_normalized: true,
                     email_verified: true,
                     created_at: None,
+                    totp: None,
                 })
                 .collect();
             let result = outcome(store.add_users(&users));
@@ -700,8 +707,11 @@ fn step(store: &dyn Store, model: &mut Model, ids: Ids, op: Op) {
                 Guess::Hash(p) => hash(p),
             };
             let rehashed = rehash.map(hash);
-            let result =
-                outcome(store.open_session(&session, &password_is, rehashed.as_deref(), cap));
+            let changes: Vec<UserChange> = rehashed
+                .iter()
+                .map(|h| UserChange::HashedPassword(h.clone()))
+                .collect();
+            let result = outcome(store.open_session(&session, &password_is, &changes, cap));
             let expected = match current {
                 None => Err(Refused::NotFound),
                 Some(now) if now != password_is => Err(Refused::PreconditionFailed),

@@ -57,7 +57,7 @@ fn admin_commands_refuse_an_old_store_and_dry_run_changes_nothing() {
         let (code, out, err) = run_authd(&dir, args, None);
         assert_eq!(code, 1, "{args:?}: {out}{err}");
         assert!(
-            err.contains("is of format 1, older than this authd's (4)")
+            err.contains("is of format 1, older than this authd's (5)")
                 && err.contains("authd migrate"),
             "{args:?}: {err}"
         );

@@ -44,8 +44,9 @@ pub fn delete(app: &App, request: &Request, caller: &Caller) -> Result<Response,
 }
 
 /// `GET /account`: 200 `{"created_at", "email", "email_verified",
-/// "session_count"}` for a valid session (`created_at` RFC 3339, `null`
-/// for an account older than the record of it), 403 otherwise.
+/// "session_count", "totp_enabled"}` for a valid session (`created_at`
+/// RFC 3339, `null` for an account older than the record of it), 403
+/// otherwise.
 pub fn get(app: &App, request: &Request) -> Result<Response, ApiError> {
     let token = super::session(app, request)?;
     let view = app.auth.account(&token)?;
@@ -55,6 +56,7 @@ pub fn get(app: &App, request: &Request) -> Result<Response, ApiError> {
         "email": user.email.as_str(),
         "email_verified": user.email_verified,
         "session_count": view.session_count,
+        "totp_enabled": user.totp_enabled().is_some(),
     })))
 }
 

@@ -8,6 +8,7 @@ pub mod metrics;
 pub mod profile;
 pub mod reset_password;
 pub mod sessions;
+pub mod totp;
 pub mod users;
 pub mod verify;
 pub mod verify_email;

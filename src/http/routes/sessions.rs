@@ -20,11 +20,15 @@ use crate::session::Session;
 /// is carried in and, when the use case gives one (production), out.
 /// With `token` set (JSON `true`, or `true`/`1`), the answer also carries
 /// `session_token`, for clients that authenticate with a Bearer header.
+/// An account with a second factor needs `totp` too (a current code or a
+/// recovery code): 401 `totp required` without it, `invalid totp code`
+/// for a wrong one.
 pub fn post(app: &App, request: &Request, caller: &Caller) -> Result<Response, ApiError> {
     app.refuse_cross_site(request)?;
     let fields = read_fields(request, app.settings.max_body_bytes)?;
     let typed = fields.optional("email")?.unwrap_or("");
     let password = fields.required("password")?;
+    let totp = fields.optional("totp")?;
     let wants_token = fields.flag("token")?;
     let caller = Caller {
         user_agent: request.header("User-Agent").map(str::to_owned),
@@ -38,6 +42,7 @@ pub fn post(app: &App, request: &Request, caller: &Caller) -> Result<Response, A
         &caller,
         typed,
         password,
+        totp,
         replacing.as_ref(),
         device.as_ref(),
     )?;

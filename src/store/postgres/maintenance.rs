@@ -14,7 +14,7 @@ use crate::user::{NewUser, UserId};
 /// Creates `users` with one multi-row insert; the ids come back matched to
 /// their emails, so the order of `RETURNING` does not matter.
 fn insert_users(
-    client: &mut postgres::Client,
+    client: &mut impl postgres::GenericClient,
     users: &[NewUser],
 ) -> Result<Vec<UserId>, StoreError> {
     if users.is_empty() {
@@ -25,12 +25,15 @@ fn insert_users(
     let hashes: Vec<&str> = users.iter().map(|u| u.hashed_password.as_str()).collect();
     let verified: Vec<bool> = users.iter().map(|u| u.email_verified).collect();
     let created: Vec<Option<i64>> = users.iter().map(|u| u.created_at.map(ms)).collect();
+    let normalized: Vec<bool> = users.iter().map(|u| u.password_normalized).collect();
     let rows = client
         .query(
-            "INSERT INTO authd_users (email, email_key, hashed_password, email_verified, created_at)
-             SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bool[], $5::int8[])
+            "INSERT INTO authd_users (email, email_key, hashed_password, email_verified, created_at,
+                password_normalized)
+             SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bool[], $5::int8[],
+                $6::bool[])
              RETURNING id, email_key",
-            &[&emails, &keys, &hashes, &verified, &created],
+            &[&emails, &keys, &hashes, &verified, &created, &normalized],
         )
         .map_err(violation)?;
     let mut ids = std::collections::HashMap::with_capacity(rows.len());
@@ -38,13 +41,22 @@ fn insert_users(
         let id: i64 = row.try_get(0)?;
         ids.insert(row.try_get::<_, String>(1)?, UserId(id as u64));
     }
-    keys.iter()
+    let ids: Vec<UserId> = keys
+        .iter()
         .map(|key| {
             ids.get(*key)
                 .copied()
                 .ok_or_else(|| StoreError::Corrupt(format!("no id returned for {key}")))
         })
-        .collect()
+        .collect::<Result<_, _>>()?;
+    // Second factors are rare in an import: a row each, in the same
+    // transaction (a 2-D bytea array does not unnest by rows).
+    for (user, id) in users.iter().zip(&ids) {
+        if let Some(totp) = &user.totp {
+            super::users::set_totp(client, *id, totp)?;
+        }
+    }
+    Ok(ids)
 }
 
 /// An import in progress on PostgreSQL: one transaction on a connection of
@@ -134,8 +146,13 @@ impl PgStore {
 
 impl Maintenance for PgStore {
     /// One multi-row insert, one transaction.
+    /// One transaction: the users and their second factors.
     fn add_users(&self, users: &[NewUser]) -> Result<Vec<UserId>, StoreError> {
-        insert_users(&mut self.conn()?.client, users)
+        let mut conn = self.conn()?;
+        let mut tx = conn.client.transaction()?;
+        let ids = insert_users(&mut tx, users)?;
+        tx.commit()?;
+        Ok(ids)
     }
 
     fn begin_import(&self) -> Result<Box<dyn Import + '_>, StoreError> {

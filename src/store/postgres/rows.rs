@@ -8,13 +8,14 @@ use crate::one_time::{OneTimeToken, Purpose};
 use crate::session::{Session, SessionId};
 use crate::store::StoreError;
 use crate::token::TokenHash;
-use crate::user::{Email, User, UserId};
+use crate::user::{Email, TotpState, User, UserId};
 
 /// The columns [`user`] reads, as a literal for `concat!`.
 macro_rules! pg_user_columns {
     () => {
         "u.id, u.email, u.email_key, u.hashed_password, u.email_verified, u.created_at, \
-         u.pending_email, u.pending_email_key"
+         u.pending_email, u.pending_email_key, u.password_normalized, u.totp_secret, \
+         u.totp_enabled, u.totp_last_step, u.totp_recovery"
     };
 }
 pub(crate) use pg_user_columns as user_columns;
@@ -52,10 +53,30 @@ pub fn user(row: &Row, at: usize) -> Result<User, StoreError> {
     let created_at: Option<i64> = row.try_get(at + 5)?;
     let pending: Option<String> = row.try_get(at + 6)?;
     let pending_key: Option<String> = row.try_get(at + 7)?;
+    let totp_secret: Option<Vec<u8>> = row.try_get(at + 9)?;
+    let totp = match totp_secret {
+        Some(sealed_secret) => Some(TotpState {
+            sealed_secret,
+            enabled: row.try_get(at + 10)?,
+            last_step: millis(row.try_get(at + 11)?, "totp_last_step")?,
+            recovery: row
+                .try_get::<_, Vec<Vec<u8>>>(at + 12)?
+                .into_iter()
+                .map(|code| {
+                    <[u8; 32]>::try_from(code.as_slice()).map_err(|_| {
+                        StoreError::Corrupt("a totp_recovery hash is not 32 bytes".to_owned())
+                    })
+                })
+                .collect::<Result<_, _>>()?,
+        }),
+        None => None,
+    };
     Ok(User {
         id: id_of(row.try_get(at)?)?,
         email: Email::stored(row.try_get(at + 1)?, row.try_get(at + 2)?),
         hashed_password: row.try_get(at + 3)?,
+        password_normalized: row.try_get(at + 8)?,
+        totp,
         email_verified: row.try_get(at + 4)?,
         created_at: created_at.map(|ms| millis(ms, "created_at")).transpose()?,
         pending_email: match (pending, pending_key) {

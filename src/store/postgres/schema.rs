@@ -176,6 +176,21 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
             html TEXT NOT NULL
         );",
     ),
+    (
+        8,
+        "users record whether their password was normalised (NFC) before hashing (existing \
+         hashes were not: a login rehashes them) and their TOTP second factor",
+        // A sealed secret is the whole of a second factor's presence; the
+        // other columns only mean something beside one.
+        "ALTER TABLE authd_users
+            ADD COLUMN password_normalized BOOLEAN NOT NULL DEFAULT false,
+            ADD COLUMN totp_secret BYTEA,
+            ADD COLUMN totp_enabled BOOLEAN NOT NULL DEFAULT false,
+            ADD COLUMN totp_last_step BIGINT NOT NULL DEFAULT 0 CHECK (totp_last_step >= 0),
+            ADD COLUMN totp_recovery BYTEA[] NOT NULL DEFAULT '{}',
+            ADD CONSTRAINT authd_users_totp_whole
+                CHECK (totp_secret IS NOT NULL OR NOT totp_enabled);",
+    ),
 ];
 
 /// The schema version whose data step re-keys email addresses.

@@ -3,7 +3,7 @@
 use super::rows::{self, user_columns, violation, SESSION_COLUMNS};
 use super::{key, ms, PgStore};
 use crate::session::{Session, SessionId};
-use crate::store::{SessionStore, StoreError};
+use crate::store::{Ends, SessionStore, StoreError, UserChange};
 use crate::token::TokenHash;
 use crate::user::{User, UserId};
 
@@ -23,7 +23,7 @@ impl SessionStore for PgStore {
         &self,
         session: &Session,
         password_is: &str,
-        rehashed: Option<&str>,
+        changes: &[UserChange],
         max_per_user: usize,
     ) -> Result<(), StoreError> {
         let Some(user) = key(session.user) else {
@@ -31,23 +31,7 @@ impl SessionStore for PgStore {
         };
         let mut conn = self.conn()?;
         let mut tx = conn.transaction()?;
-        let row = tx.query_opt(
-            "SELECT hashed_password FROM authd_users WHERE id = $1 FOR UPDATE",
-            &[&user],
-        )?;
-        let Some(row) = row else {
-            return Err(StoreError::NotFound);
-        };
-        let current: String = row.try_get(0)?;
-        if current != password_is {
-            return Err(StoreError::PreconditionFailed);
-        }
-        if let Some(hash) = rehashed {
-            tx.execute(
-                "UPDATE authd_users SET hashed_password = $2 WHERE id = $1",
-                &[&user, &hash],
-            )?;
-        }
+        super::users::change_in(&mut tx, user, Some(password_is), changes, Ends::default())?;
         tx.execute(
             "INSERT INTO authd_sessions
                 (token_hash, handle, user_id, created_at, last_seen, user_agent, ip)

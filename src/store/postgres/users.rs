@@ -3,7 +3,7 @@
 use super::rows::{self, user_columns, violation};
 use super::{key, ms, PgStore};
 use crate::store::{Ends, StoreError, UserChange, UserStore};
-use crate::user::{NewUser, User, UserId};
+use crate::user::{NewUser, TotpState, User, UserId};
 
 const BY_ID: &str = concat!(
     "SELECT ",
@@ -21,7 +21,9 @@ const FOR_UPDATE: &str = concat!(
     " FROM authd_users u WHERE u.id = $1 FOR UPDATE"
 );
 const WRITE: &str = "UPDATE authd_users SET email = $2, email_key = $3, hashed_password = $4, \
-     email_verified = $5, pending_email = $6, pending_email_key = $7 WHERE id = $1";
+     email_verified = $5, pending_email = $6, pending_email_key = $7, password_normalized = $8, \
+     totp_secret = $9, totp_enabled = $10, totp_last_step = $11, totp_recovery = $12 \
+     WHERE id = $1";
 
 /// Applies `changes` to user `id` in `tx`, if its password hash is still
 /// `password_is`, ending what `ends` names: the whole of
@@ -42,22 +44,11 @@ pub(super) fn change_in(
     }
     let mut new = old;
     for change in changes {
-        change.apply_to(&mut new);
+        change.apply_to(&mut new)?;
     }
-    let pending = new.pending_email.as_ref();
-    tx.execute(
-        WRITE,
-        &[
-            &id,
-            &new.email.as_str(),
-            &new.email.key(),
-            &new.hashed_password,
-            &new.email_verified,
-            &pending.map(|e| e.as_str()),
-            &pending.map(|e| e.key()),
-        ],
-    )
-    .map_err(violation)?;
+    if !changes.is_empty() {
+        write(tx, id, &new)?;
+    }
     if ends.sessions {
         let kept = ends.keep_session.map(|hash| hash.as_bytes().to_vec());
         tx.execute(
@@ -74,6 +65,67 @@ pub(super) fn change_in(
         )?;
     }
     Ok(new)
+}
+
+/// Writes a second factor to user `id`'s row (an import's).
+pub(super) fn set_totp(
+    client: &mut impl postgres::GenericClient,
+    id: UserId,
+    totp: &TotpState,
+) -> Result<(), StoreError> {
+    let Some(id) = key(id) else {
+        return Err(StoreError::NotFound);
+    };
+    let recovery: Vec<&[u8]> = totp.recovery.iter().map(|code| code.as_slice()).collect();
+    client.execute(
+        "UPDATE authd_users SET totp_secret = $2, totp_enabled = $3, totp_last_step = $4, \
+         totp_recovery = $5 WHERE id = $1",
+        &[
+            &id,
+            &totp.sealed_secret,
+            &totp.enabled,
+            &step_column(totp.last_step)?,
+            &recovery,
+        ],
+    )?;
+    Ok(())
+}
+
+/// A time step as its `BIGINT` column holds it.
+fn step_column(step: u64) -> Result<i64, StoreError> {
+    i64::try_from(step).map_err(|_| StoreError::InvalidValue {
+        field: "totp_last_step",
+        reason: "out of range".to_owned(),
+    })
+}
+
+/// Writes every column of `user` to row `id`.
+fn write(tx: &mut postgres::Transaction<'_>, id: i64, user: &User) -> Result<(), StoreError> {
+    let pending = user.pending_email.as_ref();
+    let totp = user.totp.as_ref();
+    let recovery: Vec<&[u8]> = totp
+        .map(|t| t.recovery.iter().map(|code| code.as_slice()).collect())
+        .unwrap_or_default();
+    let last_step = step_column(totp.map_or(0, |t| t.last_step))?;
+    tx.execute(
+        WRITE,
+        &[
+            &id,
+            &user.email.as_str(),
+            &user.email.key(),
+            &user.hashed_password,
+            &user.email_verified,
+            &pending.map(|e| e.as_str()),
+            &pending.map(|e| e.key()),
+            &user.password_normalized,
+            &totp.map(|t| t.sealed_secret.as_slice()),
+            &totp.is_some_and(|t| t.enabled),
+            &last_step,
+            &recovery,
+        ],
+    )
+    .map_err(violation)?;
+    Ok(())
 }
 
 impl PgStore {
@@ -93,17 +145,25 @@ impl PgStore {
 
 impl UserStore for PgStore {
     fn create_user(&self, new: &NewUser) -> Result<User, StoreError> {
+        if new.totp.is_some() {
+            // An imported account with its second factor: both in one
+            // transaction, as an import writes them.
+            let ids = crate::store::Maintenance::add_users(self, std::slice::from_ref(new))?;
+            let id = ids.first().copied().ok_or(StoreError::NotFound)?;
+            return Ok(new.with_id(id));
+        }
         let created_at = new.created_at.map(ms);
         let row = super::pool::write(&self.pool, |conn| {
             conn.client.query_one(
                 "INSERT INTO authd_users (email, email_key, hashed_password, email_verified, \
-                 created_at) VALUES ($1, $2, $3, $4, $5) RETURNING id",
+                 created_at, password_normalized) VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
                 &[
                     &new.email.as_str(),
                     &new.email.key(),
                     &new.hashed_password,
                     &new.email_verified,
                     &created_at,
+                    &new.password_normalized,
                 ],
             )
         })?

@@ -439,8 +439,10 @@ mod tests {
             .map(|i| NewUser {
                 email: Email::parse(&format!("u{i}@x.io")).unwrap(),
                 hashed_password: HASH.to_owned(),
+                password_normalized: true,
                 email_verified: true,
                 created_at: None,
+                totp: None,
             })
             .collect()
     }

@@ -47,7 +47,7 @@ const SERVER_KEY: &[u8] = b"server_key";
 const PREVIOUS_SERVER_KEY: &[u8] = b"server_key_previous";
 
 /// The format this authd writes.
-pub const CURRENT_FORMAT: u32 = 4;
+pub const CURRENT_FORMAT: u32 = 5;
 
 /// Users converted per transaction: small enough that a transaction stays
 /// cheap, large enough that a million users take a few thousand flushes.
@@ -74,6 +74,12 @@ const MIGRATIONS: &[Migration] = &[
         version: 4,
         description: "users record whether their address is verified (existing accounts are) \
                       and when they were created; records are rewritten as they change",
+    },
+    Migration {
+        version: 5,
+        description: "users record whether their password was normalised (NFC) before hashing \
+                      (existing hashes were not: a login rehashes them) and their second factor; \
+                      records are rewritten as they change",
     },
 ];
 
@@ -234,6 +240,7 @@ impl SledStore {
                 2 => self.to_format_2(usize::MAX)?,
                 3 => self.to_format_3(usize::MAX)?,
                 4 => self.to_format_4()?,
+                5 => self.to_format_5()?,
                 other => {
                     return Err(StoreError::Corrupt(format!(
                         "no migration to format {other}"
@@ -412,6 +419,17 @@ impl SledStore {
     /// version-4 records, away.
     pub fn to_format_4(&self) -> Result<bool, StoreError> {
         self.begin_migration(3)?;
+        self.meta.remove(MIGRATING_KEY)?;
+        self.flush()?;
+        Ok(true)
+    }
+
+    /// Brings a format-4 store to format 5 by its marker alone, as
+    /// [`SledStore::to_format_4`] did: version-4 user records read as
+    /// passwords hashed as typed, with no second factor, and are written
+    /// as version 5 when they change.
+    pub fn to_format_5(&self) -> Result<bool, StoreError> {
+        self.begin_migration(4)?;
         self.meta.remove(MIGRATING_KEY)?;
         self.flush()?;
         Ok(true)

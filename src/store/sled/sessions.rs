@@ -4,12 +4,11 @@
 use sled::transaction::TransactionalTree;
 use sled::Transactional;
 
+use super::users::change_in;
 use super::{abort, flatten, owned_in, put_owned, tx, SledStore, TxResult};
-use crate::codec::{
-    decode_hash, decode_session, decode_user, encode_id, encode_session, encode_user,
-};
+use crate::codec::{decode_hash, decode_session, encode_id, encode_session};
 use crate::session::{Session, SessionId};
-use crate::store::{SessionStore, StoreError};
+use crate::store::{Ends, SessionStore, StoreError, UserChange};
 use crate::token::TokenHash;
 use crate::user::{User, UserId};
 
@@ -35,47 +34,34 @@ impl SessionStore for SledStore {
         &self,
         session: &Session,
         password_is: &str,
-        rehashed: Option<&str>,
+        changes: &[UserChange],
         max_per_user: usize,
     ) -> Result<(), StoreError> {
-        let _writing = self.writing();
         let id = session.user;
-        let key = encode_id(id);
         let record = encode_session(session)?;
-        (&self.users, &self.sessions, &self.owned)
-            .transaction(|(users, sessions, owned)| {
-                // A hash in use is refused, as PostgreSQL's key refuses it
-                // (a fresh 256-bit token never meets one).
-                if sessions.get(session.token_hash.as_bytes())?.is_some() {
-                    return abort(StoreError::InvalidValue {
-                        field: "token",
-                        reason: "already held by a session".to_owned(),
-                    });
-                }
-                let Some(bytes) = users.get(key)? else {
-                    return abort(StoreError::NotFound);
-                };
-                let mut user = tx(decode_user(id, &bytes))?;
-                if user.hashed_password != password_is {
-                    return abort(StoreError::PreconditionFailed);
-                }
-                if let Some(hash) = rehashed {
-                    user.hashed_password = hash.to_owned();
-                    users.insert(key.as_slice(), tx(encode_user(&user))?)?;
-                }
-                let mut list = owned_in(owned, id)?;
-                list.sessions.push((session.token_hash, session.id.0));
-                // The oldest end first.
-                let excess = list.sessions.len().saturating_sub(max_per_user.max(1));
-                for (hash, _) in list.sessions.drain(..excess) {
-                    sessions.remove(hash.as_bytes().as_slice())?;
-                }
-                sessions.insert(session.token_hash.as_bytes().as_slice(), record.as_slice())?;
-                put_owned(owned, id, &list)?;
-                Ok(())
-            })
-            .map_err(flatten)?;
-        self.flush()
+        self.in_user_trees(|trees| {
+            // A hash in use is refused, as PostgreSQL's key refuses it
+            // (a fresh 256-bit token never meets one).
+            if trees.sessions.get(session.token_hash.as_bytes())?.is_some() {
+                return abort(StoreError::InvalidValue {
+                    field: "token",
+                    reason: "already held by a session".to_owned(),
+                });
+            }
+            change_in(trees, id, Some(password_is), changes, Ends::default())?;
+            let mut list = owned_in(trees.owned, id)?;
+            list.sessions.push((session.token_hash, session.id.0));
+            // The oldest end first.
+            let excess = list.sessions.len().saturating_sub(max_per_user.max(1));
+            for (hash, _) in list.sessions.drain(..excess) {
+                trees.sessions.remove(hash.as_bytes().as_slice())?;
+            }
+            trees
+                .sessions
+                .insert(session.token_hash.as_bytes().as_slice(), record.as_slice())?;
+            put_owned(trees.owned, id, &list)?;
+            Ok(())
+        })
     }
 
     fn session(&self, token_hash: &TokenHash) -> Result<Option<(Session, User)>, StoreError> {

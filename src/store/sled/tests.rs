@@ -104,7 +104,7 @@ fn keyword_session_id_finds_and_none_ends_every_session() {
     let (t1, t2) = (Token::generate().unwrap(), Token::generate().unwrap());
     for token in [&t1, &t2] {
         store
-            .open_session(&session(user.id, token, 10), "$2b$h", None, 100)
+            .open_session(&session(user.id, token, 10), "$2b$h", &[], 100)
             .unwrap();
     }
     assert_eq!(
@@ -150,7 +150,7 @@ fn sessions_and_tokens_are_records_kept_in_step() {
     let tokens: Vec<Token> = (0..3).map(|_| Token::generate().unwrap()).collect();
     for (n, token) in tokens.iter().enumerate() {
         store
-            .open_session(&session(user.id, token, 10 + n as u64), "$2b$h", None, 2)
+            .open_session(&session(user.id, token, 10 + n as u64), "$2b$h", &[], 2)
             .unwrap();
     }
     // The cap of two ended the oldest.
@@ -163,7 +163,7 @@ fn sessions_and_tokens_are_records_kept_in_step() {
     // A password that changed refuses the login.
     let late = Token::generate().unwrap();
     assert!(matches!(
-        store.open_session(&session(user.id, &late, 50), "$2b$old", None, 2),
+        store.open_session(&session(user.id, &late, 50), "$2b$old", &[], 2),
         Err(StoreError::PreconditionFailed)
     ));
 
@@ -223,7 +223,7 @@ fn sessions_and_tokens_are_records_kept_in_step() {
     // Deleting a user takes its sessions and tokens along.
     let t = Token::generate().unwrap();
     store
-        .open_session(&session(other.id, &t, 60), "$2b$h", None, 2)
+        .open_session(&session(other.id, &t, 60), "$2b$h", &[], 2)
         .unwrap();
     store.issue_token(&grant(other.id, &r1)).unwrap();
     store.delete_user(other.id).unwrap();
@@ -238,10 +238,10 @@ fn expiry_sweeps_sessions_and_tokens() {
     let user = store.add_user(&email("a@x.io"), "$2b$h").unwrap();
     let (old, new) = (Token::generate().unwrap(), Token::generate().unwrap());
     store
-        .open_session(&session(user.id, &old, 10), "$2b$h", None, 9)
+        .open_session(&session(user.id, &old, 10), "$2b$h", &[], 9)
         .unwrap();
     store
-        .open_session(&session(user.id, &new, 1000), "$2b$h", None, 9)
+        .open_session(&session(user.id, &new, 1000), "$2b$h", &[], 9)
         .unwrap();
     store.touch_session(&old.hash(), 500).unwrap();
     assert_eq!(store.expire_sessions(0, 400).unwrap(), 0);
@@ -262,7 +262,7 @@ fn only_token_hashes_reach_the_disk() {
         let store = SledStore::open(dir.path()).unwrap();
         let user = store.add_user(&email("a@x.io"), "$2b$h").unwrap();
         store
-            .open_session(&session(user.id, &token, 10), "$2b$h", None, 9)
+            .open_session(&session(user.id, &token, 10), "$2b$h", &[], 9)
             .unwrap();
         store.issue_token(&grant(user.id, &reset)).unwrap();
     }
@@ -310,7 +310,7 @@ fn check_reports_planted_damage() {
     let user = store.add_user(&email("a@x.io"), "$2b$h").unwrap();
     let token = Token::generate().unwrap();
     store
-        .open_session(&session(user.id, &token, 10), "$2b$h", None, 9)
+        .open_session(&session(user.id, &token, 10), "$2b$h", &[], 9)
         .unwrap();
     store
         .by_email
@@ -430,7 +430,7 @@ fn format_1_is_refused_inspected_or_migrated_as_asked() {
         open_when_free(dir.path(), Upgrade::Refuse),
         Err(OpenError::Outdated {
             found: 1,
-            current: 4,
+            current: 5,
             ..
         })
     ));
@@ -438,7 +438,7 @@ fn format_1_is_refused_inspected_or_migrated_as_asked() {
     let pending = store.pending_migrations().unwrap();
     assert_eq!(
         pending.iter().map(|m| m.version).collect::<Vec<_>>(),
-        [2, 3, 4]
+        [2, 3, 4, 5]
     );
     store.migrate().unwrap();
     assert!(store.pending_migrations().unwrap().is_empty());
@@ -535,7 +535,7 @@ fn write_format_2_lookalikes(path: &Path, users: u64) {
             .iter()
             .map(|m| m.version)
             .collect::<Vec<_>>(),
-        [3, 4]
+        [3, 4, 5]
     );
 }
 
@@ -664,11 +664,11 @@ fn a_session_hash_in_use_is_refused() {
     let b = store.add_user(&email("b@x.io"), "$2b$h").unwrap();
     let token = Token::generate().unwrap();
     store
-        .open_session(&session(a.id, &token, 10), "$2b$h", None, 9)
+        .open_session(&session(a.id, &token, 10), "$2b$h", &[], 9)
         .unwrap();
     for user in [a.id, b.id] {
         assert!(matches!(
-            store.open_session(&session(user, &token, 11), "$2b$h", None, 9),
+            store.open_session(&session(user, &token, 11), "$2b$h", &[], 9),
             Err(StoreError::InvalidValue { .. })
         ));
     }
@@ -688,7 +688,7 @@ fn the_largest_session_cap_fits_a_record() {
     let tokens: Vec<Token> = (0..cap + 3).map(|_| Token::generate().unwrap()).collect();
     for (n, token) in tokens.iter().enumerate() {
         store
-            .open_session(&session(user.id, token, n as u64), "$2b$h", None, cap)
+            .open_session(&session(user.id, token, n as u64), "$2b$h", &[], cap)
             .unwrap();
     }
     assert_eq!(store.sessions_of(user.id).unwrap().len(), cap);

@@ -39,7 +39,9 @@ pub(super) fn change_in(
     }
     let mut new = old.clone();
     for change in changes {
-        change.apply_to(&mut new);
+        if let Err(refused) = change.apply_to(&mut new) {
+            return abort(refused);
+        }
     }
     if new.email.key() != old.email.key() {
         if trees.by_email.get(new.email.key())?.is_some() {
@@ -67,7 +69,9 @@ pub(super) fn change_in(
         list.tokens.retain(|(p, _)| !ends_token(*p));
         put_owned(trees.owned, id, &list)?;
     }
-    trees.users.insert(key.as_slice(), tx(encode_user(&new))?)?;
+    if !changes.is_empty() {
+        trees.users.insert(key.as_slice(), tx(encode_user(&new))?)?;
+    }
     Ok(new)
 }
 
