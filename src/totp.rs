@@ -184,6 +184,24 @@ impl Sealer {
     }
 }
 
+impl Sealer {
+    /// `sealed` sealed again under the current key, when only the previous
+    /// key opens it (`None` when the current one does, or none does): what
+    /// a key rotation does first, as the key it drops is that previous one.
+    pub fn reseal(&self, sealed: &[u8]) -> Result<Option<Vec<u8>>, TotpError> {
+        let current = Sealer {
+            keys: self.keys.iter().take(1).copied().collect(),
+        };
+        if current.open(sealed).is_ok() {
+            return Ok(None);
+        }
+        match self.open(sealed) {
+            Ok(secret) => self.seal(&secret).map(Some),
+            Err(_) => Ok(None),
+        }
+    }
+}
+
 fn aead_key(key: &[u8; KEY_BYTES]) -> Result<LessSafeKey, TotpError> {
     UnboundKey::new(&CHACHA20_POLY1305, key)
         .map(LessSafeKey::new)
@@ -381,6 +399,12 @@ mod tests {
         assert!(twice.open(&sealed).is_err());
         // Two seals of one secret differ (fresh nonces).
         assert_ne!(sealer.seal(&secret).unwrap(), sealed);
+        // A reseal moves what only the previous key opens to the current.
+        assert_eq!(sealer.reseal(&sealed).unwrap(), None);
+        let moved = rotated.reseal(&sealed).unwrap().unwrap();
+        assert_eq!(twice.open(&moved).unwrap(), secret);
+        assert_eq!(rotated.reseal(&moved).unwrap(), None);
+        assert_eq!(twice.reseal(&sealed).unwrap(), None);
     }
 
     #[test]

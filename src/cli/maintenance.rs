@@ -9,7 +9,7 @@ use clap::Args;
 
 use super::{unwritten, CliError, Env, StoreArgs};
 use crate::store::lookalikes::{lookalikes, Lookalike};
-use crate::store::{AnyStore, Maintenance as _, Upgrade};
+use crate::store::{AnyStore, Maintenance as _, StoreError, Upgrade};
 
 #[derive(Debug, Args)]
 pub struct BackupArgs {
@@ -237,7 +237,9 @@ pub struct KeyArgs {
 enum KeyCommand {
     /// Make a new server key in the store; the current one stays accepted
     /// as the previous one until the next rotation. Servers pick the new
-    /// key up when they restart.
+    /// key up when they restart. Second-factor secrets still sealed under
+    /// the previous key, which this rotation drops, are first sealed
+    /// again under the current one.
     Rotate {
         #[command(flatten)]
         store: StoreArgs,
@@ -249,6 +251,7 @@ pub(super) fn key(args: KeyArgs, env: &mut Env<'_>) -> Result<ExitCode, CliError
     match args.command {
         KeyCommand::Rotate { store: args } => {
             let store = args.open_in(env.store)?;
+            let resealed = reseal_second_factors(&store)?;
             store.rotate_server_key()?;
             let location = env.location(&args);
             writeln!(
@@ -257,9 +260,58 @@ pub(super) fn key(args: KeyArgs, env: &mut Env<'_>) -> Result<ExitCode, CliError
                  accepted. Restart the servers to use it."
             )
             .map_err(unwritten)?;
+            if resealed > 0 {
+                writeln!(
+                    env.out,
+                    "{resealed} second-factor secrets sealed under the key it drops were \
+                     sealed again under the one it keeps"
+                )
+                .map_err(unwritten)?;
+            }
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Seals again under the current server key every second-factor secret
+/// that only the previous key opens, before a rotation drops that key;
+/// returns how many. Both the servers not yet restarted (whose current key
+/// this is) and those restarted after the rotation (whose previous key it
+/// becomes) open the result. A secret changed meanwhile (a new enrolment)
+/// is sealed under the current key already, and left alone.
+fn reseal_second_factors(store: &AnyStore) -> Result<usize, CliError> {
+    let sealer = crate::totp::Sealer::new(&store.server_key()?);
+    let mut moves = Vec::new();
+    let mut failed = None;
+    store.maintenance().each_user(&mut |user| {
+        if let Some(totp) = &user.totp {
+            match sealer.reseal(&totp.sealed_secret) {
+                Ok(Some(to)) => moves.push((user.id, totp.sealed_secret.clone(), to)),
+                Ok(None) => {}
+                Err(e) => {
+                    failed = Some(e);
+                    return std::ops::ControlFlow::Break(());
+                }
+            }
+        }
+        std::ops::ControlFlow::Continue(())
+    })?;
+    if let Some(e) = failed {
+        return Err(CliError::Refused(e.to_string()));
+    }
+    let mut resealed = 0;
+    for (id, from, to) in moves {
+        let change = crate::store::UserChange::TotpReseal { from, to };
+        match store
+            .request()
+            .update_user(id, None, &[change], crate::store::Ends::default())
+        {
+            Ok(_) => resealed += 1,
+            Err(StoreError::PreconditionFailed | StoreError::NotFound) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(resealed)
 }
 
 impl KeyArgs {

@@ -43,6 +43,12 @@ pub enum UserChange {
     TotpRecovery([u8; 32]),
     /// The second factor goes, enabled or pending.
     TotpOff,
+    /// The secret sealed as `from` is sealed again as `to` (a key
+    /// rotation); `PreconditionFailed` if it is no longer `from`.
+    TotpReseal {
+        from: Vec<u8>,
+        to: Vec<u8>,
+    },
 }
 
 impl UserChange {
@@ -95,6 +101,10 @@ impl UserChange {
                 _ => return Err(StoreError::PreconditionFailed),
             },
             UserChange::TotpOff => user.totp = None,
+            UserChange::TotpReseal { from, to } => match &mut user.totp {
+                Some(totp) if totp.sealed_secret == *from => totp.sealed_secret = to.clone(),
+                _ => return Err(StoreError::PreconditionFailed),
+            },
         }
         Ok(())
     }

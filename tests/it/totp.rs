@@ -455,7 +455,44 @@ fn hashes_of_the_typed_form_move_to_nfc_at_login() {
     assert_ne!(line["hashed_password"], hash.as_str());
 }
 
+/// `authd key rotate` drops the previous server key: a secret still
+/// sealed under it is sealed again first, so two rotations in a row leave
+/// every second factor working.
+fn second_factors_survive_key_rotations() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("store");
+    let server = Proc::start(&dir, &[]);
+    assert_eq!(server.post("/users", "email=ann%40x.io&password=pw").0, 200);
+    let session = server.log_in("ann@x.io", "pw").unwrap();
+    let reply = server.send("POST", "/totp", "", Some(&session));
+    let secret = reply.json()["secret"].as_str().unwrap().to_owned();
+    let step = now_step();
+    let form = format!("code={}", code(&secret, step));
+    assert_eq!(
+        server.send("PUT", "/totp", &form, Some(&session)).status,
+        200
+    );
+    drop(server);
+    let (status, out, err) = run_authd(&dir, &["key", "rotate"], None);
+    assert_eq!(status, 0, "{err}");
+    assert!(!out.contains("sealed again"), "{out}");
+    let (status, out, err) = run_authd(&dir, &["key", "rotate"], None);
+    assert_eq!(status, 0, "{err}");
+    assert!(
+        out.contains("1 second-factor secrets sealed under the key it drops"),
+        "{out}"
+    );
+    let server = Proc::start(&dir, &[]);
+    let login = format!(
+        "email=ann%40x.io&password=pw&totp={}",
+        code(&secret, step + 1)
+    );
+    let (status, body) = server.post("/sessions", &login);
+    assert_eq!(status, 200, "{body}");
+}
+
 crate::on_every_store!(
+    second_factors_survive_key_rotations,
     enrolment_asks_a_first_code_then_every_login_asks_one,
     recovery_codes_work_once_each_in_any_spelling,
     wrong_codes_count_as_failed_logins_and_a_missing_one_does_not,
