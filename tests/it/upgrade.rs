@@ -314,7 +314,7 @@ fn a_schema_at_migration_1_is_brought_up_to_date() {
     let (code, _, err) = run_authd(&dir, &["user", "list"], None);
     assert_eq!(code, 1);
     assert!(
-        err.contains("of format 1, older than this authd's (7)"),
+        err.contains("of format 1, older than this authd's (8)"),
         "{err}"
     );
     let (code, out, err) = run_authd(&dir, &["migrate", "--dry-run"], None);
@@ -338,7 +338,7 @@ fn a_schema_at_migration_1_is_brought_up_to_date() {
     assert_eq!(
         account.text(),
         "{\"created_at\":null,\"email\":\"Ann@example.com\",\"email_verified\":true,\
-         \"session_count\":1}\n"
+         \"session_count\":1,\"totp_enabled\":false}\n"
     );
     let form = format!(
         "email=ann%40example.com&reset_token={}&new_password=pw-new",
