@@ -52,15 +52,17 @@ pub fn handle(
     let method = request.method();
     if path == "/ui/style.css" {
         return match method {
-            "GET" => {
-                page::with_page_headers(Response::from_data("text/css; charset=utf-8", STYLE), app)
-            }
-            _ => bare_error(app, ApiError::MethodNotAllowed("GET")),
+            "GET" => page::with_page_headers(
+                Response::from_data("text/css; charset=utf-8", STYLE),
+                app,
+                path,
+            ),
+            _ => bare_error(app, path, ApiError::MethodNotAllowed("GET")),
         };
     }
     let page = match Page::new(app, request, caller, settings) {
         Ok(page) => page,
-        Err(e) => return bare_error(app, e),
+        Err(e) => return bare_error(app, path, e),
     };
     let get_post = "GET, POST";
     match (path, method) {
@@ -120,7 +122,7 @@ fn error(page: &Page<'_>, e: ApiError) -> Response {
 
 /// An error page without the layout, for when no [`Page`] can be made
 /// (the random source failed) or none is needed (the stylesheet).
-fn bare_error(app: &App, e: ApiError) -> Response {
+fn bare_error(app: &App, path: &str, e: ApiError) -> Response {
     let m = &messages::en::EN;
     let problem = problem::Problem::api(e, m);
     let markup = html! {
@@ -130,5 +132,9 @@ fn bare_error(app: &App, e: ApiError) -> Response {
             body { main { h1 { (m.error_title) } p { (problem.text) } } }
         }
     };
-    page::with_page_headers(problem.apply(Response::html(markup.into_string())), app)
+    page::with_page_headers(
+        problem.apply(Response::html(markup.into_string())),
+        app,
+        path,
+    )
 }

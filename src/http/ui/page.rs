@@ -196,7 +196,7 @@ impl<'a> Page<'a> {
                 fields: None,
             })
         };
-        csrf::check(self.request, origins).map_err(|e| refused(Problem::api(e, self.m)))?;
+        check_origin(self.request, origins).map_err(|e| refused(Problem::api(e, self.m)))?;
         let fields = read_fields(self.request, self.app.settings.max_body_bytes)
             .map_err(|e| refused(Problem::api(e.into(), self.m)))?;
         let token = fields.optional(FORM_TOKEN_FIELD).ok().flatten();
@@ -262,7 +262,7 @@ impl<'a> Page<'a> {
 
     /// The pages' headers, and the anti-forgery cookie when it is new.
     fn finish(&self, response: Response) -> Response {
-        let response = with_page_headers(response, self.app);
+        let response = with_page_headers(response, self.app, &self.request.url());
         if !self.new_form_cookie {
             return response;
         }
@@ -279,17 +279,53 @@ impl<'a> Page<'a> {
     }
 }
 
+/// The Origin check of a form: [`csrf::check`] against this server's
+/// origin, with one addition. A page served with `Referrer-Policy:
+/// no-referrer` (those a mailed link opens, [`carries_token`]) makes the
+/// browser send `Origin: null` with its own forms (the Fetch standard
+/// serialises the origin as null under that policy); such a form passes
+/// when the browser also says, in `Sec-Fetch-Site` (a header no page can
+/// set), that the request is same-origin. Its anti-forgery token is
+/// checked all the same.
+fn check_origin(request: &Request, origins: csrf::Origins<'_>) -> Result<(), ApiError> {
+    let lines = |name: &'static str| {
+        request
+            .headers()
+            .filter(move |(key, _)| key.eq_ignore_ascii_case(name))
+            .map(|(_, value)| value.trim())
+    };
+    let null_origin = lines("Origin").next().is_some() && lines("Origin").all(|o| o == "null");
+    let same_origin = lines("Sec-Fetch-Site").next().is_some()
+        && lines("Sec-Fetch-Site").all(|site| site.eq_ignore_ascii_case("same-origin"));
+    if null_origin && same_origin && carries_token(&request.url()) {
+        return Ok(());
+    }
+    csrf::check(request, origins)
+}
+
+/// Whether the page at `path` may hold a token in its URL: the pages a
+/// mailed link opens.
+pub fn carries_token(path: &str) -> bool {
+    matches!(
+        path.trim_end_matches('/'),
+        "/ui/reset-password" | "/ui/verify-email"
+    )
+}
+
 /// The headers of every answer under `/ui/`: a strict content security
 /// policy (no script at all, styles and images from this server only,
 /// forms posting here, no framing: `frame-ancestors 'none'` and
-/// `X-Frame-Options` for older browsers), and no `Referer` leaving a
-/// page, whose URL may hold a token from a mail. `Cache-Control:
-/// no-store` and `nosniff` come with every answer of authd's.
+/// `X-Frame-Options` for older browsers), and a `Referrer-Policy`: no
+/// `Referer` at all from the pages a mailed link opens (their URL holds
+/// its token), none to other sites from the rest (`same-origin`, under
+/// which a browser still sends the `Origin` the form check reads).
+/// `Cache-Control: no-store` and `nosniff` come with every answer of
+/// authd's.
 ///
 /// `form-action` also names `--public-url` and `--allowed-origins`: a
 /// browser checks the redirect that follows a sign-in (to `return_to`)
 /// against it.
-pub fn with_page_headers(response: Response, app: &App) -> Response {
+pub fn with_page_headers(response: Response, app: &App, path: &str) -> Response {
     let mut form_action = String::from("'self'");
     for origin in app
         .settings
@@ -306,7 +342,14 @@ pub fn with_page_headers(response: Response, app: &App) -> Response {
     );
     response
         .with_additional_header("Content-Security-Policy", policy)
-        .with_additional_header("Referrer-Policy", "no-referrer")
+        .with_additional_header(
+            "Referrer-Policy",
+            if carries_token(path) {
+                "no-referrer"
+            } else {
+                "same-origin"
+            },
+        )
         .with_additional_header("X-Frame-Options", "DENY")
 }
 
