@@ -95,7 +95,7 @@ fn show(page: &Page<'_>, link: &Link<'_>, problem: Option<&Problem>) -> Response
     let m = page.m;
     let main = if link.email.is_empty() || link.token.is_empty() {
         html! {
-            div.problem role="alert" { p { (m.reset_incomplete) } }
+            div.problem role="alert" { p { (problem.map_or(m.reset_incomplete, |p| p.text.as_str())) } }
             (aside("", m.reset_ask_again, "/ui/forgot-password"))
         }
     } else {

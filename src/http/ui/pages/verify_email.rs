@@ -80,7 +80,7 @@ fn link(fields: &Fields) -> Link<'_> {
 fn show(page: &Page<'_>, link: &Link<'_>, problem: Option<&Problem>) -> Response {
     let m = page.m;
     let main = if link.email.is_empty() || link.token.is_empty() {
-        html! { div.problem role="alert" { p { (m.verify_incomplete) } } }
+        html! { div.problem role="alert" { p { (problem.map_or(m.verify_incomplete, |p| p.text.as_str())) } } }
     } else {
         let token = page.form_token();
         let fields = html! {
