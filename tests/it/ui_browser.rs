@@ -188,6 +188,8 @@ fn a_real_browser_goes_through_every_flow_of_the_pages() {
         visit.said()
     );
     visit.check("sign-in-registered");
+    // As a phone shows it (README's first screenshot).
+    page_checks::screenshot(&session, "phone-sign-in", 360);
 
     // The tab order is the reading order: email, password, the button.
     let order = tab_order(&session, "#sign-in-email", 2);
