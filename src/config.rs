@@ -110,6 +110,9 @@ pub struct Config {
     /// How long the store's numbers in `/metrics` are kept before they
     /// are read again.
     pub metrics_cache: Duration,
+    /// `--ui`: serve the hosted pages under `/ui/`; `None` follows the
+    /// profile ([`Config::ui_on`]).
+    pub ui: Option<bool>,
 }
 
 /// Connection caps and timeouts of the HTTP edge: what a slow, idle or
@@ -220,6 +223,7 @@ impl Config {
             metrics_addr: None,
             metrics_public: false,
             metrics_cache: crate::metrics::DEFAULT_CACHE_PERIOD,
+            ui: None,
         }
     }
 
@@ -238,6 +242,13 @@ impl Config {
     /// its own. Production keeps it off the public port unless told.
     pub fn metrics_on_main(&self) -> bool {
         self.metrics_public || (self.metrics_addr.is_none() && self.profile == Profile::Dev)
+    }
+
+    /// Whether the hosted pages are served: as `--ui` says, else on in
+    /// the dev profile (a prototype's pages with nothing else to run) and
+    /// off in production (an operator turns them on knowingly).
+    pub fn ui_on(&self) -> bool {
+        self.ui.unwrap_or(self.profile == Profile::Dev)
     }
 
     /// Where the store is: the database when a URL is set, else the

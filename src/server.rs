@@ -229,6 +229,9 @@ pub fn start(config: &Config) -> Result<Running, StartError> {
             public_origin: config.public_origin.clone(),
             listener: Some(listener.health()),
             metrics_on_main: config.metrics_on_main(),
+            ui: config.ui_on().then(|| crate::http::ui::UiSettings {
+                form_keys: crate::http::ui::form_token::FormKeys::from_server_key(&key),
+            }),
         },
         metrics: Arc::clone(&metrics),
     });

@@ -428,6 +428,14 @@ pub struct ServeArgs {
     #[arg(long, env = "AUTHD_METRICS_PUBLIC", value_parser = BoolishValueParser::new())]
     metrics_public: bool,
 
+    /// Serve the hosted pages under /ui/ (sign up, sign in, reset, verify,
+    /// account; the dev outbox in dev) [default: on in dev, off in
+    /// production].
+    #[arg(long, env = "AUTHD_UI", value_name = "on|off",
+          action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "on",
+          value_parser = BoolishValueParser::new())]
+    ui: Option<bool>,
+
     /// Take the client IP (for throttling and logs) from this header, as set
     /// by your reverse proxy: X-Forwarded-For (the last address of all its
     /// lines) or X-Real-IP. Only set it when a proxy you control always
@@ -582,6 +590,7 @@ impl ServeArgs {
             metrics_addr: self.metrics_addr,
             metrics_public: self.metrics_public,
             metrics_cache: crate::metrics::DEFAULT_CACHE_PERIOD,
+            ui: self.ui,
         };
         config.validate()?;
         Ok(config)

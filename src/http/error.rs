@@ -88,13 +88,23 @@ impl ApiError {
         }
         let response =
             super::json::fields(&[("message", &self.message())]).with_status_code(self.status());
+        match self.extra_header() {
+            Some((name, value)) => response.with_additional_header(name, value),
+            None => response,
+        }
+    }
+
+    /// The header that goes with the status, whatever the body's format
+    /// (the JSON here, the pages' HTML): `Allow` for a 405, `Retry-After`
+    /// for a 429 or a 503.
+    pub fn extra_header(&self) -> Option<(&'static str, String)> {
         match self {
-            ApiError::MethodNotAllowed(allow) => response.with_additional_header("Allow", allow),
-            ApiError::Unavailable(_) => response.with_additional_header("Retry-After", "1"),
+            ApiError::MethodNotAllowed(allow) => Some(("Allow", (*allow).to_owned())),
+            ApiError::Unavailable(_) => Some(("Retry-After", "1".to_owned())),
             ApiError::TooManyRequests(wait) => {
-                response.with_additional_header("Retry-After", retry_after_secs(wait).to_string())
+                Some(("Retry-After", retry_after_secs(*wait).to_string()))
             }
-            _ => response,
+            _ => None,
         }
     }
 }

@@ -15,6 +15,7 @@ pub mod error;
 pub mod form_data;
 pub mod json;
 pub mod routes;
+pub mod ui;
 
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -63,6 +64,9 @@ pub struct Settings {
     ///
     /// [`Config::metrics_on_main`]: crate::config::Config::metrics_on_main
     pub metrics_on_main: bool,
+    /// The hosted pages under `/ui/` (`--ui`); `None` when they are off,
+    /// and `/ui/*` is then a 404 like any unknown path.
+    pub ui: Option<ui::UiSettings>,
 }
 
 /// Everything a request handler needs: the service, the transport's
@@ -228,6 +232,9 @@ impl App {
 
     fn route(&self, request: &Request, url: &str, caller: &Caller) -> Result<Response, ApiError> {
         let path = normalize(url);
+        if let Some(pages) = self.settings.ui.as_ref().filter(|_| ui::owns(path)) {
+            return Ok(ui::handle(self, pages, request, caller, path));
+        }
         if let Some(id) = path.strip_prefix("/sessions/") {
             return match request.method() {
                 "DELETE" if !id.contains('/') => {
@@ -608,6 +615,7 @@ mod broken_store_tests {
                 public_origin: None,
                 listener: None,
                 metrics_on_main: true,
+                ui: None,
             },
             metrics: Arc::new(Metrics::new(&ROUTES, Duration::from_secs(15))),
         }

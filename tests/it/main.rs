@@ -84,6 +84,10 @@ mod tokens;
 mod totp;
 /// Delivery transports against test SMTP and webhook servers: TLS, AUTH, signatures, retry classes.
 mod transport;
+/// The hosted pages under /ui/: headers, forms' checks, return_to, profiles.
+mod ui;
+/// The hosted pages in a real browser: every flow, tidy, axe, screenshots.
+mod ui_browser;
 /// A store written by the previous release opens and keeps working.
 mod upgrade;
 /// Verified addresses, the account view and email changes.

@@ -18,15 +18,7 @@ pub fn get(app: &App, request: &Request) -> Result<Response, ApiError> {
     if app.settings.profile != Profile::Dev {
         return Err(ApiError::NotFound("not found"));
     }
-    // A reverse proxy on this machine would pass both checks for anyone
-    // it serves: a forwarded request is not this machine's.
-    let forwarded = ["Forwarded", "X-Forwarded-For", "X-Real-IP"]
-        .iter()
-        .any(|name| request.header(name).is_some());
-    if forwarded
-        || !request.remote_addr().ip().is_loopback()
-        || !request.header("Host").is_some_and(loopback_host)
-    {
+    if !from_this_machine(request) {
         return Err(ApiError::Forbidden(
             "the dev outbox answers only on this machine (a loopback address and Host)",
         ));
@@ -51,6 +43,19 @@ pub fn get(app: &App, request: &Request) -> Result<Response, ApiError> {
         })
         .collect();
     Ok(json::response(&serde_json::json!({ "messages": messages })))
+}
+
+/// Whether `request` comes from this machine: a loopback peer that named
+/// a loopback `Host`, through no proxy (a reverse proxy on this machine
+/// would pass both checks for anyone it serves). The dev outbox page
+/// (`/ui/outbox`) asks the same.
+pub(crate) fn from_this_machine(request: &Request) -> bool {
+    let forwarded = ["Forwarded", "X-Forwarded-For", "X-Real-IP"]
+        .iter()
+        .any(|name| request.header(name).is_some());
+    !forwarded
+        && request.remote_addr().ip().is_loopback()
+        && request.header("Host").is_some_and(loopback_host)
 }
 
 /// Whether a `Host` header names this machine: `localhost`, a loopback

@@ -3,11 +3,13 @@
 //! `spawn_app`), sent through the raw client's [`Client`] and answered
 //! with its [`Answer`].
 
+pub mod page_checks;
 pub mod process;
 pub mod raw;
 pub mod smtp_sink;
 pub mod stores;
 pub mod test_ca;
+pub mod webdriver;
 pub mod webhook_sink;
 
 use std::sync::{Arc, Barrier};
