@@ -62,6 +62,25 @@ impl Auth {
         })
     }
 
+    /// The session's pending enrolment, shown again (a page that lost it,
+    /// a code typed wrong): the secret is not in use until a code
+    /// confirms it, and only its own user sees it. `None` when nothing is
+    /// pending.
+    pub fn pending_totp(&self, session: &Token) -> Result<Option<TotpEnrolment>, AuthError> {
+        let (_, user) = self.authenticate(session)?;
+        let Some(pending) = user.totp.as_ref().filter(|totp| !totp.enabled) else {
+            return Ok(None);
+        };
+        let secret = self.open_secret(pending)?;
+        let otpauth_uri = secret
+            .otpauth_uri(&self.rules.totp_issuer, user.email.as_str())
+            .map_err(totp_internal)?;
+        Ok(Some(TotpEnrolment {
+            secret: secret.to_base32(),
+            otpauth_uri,
+        }))
+    }
+
     /// Enables the pending secret with its first code; returns the
     /// recovery codes, shown this once. 403 `invalid totp code` for a
     /// wrong code, nothing pending, or a code of a step already used.

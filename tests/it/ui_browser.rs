@@ -191,9 +191,14 @@ fn a_real_browser_goes_through_every_flow_of_the_pages() {
     // As a phone shows it (README's first screenshot).
     page_checks::screenshot(&session, "phone-sign-in", 360);
 
-    // The tab order is the reading order: email, password, the button.
-    let order = tab_order(&session, "#sign-in-email", 2);
-    assert_eq!(order, ["sign-in-password", "BUTTON"], "tab order");
+    // The tab order is the reading order: email, password, the code (two-step
+    // sign-in), the button.
+    let order = tab_order(&session, "#sign-in-email", 3);
+    assert_eq!(
+        order,
+        ["sign-in-password", "sign-in-totp", "BUTTON"],
+        "tab order"
+    );
 
     // Confirm the address from the outbox's link: the link opens a page
     // with a button; only the button confirms.
@@ -280,6 +285,36 @@ fn a_real_browser_goes_through_every_flow_of_the_pages() {
     visit.sign_in(NEW_EMAIL, THIRD);
     visit.assert_at("/profile");
     assert!(session.text("body").contains(NEW_EMAIL));
+
+    // Two-step sign-in: enrol from the account page (the key as text and
+    // as a QR code), then sign in with a code computed here (RFC 6238 in
+    // tests/it/totp.rs, not the server's library).
+    visit.goto("/ui/account");
+    visit.submit("account-totp-begin", &[]);
+    assert!(session.try_find(".qr svg").is_some(), "no QR code");
+    visit.check("totp-enrol");
+    let key = session.text("code.key");
+    let step = crate::totp::now_step();
+    let first = crate::totp::code(&key, step);
+    visit.submit("account-totp-confirm", &[("code", &first)]);
+    assert_eq!(session.find_all(".recovery-codes li").len(), 10);
+    visit.check("totp-recovery-codes");
+    session.click_on("header form[action=\"/ui/sign-out\"] button");
+    visit.goto("/ui/sign-in");
+    visit.sign_in(NEW_EMAIL, THIRD);
+    assert!(
+        visit.said().contains("authenticator app"),
+        "{}",
+        visit.said()
+    );
+    visit.check("sign-in-totp-required");
+    let next = crate::totp::code(&key, step + 1);
+    visit.submit(
+        "sign-in",
+        &[("email", NEW_EMAIL), ("password", THIRD), ("totp", &next)],
+    );
+    visit.assert_at("/ui/account");
+    assert!(session.text("#totp-heading").contains("Two-step"));
 
     // Delete the account.
     visit.goto("/ui/account");

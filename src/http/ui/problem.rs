@@ -56,6 +56,11 @@ impl Problem {
             AuthError::InvalidResetToken => m.reset_link_invalid.to_owned(),
             AuthError::InvalidVerifyToken => m.verify_link_invalid.to_owned(),
             AuthError::EmailNotVerified => m.email_not_verified.to_owned(),
+            AuthError::TotpRequired => m.totp_required.to_owned(),
+            AuthError::WrongTotp => m.totp_wrong.to_owned(),
+            AuthError::TotpCodeRefused => m.totp_code_refused.to_owned(),
+            AuthError::TotpAlreadyEnabled => m.totp_already_enabled.to_owned(),
+            AuthError::TotpNotEnabled => m.totp_not_enabled.to_owned(),
             AuthError::WeakPassword(reason) => fill(m.weak_password, "reason", reason),
             // The seconds are the Retry-After's, filled in below.
             AuthError::Throttled(_) => String::new(),

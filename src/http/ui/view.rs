@@ -139,6 +139,10 @@ pub enum Kind {
     /// international domains).
     Email,
     Password,
+    /// A one-time code (six digits, or a recovery code with letters):
+    /// text, never required by the browser (a sign-in needs it only when
+    /// two-step sign-in is on).
+    Code,
 }
 
 /// One labelled input of form `form`.
@@ -186,6 +190,13 @@ pub fn field(field: Field<'_>, problem: Option<&Problem>) -> Markup {
                 Kind::Password => {
                     input id=(id) type="password" name=(field.name)
                         autocomplete=(field.autocomplete) required
+                        aria-invalid=[invalid.then_some("true")]
+                        aria-describedby=[described.as_deref()];
+                }
+                Kind::Code => {
+                    input id=(id) type="text" name=(field.name)
+                        autocomplete=(field.autocomplete) spellcheck="false"
+                        maxlength="32"
                         aria-invalid=[invalid.then_some("true")]
                         aria-describedby=[described.as_deref()];
                 }

@@ -104,6 +104,21 @@ pub struct Messages {
     pub delete_heading: &'static str,
     pub delete_intro: &'static str,
     pub delete_button: &'static str,
+    pub totp_heading: &'static str,
+    pub totp_off_intro: &'static str,
+    pub totp_begin_button: &'static str,
+    pub totp_scan: &'static str,
+    pub totp_qr_label: &'static str,
+    pub totp_key: &'static str,
+    pub totp_confirm_button: &'static str,
+    pub totp_restart_button: &'static str,
+    pub totp_on_intro: &'static str,
+    pub totp_recovery_intro: &'static str,
+    pub totp_disable_intro: &'static str,
+    pub totp_disable_button: &'static str,
+    /// The sign-in form's code field, and its hint.
+    pub totp_code: &'static str,
+    pub totp_code_hint: &'static str,
 
     // Dev outbox.
     pub outbox_title: &'static str,
@@ -147,6 +162,11 @@ pub struct Messages {
     pub password_too_long_bcrypt: &'static str,
     pub password_too_long: &'static str,
     pub password_nul: &'static str,
+    pub totp_required: &'static str,
+    pub totp_wrong: &'static str,
+    pub totp_code_refused: &'static str,
+    pub totp_already_enabled: &'static str,
+    pub totp_not_enabled: &'static str,
 
     // Notices after a change (see [`Notice`]).
     pub notice_registered: &'static str,
@@ -161,6 +181,7 @@ pub struct Messages {
     pub notice_others_ended: &'static str,
     pub notice_account_deleted: &'static str,
     pub notice_sign_in_again: &'static str,
+    pub notice_totp_disabled: &'static str,
 }
 
 /// What a page says after a change that sent the browser there (a
@@ -180,10 +201,11 @@ pub enum Notice {
     OthersEnded,
     AccountDeleted,
     SignInAgain,
+    TotpDisabled,
 }
 
 impl Notice {
-    const ALL: [Notice; 12] = [
+    const ALL: [Notice; 13] = [
         Notice::Registered,
         Notice::SignedOut,
         Notice::ResetSent,
@@ -196,6 +218,7 @@ impl Notice {
         Notice::OthersEnded,
         Notice::AccountDeleted,
         Notice::SignInAgain,
+        Notice::TotpDisabled,
     ];
 
     /// Its name in a query string.
@@ -213,6 +236,7 @@ impl Notice {
             Notice::OthersEnded => "others-ended",
             Notice::AccountDeleted => "account-deleted",
             Notice::SignInAgain => "sign-in-again",
+            Notice::TotpDisabled => "totp-disabled",
         }
     }
 
@@ -250,6 +274,7 @@ impl Messages {
             Notice::OthersEnded => self.notice_others_ended,
             Notice::AccountDeleted => self.notice_account_deleted,
             Notice::SignInAgain => self.notice_sign_in_again,
+            Notice::TotpDisabled => self.notice_totp_disabled,
         }
     }
 }

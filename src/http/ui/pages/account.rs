@@ -7,15 +7,19 @@
 //! /sessions/<id>`, `?scope=others`), and deleting the account (`DELETE
 //! /account`).
 //!
+//! Two-step sign-in (TOTP: `POST /totp`, `PUT /totp`, `DELETE /totp`)
+//! has a section of its own: a key with its QR code (drawn here as inline
+//! SVG) while one is pending, the recovery codes once, when it is
+//! confirmed.
+//!
 //! The page is a list of sections, one per [`Action`]; another section
-//! (a second factor's enrolment, say) is another variant, its form and
-//! its branch in [`post`].
+//! is another variant, its form and its branch in [`post`].
 
-use maud::{html, Markup};
+use maud::{html, Markup, PreEscaped};
 use rouille::Response;
 
 use super::{text, text_of};
-use crate::auth::{AuthError, Scope};
+use crate::auth::{AuthError, Scope, TotpEnrolment};
 use crate::http::body::Fields;
 use crate::http::ui::messages::{fill, Notice};
 use crate::http::ui::page::Page;
@@ -34,15 +38,24 @@ pub enum Action {
     /// End one session (`end` = its id) or all others (`end=others`).
     Sessions,
     Delete,
+    /// A new TOTP key, pending (or a new one in place of the pending one).
+    TotpBegin,
+    /// The pending key's first code.
+    TotpConfirm,
+    /// Turn two-step sign-in off (password and code).
+    TotpDisable,
 }
 
 impl Action {
-    const ALL: [Action; 5] = [
+    const ALL: [Action; 8] = [
         Action::Verify,
         Action::Password,
         Action::Email,
         Action::Sessions,
         Action::Delete,
+        Action::TotpBegin,
+        Action::TotpConfirm,
+        Action::TotpDisable,
     ];
 
     /// The last part of the path the form posts to.
@@ -53,6 +66,9 @@ impl Action {
             Action::Email => "email",
             Action::Sessions => "sessions",
             Action::Delete => "delete",
+            Action::TotpBegin => "totp-begin",
+            Action::TotpConfirm => "totp-confirm",
+            Action::TotpDisable => "totp-disable",
         }
     }
 
@@ -72,6 +88,8 @@ impl Action {
 struct Outcome<'a> {
     problem: Option<(Action, Problem)>,
     new_email: &'a str,
+    /// Recovery codes just made, shown this once.
+    recovery: Option<Vec<String>>,
 }
 
 /// The account; without a live session, the sign-in form (coming back
@@ -90,6 +108,7 @@ pub fn post(page: &Page<'_>, action: Action) -> Response {
             let outcome = Outcome {
                 new_email: text_of(rejected.fields.as_ref(), "new_email"),
                 problem: Some((action, rejected.problem)),
+                recovery: None,
             };
             return show(page, &outcome);
         }
@@ -109,6 +128,7 @@ pub fn post(page: &Page<'_>, action: Action) -> Response {
         let outcome = Outcome {
             new_email: text(&fields, "new_email"),
             problem: Some((action, problem)),
+            recovery: None,
         };
         show(page, &outcome)
     };
@@ -170,6 +190,34 @@ pub fn post(page: &Page<'_>, action: Action) -> Response {
             }
             Err(e) => failed(e, Some("password")),
         },
+        Action::TotpBegin => match auth.begin_totp(caller, &token) {
+            // The page shows the pending key (and shows it again on reload).
+            Ok(_) => page.redirect("/ui/account#totp-heading"),
+            Err(e) => failed(e, None),
+        },
+        Action::TotpConfirm => match auth.confirm_totp(caller, &token, text(&fields, "code")) {
+            // Shown once: an answer, not a redirect to a page that has them.
+            Ok(codes) => show(
+                page,
+                &Outcome {
+                    recovery: Some(codes),
+                    ..Outcome::default()
+                },
+            ),
+            Err(e) => failed(e, Some("code")),
+        },
+        Action::TotpDisable => {
+            match auth.disable_totp(
+                caller,
+                &token,
+                text(&fields, "password"),
+                text(&fields, "code"),
+            ) {
+                Ok(_) => done(Notice::TotpDisabled),
+                Err(e @ AuthError::WrongPassword) => failed(e, Some("password")),
+                Err(e) => failed(e, Some("code")),
+            }
+        }
     }
 }
 
@@ -184,6 +232,7 @@ fn invalid(
     let outcome = Outcome {
         new_email: text(fields, "new_email"),
         problem: Some((action, Problem::invalid(field, e, page.m))),
+        recovery: None,
     };
     show(page, &outcome)
 }
@@ -220,6 +269,13 @@ fn show(page: &Page<'_>, outcome: &Outcome<'_>) -> Response {
         Some(Err(AuthError::InvalidSession)) | None => return signed_out(page),
         Some(Err(e)) => return error_page(page, &Problem::auth(e, page.m)),
     };
+    let pending = match (&user.totp, &page.session) {
+        (Some(totp), Some(token)) if !totp.enabled => match page.app.auth.pending_totp(token) {
+            Ok(pending) => pending,
+            Err(e) => return error_page(page, &Problem::auth(e, page.m)),
+        },
+        _ => None,
+    };
     let view = View {
         page,
         token: page.form_token(),
@@ -227,12 +283,14 @@ fn show(page: &Page<'_>, outcome: &Outcome<'_>) -> Response {
         current: session.id,
         sessions: &sessions,
         outcome,
+        pending,
     };
     let main = html! {
         (view.email_section())
         (view.password_section())
         (view.email_change_section())
         (view.sessions_section())
+        (view.totp_section())
         (view.delete_section())
     };
     match &outcome.problem {
@@ -256,6 +314,8 @@ struct View<'p, 'a> {
     current: SessionId,
     sessions: &'p [Session],
     outcome: &'p Outcome<'p>,
+    /// The pending TOTP key, when one waits for its first code.
+    pending: Option<TotpEnrolment>,
 }
 
 impl View<'_, '_> {
@@ -417,6 +477,62 @@ impl View<'_, '_> {
         }
     }
 
+    fn code_field(&self, action: Action) -> Markup {
+        view::field(
+            Field {
+                form: &format!("account-{}", action.name()),
+                name: "code",
+                label: self.page.m.totp_code,
+                kind: Kind::Code,
+                autocomplete: "one-time-code",
+                value: None,
+                hint: None,
+            },
+            self.problem(action),
+        )
+    }
+
+    fn totp_section(&self) -> Markup {
+        let m = self.page.m;
+        let enabled = self.user.totp_enabled().is_some();
+        html! {
+            section aria-labelledby="totp-heading" {
+                h2 #totp-heading { (m.totp_heading) }
+                @if let Some(codes) = &self.outcome.recovery {
+                    p { span.badge.ok { (m.totp_on_intro) } }
+                    p { (m.totp_recovery_intro) }
+                    ul.recovery-codes {
+                        @for code in codes { li { code { (code) } } }
+                    }
+                } @else if enabled {
+                    p { span.badge.ok { (m.totp_on_intro) } }
+                    p { (m.totp_disable_intro) }
+                    (self.form(Action::TotpDisable, html! {
+                        (self.password_field(Action::TotpDisable))
+                        (self.code_field(Action::TotpDisable))
+                        (view::submit(m.totp_disable_button))
+                    }))
+                } @else if let Some(pending) = &self.pending {
+                    p { (m.totp_scan) }
+                    @if let Some(svg) = qr_svg(&pending.otpauth_uri, m.totp_qr_label) {
+                        div.qr { (PreEscaped(svg)) }
+                    }
+                    p { (m.totp_key) ": " code.key { (pending.secret) } }
+                    (self.form(Action::TotpConfirm, html! {
+                        (self.code_field(Action::TotpConfirm))
+                        (view::submit(m.totp_confirm_button))
+                    }))
+                    (self.form(Action::TotpBegin, html! {
+                        button.secondary type="submit" { (m.totp_restart_button) }
+                    }))
+                } @else {
+                    p { (m.totp_off_intro) }
+                    (self.form(Action::TotpBegin, view::submit(m.totp_begin_button)))
+                }
+            }
+        }
+    }
+
     fn delete_section(&self) -> Markup {
         let m = self.page.m;
         let action = Action::Delete;
@@ -432,6 +548,25 @@ impl View<'_, '_> {
             }
         }
     }
+}
+
+/// The QR code of `uri` as an inline SVG element labelled `label`
+/// (no image request: the page's policy allows images from itself only).
+fn qr_svg(uri: &str, label: &str) -> Option<String> {
+    let code = qrcode::QrCode::new(uri.as_bytes()).ok()?;
+    let svg = code
+        .render::<qrcode::render::svg::Color<'_>>()
+        .min_dimensions(200, 200)
+        .quiet_zone(true)
+        .build();
+    // The XML declaration has no place inside HTML.
+    let element = svg.get(svg.find("<svg")?..)?;
+    let label = maud::html! { (label) }.into_string();
+    Some(element.replacen(
+        "<svg ",
+        &format!("<svg role=\"img\" aria-label=\"{label}\" "),
+        1,
+    ))
 }
 
 /// `2026-11-25 23:47 UTC`.

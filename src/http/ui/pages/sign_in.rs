@@ -11,7 +11,7 @@ use maud::html;
 use rouille::Response;
 
 use super::{aside, text, text_of, with_return_to};
-use crate::auth::Caller;
+use crate::auth::{AuthError, Caller};
 use crate::http::cookie;
 use crate::http::ui::page::Page;
 use crate::http::ui::problem::Problem;
@@ -84,6 +84,7 @@ pub fn post(page: &Page<'_>) -> Response {
         &caller,
         typed.email,
         password,
+        Some(text(&fields, "totp")).filter(|code| !code.trim().is_empty()),
         page.session.as_ref(),
         device.as_ref(),
     );
@@ -95,6 +96,9 @@ pub fn post(page: &Page<'_>) -> Response {
                 Some(device) => cookie::set_device(response, device),
                 None => response,
             }
+        }
+        Err(e @ (AuthError::TotpRequired | AuthError::WrongTotp)) => {
+            show(page, &typed, Some(&Problem::auth(e, page.m).on("totp")))
         }
         Err(e) => show(page, &typed, Some(&Problem::auth(e, page.m))),
     }
@@ -111,6 +115,10 @@ fn show(page: &Page<'_>, typed: &Typed<'_>, problem: Option<&Problem>) -> Respon
         (view::field(Field {
             form: "sign-in", name: "password", label: m.password, kind: Kind::Password,
             autocomplete: "current-password", value: None, hint: None,
+        }, problem))
+        (view::field(Field {
+            form: "sign-in", name: "totp", label: m.totp_code, kind: Kind::Code,
+            autocomplete: "one-time-code", value: None, hint: Some(m.totp_code_hint),
         }, problem))
         @if let Some(target) = typed.return_to {
             (view::hidden("return_to", target))
