@@ -26,6 +26,52 @@ fn text_of<'f>(fields: Option<&'f Fields>, name: &'static str) -> &'f str {
     fields.map_or("", |fields| text(fields, name))
 }
 
+/// What the sign-in and sign-up forms show again: what was typed (never
+/// the password) and where to go afterwards.
+#[derive(Debug, Default)]
+struct Typed<'a> {
+    email: &'a str,
+    return_to: Option<&'a str>,
+}
+
+impl<'a> Typed<'a> {
+    /// Nothing typed yet: the form as a GET shows it.
+    fn fresh(return_to: Option<&'a str>) -> Typed<'a> {
+        Typed {
+            email: "",
+            return_to,
+        }
+    }
+
+    /// What a posted form (read, or refused with what could be read of
+    /// it) held.
+    fn of(fields: Option<&'a Fields>) -> Typed<'a> {
+        Typed {
+            email: text_of(fields, "email"),
+            return_to: fields.and_then(|f| f.optional("return_to").ok().flatten()),
+        }
+    }
+}
+
+/// A mailed link's address and token, as its page's form posts them back
+/// (the reset and the confirmation pages).
+#[derive(Debug)]
+struct Link<'a> {
+    email: &'a str,
+    token: &'a str,
+}
+
+impl<'a> Link<'a> {
+    /// What a posted form (read, or refused with what could be read of
+    /// it) held.
+    fn of(fields: Option<&'a Fields>) -> Link<'a> {
+        Link {
+            email: text_of(fields, "email"),
+            token: text_of(fields, "token"),
+        }
+    }
+}
+
 /// A URL of `path` with `return_to` kept in its query, when there is
 /// one.
 fn with_return_to(path: &str, return_to: Option<&str>) -> String {

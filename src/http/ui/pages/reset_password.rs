@@ -10,20 +10,12 @@
 use maud::html;
 use rouille::Response;
 
-use super::{aside, text};
-use crate::http::body::Fields;
+use super::{aside, text, Link};
 use crate::http::ui::messages::{fill, Notice};
 use crate::http::ui::page::Page;
 use crate::http::ui::problem::Problem;
 use crate::http::ui::view::{self, Field, Kind};
 use crate::user::Password;
-
-/// What the link carried.
-#[derive(Debug, Default)]
-struct Link<'a> {
-    email: &'a str,
-    token: &'a str,
-}
 
 /// The form for the link's email and token; a link without both gets a
 /// page that says so.
@@ -48,12 +40,14 @@ pub fn post(page: &Page<'_>) -> Response {
     let fields = match page.read_form() {
         Ok(fields) => fields,
         Err(rejected) => {
-            let empty = Fields::default();
-            let fields = rejected.fields.as_ref().unwrap_or(&empty);
-            return show(page, &link(fields), Some(&rejected.problem));
+            return show(
+                page,
+                &Link::of(rejected.fields.as_ref()),
+                Some(&rejected.problem),
+            );
         }
     };
-    let link = link(&fields);
+    let link = Link::of(Some(&fields));
     let limit = page.app.auth.password_limit();
     let new = match Password::parse_for(text(&fields, "new_password"), limit) {
         Ok(password) => password,
@@ -81,13 +75,6 @@ pub fn post(page: &Page<'_>) -> Response {
             };
             show(page, &link, Some(&problem))
         }
-    }
-}
-
-fn link(fields: &Fields) -> Link<'_> {
-    Link {
-        email: text(fields, "email"),
-        token: text(fields, "token"),
     }
 }
 

@@ -10,21 +10,13 @@
 use maud::html;
 use rouille::Response;
 
-use super::{aside, text, text_of, with_return_to};
+use super::{aside, text, with_return_to, Typed};
 use crate::auth::{AuthError, Caller};
 use crate::http::cookie;
 use crate::http::ui::page::Page;
 use crate::http::ui::problem::Problem;
 use crate::http::ui::view::{self, Field, Kind};
 use crate::user::InvalidInput;
-
-/// What the form shows again: what was typed (never the password) and
-/// where to go afterwards.
-#[derive(Debug, Default)]
-struct Typed<'a> {
-    email: &'a str,
-    return_to: Option<&'a str>,
-}
 
 /// The form; an already signed-in browser goes straight on to
 /// `return_to`.
@@ -33,10 +25,7 @@ pub fn get(page: &Page<'_>) -> Response {
     if let Ok(Some(_)) = page.viewer() {
         return page.redirect(&page.return_to(return_to.as_deref()));
     }
-    let typed = Typed {
-        email: "",
-        return_to: return_to.as_deref(),
-    };
+    let typed = Typed::fresh(return_to.as_deref());
     show(page, &typed, None)
 }
 
@@ -49,20 +38,11 @@ pub fn post(page: &Page<'_>) -> Response {
     let fields = match page.read_form() {
         Ok(fields) => fields,
         Err(rejected) => {
-            let typed = Typed {
-                email: text_of(rejected.fields.as_ref(), "email"),
-                return_to: rejected
-                    .fields
-                    .as_ref()
-                    .and_then(|f| f.optional("return_to").ok().flatten()),
-            };
+            let typed = Typed::of(rejected.fields.as_ref());
             return show(page, &typed, Some(&rejected.problem));
         }
     };
-    let typed = Typed {
-        email: text(&fields, "email"),
-        return_to: fields.optional("return_to").ok().flatten(),
-    };
+    let typed = Typed::of(Some(&fields));
     let password = text(&fields, "password");
     // Nothing typed is a slip, not an attempt: said before any work.
     if typed.email.trim().is_empty() {

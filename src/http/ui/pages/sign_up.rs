@@ -6,26 +6,17 @@
 use maud::html;
 use rouille::Response;
 
-use super::{aside, text, text_of, with_return_to};
+use super::{aside, text, with_return_to, Typed};
 use crate::http::ui::messages::Notice;
 use crate::http::ui::page::Page;
 use crate::http::ui::problem::Problem;
 use crate::http::ui::view::{self, Field, Kind};
 use crate::user::{Email, Password};
 
-#[derive(Debug, Default)]
-struct Typed<'a> {
-    email: &'a str,
-    return_to: Option<&'a str>,
-}
-
 /// The form.
 pub fn get(page: &Page<'_>) -> Response {
     let return_to = page.query("return_to");
-    let typed = Typed {
-        email: "",
-        return_to: return_to.as_deref(),
-    };
+    let typed = Typed::fresh(return_to.as_deref());
     show(page, &typed, None)
 }
 
@@ -36,20 +27,11 @@ pub fn post(page: &Page<'_>) -> Response {
     let fields = match page.read_form() {
         Ok(fields) => fields,
         Err(rejected) => {
-            let typed = Typed {
-                email: text_of(rejected.fields.as_ref(), "email"),
-                return_to: rejected
-                    .fields
-                    .as_ref()
-                    .and_then(|f| f.optional("return_to").ok().flatten()),
-            };
+            let typed = Typed::of(rejected.fields.as_ref());
             return show(page, &typed, Some(&rejected.problem));
         }
     };
-    let typed = Typed {
-        email: text(&fields, "email"),
-        return_to: fields.optional("return_to").ok().flatten(),
-    };
+    let typed = Typed::of(Some(&fields));
     let m = page.m;
     let email = match Email::parse_new(typed.email) {
         Ok(email) => email,

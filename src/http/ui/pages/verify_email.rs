@@ -8,19 +8,11 @@
 use maud::html;
 use rouille::Response;
 
-use super::{aside, text};
-use crate::http::body::Fields;
+use super::{aside, Link};
 use crate::http::ui::messages::{fill, Notice};
 use crate::http::ui::page::Page;
 use crate::http::ui::problem::Problem;
 use crate::http::ui::view;
-
-/// What the link carried.
-#[derive(Debug, Default)]
-struct Link<'a> {
-    email: &'a str,
-    token: &'a str,
-}
 
 /// The button for the link's address; once confirmed (`?notice=`), a
 /// page that says so.
@@ -51,12 +43,14 @@ pub fn post(page: &Page<'_>) -> Response {
     let fields = match page.read_form() {
         Ok(fields) => fields,
         Err(rejected) => {
-            let empty = Fields::default();
-            let fields = rejected.fields.as_ref().unwrap_or(&empty);
-            return show(page, &link(fields), Some(&rejected.problem));
+            return show(
+                page,
+                &Link::of(rejected.fields.as_ref()),
+                Some(&rejected.problem),
+            );
         }
     };
-    let link = link(&fields);
+    let link = Link::of(Some(&fields));
     match page
         .app
         .auth
@@ -67,13 +61,6 @@ pub fn post(page: &Page<'_>) -> Response {
             Notice::EmailVerified.key()
         )),
         Err(e) => show(page, &link, Some(&Problem::auth(e, page.m))),
-    }
-}
-
-fn link(fields: &Fields) -> Link<'_> {
-    Link {
-        email: text(fields, "email"),
-        token: text(fields, "token"),
     }
 }
 
