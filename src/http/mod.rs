@@ -81,7 +81,7 @@ pub struct App {
 /// router's order; the last, `other`, takes everything else (unknown
 /// paths, `/metrics` where it is not served), so no label is ever a path
 /// a client chose.
-pub const ROUTES: [&str; 16] = [
+pub const ROUTES: [&str; 17] = [
     "/",
     "/users",
     "/sessions",
@@ -97,6 +97,7 @@ pub const ROUTES: [&str; 16] = [
     "/openapi.json",
     "/metrics",
     "/totp",
+    "/ui/{page}",
     "other",
 ];
 
@@ -124,6 +125,7 @@ fn route_index(path: &str) -> usize {
         "/openapi.json" => 12,
         "/metrics" => METRICS_ROUTE,
         "/totp" => 14,
+        _ if ui::owns(path) => 15,
         _ => OTHER,
     }
 }

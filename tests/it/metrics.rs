@@ -136,7 +136,7 @@ fn wait_for(addr: SocketAddr, ready: impl Fn(&Samples) -> bool) -> Samples {
 }
 
 /// The route templates the server counts under.
-const TEMPLATES: [&str; 16] = authd::http::ROUTES;
+const TEMPLATES: [&str; 17] = authd::http::ROUTES;
 
 fn requests_logins_histograms_and_store_gauges() {
     let app = TestApp::spawn_with(|c| {
@@ -171,6 +171,13 @@ fn requests_logins_histograms_and_store_gauges() {
     assert!(matches!(ended.status, 400 | 404), "{ended:?}");
     let unknown = app.request("GET", "/no/such/place-zz9", None, b"", None);
     assert_eq!(unknown.status, 404);
+    // Hosted pages, whatever the page: one template.
+    assert_eq!(
+        app.request("GET", "/ui/sign-in", None, b"", None).status,
+        200
+    );
+    let page = app.request("GET", "/ui/no-such-page-zz9", None, b"", None);
+    assert_eq!(page.status, 404);
 
     let (samples, text) = samples_at(addr);
     let requests = "authd_http_requests_total";
@@ -188,6 +195,8 @@ fn requests_logins_histograms_and_store_gauges() {
     assert_eq!(req("/sessions", "POST", "401"), 1.0);
     assert_eq!(req("/profile", "GET", "200"), 2.0);
     assert_eq!(req("other", "GET", "404"), 1.0);
+    assert_eq!(req("/ui/{page}", "GET", "200"), 1.0);
+    assert_eq!(req("/ui/{page}", "GET", "404"), 1.0);
     assert!(samples
         .all(requests)
         .iter()
