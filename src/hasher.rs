@@ -37,6 +37,15 @@ use subtle::ConstantTimeEq as _;
 
 use crate::user::{Password, PasswordLimit, MAX_PASSWORD_BYTES};
 
+/// The name of the kind of a stored hash (`bcrypt`, `argon2id`, or
+/// `pbkdf2_sha256` for an imported Django hash), as `authd user show`
+/// and `authd export` write it; `None` for what is none of them.
+pub fn kind_of(hash: &str) -> Option<&'static str> {
+    Scheme::of(hash)
+        .map(|scheme| scheme.algorithm().as_str())
+        .or_else(|| DjangoPbkdf2::parse(hash).ok().map(|_| "pbkdf2_sha256"))
+}
+
 /// The algorithm new password hashes are made with (`--password-hash`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Algorithm {

@@ -144,6 +144,9 @@ struct ExportLine<'a> {
     id: u64,
     email: &'a str,
     hashed_password: &'a str,
+    /// The hash's kind (`bcrypt`, `argon2id`, `pbkdf2_sha256`), for the
+    /// reader; import reads it from the hash itself.
+    password_hash: Option<&'static str>,
     /// Whether the hash is of the password's NFC form (authd's own
     /// hashes) or of the password as typed (older, or from elsewhere).
     password_normalized: bool,
@@ -293,6 +296,7 @@ pub(super) fn export(args: ExportArgs, env: &mut Env<'_>) -> Result<ExitCode, Cl
             id: user.id.0,
             email: user.email.as_str(),
             hashed_password: &user.hashed_password,
+            password_hash: crate::hasher::kind_of(&user.hashed_password),
             password_normalized: user.password_normalized,
             email_verified: user.email_verified,
             created_at: user.created_at.map(crate::clock::rfc3339_millis),

@@ -533,9 +533,7 @@ fn summary(user: &User) -> serde_json::Value {
             Some(totp) if !totp.enabled => "pending",
             Some(_) => "enabled",
         },
-        "password_hash": Scheme::of(&user.hashed_password)
-            .map(|s| s.algorithm().as_str())
-            .or_else(|| DjangoPbkdf2::parse(&user.hashed_password).ok().map(|_| "pbkdf2_sha256")),
+        "password_hash": crate::hasher::kind_of(&user.hashed_password),
     })
 }
 

@@ -269,6 +269,7 @@ fn export_then_import_keeps_every_password() {
             "email_verified",
             "hashed_password",
             "id",
+            "password_hash",
             "password_normalized",
         ]
     );
