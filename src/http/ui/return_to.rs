@@ -57,7 +57,14 @@ pub fn honoured(raw: &str, allowed: Allowed<'_>) -> Option<String> {
         if joined.origin() != base.origin() {
             return None;
         }
-        return Some(joined[url::Position::BeforePath..].to_owned());
+        // Dot segments can collapse into a path the browser reads as
+        // another host (`/a/..//evil.example` is `//evil.example`): what
+        // is sent is checked again, not only what came in.
+        let path = &joined[url::Position::BeforePath..];
+        if path.starts_with("//") || path.starts_with("/\\") {
+            return None;
+        }
+        return Some(path.to_owned());
     }
     let url = Url::parse(raw).ok()?;
     if !matches!(url.scheme(), "http" | "https")
@@ -128,6 +135,11 @@ mod tests {
             "",
             "//evil.example",
             "//evil.example/ui/account",
+            "/a/..//evil.example/x",
+            "/.//evil.example",
+            "/%2e//evil.example",
+            "/./..//evil.example",
+            "/ui/../..//evil.example",
             "/\\evil.example",
             "\\\\evil.example",
             "/\t/evil.example",
