@@ -29,17 +29,23 @@ pub enum Kind {
     EmailChanged,
     /// Notice: the account was deleted.
     AccountDeleted,
+    /// Notice: two-step sign-in (TOTP) was turned on.
+    TotpEnabled,
+    /// Notice: two-step sign-in was turned off.
+    TotpDisabled,
 }
 
 impl Kind {
     /// Every kind, in the order of their template files.
-    pub const ALL: [Kind; 6] = [
+    pub const ALL: [Kind; 8] = [
         Kind::Reset,
         Kind::Verify,
         Kind::EmailChange,
         Kind::PasswordChanged,
         Kind::EmailChanged,
         Kind::AccountDeleted,
+        Kind::TotpEnabled,
+        Kind::TotpDisabled,
     ];
 
     /// The name of the kind's template files and of its webhook `type`.
@@ -51,6 +57,8 @@ impl Kind {
             Kind::PasswordChanged => "password_changed",
             Kind::EmailChanged => "email_changed",
             Kind::AccountDeleted => "account_deleted",
+            Kind::TotpEnabled => "totp_enabled",
+            Kind::TotpDisabled => "totp_disabled",
         }
     }
 
@@ -70,7 +78,11 @@ impl Kind {
         match self {
             Kind::Reset => Some("/ui/reset-password"),
             Kind::Verify | Kind::EmailChange => Some("/ui/verify-email"),
-            Kind::PasswordChanged | Kind::EmailChanged | Kind::AccountDeleted => None,
+            Kind::PasswordChanged
+            | Kind::EmailChanged
+            | Kind::AccountDeleted
+            | Kind::TotpEnabled
+            | Kind::TotpDisabled => None,
         }
     }
 
@@ -88,7 +100,10 @@ impl Kind {
                 Var::NewEmail,
                 Var::OldEmail,
             ],
-            Kind::PasswordChanged | Kind::AccountDeleted => &[Var::Email],
+            Kind::PasswordChanged
+            | Kind::AccountDeleted
+            | Kind::TotpEnabled
+            | Kind::TotpDisabled => &[Var::Email],
             Kind::EmailChanged => &[Var::Email, Var::NewEmail, Var::OldEmail],
         }
     }
@@ -395,7 +410,7 @@ fn as_is(value: &str) -> String {
 }
 
 /// The built-in templates, compiled in: (kind, part, text).
-const BUILT_IN: [(Kind, Part, &str); 18] = [
+const BUILT_IN: [(Kind, Part, &str); 24] = [
     (
         Kind::Reset,
         Part::Subject,
@@ -481,6 +496,36 @@ const BUILT_IN: [(Kind, Part, &str); 18] = [
         Kind::AccountDeleted,
         Part::Html,
         include_str!("templates/account_deleted.html"),
+    ),
+    (
+        Kind::TotpEnabled,
+        Part::Subject,
+        include_str!("templates/totp_enabled.subject"),
+    ),
+    (
+        Kind::TotpEnabled,
+        Part::Text,
+        include_str!("templates/totp_enabled.txt"),
+    ),
+    (
+        Kind::TotpEnabled,
+        Part::Html,
+        include_str!("templates/totp_enabled.html"),
+    ),
+    (
+        Kind::TotpDisabled,
+        Part::Subject,
+        include_str!("templates/totp_disabled.subject"),
+    ),
+    (
+        Kind::TotpDisabled,
+        Part::Text,
+        include_str!("templates/totp_disabled.txt"),
+    ),
+    (
+        Kind::TotpDisabled,
+        Part::Html,
+        include_str!("templates/totp_disabled.html"),
     ),
 ];
 

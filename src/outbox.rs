@@ -33,14 +33,18 @@ pub enum AccountEvent {
     UserVerified,
     PasswordChanged,
     UserDeleted,
+    TotpEnabled,
+    TotpDisabled,
 }
 
 impl AccountEvent {
-    pub const ALL: [AccountEvent; 4] = [
+    pub const ALL: [AccountEvent; 6] = [
         AccountEvent::UserCreated,
         AccountEvent::UserVerified,
         AccountEvent::PasswordChanged,
         AccountEvent::UserDeleted,
+        AccountEvent::TotpEnabled,
+        AccountEvent::TotpDisabled,
     ];
 
     /// The event's `type` (dotted, as Standard Webhooks' examples name
@@ -51,6 +55,8 @@ impl AccountEvent {
             AccountEvent::UserVerified => "user.verified",
             AccountEvent::PasswordChanged => "password.changed",
             AccountEvent::UserDeleted => "user.deleted",
+            AccountEvent::TotpEnabled => "totp.enabled",
+            AccountEvent::TotpDisabled => "totp.disabled",
         }
     }
 }
@@ -151,7 +157,11 @@ pub fn purpose_of(kind: Kind) -> Option<Purpose> {
         Kind::Reset => Some(Purpose::Reset),
         Kind::Verify => Some(Purpose::Verify),
         Kind::EmailChange => Some(Purpose::EmailChange),
-        Kind::PasswordChanged | Kind::EmailChanged | Kind::AccountDeleted => None,
+        Kind::PasswordChanged
+        | Kind::EmailChanged
+        | Kind::AccountDeleted
+        | Kind::TotpEnabled
+        | Kind::TotpDisabled => None,
     }
 }
 

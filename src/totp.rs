@@ -209,10 +209,16 @@ fn aead_key(key: &[u8; KEY_BYTES]) -> Result<LessSafeKey, TotpError> {
 }
 
 /// Recovery codes as shown once (`xxxx-xxxx-xxxx-xxxx`) and as stored.
-#[derive(Debug)]
+/// `Debug` shows how many, never the codes.
 pub struct RecoveryCodes {
     pub shown: Vec<String>,
     pub hashes: Vec<[u8; 32]>,
+}
+
+impl fmt::Debug for RecoveryCodes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "RecoveryCodes({} codes)", self.shown.len())
+    }
 }
 
 impl RecoveryCodes {

@@ -332,7 +332,7 @@ impl User {
 #[derive(Clone, PartialEq, Eq)]
 pub struct TotpState {
     /// The shared secret, sealed under a key derived from the server key
-    /// and bound to the user's id ([`crate::totp::Sealer`]).
+    /// ([`crate::totp::Sealer`]).
     pub sealed_secret: Vec<u8>,
     /// Confirmed by a first code (`PUT /totp`); until then the secret is
     /// pending and logins ask nothing.

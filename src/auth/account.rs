@@ -131,7 +131,9 @@ impl Auth {
     /// [`Auth::confirm_password`], and with `typed_code` the second factor
     /// too when the user has one enabled, inside the same counted attempt
     /// (a wrong code is a failed attempt, 401 `invalid totp code`): what
-    /// that code changes when it is written comes back.
+    /// that code changes when it is written comes back. For a user with a
+    /// second factor, only a right code with the right password lifts the
+    /// account's backoff.
     pub(super) fn confirm_credentials(
         &self,
         caller: &Caller,
@@ -167,6 +169,14 @@ impl Auth {
             Err(_) => self.refuse_login(caller.ip).map(|never| match never {}),
         };
         match outcome {
+            // With a second factor, the password alone lifts no backoff:
+            // otherwise a right password (a refused new one, say) would
+            // wipe the failures wrong codes counted, and codes could be
+            // guessed without end.
+            Ok(None) if user.totp_enabled().is_some() => {
+                self.limits.login_not_attempted(caller, email, &budget);
+                Ok(None)
+            }
             Ok(change) => {
                 self.limits.login_succeeded(caller);
                 self.limits.account_recovered(email);

@@ -191,7 +191,11 @@ impl Auth {
         }
         let mut changes = Vec::with_capacity(2);
         if let Some(totp) = user.totp_enabled() {
-            let typed = typed_totp.ok_or(AuthError::TotpRequired)?;
+            // An empty field is no code (a form's blank input), not a
+            // wrong one.
+            let typed = typed_totp
+                .filter(|code| !code.trim().is_empty())
+                .ok_or(AuthError::TotpRequired)?;
             changes.push(self.second_factor(caller, &user, totp, typed, "POST /sessions")?);
         }
         if !user.password_normalized || self.hasher.needs_rehash(&user.hashed_password) {

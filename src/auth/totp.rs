@@ -8,20 +8,29 @@
 //! code, or a recovery code, works once even when two requests race with
 //! it.
 
+use super::account::notice;
 use super::{Auth, AuthError, Caller};
 use crate::audit::Event;
 use crate::clock::unix_millis;
+use crate::message::Kind;
+use crate::outbox::AccountEvent;
 use crate::store::{Ends, StoreError, UserChange};
 use crate::token::Token;
 use crate::totp::{holds_recovery, Factor, RecoveryCodes, Secret};
 use crate::user::{Email, TotpState, User};
 
 /// What `POST /totp` answers: the secret for an app, as text and as the
-/// URI a QR code carries.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// URI a QR code carries. `Debug` shows neither.
+#[derive(Clone, PartialEq, Eq)]
 pub struct TotpEnrolment {
     pub secret: String,
     pub otpauth_uri: String,
+}
+
+impl std::fmt::Debug for TotpEnrolment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TotpEnrolment(<redacted>)")
+    }
 }
 
 impl Auth {
@@ -123,6 +132,10 @@ impl Auth {
             Some(user.id),
             Some(user.email.as_str()),
         );
+        // Said to the address: a session thief who turned it on would
+        // otherwise lock the owner out unseen.
+        self.send_after(caller, notice(Kind::TotpEnabled, &user, None));
+        self.announce(caller, AccountEvent::TotpEnabled, &user);
         Ok(codes.shown)
     }
 
@@ -165,12 +178,7 @@ impl Auth {
                 StoreError::NotFound => AuthError::InvalidSession,
                 other => other.into(),
             })?;
-        self.record(
-            Event::TotpDisabled,
-            caller,
-            Some(changed.id),
-            Some(changed.email.as_str()),
-        );
+        self.turned_off(caller, &changed);
         Ok(changed)
     }
 
@@ -185,13 +193,21 @@ impl Auth {
         let changed =
             self.store
                 .update_user(user.id, None, &[UserChange::TotpOff], Ends::default())?;
+        self.turned_off(caller, &changed);
+        Ok(changed)
+    }
+
+    /// Audits, tells the address and announces that `user`'s second
+    /// factor went.
+    fn turned_off(&self, caller: &Caller, user: &User) {
         self.record(
             Event::TotpDisabled,
             caller,
-            Some(changed.id),
-            Some(changed.email.as_str()),
+            Some(user.id),
+            Some(user.email.as_str()),
         );
-        Ok(changed)
+        self.send_after(caller, notice(Kind::TotpDisabled, user, None));
+        self.announce(caller, AccountEvent::TotpDisabled, user);
     }
 
     /// The change a right second factor makes (its step recorded, or its
@@ -207,13 +223,26 @@ impl Auth {
         route: &str,
     ) -> Result<UserChange, AuthError> {
         let change = match Factor::parse(typed) {
-            Some(Factor::Code(code)) => {
-                let secret = self.open_secret(totp)?;
-                secret
+            Some(Factor::Code(code)) => match self.open_secret(totp) {
+                Ok(secret) => secret
                     .step_of(&code, unix_millis() / 1000)
                     .filter(|step| *step > totp.last_step)
-                    .map(UserChange::TotpStep)
-            }
+                    .map(|step| UserChange::TotpStep {
+                        sealed: totp.sealed_secret.clone(),
+                        step,
+                    }),
+                Err(e) => {
+                    // No key this server holds opens it (a --secret-key-file
+                    // that lost the key): no code can be checked, a
+                    // recovery code still works. Said to the operator.
+                    eprintln!(
+                        "authd: user {}'s second factor cannot be checked: {e}; \
+                         their recovery codes still work, or `authd user totp-disable`",
+                        user.id
+                    );
+                    None
+                }
+            },
             Some(Factor::Recovery(hash)) => {
                 holds_recovery(&totp.recovery, &hash).then_some(UserChange::TotpRecovery(hash))
             }
@@ -288,7 +317,7 @@ mod tests {
         let change = auth
             .second_factor(&caller(), &user, &totp, &next, "t")
             .unwrap();
-        assert!(matches!(change, UserChange::TotpStep(s) if s == step + 1));
+        assert!(matches!(change, UserChange::TotpStep { step: s, .. } if s == step + 1));
         let recovery = auth
             .second_factor(&caller(), &user, &totp, &codes[0], "t")
             .unwrap();

@@ -35,9 +35,14 @@ pub enum UserChange {
         step: u64,
         recovery: Vec<[u8; 32]>,
     },
-    /// The enabled second factor's code of `step` was shown;
-    /// `PreconditionFailed` if that step, or a later one, was used.
-    TotpStep(u64),
+    /// The enabled second factor sealed as `sealed` had its code of
+    /// `step` shown; `PreconditionFailed` if that step, or a later one,
+    /// was used, or the second factor is another one now (turned off and
+    /// enrolled again meanwhile).
+    TotpStep {
+        sealed: Vec<u8>,
+        step: u64,
+    },
     /// A recovery code with this SHA-256 was shown, and goes;
     /// `PreconditionFailed` if it is not (or no longer) one of them.
     TotpRecovery([u8; 32]),
@@ -90,8 +95,12 @@ impl UserChange {
                 }
                 _ => return Err(StoreError::PreconditionFailed),
             },
-            UserChange::TotpStep(step) => match &mut user.totp {
-                Some(totp) if totp.enabled && *step > totp.last_step => totp.last_step = *step,
+            UserChange::TotpStep { sealed, step } => match &mut user.totp {
+                Some(totp)
+                    if totp.enabled && totp.sealed_secret == *sealed && *step > totp.last_step =>
+                {
+                    totp.last_step = *step;
+                }
                 _ => return Err(StoreError::PreconditionFailed),
             },
             UserChange::TotpRecovery(hash) => match &mut user.totp {

@@ -227,6 +227,33 @@ fn wrong_codes_count_as_failed_logins_and_a_missing_one_does_not() {
     drop(enrolled);
 }
 
+/// A right password without a code lifts no backoff on an account with a
+/// second factor: otherwise a session holder who knows the password could
+/// wipe the failures wrong codes count (`PUT /password` between guesses)
+/// and guess codes without end.
+fn the_password_alone_does_not_clear_failed_codes() {
+    let app = TestApp::spawn_with(|c| c.limits.login_free_failures = 2);
+    let enrolled = enrol(&app, "ann@x.io", "pw");
+    let session = &enrolled.session;
+    let guess = |password: &str| {
+        app.send_in(
+            session,
+            "DELETE",
+            "/totp",
+            &[("password", password), ("code", "000000")],
+        )
+        .status
+    };
+    assert_eq!(guess("pw"), 401);
+    let change = [("password", "pw"), ("new_password", "pw2")];
+    assert_eq!(
+        app.send_in(session, "PUT", "/password", &change).status,
+        200
+    );
+    assert_eq!(guess("pw2"), 401);
+    assert_eq!(guess("pw2"), 429);
+}
+
 /// Racing logins with one code: exactly one gets a session.
 fn one_code_opens_one_session_under_a_race() {
     let app = Arc::new(TestApp::spawn_with(|c| {
@@ -252,8 +279,32 @@ fn one_code_opens_one_session_under_a_race() {
     );
 }
 
+/// The kinds of the messages the dev outbox caught, once `want` are
+/// among them (the delivery worker catches them a moment after).
+fn caught_kinds(app: &TestApp, want: &[&str]) -> Vec<String> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let kinds: Vec<String> = app
+            .running
+            .store()
+            .caught()
+            .unwrap()
+            .iter()
+            .map(|c| c.message.kind.name().to_owned())
+            .collect();
+        if want.iter().all(|w| kinds.iter().any(|k| k == w)) {
+            return kinds;
+        }
+        assert!(std::time::Instant::now() < deadline, "{kinds:?}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
 fn turning_it_off_takes_the_password_and_a_code() {
-    let app = TestApp::spawn();
+    let app = TestApp::spawn_with(|c| {
+        c.delivery = Some(authd::delivery::Channel::Outbox);
+        c.delivery_settings.links_to_listener = true;
+    });
     let enrolled = enrol(&app, "ann@x.io", "pw");
     let session = &enrolled.session;
     let next = code(&enrolled.secret, enrolled.step + 1);
@@ -292,6 +343,8 @@ fn turning_it_off_takes_the_password_and_a_code() {
         (reply.status, reply.message()),
         (200, "totp disabled".into())
     );
+    // The address is told of both changes.
+    caught_kinds(&app, &["totp_enabled", "totp_disabled"]);
     assert_eq!(log_in_with(&app, "ann@x.io", "pw", None).0, 200);
     let reply = app.send_in(
         session,
@@ -493,6 +546,7 @@ fn second_factors_survive_key_rotations() {
 
 crate::on_every_store!(
     second_factors_survive_key_rotations,
+    the_password_alone_does_not_clear_failed_codes,
     enrolment_asks_a_first_code_then_every_login_asks_one,
     recovery_codes_work_once_each_in_any_spelling,
     wrong_codes_count_as_failed_logins_and_a_missing_one_does_not,

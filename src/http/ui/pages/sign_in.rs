@@ -2,10 +2,11 @@
 //! `POST /sessions` (its throttles, device cookie, audit lines), then
 //! back to `return_to` ([`crate::http::ui::return_to`]).
 //!
-//! Signing in is one step today: email and password. A further step (a
-//! second factor) fits in [`post`]: when the use case answers that the
-//! account needs it, the page shows that step's form instead of the
-//! session, carrying `return_to` along as this form does.
+//! The form has a field for the authentication code of two-step sign-in
+//! (TOTP), left empty by everyone else: when the use case answers that
+//! the account needs a code (or that the code was wrong), the form comes
+//! back with the problem on that field, the email and `return_to` kept
+//! and the password asked again (a page never echoes a password).
 
 use maud::html;
 use rouille::Response;
