@@ -294,6 +294,11 @@ fn a_real_browser_goes_through_every_flow_of_the_pages() {
     assert!(session.try_find(".qr svg").is_some(), "no QR code");
     visit.check("totp-enrol");
     let key = session.text("code.key");
+    let uri = session.text("code.uri");
+    assert!(
+        uri.starts_with("otpauth://totp/") && uri.contains(&format!("secret={key}")),
+        "{uri}"
+    );
     let step = crate::totp::now_step();
     let first = crate::totp::code(&key, step);
     visit.submit("account-totp-confirm", &[("code", &first)]);

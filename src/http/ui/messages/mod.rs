@@ -110,6 +110,8 @@ pub struct Messages {
     pub totp_scan: &'static str,
     pub totp_qr_label: &'static str,
     pub totp_key: &'static str,
+    /// Before the otpauth:// URI, for apps that take one pasted.
+    pub totp_uri: &'static str,
     pub totp_confirm_button: &'static str,
     pub totp_restart_button: &'static str,
     pub totp_on_intro: &'static str,

@@ -518,6 +518,7 @@ impl View<'_, '_> {
                         div.qr { (PreEscaped(svg)) }
                     }
                     p { (m.totp_key) ": " code.key { (pending.secret) } }
+                    p { (m.totp_uri) ": " code.uri { (pending.otpauth_uri) } }
                     (self.form(Action::TotpConfirm, html! {
                         (self.code_field(Action::TotpConfirm))
                         (view::submit(m.totp_confirm_button))
