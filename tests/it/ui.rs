@@ -203,6 +203,26 @@ fn every_page_carries_the_security_headers_and_no_script() {
     assert_eq!(style.only("Content-Type"), Some("text/css; charset=utf-8"));
 }
 
+/// HEAD of a page is its GET without a body: the same status and
+/// headers, nothing spent.
+#[test]
+fn head_answers_a_page_without_its_body() {
+    let app = TestApp::spawn();
+    for path in [
+        "/ui/sign-in",
+        "/ui/style.css",
+        "/ui/reset-password?email=a%40b.io&token=x",
+    ] {
+        let (answer, after) = raw::head(app.running.addr(), path, &[], raw::IO_LIMIT)
+            .unwrap_or_else(|e| panic!("HEAD {path}: {e}"));
+        assert_eq!(answer.status, 200, "{path}: {answer:?}");
+        assert!(after.is_empty(), "HEAD {path} sent a body");
+        assert!(answer.text().is_empty(), "{path}");
+    }
+    let (answer, _) = raw::head(app.running.addr(), "/ui/sign-out", &[], raw::IO_LIMIT).unwrap();
+    assert_eq!(answer.status, 405);
+}
+
 #[test]
 fn forms_pass_only_with_their_token_and_from_this_origin() {
     let app = TestApp::spawn();

@@ -49,7 +49,12 @@ pub fn handle(
     caller: &Caller,
     path: &str,
 ) -> Response {
-    let method = request.method();
+    // A page's HEAD is its GET without the body (tiny_http leaves the
+    // body out): GET changes nothing on any page.
+    let method = match request.method() {
+        "HEAD" => "GET",
+        other => other,
+    };
     if path == "/ui/style.css" {
         return match method {
             "GET" => page::with_page_headers(
