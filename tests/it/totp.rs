@@ -308,54 +308,24 @@ fn turning_it_off_takes_the_password_and_a_code() {
     let enrolled = enrol(&app, "ann@x.io", "pw");
     let session = &enrolled.session;
     let next = code(&enrolled.secret, enrolled.step + 1);
-    let reply = app.send_in(
-        session,
-        "DELETE",
-        "/totp",
-        &[("password", "nope"), ("code", &next)],
-    );
+    let turn_off = |fields: &[(&str, &str)]| {
+        let reply = app.send_in(session, "DELETE", "/totp", fields);
+        (reply.status, reply.message())
+    };
+    let wrong_password = (401, "wrong password".to_owned());
+    let wrong_code = (401, "invalid totp code".to_owned());
     assert_eq!(
-        (reply.status, reply.message()),
-        (401, "wrong password".into())
+        turn_off(&[("password", "nope"), ("code", &next)]),
+        wrong_password
     );
-    let reply = app.send_in(
-        session,
-        "DELETE",
-        "/totp",
-        &[("password", "pw"), ("code", "123")],
-    );
-    assert_eq!(
-        (reply.status, reply.message()),
-        (401, "invalid totp code".into())
-    );
-    let reply = app.send_in(session, "DELETE", "/totp", &[("password", "pw")]);
-    assert_eq!(
-        (reply.status, reply.message()),
-        (401, "invalid totp code".into())
-    );
-    let reply = app.send_in(
-        session,
-        "DELETE",
-        "/totp",
-        &[("password", "pw"), ("code", &next)],
-    );
-    assert_eq!(
-        (reply.status, reply.message()),
-        (200, "totp disabled".into())
-    );
+    assert_eq!(turn_off(&[("password", "pw"), ("code", "123")]), wrong_code);
+    assert_eq!(turn_off(&[("password", "pw")]), wrong_code);
+    let off = [("password", "pw"), ("code", next.as_str())];
+    assert_eq!(turn_off(&off), (200, "totp disabled".to_owned()));
     // The address is told of both changes.
     caught_kinds(&app, &["totp_enabled", "totp_disabled"]);
     assert_eq!(log_in_with(&app, "ann@x.io", "pw", None).0, 200);
-    let reply = app.send_in(
-        session,
-        "DELETE",
-        "/totp",
-        &[("password", "pw"), ("code", &next)],
-    );
-    assert_eq!(
-        (reply.status, reply.message()),
-        (403, "totp not enabled".into())
-    );
+    assert_eq!(turn_off(&off), (403, "totp not enabled".to_owned()));
     // Without a session: 403, as every signed-in route.
     let reply = app.send("POST", "/totp", crate::common::Format::Json, &[]);
     assert_eq!(reply.status, 403);
