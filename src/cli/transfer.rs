@@ -565,12 +565,20 @@ pub(super) fn import(args: ImportArgs, env: &mut Env<'_>) -> Result<ExitCode, Cl
     let mut existing_emails = Vec::new();
     match &existing {
         Some(store) => {
-            for (line, user) in users {
-                match store.request().user_by_email(&user.email) {
-                    Ok(_) => existing_emails
-                        .push((line, format!("email {} is already registered", user.email))),
-                    Err(StoreError::NotFound) => fresh.push(user),
-                    Err(e) => return Err(e.into()),
+            // As `user_by_email` finds an account (its key, or the old key
+            // of a spelling whose key changed), for the whole input at once.
+            let legacy: Vec<String> = users.iter().map(|(_, u)| u.email.legacy_key()).collect();
+            let mut keys: Vec<&str> = users.iter().map(|(_, u)| u.email.key()).collect();
+            keys.extend(legacy.iter().map(String::as_str));
+            keys.sort_unstable();
+            keys.dedup();
+            let held = store.maintenance().held_keys(&keys)?;
+            for ((line, user), legacy) in users.into_iter().zip(&legacy) {
+                if held.contains(user.email.key()) || held.contains(legacy) {
+                    existing_emails
+                        .push((line, format!("email {} is already registered", user.email)));
+                } else {
+                    fresh.push(user);
                 }
             }
         }

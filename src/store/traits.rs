@@ -399,6 +399,11 @@ pub trait Maintenance: Send + Sync {
     /// into memory; stops early when `visit` returns `Break`.
     fn each_user(&self, visit: &mut dyn FnMut(User) -> ControlFlow<()>) -> Result<(), StoreError>;
 
+    /// Which of `keys` are the key of a user's address: what an import
+    /// checks for its whole input at once (one query per 10,000 keys on
+    /// PostgreSQL rather than a round trip per user).
+    fn held_keys(&self, keys: &[&str]) -> Result<std::collections::HashSet<String>, StoreError>;
+
     /// Numbers of users, sessions and one-time tokens.
     fn counts(&self) -> Result<Counts, StoreError>;
 

@@ -358,6 +358,14 @@ fn import_refuses_or_skips_existing_emails() {
         "{err}"
     );
     assert!(err.contains("--skip-existing"), "{err}");
+    // Another spelling of the address is the same account.
+    let shouting = input.replacen("lib@x.io", "LIB@X.IO", 1);
+    let (code, _, err) = authd(&dir, &["import", "-"], Some(&shouting));
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("line 1: email LIB@X.IO is already registered"),
+        "{err}"
+    );
     let (code, _, err) = authd(&dir, &["import", "-", "--skip-existing"], Some(&input));
     assert_eq!(code, 0, "{err}");
     assert!(err.contains("imported 3 users, skipped 1"), "{err}");

@@ -11,6 +11,9 @@ use super::{ms, PgStore};
 use crate::store::{Counts, Import, Maintenance, StoreError};
 use crate::user::{NewUser, UserId};
 
+/// Email keys asked about per query by `held_keys`.
+const HELD_KEYS_CHUNK: usize = 10_000;
+
 /// Creates `users` with one multi-row insert; the ids come back matched to
 /// their emails, so the order of `RETURNING` does not matter.
 fn insert_users(
@@ -146,6 +149,21 @@ impl PgStore {
 
 impl Maintenance for PgStore {
     /// One multi-row insert, one transaction.
+    fn held_keys(&self, keys: &[&str]) -> Result<std::collections::HashSet<String>, StoreError> {
+        let mut held = std::collections::HashSet::new();
+        let mut conn = self.conn()?;
+        for chunk in keys.chunks(HELD_KEYS_CHUNK) {
+            let rows = conn.client.query(
+                "SELECT email_key FROM authd_users WHERE email_key = ANY($1)",
+                &[&chunk],
+            )?;
+            for row in rows {
+                held.insert(row.try_get::<_, String>(0)?);
+            }
+        }
+        Ok(held)
+    }
+
     /// One transaction: the users and their second factors.
     fn add_users(&self, users: &[NewUser]) -> Result<Vec<UserId>, StoreError> {
         let mut conn = self.conn()?;

@@ -241,6 +241,17 @@ impl SledStore {
 }
 
 impl Maintenance for SledStore {
+    /// A look in the index per key: local reads, nothing to batch.
+    fn held_keys(&self, keys: &[&str]) -> Result<std::collections::HashSet<String>, StoreError> {
+        let mut held = std::collections::HashSet::new();
+        for key in keys {
+            if self.by_email.contains_key(key.as_bytes())? {
+                held.insert((*key).to_owned());
+            }
+        }
+        Ok(held)
+    }
+
     fn add_users(&self, batch: &[NewUser]) -> Result<Vec<UserId>, StoreError> {
         self.insert_users(batch, None)
     }
