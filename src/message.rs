@@ -33,11 +33,13 @@ pub enum Kind {
     TotpEnabled,
     /// Notice: two-step sign-in was turned off.
     TotpDisabled,
+    /// Notice: a recovery code was used to sign in.
+    RecoveryCodeUsed,
 }
 
 impl Kind {
     /// Every kind, in the order of their template files.
-    pub const ALL: [Kind; 8] = [
+    pub const ALL: [Kind; 9] = [
         Kind::Reset,
         Kind::Verify,
         Kind::EmailChange,
@@ -46,6 +48,7 @@ impl Kind {
         Kind::AccountDeleted,
         Kind::TotpEnabled,
         Kind::TotpDisabled,
+        Kind::RecoveryCodeUsed,
     ];
 
     /// The name of the kind's template files and of its webhook `type`.
@@ -59,6 +62,7 @@ impl Kind {
             Kind::AccountDeleted => "account_deleted",
             Kind::TotpEnabled => "totp_enabled",
             Kind::TotpDisabled => "totp_disabled",
+            Kind::RecoveryCodeUsed => "recovery_code_used",
         }
     }
 
@@ -82,7 +86,8 @@ impl Kind {
             | Kind::EmailChanged
             | Kind::AccountDeleted
             | Kind::TotpEnabled
-            | Kind::TotpDisabled => None,
+            | Kind::TotpDisabled
+            | Kind::RecoveryCodeUsed => None,
         }
     }
 
@@ -103,7 +108,8 @@ impl Kind {
             Kind::PasswordChanged
             | Kind::AccountDeleted
             | Kind::TotpEnabled
-            | Kind::TotpDisabled => &[Var::Email],
+            | Kind::TotpDisabled
+            | Kind::RecoveryCodeUsed => &[Var::Email],
             Kind::EmailChanged => &[Var::Email, Var::NewEmail, Var::OldEmail],
         }
     }
@@ -410,7 +416,7 @@ fn as_is(value: &str) -> String {
 }
 
 /// The built-in templates, compiled in: (kind, part, text).
-const BUILT_IN: [(Kind, Part, &str); 24] = [
+const BUILT_IN: [(Kind, Part, &str); 27] = [
     (
         Kind::Reset,
         Part::Subject,
@@ -526,6 +532,21 @@ const BUILT_IN: [(Kind, Part, &str); 24] = [
         Kind::TotpDisabled,
         Part::Html,
         include_str!("templates/totp_disabled.html"),
+    ),
+    (
+        Kind::RecoveryCodeUsed,
+        Part::Subject,
+        include_str!("templates/recovery_code_used.subject"),
+    ),
+    (
+        Kind::RecoveryCodeUsed,
+        Part::Text,
+        include_str!("templates/recovery_code_used.txt"),
+    ),
+    (
+        Kind::RecoveryCodeUsed,
+        Part::Html,
+        include_str!("templates/recovery_code_used.html"),
     ),
 ];
 

@@ -161,7 +161,8 @@ pub fn purpose_of(kind: Kind) -> Option<Purpose> {
         | Kind::EmailChanged
         | Kind::AccountDeleted
         | Kind::TotpEnabled
-        | Kind::TotpDisabled => None,
+        | Kind::TotpDisabled
+        | Kind::RecoveryCodeUsed => None,
     }
 }
 

@@ -10,6 +10,7 @@ use crate::audit::Event;
 use crate::clock::unix_millis;
 use crate::device::DeviceCookie;
 use crate::hasher::{HashKey, OWN_WORK};
+use crate::message::Kind;
 use crate::session::{kept_user_agent, Session, SessionId};
 use crate::store::{StoreError, UserChange};
 use crate::token::Token;
@@ -213,6 +214,16 @@ impl Auth {
                 }
                 other => other,
             })?;
+        if changes
+            .iter()
+            .any(|change| matches!(change, UserChange::TotpRecovery(_)))
+        {
+            // Someone signed in without the device: its owner should know.
+            self.send_after(
+                caller,
+                super::account::notice(Kind::RecoveryCodeUsed, &user, None),
+            );
+        }
         Ok((user, token))
     }
 

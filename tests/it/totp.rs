@@ -192,7 +192,10 @@ fn enrolment_asks_a_first_code_then_every_login_asks_one() {
 }
 
 fn recovery_codes_work_once_each_in_any_spelling() {
-    let app = TestApp::spawn();
+    let app = TestApp::spawn_with(|c| {
+        c.delivery = Some(authd::delivery::Channel::Outbox);
+        c.delivery_settings.links_to_listener = true;
+    });
     let enrolled = enrol(&app, "ann@x.io", "pw");
     let first = &enrolled.recovery[0];
     assert_eq!(log_in_with(&app, "ann@x.io", "pw", Some(first)).0, 200);
@@ -205,6 +208,10 @@ fn recovery_codes_work_once_each_in_any_spelling() {
     let user =
         authd::store::keyword::find_user_by(app.running.store(), "email", "ann@x.io").unwrap();
     assert_eq!(user.totp.unwrap().recovery.len(), 8);
+    // Each use is told to the address.
+    let kinds = caught_kinds(&app, &["recovery_code_used"]);
+    let used = kinds.iter().filter(|k| *k == "recovery_code_used").count();
+    assert!(used >= 1, "{kinds:?}");
 }
 
 /// "totp required" is no failed attempt (the password was right), so it
