@@ -2,7 +2,8 @@
 //! given (`AUTHD_TEST_DATABASE_URL`) and the `postgres` feature is built.
 //! Without it those tests are compiled but ignored, and `cargo test` lists
 //! them as ignored with the reason, so a laptop without PostgreSQL passes
-//! and nobody mistakes a skip for a pass.
+//! and nobody mistakes a skip for a pass. (Without the feature, the few
+//! that need its client or `authd::store::postgres` are left out.)
 
 fn main() {
     println!("cargo::rustc-check-cfg=cfg(authd_pg_tests)");

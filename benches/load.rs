@@ -286,7 +286,12 @@ fn main() {
 
     if wanted("5") {
         match std::env::var("AUTHD_BENCH_DATABASE_URL") {
+            #[cfg(feature = "postgres")]
             Ok(url) if !url.is_empty() => postgres_part(work.path(), &url, secs, rounds, cores),
+            #[cfg(not(feature = "postgres"))]
+            Ok(url) if !url.is_empty() => {
+                println!("5. PostgreSQL: skipped (built without the `postgres` feature)")
+            }
             _ => println!("5. PostgreSQL: skipped (set AUTHD_BENCH_DATABASE_URL=postgres://...)"),
         }
     }
@@ -369,6 +374,7 @@ fn write_format_1(dir: &Path, users: u64) {
 /// Part 5: the same session checks and logins on the PostgreSQL store,
 /// with one instance and with two on one database (each given half the
 /// connections, their throughputs summed), and on sled in the same run.
+#[cfg(feature = "postgres")]
 fn postgres_part(work: &Path, url: &str, secs: u64, rounds: usize, cores: usize) {
     let mut admin =
         postgres::Client::connect(url, postgres::NoTls).expect("AUTHD_BENCH_DATABASE_URL");

@@ -140,10 +140,14 @@ fn fixture() -> Vec<Old> {
 /// on sled, a copy of the store the previous release wrote (format 2); on
 /// PostgreSQL, a schema at migration 4 with the same rows, keyed as that
 /// release keyed them (lowercased).
+#[cfg_attr(not(feature = "postgres"), allow(unused_variables))]
 fn old_store(tmp: &Path, users: &[Old]) -> PathBuf {
     let dir = tmp.join("store");
     match stores::kind() {
         Kind::Sled => crate::common::copy_fixture_store("store-v2", &dir),
+        #[cfg(not(feature = "postgres"))]
+        Kind::Postgres => panic!("PostgreSQL: built without the `postgres` feature"),
+        #[cfg(feature = "postgres")]
         Kind::Postgres => {
             let url = stores::database_url(&dir).unwrap();
             let mut client = postgres::Client::connect(&url, postgres::NoTls).unwrap();

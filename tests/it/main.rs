@@ -59,8 +59,10 @@ mod operator;
 /// Password hashing: argon2id or bcrypt, long passwords, a store moving between them.
 mod passwords;
 /// The PostgreSQL throttle table: bounded, evicting, never failing open.
+#[cfg(feature = "postgres")]
 mod pg_throttle;
 /// PostgreSQL over TLS: every sslmode against a cluster the test starts.
+#[cfg(feature = "postgres")]
 mod pg_tls;
 /// What only the PostgreSQL store can do: several instances on one database.
 mod postgres;

@@ -40,11 +40,10 @@ use std::cmp::Reverse;
 use std::collections::BTreeMap;
 use std::ops::ControlFlow;
 
-use crate::common::stores::Schema;
 use authd::one_time::{OneTimeToken, Purpose};
 use authd::session::{Session, SessionId};
 use authd::store::{
-    Counts, Ends, Maintenance, Redemption, RequestStore, SledStore, StoreError, Upgrade, UserChange,
+    Counts, Ends, Maintenance, Redemption, RequestStore, SledStore, StoreError, UserChange,
 };
 use authd::token::{Token, TokenHash};
 use authd::user::{Email, NewUser, User, UserId};
@@ -894,6 +893,7 @@ proptest! {
     }
 }
 
+#[cfg(feature = "postgres")]
 proptest! {
     // Each case makes and drops a schema: fewer cases keep the suite quick.
     #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
@@ -904,6 +904,8 @@ proptest! {
         ignore = "PostgreSQL: set AUTHD_TEST_DATABASE_URL=postgres://... to run"
     )]
     fn the_postgres_store_behaves_like_the_model(ops in ops()) {
+        use crate::common::stores::Schema;
+        use authd::store::Upgrade;
         let schema = Schema::create();
         let store =
             authd::store::postgres::PgStore::connect(&schema.url, 2, Upgrade::Apply).unwrap();

@@ -284,6 +284,7 @@ fn a_migration_killed_half_way_resumes() {
 /// session and reset grant in the user's row), with one user holding both,
 /// opened by this release: admin commands refuse it, `serve` migrates it,
 /// and the session and the reset token still work.
+#[cfg(feature = "postgres")]
 fn a_schema_at_migration_1_is_brought_up_to_date() {
     use authd::token::Token;
     let tmp = tempfile::tempdir().unwrap();
@@ -359,4 +360,5 @@ fn a_schema_at_migration_1_is_brought_up_to_date() {
     assert_eq!(code, 0, "{out}{err}");
 }
 
+#[cfg(feature = "postgres")]
 crate::only_on_postgres!(a_schema_at_migration_1_is_brought_up_to_date);

@@ -45,7 +45,7 @@ macro_rules! on_every_store {
 
 /// Generates a test for each function named that runs on PostgreSQL only
 /// (what several instances share); ignored, with the reason, without a
-/// test database.
+/// test database or without the `postgres` feature.
 #[macro_export]
 macro_rules! only_on_postgres {
     ($($name:ident),* $(,)?) => {
@@ -53,8 +53,12 @@ macro_rules! only_on_postgres {
             $(
                 #[test]
                 #[cfg_attr(
-                    not(authd_pg_tests),
+                    all(feature = "postgres", not(authd_pg_tests)),
                     ignore = "PostgreSQL: set AUTHD_TEST_DATABASE_URL=postgres://... to run"
+                )]
+                #[cfg_attr(
+                    not(feature = "postgres"),
+                    ignore = "PostgreSQL: built without the `postgres` feature"
                 )]
                 fn $name() {
                     $crate::common::stores::run_on($crate::common::stores::Kind::Postgres, super::$name);
@@ -176,6 +180,7 @@ impl Drop for Schema {
 
 /// Runs `sql` in the schema standing for `dir` (PostgreSQL tests only);
 /// returns the first column of the last row any statement returned.
+#[cfg(feature = "postgres")]
 pub fn sql(dir: &Path, sql: &str) -> Option<String> {
     let url = database_url(dir).expect("a PostgreSQL test");
     let mut client = postgres::Client::connect(&url, postgres::NoTls).unwrap();
@@ -191,11 +196,25 @@ pub fn sql(dir: &Path, sql: &str) -> Option<String> {
     last
 }
 
+/// Without the `postgres` feature there is no client: the PostgreSQL tests
+/// are ignored in such a build, and stop here if run anyway (`--ignored`).
+#[cfg(not(feature = "postgres"))]
+pub fn sql(_: &Path, _: &str) -> Option<String> {
+    panic!("PostgreSQL: built without the `postgres` feature")
+}
+
 /// Runs `sql` on the test database.
+#[cfg(feature = "postgres")]
 pub fn admin(sql: &str) {
     let mut client = postgres::Client::connect(&test_database(), postgres::NoTls)
         .unwrap_or_else(|e| panic!("cannot reach AUTHD_TEST_DATABASE_URL: {e}"));
     client
         .batch_execute(sql)
         .unwrap_or_else(|e| panic!("{sql}: {e}"));
+}
+
+/// Without the `postgres` feature, as [`sql`]: the test stops here.
+#[cfg(not(feature = "postgres"))]
+pub fn admin(_: &str) {
+    panic!("PostgreSQL: built without the `postgres` feature")
 }
