@@ -169,11 +169,13 @@ def positive_data_acceptance_but_taken_email(ctx, response, case):
     return positive_data_acceptance(ctx, response, case)
 
 
-@schemathesis.auth(retry_on=[403]).apply_to(operation_id=["profile", "logOut", "listSessions", "endSession", "changePassword", "deleteAccount", "verify", "verifyHead", "getAccount", "changeEmail"])
+@schemathesis.auth(retry_on=[403]).apply_to(operation_id=["profile", "logOut", "listSessions", "endSession", "changePassword", "deleteAccount", "verify", "verifyHead", "getAccount", "changeEmail", "beginTotp", "confirmTotp", "disableTotp"])
 class SessionCookie:
     """The session_id cookie: the script's own at first, then a new login
-    each time GET /profile or DELETE /sessions answers 403; a fresh account
-    when the current one cannot log in any more."""
+    each time a route that takes it answers 403 (the /totp routes also
+    answer 403 with a live session, for a wrong code: a new login then
+    costs a little and changes nothing); a fresh account when the current
+    one cannot log in any more."""
 
     def __init__(self):
         self.lock = threading.Lock()
